@@ -1,0 +1,52 @@
+import { UsageError } from './args.js';
+
+/** One CLI command: runs with the arguments after its name and returns the exit status. */
+export interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(argv: readonly string[]): Promise<number>;
+}
+
+/** Commands load lazily so that `replikit check` does not pull in gRPC, nor `put` the store. */
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  version: async () => (await import('./commands/version.js')).versionCommand,
+};
+
+function help(): string {
+  return [
+    'usage: replikit <command> [flags]',
+    '',
+    'commands:',
+    ...Object.keys(COMMANDS).map((name) => `  ${name}`),
+    '',
+    'Run `replikit <command> --help` for the flags of one command.',
+  ].join('\n');
+}
+
+/** Runs the CLI and returns its exit status: 0 success, 2 usage error, others per command. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help() + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  const load = COMMANDS[name];
+  if (load === undefined) {
+    process.stderr.write(`replikit: unknown command ${JSON.stringify(name)}\n\n${help()}\n`);
+    return 2;
+  }
+  const command = await load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err: unknown) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`replikit ${name}: ${err.message}\n\n${command.usage}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

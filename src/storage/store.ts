@@ -1,0 +1,58 @@
+import type { ApplyOutcome, Entry } from './entry.js';
+
+/**
+ * The durable state of one replica: versioned entries per keyspace, plus a little metadata (the
+ * node's incarnation, hints). Modelled on etcd raft's storage.go: every method states what it
+ * guarantees.
+ *
+ * Concurrency: a store is used from one Node.js process; calls may overlap (several `apply` calls
+ * in flight at once) and the store must behave as if they ran one after another in call order.
+ *
+ * Errors: methods reject (or throw, for the synchronous ones) only for operating failures of the
+ * medium (disk full, store closed); such an error means the write may not be durable. Calls after
+ * `close()` throw {@link StoreClosedError}.
+ */
+export interface Store {
+  /**
+   * The entry held for `key` in `keyspace`, tombstones included, or undefined when none is.
+   * Reflects every `apply` that has resolved, and may reflect ones still in flight (read your own
+   * pending writes); it never goes back to an older version.
+   */
+  get(keyspace: string, key: Uint8Array): Entry | undefined;
+
+  /**
+   * Offers entries to the store. For each entry, in order: when the store holds no entry for its
+   * key, or holds one with a smaller version (see compareVersion), the entry replaces it
+   * (`applied`); otherwise nothing changes (`superseded`). The comparison and the write are
+   * atomic with respect to every other `apply`, so the outcome does not depend on the order in
+   * which replicas receive writes.
+   *
+   * Resolves, with one outcome per entry in the same order, only once every applied entry is
+   * durable: a crash after the promise resolves loses none of them. Calls that arrive together
+   * share one commit (group commit), so many writers pay for one fsync.
+   */
+  apply(keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
+
+  /**
+   * Every entry of `keyspace` in byte-wise key order, tombstones included: a snapshot of the state
+   * when called (for anti-entropy and tests). Do not call it on a hot path.
+   */
+  entries(keyspace: string): Entry[];
+
+  /** A metadata value (small bytes, e.g. the incarnation counter), or undefined. */
+  getMeta(name: string): Uint8Array | undefined;
+
+  /** Durably sets a metadata value; resolves once it is committed. */
+  putMeta(name: string, value: Uint8Array): Promise<void>;
+
+  /** Waits for writes in flight, then releases the medium. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Thrown by every call on a store after `close()`. */
+export class StoreClosedError extends Error {
+  override readonly name = 'StoreClosedError';
+  constructor() {
+    super('the store is closed');
+  }
+}
