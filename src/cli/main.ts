@@ -9,6 +9,13 @@ export interface Command {
 
 /** Commands load lazily so that `replikit check` does not pull in gRPC, nor `put` the store. */
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  serve: async () => (await import('./commands/serve.js')).serveCommand,
+  put: async () => (await import('./commands/kv.js')).putCommand,
+  get: async () => (await import('./commands/kv.js')).getCommand,
+  delete: async () => (await import('./commands/kv.js')).deleteCommand,
+  status: async () => (await import('./commands/status.js')).statusCommand,
+  demo: async () => (await import('./commands/demo.js')).demoCommand,
+  check: async () => (await import('./commands/check.js')).checkCommand,
   version: async () => (await import('./commands/version.js')).versionCommand,
 };
 
@@ -47,6 +54,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`replikit ${name}: ${err.message}\n\n${command.usage}\n`);
       return 2;
     }
-    throw err;
+    // An operating failure (a port in use, a peer that went away): one clear line, no stack trace.
+    process.stderr.write(`replikit ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   }
 }

@@ -67,7 +67,7 @@ export class HybridLogicalClock {
 
   /** A local event or a send: a timestamp larger than every one issued or observed so far. */
   now(): HlcTimestamp {
-    const physical = this.#wallClock();
+    const physical = this.#physicalMs();
     const last = this.#last;
     const next =
       physical > last.wallMs
@@ -83,7 +83,7 @@ export class HybridLogicalClock {
    * whether its offset is acceptable.
    */
   update(remote: HlcTimestamp): HlcTimestamp {
-    const physical = this.#wallClock();
+    const physical = this.#physicalMs();
     const last = this.#last;
     const wallMs = Math.max(last.wallMs, remote.wallMs, physical);
     let logical: number;
@@ -104,6 +104,11 @@ export class HybridLogicalClock {
   /** How far `remote` runs ahead of this node's wall clock, in milliseconds (negative: behind). */
   aheadOfWallMs(remote: HlcTimestamp): number {
     return remote.wallMs - this.#wallClock();
+  }
+
+  /** Whole milliseconds: timestamps go on the wire as integers, whatever resolution the clock has. */
+  #physicalMs(): number {
+    return Math.floor(this.#wallClock());
   }
 
   #nextLogical(logical: number): number {

@@ -13,3 +13,7 @@ export {
 } from './hybrid-logical-clock.js';
 export type { CausalOrder } from './vector-clock.js';
 export { VectorClock } from './vector-clock.js';
+export type { Scheduler, TimerHandle } from './scheduler.js';
+export { systemScheduler } from './scheduler.js';
+export type { ClockSample } from './clock-sync.js';
+export { ClockOffsetEstimator, DEFAULT_CLOCK_SYNC_WINDOW, clockSample } from './clock-sync.js';

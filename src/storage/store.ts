@@ -10,7 +10,12 @@ import type { ApplyOutcome, Entry } from './entry.js';
  *
  * Errors: methods reject (or throw, for the synchronous ones) only for operating failures of the
  * medium (disk full, store closed); such an error means the write may not be durable. Calls after
- * `close()` throw {@link StoreClosedError}.
+ * `close()` throw {@link StoreClosedError} (the asynchronous ones reject with it). Arguments out of
+ * range — a keyspace name outside `[A-Za-z0-9._-]{1,128}`, a key over `MAX_KEY_BYTES` (limits.ts) —
+ * are programmer errors and throw (or reject with) `RangeError`; the API layer validates first.
+ *
+ * Ownership: a store copies the bytes it is given, so callers may reuse their buffers once a call
+ * returns. Entries it returns are frozen and must not be modified, bytes included.
  */
 export interface Store {
   /**
@@ -28,14 +33,18 @@ export interface Store {
    * which replicas receive writes.
    *
    * Resolves, with one outcome per entry in the same order, only once every applied entry is
-   * durable: a crash after the promise resolves loses none of them. Calls that arrive together
-   * share one commit (group commit), so many writers pay for one fsync.
+   * durable: a crash after the promise resolves loses none of them. A `superseded` outcome, too,
+   * waits until the entry that beat it is durable, so a replica never answers "I hold something
+   * newer" about a write a crash could still take away. Calls that arrive together share one
+   * commit (group commit), so many writers pay for one fsync. Never answers `buffered`: buffering
+   * is the causal policy's business, above the store.
    */
   apply(keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
 
   /**
    * Every entry of `keyspace` in byte-wise key order, tombstones included: a snapshot of the state
-   * when called (for anti-entropy and tests). Do not call it on a hot path.
+   * when called (for anti-entropy and tests), showing the same writes `get` would. Do not call it
+   * on a hot path.
    */
   entries(keyspace: string): Entry[];
 

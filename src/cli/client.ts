@@ -1,0 +1,61 @@
+import { credentials, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { hostPortFlag, intFlag, type ParsedArgs, UsageError } from './args.js';
+
+/** Flags every client command takes. */
+export const CLIENT_FLAGS = {
+  target: {},
+  json: { boolean: true },
+  'timeout-ms': {},
+} as const;
+
+/** The default deadline of a CLI call: longer than a node's own request timeout (3 s), so the node answers first. */
+export const DEFAULT_CLI_TIMEOUT_MS = 5_000;
+
+export interface ClientSettings {
+  readonly target: string;
+  readonly json: boolean;
+  readonly timeoutMs: number;
+}
+
+export function clientSettings(args: ParsedArgs): ClientSettings {
+  const target = args.flags.get('target');
+  if (target === undefined) throw new UsageError('--target HOST:PORT is required');
+  return {
+    target: hostPortFlag('target', target),
+    json: args.switches.has('json'),
+    timeoutMs: args.flags.has('timeout-ms') ? intFlag('timeout-ms', args.flags.get('timeout-ms')!, 1, 3_600_000) : DEFAULT_CLI_TIMEOUT_MS,
+  };
+}
+
+export const insecure = credentials.createInsecure;
+
+/** Calls a unary method in the callback style of generated clients, as a promise. */
+export function unary<Req, Res>(
+  method: (req: Req, metadata: Metadata, options: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown,
+  request: Req,
+  timeoutMs: number,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** Prints a failed call as `STATUS_NAME: message` and returns exit status 1. */
+export function reportCallError(command: string, err: unknown): number {
+  if (isServiceError(err)) {
+    process.stderr.write(`replikit ${command}: ${Status[err.code] ?? err.code}: ${err.details || err.message}\n`);
+    return 1;
+  }
+  throw err;
+}
+
+function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number';
+}
+
+/** Decodes `--session` (the base64 `sessionToken` that `--json` prints). */
+export function sessionFlag(text: string | undefined): Buffer {
+  if (text === undefined) return Buffer.alloc(0);
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) throw new UsageError('--session must be the base64 sessionToken printed by --json');
+  return Buffer.from(text, 'base64');
+}

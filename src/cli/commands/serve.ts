@@ -1,0 +1,130 @@
+import { mkdirSync } from 'node:fs';
+import { ConfigError, type PeerConfig } from '../../node/config.js';
+import { ReplicaNode } from '../../node/replica-node.js';
+import { createConsoleJsonLogger, LOG_LEVELS, type LogLevel } from '../../logging/logger.js';
+import { POLICIES, policyByName, type ConsistencyPolicy } from '../../policy/index.js';
+import { LmdbStore } from '../../storage/lmdb-store.js';
+import { MemoryStore } from '../../storage/memory-store.js';
+import type { Store } from '../../storage/store.js';
+import { hostPortFlag, intFlag, parseArgs, UsageError } from '../args.js';
+import type { Command } from '../main.js';
+
+const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,...]
+                     [--data-dir DIR | --memory] [--cluster-id ID]
+                     [--policy cp] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
+
+Runs one replica until SIGTERM or SIGINT. The keyspace "default" is bound to --policy (cp unless
+given); --keyspace adds more. Data lives in LMDB under --data-dir (default ./replikit-data/ID);
+--memory keeps it in memory only. Prints one line when ready; logs JSON lines to stderr.
+Policies available: ${Object.keys(POLICIES).join(', ')}.`;
+
+const SPEC = {
+  id: {},
+  listen: {},
+  peers: {},
+  'data-dir': {},
+  memory: { boolean: true },
+  'cluster-id': {},
+  policy: {},
+  keyspace: { repeated: true },
+  'log-level': {},
+  'request-timeout-ms': {},
+} as const;
+
+/** Parses `--peers n2=127.0.0.1:7002,n3=127.0.0.1:7003`. */
+export function parsePeers(text: string): PeerConfig[] {
+  if (text.trim() === '') return [];
+  return text.split(',').map((part) => {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--peers must be ID=HOST:PORT,...; ${JSON.stringify(part)} has no ID=`);
+    return { id: part.slice(0, eq), address: hostPortFlag('peers', part.slice(eq + 1)) };
+  });
+}
+
+function policyFlag(flag: string, name: string): ConsistencyPolicy {
+  const policy = policyByName(name);
+  if (policy === undefined) {
+    throw new UsageError(`--${flag}: unknown policy ${JSON.stringify(name)}; available: ${Object.keys(POLICIES).join(', ')}`);
+  }
+  return policy;
+}
+
+export const serveCommand: Command = {
+  summary: 'run one replica',
+  usage: USAGE,
+  async run(argv) {
+    const args = parseArgs(argv, SPEC);
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
+    const id = args.flags.get('id');
+    if (id === undefined) throw new UsageError('--id is required');
+    const listen = args.flags.get('listen');
+    if (listen === undefined) throw new UsageError('--listen is required');
+    hostPortFlag('listen', listen);
+    const peers = parsePeers(args.flags.get('peers') ?? '');
+    const levelText = args.flags.get('log-level') ?? 'info';
+    if (!(LOG_LEVELS as readonly string[]).includes(levelText)) {
+      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(levelText)}`);
+    }
+    const keyspaces: Record<string, ConsistencyPolicy> = { default: policyFlag('policy', args.flags.get('policy') ?? 'cp') };
+    for (const binding of args.lists.get('keyspace') ?? []) {
+      const eq = binding.indexOf('=');
+      if (eq <= 0) throw new UsageError(`--keyspace must be NAME=POLICY, not ${JSON.stringify(binding)}`);
+      keyspaces[binding.slice(0, eq)] = policyFlag('keyspace', binding.slice(eq + 1));
+    }
+    const requestTimeoutMs =
+      args.flags.has('request-timeout-ms') ? intFlag('request-timeout-ms', args.flags.get('request-timeout-ms')!, 1, 3_600_000) : undefined;
+    if (args.switches.has('memory') && args.flags.has('data-dir')) {
+      throw new UsageError('give --data-dir or --memory, not both');
+    }
+
+    const logger = createConsoleJsonLogger({ level: levelText as LogLevel, base: { node: id } });
+    let store: Store;
+    let storeLabel: string;
+    if (args.switches.has('memory')) {
+      store = new MemoryStore();
+      storeLabel = 'memory';
+    } else {
+      const dir = args.flags.get('data-dir') ?? `replikit-data/${id}`;
+      mkdirSync(dir, { recursive: true });
+      store = LmdbStore.open(dir);
+      storeLabel = `lmdb:${dir}`;
+    }
+
+    let node: ReplicaNode;
+    try {
+      node = await ReplicaNode.start({
+        nodeId: id,
+        listen,
+        peers,
+        clusterId: args.flags.get('cluster-id'),
+        keyspaces,
+        store,
+        logger,
+        requestTimeoutMs,
+      });
+    } catch (err: unknown) {
+      await store.close();
+      if (err instanceof ConfigError) throw new UsageError(err.message);
+      process.stderr.write(`replikit serve: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
+
+    const bindings = Object.entries(keyspaces).map(([name, p]) => `${name}=${p.name}`).join(' ');
+    process.stdout.write(
+      `replikit ${id} ready on ${node.address} (cluster ${node.core.settings.clusterId}, incarnation ${node.incarnation}, ` +
+        `${peers.length} peers, keyspaces ${bindings}, store ${storeLabel})\n`,
+    );
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info('shutting down', { signal });
+        resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    await node.close();
+    await store.close();
+    return 0;
+  },
+};

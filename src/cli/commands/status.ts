@@ -1,0 +1,73 @@
+import { ClusterServiceClient, MemberState, StatusResponse, type StatusResponse as Status } from '../../gen/replikit/v1/cluster_service.js';
+import { PolicyKind } from '../../gen/replikit/v1/types.js';
+import { parseArgs, UsageError } from '../args.js';
+import { CLIENT_FLAGS, clientSettings, insecure, reportCallError, unary } from '../client.js';
+import type { Command } from '../main.js';
+
+const STATE_NAME: Record<number, string> = {
+  [MemberState.MEMBER_STATE_ALIVE]: 'ALIVE',
+  [MemberState.MEMBER_STATE_SUSPECT]: 'SUSPECT',
+  [MemberState.MEMBER_STATE_DEAD]: 'DEAD',
+};
+const POLICY_NAME: Record<number, string> = {
+  [PolicyKind.POLICY_KIND_CP_QUORUM]: 'cp',
+  [PolicyKind.POLICY_KIND_AP_ASYNC]: 'ap',
+  [PolicyKind.POLICY_KIND_CAUSAL]: 'causal',
+};
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}
+
+function ms(value: number): string {
+  return value < 0 ? '-' : value.toFixed(1);
+}
+
+/** The human-readable form of a Status response. */
+export function formatStatus(s: Status): string {
+  const members = table([
+    ['NODE', 'ADDRESS', 'STATE', 'PHI', 'LAST HEARD MS', 'RTT MS', 'OFFSET MS', 'INCARNATION'],
+    ...s.members.map((m) => [
+      m.nodeId + (m.self ? ' (self)' : ''),
+      m.address || '-',
+      (STATE_NAME[m.state] ?? 'UNKNOWN') + (m.clockOffsetExceeded ? ' (clock!)' : ''),
+      m.phi.toFixed(2),
+      ms(m.lastHeardMs),
+      ms(m.rttMs),
+      m.clockOffsetMs.toFixed(1),
+      String(m.incarnation),
+    ]),
+  ]);
+  const keyspaces = table([
+    ['KEYSPACE', 'POLICY', 'ALIVE', 'QUORUM', 'REACHABLE'],
+    ...s.keyspaces.map((k) => [
+      k.name,
+      POLICY_NAME[k.policy] ?? 'unknown',
+      `${k.aliveReplicas}/${k.replicaCount}`,
+      String(k.quorumSize),
+      k.quorumReachable ? 'yes' : 'NO',
+    ]),
+  ]);
+  return `node ${s.nodeId} of cluster ${s.clusterId} (incarnation ${s.incarnation}, replikit ${s.version})\n\n${members}\n\n${keyspaces}`;
+}
+
+export const statusCommand: Command = {
+  summary: "show a node's view of the cluster",
+  usage: 'usage: replikit status --target HOST:PORT [--json] [--timeout-ms N]',
+  async run(argv) {
+    const args = parseArgs(argv, CLIENT_FLAGS);
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
+    const settings = clientSettings(args);
+    const client = new ClusterServiceClient(settings.target, insecure());
+    try {
+      const res = await unary(client.status.bind(client), {}, settings.timeoutMs);
+      process.stdout.write(settings.json ? `${JSON.stringify(StatusResponse.toJSON(res))}\n` : `${formatStatus(res)}\n`);
+      return 0;
+    } catch (err: unknown) {
+      return reportCallError('status', err);
+    } finally {
+      client.close();
+    }
+  },
+};

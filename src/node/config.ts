@@ -1,0 +1,123 @@
+import type { ConsistencyPolicy } from '../policy/policy.js';
+import type { Store } from '../storage/store.js';
+import type { Logger } from '../logging/logger.js';
+
+/** One other member of the cluster. */
+export interface PeerConfig {
+  /** The peer's node id. */
+  readonly id: string;
+  /** Where its gRPC server listens, HOST:PORT. */
+  readonly address: string;
+}
+
+/**
+ * The configuration of a {@link ReplicaNode}. Only `nodeId` is required; every other field has a
+ * default in {@link NODE_DEFAULTS}, with its reason.
+ */
+export interface ReplicaNodeConfig {
+  /** This node's id: 1 to 64 characters of [A-Za-z0-9._-], unique in the cluster. */
+  readonly nodeId: string;
+  /**
+   * The cluster's id; peers of another cluster are refused.
+   * @default 'replikit'
+   */
+  readonly clusterId?: string;
+  /** The other members. A node without peers is a cluster of one. @default [] */
+  readonly peers?: readonly PeerConfig[];
+  /** Keyspace name → policy. @default { default: cpQuorum() } */
+  readonly keyspaces?: Readonly<Record<string, ConsistencyPolicy>>;
+  /** The replica's durable state. @default new MemoryStore() */
+  readonly store?: Store;
+  /** @default silentLogger */
+  readonly logger?: Logger;
+  /** Client operations' deadline when the caller gives none, in milliseconds. @default 3000 */
+  readonly requestTimeoutMs?: number;
+  /** The longest key accepted, in bytes. @default 1024 */
+  readonly maxKeyBytes?: number;
+  /** The longest value accepted, in bytes. @default 1048576 */
+  readonly maxValueBytes?: number;
+  /** The most entries one Replicate or Read call may carry. @default 1024 */
+  readonly maxBatchEntries?: number;
+  /** How far a peer's HLC may run ahead of this node's wall clock, in milliseconds. @default 500 */
+  readonly maxClockOffsetMs?: number;
+}
+
+/** The defaults, each with the reason for its value. */
+export const NODE_DEFAULTS = {
+  /** A name that says what it is; set your own when two clusters share a network. */
+  clusterId: 'replikit',
+  /**
+   * Far above a LAN quorum round trip (about 1 ms) and an fsync, yet short enough that a client
+   * stuck behind a partition learns within seconds.
+   */
+  requestTimeoutMs: 3000,
+  /** Keys are identifiers, not data; 1 KiB keeps every key index and message small. */
+  maxKeyBytes: 1024,
+  /** Bounds the memory one request can pin on every replica; grpc-js's own default cap is 4 MiB. */
+  maxValueBytes: 1024 * 1024,
+  /** Bounds the work one peer message can ask for; its size in bytes is bounded by the gRPC message limit. */
+  maxBatchEntries: 1024,
+  /** Matches CockroachDB's default max-offset spirit at LAN scale; beyond it HLC tags drift from real time. */
+  maxClockOffsetMs: 500,
+} as const;
+
+const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const KEYSPACE_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+const ADDRESS_PATTERN = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+/** Thrown by {@link validateNodeConfig}; the message names the field and the offending values. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Checks a config and throws a ConfigError naming the field (and both values, for conflicts). */
+export function validateNodeConfig(config: ReplicaNodeConfig): void {
+  if (typeof config.nodeId !== 'string' || !ID_PATTERN.test(config.nodeId)) {
+    throw new ConfigError(`nodeId must be 1 to 64 characters of [A-Za-z0-9._-], not ${JSON.stringify(config.nodeId)}`);
+  }
+  const clusterId = config.clusterId ?? NODE_DEFAULTS.clusterId;
+  if (!ID_PATTERN.test(clusterId)) {
+    throw new ConfigError(`clusterId must be 1 to 64 characters of [A-Za-z0-9._-], not ${JSON.stringify(clusterId)}`);
+  }
+  const seen = new Set<string>();
+  for (const peer of config.peers ?? []) {
+    if (!ID_PATTERN.test(peer.id)) {
+      throw new ConfigError(`peer id must be 1 to 64 characters of [A-Za-z0-9._-], not ${JSON.stringify(peer.id)}`);
+    }
+    if (peer.id === config.nodeId) {
+      throw new ConfigError(`peer ${JSON.stringify(peer.id)} has this node's own id (nodeId ${JSON.stringify(config.nodeId)}); list only the other members`);
+    }
+    if (seen.has(peer.id)) throw new ConfigError(`peer ${JSON.stringify(peer.id)} is listed twice`);
+    seen.add(peer.id);
+    const m = ADDRESS_PATTERN.exec(peer.address);
+    if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+      throw new ConfigError(`peer ${peer.id}'s address must be HOST:PORT, not ${JSON.stringify(peer.address)}`);
+    }
+  }
+  for (const name of Object.keys(config.keyspaces ?? {})) {
+    if (!KEYSPACE_PATTERN.test(name)) {
+      throw new ConfigError(`keyspace name must be 1 to 128 characters of [A-Za-z0-9._-], not ${JSON.stringify(name)}`);
+    }
+  }
+  if (config.keyspaces !== undefined && Object.keys(config.keyspaces).length === 0) {
+    throw new ConfigError('keyspaces is empty: bind at least one keyspace to a policy');
+  }
+  positive('requestTimeoutMs', config.requestTimeoutMs);
+  positive('maxKeyBytes', config.maxKeyBytes);
+  positive('maxValueBytes', config.maxValueBytes);
+  positive('maxBatchEntries', config.maxBatchEntries);
+  positive('maxClockOffsetMs', config.maxClockOffsetMs);
+  if ((config.maxKeyBytes ?? NODE_DEFAULTS.maxKeyBytes) > 64 * 1024) {
+    throw new ConfigError(`maxKeyBytes (${config.maxKeyBytes}) must be at most 65536`);
+  }
+}
+
+function positive(name: string, value: number | undefined): void {
+  if (value !== undefined && (!Number.isFinite(value) || value <= 0)) {
+    throw new ConfigError(`${name} must be a positive number, not ${value}`);
+  }
+}
+
+export function isValidKeyspaceName(name: string): boolean {
+  return KEYSPACE_PATTERN.test(name);
+}

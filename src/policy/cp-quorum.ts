@@ -1,0 +1,210 @@
+import { outcomeUnknown, unavailable } from '../errors.js';
+import { compareVersion, formatVersion, type ApplyOutcome, type Entry, type Version } from '../storage/entry.js';
+import type {
+  ConsistencyPolicy,
+  KeyspacePolicy,
+  OperationOptions,
+  PolicyContext,
+  ReadResult,
+  WriteResult,
+} from './policy.js';
+import { callQuorum, majority, type QuorumOutcome } from './quorum-call.js';
+
+export interface CpQuorumOptions {
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: answer reads from the coordinator's
+   * own replica without a quorum. The linearizability checker must catch this variant; if it
+   * does not, the harness proves nothing.
+   * @default false
+   */
+  readonly unsafeSingleReplicaReads?: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * CP quorum: a linearizable register per key, after the multi-writer ABD algorithm (Attiya,
+ * Bar-Noy, Dolev 1995; Lynch and Shvartsman's multi-writer variant).
+ *
+ * - Tags are versions (HLC, node id), totally ordered.
+ * - Write: read the versions of a majority; mint a version past the largest seen; replicate to
+ *   every replica and acknowledge once a majority holds it durably.
+ * - Read: read a majority; when they all agree, answer (one round trip); otherwise write the
+ *   largest back to a majority first, so that no later read can return something older.
+ * - Replicas keep an entry only when its version is larger (the store's `apply`), so replication
+ *   is idempotent and order-free.
+ *
+ * Errors: when the failure detector already knows a majority is not alive, or a majority fails
+ * before anything is written, the operation fails with UNAVAILABLE (nothing took effect). Once a
+ * write has been sent, a failure to reach a majority is DEADLINE_EXCEEDED: the outcome is unknown.
+ */
+export function cpQuorum(options: CpQuorumOptions = {}): ConsistencyPolicy {
+  return {
+    name: 'cp',
+    create: (context) => new CpQuorumKeyspace(context, options),
+  };
+}
+
+class CpQuorumKeyspace implements KeyspacePolicy {
+  readonly #ctx: PolicyContext;
+  readonly #options: CpQuorumOptions;
+  readonly #quorumSize: number;
+
+  constructor(context: PolicyContext, options: CpQuorumOptions) {
+    this.#ctx = context;
+    this.#options = options;
+    this.#quorumSize = majority(context.replicaIds.length);
+  }
+
+  put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult> {
+    return this.#write(key, value, false, options);
+  }
+
+  delete(key: Uint8Array, options: OperationOptions): Promise<WriteResult> {
+    return this.#write(key, EMPTY, true, options);
+  }
+
+  async get(key: Uint8Array, options: OperationOptions): Promise<ReadResult> {
+    const ctx = this.#ctx;
+    if (this.#options.unsafeSingleReplicaReads) return toReadResult(ctx.store.get(ctx.keyspace, key));
+
+    this.#failFastWithoutQuorum('read');
+    const started = ctx.scheduler.nowMs();
+    const phase1 = await this.#readQuorum(key, options.timeoutMs);
+    if (phase1.kind !== 'quorum') throw this.#noQuorum('read', phase1);
+
+    const newest = newestOf(phase1.answers.values());
+    if (!allAgree(phase1.answers.values(), newest?.version)) {
+      // Some replica of the quorum is behind: make the newest durable on a majority before
+      // answering, or a later read could miss what this one returned.
+      const remainingMs = options.timeoutMs - (ctx.scheduler.nowMs() - started);
+      const writeBack = await this.#replicateQuorum(newest!, remainingMs);
+      if (writeBack.kind !== 'quorum') {
+        throw unavailable(
+          'WRITE_BACK_FAILED',
+          `read of the key could not write the newest version (${formatVersion(newest!.version)}) back to a quorum: ` +
+            `${describeShortfall(writeBack, this.#quorumSize, ctx.replicaIds.length)}; nothing was changed, retry`,
+        );
+      }
+    }
+    return toReadResult(newest);
+  }
+
+  async applyReplicated(_from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+    return this.#ctx.store.apply(this.#ctx.keyspace, entries);
+  }
+
+  async readLocal(_from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
+    return keys.map((key) => this.#ctx.store.get(this.#ctx.keyspace, key));
+  }
+
+  async close(): Promise<void> {}
+
+  async #write(key: Uint8Array, value: Uint8Array, tombstone: boolean, options: OperationOptions): Promise<WriteResult> {
+    const ctx = this.#ctx;
+    this.#failFastWithoutQuorum('write');
+    const started = ctx.scheduler.nowMs();
+
+    // Phase 1: learn the largest version a majority holds, so the new one orders after every
+    // write that completed before this one began.
+    const phase1 = await this.#readQuorum(key, options.timeoutMs);
+    if (phase1.kind !== 'quorum') throw this.#noQuorum('write', phase1);
+    const newest = newestOf(phase1.answers.values());
+    const hlc = newest === undefined ? ctx.clock.now() : ctx.clock.update(newest.version.hlc);
+    const entry: Entry = { key, value, version: { hlc, nodeId: ctx.selfId }, tombstone };
+
+    // Phase 2: from here on the write may take effect on some replica, so a failure can no
+    // longer be reported as "nothing happened".
+    const remainingMs = options.timeoutMs - (ctx.scheduler.nowMs() - started);
+    const phase2 = await this.#replicateQuorum(entry, remainingMs);
+    if (phase2.kind !== 'quorum') {
+      throw outcomeUnknown(
+        'WRITE_OUTCOME_UNKNOWN',
+        `the outcome of the write is unknown: it was sent, but ${describeShortfall(phase2, this.#quorumSize, ctx.replicaIds.length)}; ` +
+          'it may or may not have taken effect, so read the key before retrying',
+        { version: formatVersion(entry.version) },
+      );
+    }
+    return { version: entry.version, sessionToken: EMPTY };
+  }
+
+  #readQuorum(key: Uint8Array, timeoutMs: number): Promise<QuorumOutcome<Entry | undefined>> {
+    const ctx = this.#ctx;
+    return callQuorum(ctx.replicaIds, this.#quorumSize, timeoutMs, ctx.scheduler, async (id, callTimeoutMs) => {
+      if (id === ctx.selfId) return ctx.store.get(ctx.keyspace, key);
+      const [entry] = await ctx.replicas.read(id, ctx.keyspace, [key], callTimeoutMs);
+      return entry;
+    });
+  }
+
+  #replicateQuorum(entry: Entry, timeoutMs: number): Promise<QuorumOutcome<ApplyOutcome>> {
+    const ctx = this.#ctx;
+    const batch = [entry];
+    return callQuorum(ctx.replicaIds, this.#quorumSize, Math.max(0, timeoutMs), ctx.scheduler, async (id, callTimeoutMs) => {
+      const outcomes =
+        id === ctx.selfId
+          ? await ctx.store.apply(ctx.keyspace, batch)
+          : await ctx.replicas.replicate(id, ctx.keyspace, batch, callTimeoutMs);
+      return outcomes[0]!;
+    });
+  }
+
+  /** Refuses at once, before sending anything, when the failure detector sees no majority. */
+  #failFastWithoutQuorum(what: 'read' | 'write'): void {
+    const ctx = this.#ctx;
+    const alive = ctx.replicaIds.filter((id) => id === ctx.selfId || ctx.liveness.isAlive(id)).length;
+    if (alive < this.#quorumSize) {
+      throw unavailable(
+        'NO_QUORUM',
+        `cannot ${what}: ${alive} of ${ctx.replicaIds.length} replicas are alive and a quorum needs ${this.#quorumSize}; ` +
+          'nothing was changed, retry when more replicas are up',
+        { alive: String(alive), replicas: String(ctx.replicaIds.length), quorum: String(this.#quorumSize) },
+      );
+    }
+  }
+
+  #noQuorum(what: 'read' | 'write', outcome: Exclude<QuorumOutcome<unknown>, { kind: 'quorum' }>) {
+    const ctx = this.#ctx;
+    return unavailable(
+      'NO_QUORUM',
+      `cannot ${what}: ${describeShortfall(outcome, this.#quorumSize, ctx.replicaIds.length)}; nothing was changed, retry when more replicas are up`,
+      {
+        answered: String(outcome.answers.size),
+        replicas: String(ctx.replicaIds.length),
+        quorum: String(this.#quorumSize),
+      },
+    );
+  }
+}
+
+function describeShortfall(outcome: QuorumOutcome<unknown>, quorum: number, replicas: number): string {
+  const answered = outcome.answers.size;
+  const why = outcome.kind === 'timeout' ? 'before the deadline' : 'before the others failed';
+  const failures =
+    outcome.kind === 'quorum' || outcome.failures.size === 0
+      ? ''
+      : ` (${[...outcome.failures.values()].map((e) => (e instanceof Error ? e.message : String(e))).join('; ')})`;
+  return `only ${answered} of ${replicas} replicas answered ${why}${failures} and a quorum needs ${quorum}`;
+}
+
+function newestOf(entries: Iterable<Entry | undefined>): Entry | undefined {
+  let newest: Entry | undefined;
+  for (const entry of entries) {
+    if (entry !== undefined && (newest === undefined || compareVersion(entry.version, newest.version) > 0)) newest = entry;
+  }
+  return newest;
+}
+
+function allAgree(entries: Iterable<Entry | undefined>, version: Version | undefined): boolean {
+  for (const entry of entries) {
+    if (entry === undefined ? version !== undefined : version === undefined || compareVersion(entry.version, version) !== 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function toReadResult(entry: Entry | undefined): ReadResult {
+  if (entry === undefined) return { value: undefined, version: undefined, sessionToken: EMPTY };
+  return { value: entry.tombstone ? undefined : entry.value, version: entry.version, sessionToken: EMPTY };
+}

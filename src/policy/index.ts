@@ -1,0 +1,25 @@
+import { cpQuorum } from './cp-quorum.js';
+import type { ConsistencyPolicy, PolicyName } from './policy.js';
+
+export type {
+  AckLevel,
+  ConsistencyPolicy,
+  KeyspacePolicy,
+  LivenessOracle,
+  OperationOptions,
+  PolicyContext,
+  PolicyName,
+  ReadResult,
+  WriteResult,
+} from './policy.js';
+export { cpQuorum, type CpQuorumOptions } from './cp-quorum.js';
+
+/** The policies a keyspace can be bound to by name (CLI flags, config files). */
+export const POLICIES: Readonly<Partial<Record<PolicyName, () => ConsistencyPolicy>>> = {
+  cp: () => cpQuorum(),
+};
+
+/** The policy of a name, or undefined for an unknown name. */
+export function policyByName(name: string): ConsistencyPolicy | undefined {
+  return Object.hasOwn(POLICIES, name) ? POLICIES[name as PolicyName]?.() : undefined;
+}

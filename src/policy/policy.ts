@@ -1,0 +1,75 @@
+import type { HybridLogicalClock, Scheduler } from '../clock/index.js';
+import type { Logger } from '../logging/logger.js';
+import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
+import type { Store } from '../storage/store.js';
+import type { ReplicaSet } from '../transport/replica-set.js';
+
+/** The policy names used in config, on the CLI and in Status. */
+export type PolicyName = 'cp' | 'ap' | 'causal';
+
+/** How many replicas must hold a write before it is acknowledged (AP keyspaces). */
+export type AckLevel = 'one' | 'quorum' | 'all';
+
+/** Tells a policy which replicas the failure detector currently believes alive. */
+export interface LivenessOracle {
+  /** True when `nodeId` (a peer) is believed alive; the local node is always alive. */
+  isAlive(nodeId: string): boolean;
+}
+
+/** Everything a keyspace's policy needs, injected: no policy reads a clock or opens a socket. */
+export interface PolicyContext {
+  readonly keyspace: string;
+  readonly selfId: string;
+  /** Every replica of the keyspace, self included. */
+  readonly replicaIds: readonly string[];
+  readonly store: Store;
+  readonly replicas: ReplicaSet;
+  readonly clock: HybridLogicalClock;
+  readonly scheduler: Scheduler;
+  readonly liveness: LivenessOracle;
+  readonly logger: Logger;
+}
+
+export interface OperationOptions {
+  /** Milliseconds the operation may take before it fails; the node's default when absent. */
+  readonly timeoutMs: number;
+  /** The causal context from an earlier response (causal keyspaces); empty elsewhere. */
+  readonly sessionToken?: Uint8Array;
+  /** AP keyspaces: how many replicas must hold the write before it is acknowledged. */
+  readonly ack?: AckLevel;
+}
+
+export interface WriteResult {
+  readonly version: Version;
+  readonly sessionToken: Uint8Array;
+}
+
+export interface ReadResult {
+  /** The live entry, or undefined when the key was never written or was deleted. */
+  readonly value: Uint8Array | undefined;
+  /** The version read (of the value or the tombstone); undefined when never written. */
+  readonly version: Version | undefined;
+  readonly sessionToken: Uint8Array;
+}
+
+/** One keyspace bound to a policy: the coordinator half and the replica half. */
+export interface KeyspacePolicy {
+  /** Coordinator: serves a client's put. */
+  put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult>;
+  /** Coordinator: serves a client's delete (a versioned tombstone). */
+  delete(key: Uint8Array, options: OperationOptions): Promise<WriteResult>;
+  /** Coordinator: serves a client's get. */
+  get(key: Uint8Array, options: OperationOptions): Promise<ReadResult>;
+  /** Replica: applies a peer's Replicate. */
+  applyReplicated(from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
+  /** Replica: answers a peer's Read. */
+  readLocal(from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]>;
+  /** Stops background work; in-flight operations finish or fail. */
+  close(): Promise<void>;
+}
+
+/** A consistency policy: a factory of keyspace policies, as bound in the node's config. */
+export interface ConsistencyPolicy {
+  readonly name: PolicyName;
+  create(context: PolicyContext): KeyspacePolicy;
+}

@@ -1,0 +1,14 @@
+export type { Store } from './store.js';
+export { StoreClosedError } from './store.js';
+export type { ApplyOutcome, Entry, Version } from './entry.js';
+export { compareVersion, formatVersion } from './entry.js';
+export {
+  MAX_KEY_BYTES,
+  MAX_KEYSPACE_NAME_LENGTH,
+  KEYSPACE_NAME_PATTERN,
+  isValidKeyspaceName,
+  assertKeyspaceName,
+  assertKeySize,
+} from './limits.js';
+export { MemoryStore } from './memory-store.js';
+export { LmdbStore } from './lmdb-store.js';

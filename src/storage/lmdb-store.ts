@@ -1,0 +1,246 @@
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { compareVersion, type ApplyOutcome, type Entry } from './entry.js';
+import { decodeEntry, encodeEntry } from './entry-codec.js';
+import { copyEntry } from './entry-copy.js';
+import { assertKeySize, assertKeyspaceName } from './limits.js';
+import { StoreClosedError, type Store } from './store.js';
+
+/** The named database holding the entries of every keyspace, keyed `<keyspace> 0x00 <key>`. */
+const ENTRIES_DB = 'entries';
+/** The named database holding metadata, keyed by name. */
+const META_DB = 'meta';
+
+/** Ends a keyspace's name in a database key; keyspace names never contain it (see limits.ts). */
+const KEYSPACE_SEPARATOR = 0x00;
+/** The byte after the separator: a keyspace's keys all sort below `<keyspace> 0x01`. */
+const KEYSPACE_END = 0x01;
+
+/** A write that is issued but not yet committed, and what waiting for it means. */
+interface PendingWrite<T> {
+  readonly value: T;
+  /** Resolves once the write is durable; rejects when its commit failed. */
+  readonly durable: Promise<void>;
+}
+
+/**
+ * A durable {@link Store} on LMDB through lmdb-js: the default store of `replikit serve`.
+ *
+ * Group commit. lmdb-js gathers every asynchronous `put` issued in one event-loop turn into one
+ * write transaction, run on its writer thread; while that transaction commits and syncs, the puts
+ * of later turns gather into the next one. Concurrent `apply` calls therefore share commits and
+ * fsyncs without any batching code here.
+ *
+ * Atomic compare-and-apply. LMDB's conditional writes compare numeric versions only, and the
+ * version here is an (HLC, node id) pair, so the comparison runs in JavaScript instead: `apply`
+ * reads what is held, compares and issues the put in one synchronous step, which nothing else in
+ * the process can interleave with. What is held is the last write issued for the key, so a
+ * pending-writes overlay stands in front of the database until each write's commit is visible
+ * there (a plain `get` right after a `put` would still read the old value). `get` and `entries`
+ * read through the overlay too, so they see writes still in flight, as the contract allows.
+ * Outcomes thus follow call order exactly, and the database ends, commit by commit, at the
+ * same state as the overlay.
+ *
+ * Durability. lmdb is opened with `overlappingSync: false`, so LMDB's own commit writes the data
+ * pages, fdatasyncs them and writes the meta page through its O_DSYNC descriptor before the
+ * commit's promise resolves: resolved means on disk. (lmdb-js's default on Linux, overlapping
+ * sync, resolves puts once the transaction is visible and syncs afterwards; waiting for
+ * `flushed` would restore durability, but the plain mode was as fast here — see bench/store.ts —
+ * and leaves one promise to reason about.) `noSync`, `noMetaSync`, `mapAsync`, `useWritemap` and
+ * `noMemInit` stay off: each trades durability or integrity for speed. lmdb-js's read cache stays
+ * off too; the overlay already covers what it would add.
+ *
+ * One process at a time: LMDB allows other processes to open the same directory, but the overlay
+ * assumes this store issues every write.
+ */
+export class LmdbStore implements Store {
+  readonly #root: RootDatabase;
+  readonly #entries: Database<Buffer, Buffer>;
+  readonly #meta: Database<Buffer, string>;
+  /** Writes issued and not yet visible in the database, per keyspace, by latin1 key. */
+  readonly #overlay = new Map<string, Map<string, PendingWrite<Entry>>>();
+  readonly #metaOverlay = new Map<string, PendingWrite<Uint8Array>>();
+  /** Every write not yet settled, overlaid or not, for `close` to wait for. */
+  readonly #inFlight = new Set<Promise<void>>();
+  #closing: Promise<void> | undefined;
+
+  private constructor(root: RootDatabase) {
+    this.#root = root;
+    this.#entries = root.openDB<Buffer, Buffer>({ name: ENTRIES_DB, keyEncoding: 'binary', encoding: 'binary' });
+    this.#meta = root.openDB<Buffer, string>({ name: META_DB, encoding: 'binary' });
+  }
+
+  /**
+   * Opens the store kept in directory `path`, creating the directory (and its parents) and an empty
+   * store when there is none. Synchronous, like LMDB's own open.
+   */
+  static open(path: string): LmdbStore {
+    const root = open({
+      path,
+      // The directory holds data.mdb and lock.mdb, even when the path has a dot in it.
+      noSubdir: false,
+      // Durable commits: see the class comment.
+      overlappingSync: false,
+      // The default, spelled out because group commit depends on it: every write of one event-loop
+      // turn joins one transaction, started on the next turn. (lmdb's `commitDelay` only applies
+      // with this off, which would let a transaction close in the middle of an apply.)
+      eventTurnBatching: true,
+      // Two named databases (entries, meta) and room for a few more formats without a reopen.
+      maxDbs: 8,
+    });
+    return new LmdbStore(root);
+  }
+
+  get(keyspace: string, key: Uint8Array): Entry | undefined {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    const pending = this.#overlay.get(keyspace)?.get(latin1(key));
+    if (pending !== undefined) return pending.value;
+    return this.#read(dbKey(keyspace, key), key);
+  }
+
+  async apply(keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    // Encode (and so validate) everything first, so that a bad entry rejects the call before any
+    // of its writes is issued.
+    const encoded = entries.map((entry) => {
+      assertKeySize(entry.key);
+      return encodeEntry(entry);
+    });
+
+    // From here to the first await nothing else runs: the compare and the put are one step.
+    const outcomes: ApplyOutcome[] = [];
+    const waits = new Set<Promise<void>>();
+    let overlay = this.#overlay.get(keyspace);
+    for (const [i, entry] of entries.entries()) {
+      const k = latin1(entry.key);
+      const key = dbKey(keyspace, entry.key);
+      const pending = overlay?.get(k);
+      const held = pending !== undefined ? pending.value : this.#read(key, entry.key);
+      if (held !== undefined && compareVersion(entry.version, held.version) <= 0) {
+        outcomes.push('superseded');
+        // Answer "superseded" only once the entry that wins is durable: a crash could otherwise
+        // take it away after this replica has said it holds something newer.
+        if (pending !== undefined) waits.add(pending.durable);
+        continue;
+      }
+      const stored = copyEntry(entry);
+      if (overlay === undefined) this.#overlay.set(keyspace, (overlay = new Map()));
+      const write = this.#track(overlay, k, stored, this.#entries.put(key, encoded[i]!));
+      waits.add(write.durable);
+      outcomes.push('applied');
+    }
+    await Promise.all(waits);
+    return outcomes;
+  }
+
+  entries(keyspace: string): Entry[] {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    const prefix = keyspacePrefix(keyspace);
+    const end = Buffer.from(prefix);
+    end[end.length - 1] = KEYSPACE_END;
+    const scanned: Entry[] = [];
+    for (const { key, value } of this.#entries.getRange({ start: prefix, end })) {
+      scanned.push(decodeEntry(key.subarray(prefix.length), value));
+    }
+    const overlay = this.#overlay.get(keyspace);
+    if (overlay === undefined || overlay.size === 0) return scanned;
+    const merged = new Map(scanned.map((entry) => [latin1(entry.key), entry]));
+    for (const [k, pending] of overlay) merged.set(k, pending.value);
+    // Latin1 strings compare code unit by code unit, which is byte by byte.
+    return [...merged.keys()].sort().map((k) => merged.get(k)!);
+  }
+
+  getMeta(name: string): Uint8Array | undefined {
+    this.#assertOpen();
+    const pending = this.#metaOverlay.get(name);
+    if (pending !== undefined) return pending.value;
+    const stored = this.#meta.getBinary(name);
+    return stored === undefined ? undefined : new Uint8Array(stored);
+  }
+
+  async putMeta(name: string, value: Uint8Array): Promise<void> {
+    this.#assertOpen();
+    const stored = new Uint8Array(value);
+    const write = this.#track(this.#metaOverlay, name, stored, this.#meta.put(name, Buffer.from(stored)));
+    await write.durable;
+  }
+
+  /**
+   * The id of the last committed LMDB write transaction. Each commit adds one, so the difference
+   * across a stretch of work counts the commits (and fsyncs) it took: how well writes were
+   * grouped. Reads the environment's info, so keep it off hot paths.
+   */
+  lastTransactionId(): number {
+    this.#assertOpen();
+    return (this.#root.getStats() as { lastTxnId: number }).lastTxnId;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      // Failed writes have already rejected their own apply; closing still succeeds.
+      while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+      await this.#root.close();
+    })();
+    return this.#closing;
+  }
+
+  /**
+   * Puts `value` in `overlay` under `k` until `committed` settles, and returns the pending write.
+   * A write that a newer one has replaced in the overlay in the meantime stays replaced.
+   */
+  #track<T>(
+    overlay: Map<string, PendingWrite<T>>,
+    k: string,
+    value: T,
+    committed: Promise<boolean>,
+  ): PendingWrite<T> {
+    const leave = (): void => {
+      if (overlay.get(k) === write) overlay.delete(k);
+      this.#inFlight.delete(durable);
+    };
+    const durable = committed.then(leave, (error: unknown) => {
+      // The commit failed: the database holds what it held before, so the overlay must too.
+      // Every apply that compared against this write is waiting on `durable` and rejects with it.
+      leave();
+      throw error;
+    });
+    // Whoever waits on `durable` sees a failure; this only keeps a write that nobody waits for
+    // any more (its apply threw after issuing it) from crashing the process as unhandled.
+    durable.catch(() => {});
+    const write: PendingWrite<T> = { value, durable };
+    overlay.set(k, write);
+    this.#inFlight.add(durable);
+    return write;
+  }
+
+  #read(key: Buffer, appKey: Uint8Array): Entry | undefined {
+    // The fast variant returns a buffer lmdb reuses on the next read; decodeEntry copies out of it.
+    const bytes = this.#entries.getBinaryFast(key);
+    return bytes === undefined ? undefined : decodeEntry(appKey, bytes);
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new StoreClosedError();
+  }
+}
+
+function keyspacePrefix(keyspace: string): Buffer {
+  const prefix = Buffer.allocUnsafe(keyspace.length + 1);
+  prefix.write(keyspace, 0, 'latin1');
+  prefix[keyspace.length] = KEYSPACE_SEPARATOR;
+  return prefix;
+}
+
+function dbKey(keyspace: string, key: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(keyspace.length + 1 + key.byteLength);
+  out.write(keyspace, 0, 'latin1');
+  out[keyspace.length] = KEYSPACE_SEPARATOR;
+  out.set(key, keyspace.length + 1);
+  return out;
+}
+
+function latin1(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}

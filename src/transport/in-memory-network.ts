@@ -1,0 +1,196 @@
+import type { HybridLogicalClock, Scheduler } from '../clock/index.js';
+import type { SeededRandom } from '../sim/seeded-random.js';
+import { Metadata } from '@grpc/grpc-js';
+import { failedPrecondition, ReplikitError } from '../errors.js';
+import { describeTooFarAhead, observeHlc, stampHlc } from '../interceptors/index.js';
+import type { ApplyOutcome, Entry } from '../storage/entry.js';
+import { PeerCallError, type ReplicaHandler, type ReplicaSet } from './replica-set.js';
+
+/** The network's misbehaviour; every random choice comes from the seeded generator. */
+export interface NetworkFaults {
+  /** Probability that one message (request or response) is lost. */
+  readonly dropRate: number;
+  /** Probability that a request is delivered twice. */
+  readonly duplicateRate: number;
+  /** One-way delay bounds, in milliseconds of virtual time. */
+  readonly minDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+/** A reliable, fast LAN: no loss, 0.1–1 ms one way. */
+export const CALM_NETWORK: NetworkFaults = { dropRate: 0, duplicateRate: 0, minDelayMs: 0.1, maxDelayMs: 1 };
+
+/** A node as the network sees it: where its requests go and the clock its messages carry. */
+export interface AttachedNode {
+  readonly handler: ReplicaHandler;
+  readonly clock: HybridLogicalClock;
+}
+
+/**
+ * Every node of a cluster in one process, on virtual time, with seeded delays, losses,
+ * duplicates, partitions and crashes. Messages carry the sender's HLC both ways in metadata,
+ * through the very functions the gRPC interceptors run (stampHlc / observeHlc), so the protocol
+ * sees the same clocks, and the same refusals of a clock too far ahead, as on a real network.
+ *
+ * A crashed (detached) node refuses connections at once, like a dead process on a live host; a
+ * partition silently loses messages, like a cut cable, so calls across it time out.
+ */
+export class InMemoryNetwork {
+  readonly #nodes = new Map<string, AttachedNode>();
+  readonly #blocked = new Set<string>();
+  #faults: NetworkFaults;
+  /** How far a sender's HLC may run ahead of a receiver's wall clock, as on the gRPC transport. */
+  maxClockOffsetMs = 500;
+  /** Messages sent, lost and duplicated, for tests and reports. */
+  readonly stats = { sent: 0, dropped: 0, duplicated: 0 };
+
+  constructor(
+    readonly scheduler: Scheduler,
+    readonly random: SeededRandom,
+    faults: NetworkFaults = CALM_NETWORK,
+  ) {
+    this.#faults = faults;
+  }
+
+  setFaults(faults: NetworkFaults): void {
+    this.#faults = faults;
+  }
+
+  /** Connects a node (at start or restart). */
+  attach(nodeId: string, node: AttachedNode): void {
+    this.#nodes.set(nodeId, node);
+  }
+
+  /** Disconnects a node: it crashed. Messages to it fail; its own in-flight replies are lost. */
+  detach(nodeId: string): void {
+    this.#nodes.delete(nodeId);
+  }
+
+  isAttached(nodeId: string): boolean {
+    return this.#nodes.has(nodeId);
+  }
+
+  /** Cuts every link between the groups (links inside a group stay). */
+  partition(groups: readonly (readonly string[])[]): void {
+    for (let i = 0; i < groups.length; i++) {
+      for (let j = 0; j < groups.length; j++) {
+        if (i === j) continue;
+        for (const a of groups[i]!) for (const b of groups[j]!) this.#blocked.add(linkKey(a, b));
+      }
+    }
+  }
+
+  /** Restores every link. */
+  heal(): void {
+    this.#blocked.clear();
+  }
+
+  canReach(from: string, to: string): boolean {
+    return !this.#blocked.has(linkKey(from, to));
+  }
+
+  /** The replica set of `selfId`: calls to `peerIds` over this network. */
+  replicaSet(selfId: string, peerIds: readonly string[]): ReplicaSet {
+    return {
+      selfId,
+      peerIds,
+      replicate: (peer, keyspace, entries, timeoutMs) =>
+        this.#call<ApplyOutcome[]>(selfId, peer, timeoutMs, (h, from) => h.replicate(from, keyspace, entries)),
+      read: (peer, keyspace, keys, timeoutMs) =>
+        this.#call<(Entry | undefined)[]>(selfId, peer, timeoutMs, (h, from) => h.read(from, keyspace, keys)),
+    };
+  }
+
+  #delay(): number {
+    return this.random.between(this.#faults.minDelayMs, this.#faults.maxDelayMs);
+  }
+
+  #call<T>(from: string, to: string, timeoutMs: number, invoke: (handler: ReplicaHandler, from: string) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const finish = (fn: () => void): void => {
+        if (done) return;
+        done = true;
+        timer.cancel();
+        fn();
+      };
+      const timer = this.scheduler.setTimer(timeoutMs, () =>
+        finish(() => reject(new PeerCallError(to, 'timeout', `no answer within ${timeoutMs} ms`))),
+      );
+      const sender = this.#nodes.get(from);
+      if (sender === undefined) {
+        finish(() => reject(new PeerCallError(to, 'unreachable', `${from} is not running`)));
+        return;
+      }
+      const requestMetadata = new Metadata();
+      stampHlc(requestMetadata, sender.clock);
+
+      const deliver = (replyWanted: boolean): void => {
+        this.stats.sent++;
+        if (this.random.chance(this.#faults.dropRate)) {
+          this.stats.dropped++;
+          return;
+        }
+        this.scheduler.setTimer(this.#delay(), () => {
+          if (!this.canReach(from, to)) return;
+          const target = this.#nodes.get(to);
+          if (target === undefined) {
+            if (replyWanted) {
+              this.scheduler.setTimer(this.#delay(), () =>
+                finish(() => reject(new PeerCallError(to, 'unreachable', 'connection refused'))),
+              );
+            }
+            return;
+          }
+          const observed = observeHlc(requestMetadata, target.clock, { maxClockOffsetMs: this.maxClockOffsetMs });
+          const handled =
+            observed.kind === 'too-far-ahead'
+              ? Promise.reject(failedPrecondition('CLOCK_TOO_FAR_AHEAD', describeTooFarAhead(observed, "caller's")))
+              : invoke(target.handler, from);
+          handled.then(
+            (answer) => this.#reply(from, to, target, replyWanted, () => finish(() => resolve(answer))),
+            (err: unknown) =>
+              this.#reply(from, to, target, replyWanted, () =>
+                finish(() => reject(new PeerCallError(to, 'rejected', describe(err), { cause: err }))),
+              ),
+          );
+        });
+      };
+
+      deliver(true);
+      if (this.random.chance(this.#faults.duplicateRate)) {
+        this.stats.duplicated++;
+        deliver(false);
+      }
+    });
+  }
+
+  #reply(from: string, to: string, target: AttachedNode, replyWanted: boolean, settle: () => void): void {
+    if (!replyWanted) return;
+    // A node that crashed while handling the request sends nothing back.
+    if (this.#nodes.get(to) !== target) return;
+    const responseMetadata = new Metadata();
+    stampHlc(responseMetadata, target.clock);
+    this.stats.sent++;
+    if (this.random.chance(this.#faults.dropRate)) {
+      this.stats.dropped++;
+      return;
+    }
+    this.scheduler.setTimer(this.#delay(), () => {
+      if (!this.canReach(to, from)) return;
+      const caller = this.#nodes.get(from);
+      if (caller === undefined) return;
+      observeHlc(responseMetadata, caller.clock, { maxClockOffsetMs: this.maxClockOffsetMs });
+      settle();
+    });
+  }
+}
+
+function linkKey(a: string, b: string): string {
+  return `${a}\u0000${b}`;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ReplikitError) return `${err.kind}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}

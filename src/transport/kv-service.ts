@@ -1,0 +1,74 @@
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { WallClock } from '../clock/index.js';
+import { AckLevel, type KvServiceServer, type DeleteRequest, type DeleteResponse, type GetRequest, type GetResponse, type PutRequest, type PutResponse } from '../gen/replikit/v1/kv_service.js';
+import { invalidArgument } from '../errors.js';
+import type { NodeCore, CallOptions } from '../node/node-core.js';
+import { remainingMs } from './call-deadline.js';
+import { toGrpcStatus } from './status.js';
+import { asBuffer, versionToWire } from './wire.js';
+
+const EMPTY = Buffer.alloc(0);
+
+function ackFromWire(ack: AckLevel): CallOptions['ack'] {
+  switch (ack) {
+    case AckLevel.ACK_LEVEL_UNSPECIFIED:
+      return undefined;
+    case AckLevel.ACK_LEVEL_ONE:
+      return 'one';
+    case AckLevel.ACK_LEVEL_QUORUM:
+      return 'quorum';
+    case AckLevel.ACK_LEVEL_ALL:
+      return 'all';
+    default:
+      throw invalidArgument('ACK_LEVEL_INVALID', `unknown ack level ${ack}; use ONE, QUORUM or ALL`);
+  }
+}
+
+/**
+ * KvService over a NodeCore: every node coordinates any request. Requests are validated by the
+ * core; every failure becomes exactly one gRPC status (status.ts).
+ */
+export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer {
+  const options = (call: ServerUnaryCall<unknown, unknown>, token: Buffer, ack?: AckLevel): CallOptions => ({
+    timeoutMs: remainingMs(call.getDeadline(), wallClock()),
+    sessionToken: token.byteLength > 0 ? token : undefined,
+    ack: ack === undefined ? undefined : ackFromWire(ack),
+  });
+
+  return {
+    put(call: ServerUnaryCall<PutRequest, PutResponse>, callback: sendUnaryData<PutResponse>) {
+      const req = call.request;
+      respond(callback, async () => {
+        const result = await core.put(req.keyspace, req.key, req.value, options(call, req.sessionToken, req.ack));
+        return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken) };
+      });
+    },
+    get(call: ServerUnaryCall<GetRequest, GetResponse>, callback: sendUnaryData<GetResponse>) {
+      const req = call.request;
+      respond(callback, async () => {
+        const result = await core.get(req.keyspace, req.key, options(call, req.sessionToken));
+        return {
+          found: result.value !== undefined,
+          value: result.value === undefined ? EMPTY : asBuffer(result.value),
+          version: result.version === undefined ? undefined : versionToWire(result.version),
+          sessionToken: asBuffer(result.sessionToken),
+        };
+      });
+    },
+    delete(call: ServerUnaryCall<DeleteRequest, DeleteResponse>, callback: sendUnaryData<DeleteResponse>) {
+      const req = call.request;
+      respond(callback, async () => {
+        const result = await core.delete(req.keyspace, req.key, options(call, req.sessionToken, req.ack));
+        return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken) };
+      });
+    },
+  };
+}
+
+/** Runs a handler body and answers with its result or its error's status; never throws. */
+export function respond<T>(callback: sendUnaryData<T>, body: () => Promise<T>): void {
+  body().then(
+    (response) => callback(null, response),
+    (err: unknown) => callback(toGrpcStatus(err)),
+  );
+}

@@ -1,0 +1,47 @@
+import { Metadata, status as Status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { ReplikitError, toReplikitError, type ErrorKind } from '../errors.js';
+
+/**
+ * The one mapping between domain errors and gRPC statuses. Each kind has exactly one code, so a
+ * client in any language can tell "retry" (UNAVAILABLE), "outcome unknown" (DEADLINE_EXCEEDED)
+ * and "your fault" (INVALID_ARGUMENT) apart from the status alone. The reason and details travel
+ * in trailing metadata (`replikit-reason`, `replikit-detail-<name>`), readable without protobuf.
+ */
+const CODE_OF_KIND: Readonly<Record<ErrorKind, Status>> = {
+  'invalid-argument': Status.INVALID_ARGUMENT,
+  'not-found': Status.NOT_FOUND,
+  'failed-precondition': Status.FAILED_PRECONDITION,
+  'permission-denied': Status.PERMISSION_DENIED,
+  unavailable: Status.UNAVAILABLE,
+  'outcome-unknown': Status.DEADLINE_EXCEEDED,
+  cancelled: Status.CANCELLED,
+  internal: Status.INTERNAL,
+};
+
+const KIND_OF_CODE = new Map<Status, ErrorKind>(
+  Object.entries(CODE_OF_KIND).map(([kind, code]) => [code, kind as ErrorKind]),
+);
+
+export const REASON_METADATA_KEY = 'replikit-reason';
+
+/** A ServiceError-shaped status for a grpc-js handler callback. */
+export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: Status; details: string } {
+  const e = toReplikitError(err);
+  const metadata = new Metadata();
+  metadata.set(REASON_METADATA_KEY, e.reason);
+  for (const [name, value] of Object.entries(e.details)) metadata.set(`replikit-detail-${name.toLowerCase()}`, value);
+  return { code: CODE_OF_KIND[e.kind], details: e.message, metadata };
+}
+
+/** A grpc-js client error turned back into a domain error (for the CLI and peer calls). */
+export function fromGrpcError(err: ServiceError): ReplikitError {
+  const kind = KIND_OF_CODE.get(err.code) ?? 'internal';
+  const reasonValue = err.metadata?.get(REASON_METADATA_KEY)[0];
+  const reason = typeof reasonValue === 'string' ? reasonValue : Status[err.code] ?? 'UNKNOWN';
+  return new ReplikitError(kind, reason, err.details || err.message, { cause: err });
+}
+
+/** The upper-case status name, e.g. UNAVAILABLE. */
+export function statusName(code: number): string {
+  return Status[code] ?? `CODE_${code}`;
+}

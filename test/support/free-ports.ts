@@ -1,0 +1,1 @@
+export { freePorts } from '../../src/cli/local-cluster.js';
