@@ -1,0 +1,55 @@
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { KvServiceClient, type GetResponse, type PutResponse } from '../../src/gen/replikit/v1/kv_service.js';
+
+/** A thin promise wrapper over the generated KvService client, for tests. */
+export class TestKvClient {
+  readonly raw: KvServiceClient;
+
+  constructor(address: string) {
+    this.raw = new KvServiceClient(address, credentials.createInsecure());
+  }
+
+  put(key: string | Buffer, value: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer } = {}): Promise<PutResponse> {
+    return new Promise((resolve, reject) =>
+      this.raw.put(
+        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: opts.sessionToken ?? Buffer.alloc(0), ack: 0 },
+        new Metadata(),
+        { deadline: Date.now() + (opts.timeoutMs ?? 5_000) },
+        (err, res) => (err ? reject(err) : resolve(res)),
+      ),
+    );
+  }
+
+  get(key: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer } = {}): Promise<GetResponse> {
+    return new Promise((resolve, reject) =>
+      this.raw.get(
+        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), sessionToken: opts.sessionToken ?? Buffer.alloc(0) },
+        new Metadata(),
+        { deadline: Date.now() + (opts.timeoutMs ?? 5_000) },
+        (err, res) => (err ? reject(err) : resolve(res)),
+      ),
+    );
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+export function statusOf(err: unknown): string {
+  const code = (err as ServiceError).code;
+  return typeof code === 'number' ? (status[code] ?? String(code)) : `not a gRPC error: ${String(err)}`;
+}
+
+/** Retries while the call fails with UNAVAILABLE ("nothing happened, retry"), up to `limitMs`. */
+export async function retryUnavailable<T>(fn: () => Promise<T>, limitMs = 5_000): Promise<T> {
+  const deadline = performance.now() + limitMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err: unknown) {
+      if ((err as ServiceError).code !== status.UNAVAILABLE || performance.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
