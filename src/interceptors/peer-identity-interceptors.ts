@@ -1,6 +1,13 @@
 import { InterceptingCall, ServerInterceptingCall, type Interceptor, type ServerInterceptor } from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '../logging/logger.js';
-import { checkPeerIdentity, stampPeerIdentity, type PeerIdentity, type PeerIdentityPolicy } from './peer-identity.js';
+import { callHook } from './call-hook.js';
+import {
+  checkPeerIdentity,
+  stampPeerIdentity,
+  type PeerIdentity,
+  type PeerIdentityPolicy,
+  type PeerIdentityResult,
+} from './peer-identity.js';
 
 /** The method path prefix of the peer protocol, whose calls must carry a peer identity. */
 export const REPLICA_SERVICE_PATH_PREFIX = '/replikit.v1.ReplicaService/';
@@ -19,6 +26,8 @@ export interface PeerIdentityServerOptions extends PeerIdentityPolicy {
   readonly appliesTo?: (methodPath: string) => boolean;
   /** Gets every refusal at info level (a refusal is the caller's misconfiguration, not ours). */
   readonly logger?: Logger;
+  /** Called with every refusal (for a counter); must be quick and must not throw. */
+  readonly onRefused?: (result: Exclude<PeerIdentityResult, { kind: 'ok' }>, methodPath: string) => void;
 }
 
 /**
@@ -44,6 +53,8 @@ export function peerIdentityServerInterceptor(options: PeerIdentityServerOptions
               return;
             }
             logger.info(`refused a peer call: ${result.message}`, { method: methodDescriptor.path, reason: result.kind });
+            const { onRefused } = options;
+            if (onRefused !== undefined) callHook(logger, 'onRefused', () => onRefused(result, methodDescriptor.path));
             // Not passing the metadata on keeps the handler from ever starting.
             call.sendStatus({ code: result.code, details: result.message });
           },

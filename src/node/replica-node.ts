@@ -1,12 +1,11 @@
-import { Server, ServerCredentials, status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HybridLogicalClock, systemScheduler, systemWallClock, type Scheduler, type WallClock } from '../clock/index.js';
 import { ClusterServiceService } from '../gen/replikit/v1/cluster_service.js';
 import { KvServiceService } from '../gen/replikit/v1/kv_service.js';
-import {
-  ReplicaServiceService,
-  type HeartbeatRequest,
-  type HeartbeatResponse,
-} from '../gen/replikit/v1/replica_service.js';
+import { MemberState } from '../gen/replikit/v1/cluster_service.js';
+import { ReplicaServiceService } from '../gen/replikit/v1/replica_service.js';
+import { lanProfile, type FailureDetectorConfig, type MemberSnapshot } from '../failure/index.js';
+import { FailureDetection } from './failure-detection.js';
 import {
   clockClientInterceptor,
   clockServerInterceptor,
@@ -17,7 +16,6 @@ import {
 } from '../interceptors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { cpQuorum } from '../policy/cp-quorum.js';
-import type { LivenessOracle } from '../policy/policy.js';
 import { MemoryStore } from '../storage/memory-store.js';
 import type { Store } from '../storage/store.js';
 import { handleClockSync } from '../transport/clock-sync-service.js';
@@ -44,6 +42,8 @@ export interface ListenOptions {
   /** Injected time, for tests that skew one node's clock. @default the system's */
   readonly wallClock?: WallClock;
   readonly scheduler?: Scheduler;
+  /** Failure detection settings. @default lanProfile() (100 ms beats, phi threshold 8) */
+  readonly failureDetector?: Partial<FailureDetectorConfig>;
 }
 
 /**
@@ -65,7 +65,10 @@ export class ReplicaNode {
   readonly #server: Server;
   readonly #ownsServer: boolean;
   readonly #replicas: GrpcReplicaSet;
+  /** Heartbeats, phi accrual, membership and quorum awareness. */
+  readonly failureDetection: FailureDetection;
   readonly #store: Store;
+  readonly #scheduler: Scheduler;
   readonly #ownsStore: boolean;
   #closing: Promise<void> | undefined;
 
@@ -78,6 +81,8 @@ export class ReplicaNode {
     server: Server;
     ownsServer: boolean;
     replicas: GrpcReplicaSet;
+    failureDetection: FailureDetection;
+    scheduler: Scheduler;
     store: Store;
     ownsStore: boolean;
   }) {
@@ -89,6 +94,8 @@ export class ReplicaNode {
     this.#server = parts.server;
     this.#ownsServer = parts.ownsServer;
     this.#replicas = parts.replicas;
+    this.failureDetection = parts.failureDetection;
+    this.#scheduler = parts.scheduler;
     this.#store = parts.store;
     this.#ownsStore = parts.ownsStore;
   }
@@ -109,7 +116,14 @@ export class ReplicaNode {
     const incarnation = await nextIncarnation(store);
     const maxMessageBytes = settings.maxValueBytes + MESSAGE_HEADROOM_BYTES;
     const knownNodeIds = new Set(settings.peers.map((p) => p.id));
-    const liveness: LivenessOracle = { isAlive: () => true };
+    const fdConfig: FailureDetectorConfig = {
+      ...lanProfile(),
+      maxClockOffsetMs: settings.maxClockOffsetMs,
+      ...config.failureDetector,
+    };
+    // Interceptors report evidence before the detector exists; the indirection closes the loop.
+    let detection: FailureDetection | undefined;
+    const onEvidence = (peer: string | undefined, ok: boolean) => detection?.recordEvidence(peer, ok);
 
     const replicas = new GrpcReplicaSet({
       selfId: settings.nodeId,
@@ -118,10 +132,25 @@ export class ReplicaNode {
       interceptorsFor: (peerId) => [
         peerIdentityClientInterceptor({ clusterId: settings.clusterId, nodeId: settings.nodeId }),
         clockClientInterceptor({ clock, maxClockOffsetMs: settings.maxClockOffsetMs, logger }),
-        livenessEvidenceClientInterceptor({ peerNodeId: peerId, onEvidence: () => {}, logger }),
+        livenessEvidenceClientInterceptor({ peerNodeId: peerId, onEvidence, logger }),
       ],
     });
-    const core = new NodeCore(settings, { replicas, scheduler, wallClock, clock, store, logger, liveness });
+    detection = new FailureDetection({
+      selfId: settings.nodeId,
+      selfAddress: config.listen,
+      clusterId: settings.clusterId,
+      incarnation,
+      peers: settings.peers,
+      keyspaces: Object.keys(settings.keyspaces),
+      config: fdConfig,
+      replicas,
+      clock,
+      wallClock,
+      scheduler,
+      logger,
+    });
+    const failureDetection = detection;
+    const core = new NodeCore(settings, { replicas, scheduler, wallClock, clock, store, logger, liveness: detection.liveness });
 
     const ownsServer = config.server === undefined;
     const server =
@@ -130,9 +159,14 @@ export class ReplicaNode {
         'grpc.max_receive_message_length': maxMessageBytes,
         'grpc.max_send_message_length': maxMessageBytes,
         interceptors: [
-          peerIdentityServerInterceptor({ clusterId: settings.clusterId, knownNodeIds, logger }),
+          peerIdentityServerInterceptor({
+            clusterId: settings.clusterId,
+            knownNodeIds,
+            logger,
+            onRefused: (result, path) => detection?.countRefused(`${result.kind} on ${path}`),
+          }),
           clockServerInterceptor({ clock, maxClockOffsetMs: settings.maxClockOffsetMs, logger }),
-          livenessEvidenceServerInterceptor({ onEvidence: () => {}, logger }),
+          livenessEvidenceServerInterceptor({ onEvidence, logger }),
         ],
       });
     const statusSource: StatusSource = {
@@ -142,14 +176,14 @@ export class ReplicaNode {
       clock,
       peers: settings.peers,
       keyspaces: () => core.keyspaceNames(),
-      isAlive: (id) => liveness.isAlive(id),
+      isAlive: (id) => failureDetection.view.isAlive(id),
+      member: (id) => memberFields(failureDetection.view.member(id, scheduler.nowMs())),
     };
     server.addService(ReplicaServiceService, replicaService({
       replica: core,
       maxBatchEntries: settings.maxBatchEntries,
       clockSync: (request) => handleClockSync(request, { wallClock, clock, nodeId: settings.nodeId }),
-      heartbeat: (stream: ServerDuplexStream<HeartbeatRequest, HeartbeatResponse>) =>
-        stream.emit('error', { code: Status.UNIMPLEMENTED, details: 'heartbeats are not served yet' }),
+      heartbeat: (stream) => failureDetection.streams.accept(stream),
     }));
     server.addService(KvServiceService, kvService(core, wallClock));
     server.addService(ClusterServiceService, clusterService(statusSource));
@@ -159,12 +193,18 @@ export class ReplicaNode {
       const port = await bind(server, config.listen, config.serverCredentials ?? ServerCredentials.createInsecure());
       address = config.listen.replace(/:\d+$/, `:${port}`);
     }
+    failureDetection.start();
     logger.info('node started', { nodeId: settings.nodeId, address, incarnation, peers: settings.peers.length });
-    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, store, ownsStore });
+    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, failureDetection, scheduler, store, ownsStore });
   }
 
   get nodeId(): string {
     return this.core.settings.nodeId;
+  }
+
+  /** This node's view of every member: state, phi, last heard, RTT and clock offset. */
+  members(): MemberSnapshot[] {
+    return this.failureDetection.view.members(this.#scheduler.nowMs());
   }
 
   /** A typed handle on one keyspace; throws for a keyspace the node does not serve. */
@@ -179,6 +219,7 @@ export class ReplicaNode {
   close(graceMs = 2_000): Promise<void> {
     this.#closing ??= (async () => {
       await this.core.close();
+      this.failureDetection.close();
       if (this.#ownsServer) await shutdown(this.#server, graceMs);
       this.#replicas.close();
       if (this.#ownsStore) await this.#store.close();
@@ -186,6 +227,20 @@ export class ReplicaNode {
     })();
     return this.#closing;
   }
+}
+
+const PROTO_STATE = { ALIVE: MemberState.MEMBER_STATE_ALIVE, SUSPECT: MemberState.MEMBER_STATE_SUSPECT, DEAD: MemberState.MEMBER_STATE_DEAD } as const;
+
+function memberFields(m: MemberSnapshot) {
+  return {
+    state: PROTO_STATE[m.state],
+    phi: Number.isFinite(m.phi) ? m.phi : Number.MAX_VALUE,
+    lastHeardMs: m.lastHeardAgeMs ?? -1,
+    rttMs: m.rttMs ?? -1,
+    clockOffsetMs: m.clockOffsetMs ?? 0,
+    clockOffsetExceeded: m.clockOffsetExceeded,
+    incarnation: BigInt(m.incarnation ?? 0),
+  };
 }
 
 async function nextIncarnation(store: Store): Promise<number> {

@@ -1,0 +1,158 @@
+import type { HybridLogicalClock, Scheduler, TimerHandle, WallClock } from '../clock/index.js';
+import { MembershipView, type FailureDetectorConfig } from '../failure/index.js';
+import type { Logger } from '../logging/logger.js';
+import type { LivenessOracle } from '../policy/policy.js';
+import { sampleClock } from '../transport/clock-sync-client.js';
+import type { GrpcReplicaSet } from '../transport/grpc-replica-set.js';
+import { HeartbeatStreams } from '../transport/heartbeat-streams.js';
+import type { PeerConfig } from './config.js';
+
+/**
+ * How often each peer's clock is sampled. The estimator keeps the best of the last 8 samples, so
+ * an offset estimate follows a clock step within about 8 s; ClockSync is one tiny unary call.
+ */
+const CLOCK_SYNC_INTERVAL_MS = 1_000;
+/** A ClockSync sample that takes longer than this is worthless for offset estimation anyway. */
+const CLOCK_SYNC_DEADLINE_MS = 1_000;
+
+export interface FailureDetectionOptions {
+  readonly selfId: string;
+  readonly selfAddress: string | undefined;
+  readonly clusterId: string;
+  readonly incarnation: number;
+  readonly peers: readonly PeerConfig[];
+  readonly keyspaces: readonly string[];
+  readonly config: FailureDetectorConfig;
+  readonly replicas: GrpcReplicaSet;
+  readonly clock: HybridLogicalClock;
+  readonly wallClock: WallClock;
+  readonly scheduler: Scheduler;
+  readonly logger: Logger;
+}
+
+/**
+ * The driver of a node's failure detection: feeds the pure MembershipView with heartbeats (one
+ * stream per pair of nodes), passive evidence from RPCs, ClockSync samples and periodic ticks,
+ * and logs every state change once, at info (never a line per request).
+ */
+export class FailureDetection {
+  readonly view: MembershipView;
+  readonly streams: HeartbeatStreams;
+  /** Beats and streams refused, by reason (unknown node, other cluster, garbage). */
+  readonly refused = new Map<string, number>();
+  readonly #o: FailureDetectionOptions;
+  readonly #timers = new Set<TimerHandle>();
+  #closed = false;
+
+  constructor(options: FailureDetectionOptions) {
+    this.#o = options;
+    const { scheduler, logger } = options;
+    this.view = new MembershipView({
+      selfId: options.selfId,
+      selfAddress: options.selfAddress,
+      selfIncarnation: options.incarnation,
+      peers: options.peers,
+      config: options.config,
+      startMs: scheduler.nowMs(),
+    });
+    const replicaIds = [options.selfId, ...options.peers.map((p) => p.id)];
+    for (const name of options.keyspaces) this.view.trackQuorum(name, replicaIds);
+    this.view.on('member-state', (c) =>
+      logger.info(`member ${c.peer} is ${c.to}`, { peer: c.peer, from: c.from, to: c.to, cause: c.cause, phi: round(c.phi), incarnation: c.incarnation }),
+    );
+    this.view.on('quorum-lost', (c) => logger.warn(`quorum lost for keyspace ${c.name}`, { keyspace: c.name, alive: c.aliveCount, quorum: c.quorumSize }));
+    this.view.on('quorum-regained', (c) => logger.info(`quorum reachable for keyspace ${c.name}`, { keyspace: c.name, alive: c.aliveCount, quorum: c.quorumSize }));
+    this.view.on('clock-offset-exceeded', (c) =>
+      logger.warn(`clock of ${c.peer} is ${round(c.offsetMs)} ms off; the limit is ${c.maxClockOffsetMs} ms`, { peer: c.peer, offsetMs: round(c.offsetMs), rttMs: round(c.rttMs) }),
+    );
+    this.view.on('clock-offset-ok', (c) => logger.info(`clock of ${c.peer} is back within the limit`, { peer: c.peer, offsetMs: round(c.offsetMs) }));
+
+    this.streams = new HeartbeatStreams({
+      selfId: options.selfId,
+      clusterId: options.clusterId,
+      incarnation: options.incarnation,
+      knownPeerIds: new Set(options.peers.map((p) => p.id)),
+      heartbeatIntervalMs: options.config.heartbeatIntervalMs,
+      maxClockOffsetMs: options.config.maxClockOffsetMs,
+      replicas: options.replicas,
+      clock: options.clock,
+      wallClock: options.wallClock,
+      scheduler,
+      random: Math.random,
+      logger,
+      sink: {
+        onBeat: (peer, incarnation) => {
+          this.view.recordHeartbeat(peer, incarnation, scheduler.nowMs());
+        },
+        onRefused: (_peer, reason) => this.countRefused(reason),
+      },
+    });
+  }
+
+  /** Liveness for the policies: ALIVE peers, plus never-heard ones while the startup grace lasts. */
+  readonly liveness: LivenessOracle = {
+    isAlive: (peer) => {
+      if (this.view.isAlive(peer)) return true;
+      const now = this.#o.scheduler.nowMs();
+      return now < this.view.startMs + this.#o.config.startupGraceMs && this.view.member(peer, now).lastHeardAgeMs === undefined;
+    },
+  };
+
+  /** Passive evidence from an interceptor: a call to or from `peer` ended. */
+  recordEvidence(peer: string | undefined, ok: boolean): void {
+    if (peer === undefined || this.#closed || !this.view.peerIds().includes(peer)) return;
+    this.view.recordEvidence(peer, ok, this.#o.scheduler.nowMs());
+  }
+
+  countRefused(reason: string): void {
+    const key = reason.replace(/"[^"]*"/g, '…').slice(0, 80);
+    this.refused.set(key, (this.refused.get(key) ?? 0) + 1);
+  }
+
+  start(): void {
+    this.streams.start();
+    this.#every(this.#o.config.tickIntervalMs, () => this.view.tick(this.#o.scheduler.nowMs()));
+    this.#every(CLOCK_SYNC_INTERVAL_MS, () => {
+      for (const peer of this.#o.peers) void this.#syncClock(peer.id);
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const t of this.#timers) t.cancel();
+    this.#timers.clear();
+    this.streams.close();
+  }
+
+  async #syncClock(peer: string): Promise<void> {
+    try {
+      const sample = await sampleClock(this.#o.replicas.client(peer), {
+        wallClock: this.#o.wallClock,
+        clock: this.#o.clock,
+        nodeId: this.#o.selfId,
+        deadlineMs: CLOCK_SYNC_DEADLINE_MS,
+        maxClockOffsetMs: this.#o.config.maxClockOffsetMs,
+      });
+      if (!this.#closed) this.view.recordClockSample(peer, { offsetMs: sample.offsetMs, rttMs: sample.rttMs }, this.#o.scheduler.nowMs());
+    } catch {
+      // An unreachable peer is the heartbeats' business; a missed sample changes nothing.
+    }
+  }
+
+  #every(intervalMs: number, fn: () => void): void {
+    const loop = () => {
+      if (this.#closed) return;
+      fn();
+      const timer = this.#o.scheduler.setTimer(intervalMs, () => {
+        this.#timers.delete(timer);
+        loop();
+      });
+      this.#timers.add(timer);
+    };
+    loop();
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
