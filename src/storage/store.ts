@@ -1,4 +1,12 @@
-import type { ApplyOutcome, Entry } from './entry.js';
+import type { ApplyOutcome, Entry, Version } from './entry.js';
+
+/**
+ * Decides what a store keeps when `offered` arrives for a key that holds `held` (undefined when
+ * nothing): the entry to store (`offered` itself, or a merge of both), or undefined to keep
+ * `held`. Runs synchronously inside `apply`'s atomic step: it must be quick, deterministic and
+ * must not call the store. The default keeps the larger version (last writer wins).
+ */
+export type ConflictResolver = (held: Entry | undefined, offered: Entry) => Entry | undefined;
 
 /**
  * The durable state of one replica: versioned entries per keyspace, plus a little metadata (the
