@@ -189,7 +189,8 @@ export function pairOperations(events: readonly HistoryEvent[], source: EventSou
     const open = pending.get(who);
     if (e.type === 'invoke') {
       if (open !== undefined) {
-        fail(i, `process ${formatValue(e.process)} invokes ${e.f} while its ${open.event.f} from ${where(source, open.index)} is pending`);
+        const since = where(source, open.index);
+        fail(i, `process ${formatValue(e.process)} invokes ${e.f} while its ${open.event.f} from ${since} is pending`);
       }
       const p: Pending = { index: i, event: e, slot: slots.length };
       pending.set(who, p);

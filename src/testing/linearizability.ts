@@ -7,6 +7,10 @@
  * and backtracks when it meets the return of an operation it has not linearized yet, since that
  * operation had to take effect before its return. A cache of (set of linearized operations,
  * register value) pairs already explored prunes the orders that reach the same configuration.
+ * Two refinements: a read that fits is placed without branching (see the search loop for why
+ * that is safe), and the cache stores each set only as its window of bitset words, between the
+ * full ones below and the empty ones above, so that long histories cost no more per step than
+ * short ones.
  *
  * Keys are independent registers, so each key's operations are checked on their own (a history
  * is linearizable exactly when every key's is). A `fail` operation had no effect and is left
@@ -30,8 +34,9 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 const STEPS_PER_CLOCK_READ = 1 << 12;
 
 /**
- * The most memory the cache of explored configurations may take, per key. A search that needs
- * more answers `unknown` rather than exhaust the process.
+ * The most memory the cache of explored configurations may fill, per key (its arrays may be
+ * allocated up to twice that while they grow). A search that needs more answers `unknown`
+ * rather than exhaust the process.
  */
 const CACHE_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024;
 
@@ -45,7 +50,7 @@ const MAX_PREFIX_LISTED = 20;
 const MAX_STUCK_LISTED = 20;
 
 export interface CheckOptions {
-  /** Past this many milliseconds the search stops and answers `unknown`; default 10 000. */
+  /** Past this many milliseconds, for all keys together, the search stops and answers `unknown`; default 10 000. */
   readonly timeoutMs?: number;
   /** Milliseconds from any origin, for the budget; default `performance.now`. */
   readonly clock?: () => number;
@@ -124,7 +129,7 @@ export function checkLinearizability(operations: readonly Operation[], options: 
     list.push(op);
   }
   const keys: KeyResult[] = [];
-  for (const [key, ops] of byKey) keys.push(checkKey(key, ops, expired, timeoutMs));
+  for (const [key, ops] of byKey) keys.push(checkKey(key, ops, expired));
 
   const violations = keys.filter((k) => k.violation !== undefined);
   const unknown = keys.filter((k) => k.verdict === 'unknown');
@@ -157,8 +162,14 @@ const KIND_CAS_UNKNOWN = 3;
 const NULL_ID = 0;
 /** No list entry. */
 const NIL = -1;
+/** Marks a stack frame whose operation was forced (see the search loop); entries are below it. */
+const FORCED = 1 << 30;
+/** A bitset word with every bit set. */
+const FULL_WORD = 0xffff_ffff;
+/** The register state an operation that does not fit leads to. */
+const NO_FIT = -1;
 
-function checkKey(key: string, unsorted: readonly Operation[], expired: () => boolean, timeoutMs: number): KeyResult {
+function checkKey(key: string, unsorted: readonly Operation[], expired: () => boolean): KeyResult {
   const ops = unsorted.slice().sort((x, y) => x.call - y.call || x.id - y.id);
   const n = ops.length;
   if (n === 0) return { key, verdict: 'linearizable', operations: 0 };
@@ -228,26 +239,39 @@ function checkKey(key: string, unsorted: readonly Operation[], expired: () => bo
   }
   next[last] = NIL;
 
+  // The linearized set as a bitset, with the bounds of its window: every word below `lowWord` is
+  // full and every word above `highWord` empty, so the cache need only store the words between.
   const words = (n + 31) >>> 5;
   const linearized = new Uint32Array(words);
+  let lowWord = 0;
+  let highWord = -1;
   const zobrist = zobristKeys(n);
-  const cache = new ConfigCache(words, Math.floor(CACHE_MEMORY_LIMIT_BYTES / ((words + 3) * 4)));
+  const cache = new ConfigCache(CACHE_MEMORY_LIMIT_BYTES);
 
   // For explanations: which operations ever fitted, and what the register held when one did not.
   const fitted = new Uint8Array(n);
   const misfits = new Uint32Array(n);
   const heldAtMisfit: (Set<number> | undefined)[] = new Array(n);
 
+  // One frame per linearized operation: its call entry, and the register and window before it.
   const stackEntry = new Int32Array(n);
   const stackState = new Int32Array(n);
+  const stackLow = new Int32Array(n);
+  const stackHigh = new Int32Array(n);
   let depth = 0;
   let state = NULL_ID;
   let hash = 0;
   let steps = 0;
-  let best: { prefix: Int32Array; state: number; candidates: number[] } | undefined;
+  // The longest prefix so far. Only the frames above the lowest depth the stack has fallen to
+  // since the last copy have changed, so only those are copied again.
+  const bestPrefix = new Int32Array(n);
+  let bestLength = -1;
+  let bestState = NULL_ID;
+  let bestCandidates: number[] = [];
+  let unchangedBelow = 0;
 
   let entry = next[HEAD]!;
-  while (next[HEAD] !== NIL) {
+  search: while (next[HEAD] !== NIL) {
     if ((++steps & (STEPS_PER_CLOCK_READ - 1)) === 0 && expired()) {
       return { key, verdict: 'unknown', operations: n, stoppedBy: 'time' };
     }
@@ -257,18 +281,18 @@ function checkKey(key: string, unsorted: readonly Operation[], expired: () => bo
       let after: number;
       switch (kind[op]) {
         case KIND_READ:
-          after = state === a ? state : NIL;
+          after = state === a ? state : NO_FIT;
           break;
         case KIND_WRITE:
           after = a;
           break;
         case KIND_CAS:
-          after = state === a ? argB[op]! : NIL;
+          after = state === a ? argB[op]! : NO_FIT;
           break;
         default:
           after = state === a ? argB[op]! : state;
       }
-      if (after === NIL) {
+      if (after === NO_FIT) {
         misfits[op]!++;
         let held = heldAtMisfit[op];
         if (held === undefined) heldAtMisfit[op] = held = new Set();
@@ -277,44 +301,78 @@ function checkKey(key: string, unsorted: readonly Operation[], expired: () => bo
         continue;
       }
       fitted[op] = 1;
+      // An operation that never changes the register (a read, or a cas from v to v) and fits
+      // here can go first in any order that completes from here: wherever that order puts it,
+      // the register holds this same value, and moving it earlier only loosens real-time
+      // constraints. So it is no choice: if nothing completes after it, nothing completes from
+      // here either, and the search backtracks past this configuration. (A write of the value
+      // the register holds is no such operation: later on it may change the register.)
+      const forced = kind[op] === KIND_READ || (kind[op] === KIND_CAS && a === argB[op]);
       const h = (hash ^ zobrist[op]!) >>> 0;
-      if (cache.has(h, after, linearized, op)) {
+      const w = op >>> 5;
+      const bit = 1 << (op & 31);
+      let low = lowWord;
+      if (w === low && (linearized[w]! | bit) >>> 0 === FULL_WORD) {
+        low++;
+        while (low < words && linearized[low] === FULL_WORD) low++;
+      }
+      const high = w > highWord ? w : highWord;
+      if (!cache.has(h, after, linearized, w, bit, low, high)) {
+        if (!cache.add(h, after, linearized, w, bit, low, high)) {
+          return { key, verdict: 'unknown', operations: n, stoppedBy: 'memory' };
+        }
+        stackEntry[depth] = forced ? entry | FORCED : entry;
+        stackState[depth] = state;
+        stackLow[depth] = lowWord;
+        stackHigh[depth] = highWord;
+        depth++;
+        state = after;
+        hash = h;
+        linearized[w]! |= bit;
+        lowWord = low;
+        highWord = high;
+        lift(next, prev, entry);
+        entry = next[HEAD]!;
+        continue;
+      }
+      // Already explored from there, without success.
+      if (!forced) {
         entry = next[entry]!;
         continue;
       }
-      if (!cache.add(h, after, linearized, op)) {
-        return { key, verdict: 'unknown', operations: n, stoppedBy: 'memory' };
-      }
-      stackEntry[depth] = entry;
-      stackState[depth] = state;
-      depth++;
-      state = after;
-      hash = h;
-      linearized[op >>> 5]! |= 1 << (op & 31);
-      lift(next, prev, entry);
-      entry = next[HEAD]!;
-    } else {
+    } else if (depth > bestLength) {
       // An operation still pending returns here, so it had to take effect already: backtrack.
-      if (best === undefined || depth > best.prefix.length) {
-        const candidates: number[] = [];
-        // The pending operation that returns here is among them: its call comes before its return.
-        for (let e = next[HEAD]!; e !== entry; e = next[e]!) if ((e & 1) === 0) candidates.push(e >> 1);
-        best = { prefix: stackEntry.slice(0, depth).map((e) => e >> 1), state, candidates };
-      }
-      if (depth === 0) break;
+      bestPrefix.set(stackEntry.subarray(unchangedBelow, depth), unchangedBelow);
+      unchangedBelow = bestLength = depth;
+      bestState = state;
+      // The pending operation that returns here is among them: its call comes before its return.
+      bestCandidates = [];
+      for (let e = next[HEAD]!; e !== entry; e = next[e]!) if ((e & 1) === 0) bestCandidates.push(e >> 1);
+    }
+    // Nothing completes from this configuration: undo the operation that led here, and keep
+    // undoing while that was a forced one.
+    let frame: number;
+    do {
+      if (depth === 0) break search;
       depth--;
-      entry = stackEntry[depth]!;
+      if (depth < unchangedBelow) unchangedBelow = depth;
+      frame = stackEntry[depth]!;
+      entry = frame & ~FORCED;
       state = stackState[depth]!;
+      lowWord = stackLow[depth]!;
+      highWord = stackHigh[depth]!;
       const op = entry >> 1;
       linearized[op >>> 5]! &= ~(1 << (op & 31));
       hash = (hash ^ zobrist[op]!) >>> 0;
       unlift(next, prev, entry);
-      entry = next[entry]!;
-    }
+    } while ((frame & FORCED) !== 0);
+    entry = next[entry]!;
   }
   if (next[HEAD] === NIL) return { key, verdict: 'linearizable', operations: n };
 
-  const violation = explain(key, ops, values, kind, argA, best!, fitted, misfits, heldAtMisfit);
+  const prefix = Array.from(bestPrefix.subarray(0, bestLength), (e) => (e & ~FORCED) >> 1);
+  const best = { prefix, state: bestState, candidates: bestCandidates };
+  const violation = explain(key, ops, values, kind, argA, best, fitted, misfits, heldAtMisfit);
   return { key, verdict: 'not-linearizable', operations: n, violation };
 }
 
@@ -354,38 +412,44 @@ function zobristKeys(n: number): Uint32Array {
 }
 
 /**
- * The set of explored configurations: a chained hash table over flat typed arrays, so that each
- * entry costs its bitset's words plus three more, with no object per entry.
+ * The set of explored configurations (linearized set, register value): a chained hash table over
+ * flat typed arrays, with no object per entry. Each entry keeps only its set's window of words,
+ * from the first that is not full to the last that is not empty; sets are equal exactly when
+ * their windows are, since the words below are all full and those above all empty.
  */
 class ConfigCache {
-  readonly #words: number;
-  readonly #limit: number;
+  /** Bytes per entry besides its words: hash, state, chain link, window start and length. */
+  static readonly #ENTRY_BYTES = 5 * 4;
+  readonly #limitBytes: number;
   #count = 0;
   #buckets = new Int32Array(1 << 10).fill(NIL);
   #chain = new Int32Array(1 << 10);
   #hashes = new Uint32Array(1 << 10);
   #states = new Int32Array(1 << 10);
-  #bits: Uint32Array;
+  #offsets = new Int32Array(1 << 10);
+  #lows = new Int32Array(1 << 10);
+  #words = new Uint32Array(1 << 12);
+  #wordsUsed = 0;
 
-  constructor(words: number, limit: number) {
-    this.#words = words;
-    this.#limit = limit;
-    this.#bits = new Uint32Array((1 << 10) * words);
+  constructor(limitBytes: number) {
+    this.#limitBytes = limitBytes;
   }
 
-  /** Whether (`linearized` plus `op`, `state`) is cached; `hash` is that set's hash. */
-  has(hash: number, state: number, linearized: Uint32Array, op: number): boolean {
+  /**
+   * Whether the set `linearized` plus bit `bit` of word `w`, with window [`low`, `high`], is
+   * cached with register value `state`; `hash` is that set's hash.
+   */
+  has(hash: number, state: number, linearized: Uint32Array, w: number, bit: number, low: number, high: number): boolean {
+    const length = high >= low ? high - low + 1 : 0;
     const words = this.#words;
-    const bits = this.#bits;
-    const w = op >>> 5;
-    const bit = 1 << (op & 31);
     for (let i = this.#buckets[slot(hash, state, this.#buckets.length)]!; i !== NIL; i = this.#chain[i]!) {
-      if (this.#hashes[i] !== hash || this.#states[i] !== state) continue;
-      const base = i * words;
+      if (this.#hashes[i] !== hash || this.#states[i] !== state || this.#lows[i] !== low) continue;
+      const offset = this.#offsets[i]!;
+      if ((i + 1 < this.#count ? this.#offsets[i + 1]! : this.#wordsUsed) - offset !== length) continue;
       let same = true;
-      for (let k = 0; k < words; k++) {
-        const want = k === w ? linearized[k]! | bit : linearized[k]!;
-        if (bits[base + k] !== want >>> 0) {
+      for (let k = 0; k < length; k++) {
+        const word = low + k === w ? (linearized[low + k]! | bit) >>> 0 : linearized[low + k]!;
+        if (words[offset + k] !== word) {
           same = false;
           break;
         }
@@ -395,40 +459,50 @@ class ConfigCache {
     return false;
   }
 
-  /** Adds (`linearized` plus `op`, `state`); false when the memory limit is reached. */
-  add(hash: number, state: number, linearized: Uint32Array, op: number): boolean {
-    if (this.#count >= this.#limit) return false;
-    if (this.#count === this.#chain.length) this.#grow();
+  /** Adds what {@link has} looks up; false when the memory limit is reached. */
+  add(hash: number, state: number, linearized: Uint32Array, w: number, bit: number, low: number, high: number): boolean {
+    const length = high >= low ? high - low + 1 : 0;
+    if ((this.#count + 1) * ConfigCache.#ENTRY_BYTES + (this.#wordsUsed + length) * 4 > this.#limitBytes) return false;
+    if (this.#count === this.#chain.length) this.#growEntries();
+    while (this.#wordsUsed + length > this.#words.length) {
+      this.#words = grown(this.#words, Math.min(this.#words.length * 2, Math.ceil(this.#limitBytes / 4)));
+    }
     const i = this.#count++;
-    const base = i * this.#words;
-    this.#bits.set(linearized, base);
-    this.#bits[base + (op >>> 5)]! |= 1 << (op & 31);
+    const offset = this.#wordsUsed;
+    this.#words.set(linearized.subarray(low, low + length), offset);
+    if (w >= low && w <= high) this.#words[offset + w - low]! |= bit;
+    this.#wordsUsed += length;
     this.#hashes[i] = hash;
     this.#states[i] = state;
+    this.#offsets[i] = offset;
+    this.#lows[i] = low;
     const s = slot(hash, state, this.#buckets.length);
     this.#chain[i] = this.#buckets[s]!;
     this.#buckets[s] = i;
     return true;
   }
 
-  #grow(): void {
-    const capacity = Math.min(this.#chain.length * 2, this.#limit);
-    const grown = <T extends Int32Array | Uint32Array>(old: T, size: number): T => {
-      const copy = new (old.constructor as new (n: number) => T)(size);
-      copy.set(old);
-      return copy;
-    };
+  #growEntries(): void {
+    const capacity = Math.min(this.#chain.length * 2, Math.ceil(this.#limitBytes / ConfigCache.#ENTRY_BYTES));
     this.#chain = grown(this.#chain, capacity);
     this.#hashes = grown(this.#hashes, capacity);
     this.#states = grown(this.#states, capacity);
-    this.#bits = grown(this.#bits, capacity * this.#words);
-    this.#buckets = new Int32Array(this.#buckets.length * 2).fill(NIL);
+    this.#offsets = grown(this.#offsets, capacity);
+    this.#lows = grown(this.#lows, capacity);
+    this.#buckets = new Int32Array(capacity).fill(NIL);
     for (let i = 0; i < this.#count; i++) {
-      const s = slot(this.#hashes[i]!, this.#states[i]!, this.#buckets.length);
+      const s = slot(this.#hashes[i]!, this.#states[i]!, capacity);
       this.#chain[i] = this.#buckets[s]!;
       this.#buckets[s] = i;
     }
   }
+}
+
+/** A copy of `old` with room for `size` elements. */
+function grown<T extends Int32Array | Uint32Array>(old: T, size: number): T {
+  const copy = new (old.constructor as new (n: number) => T)(size);
+  copy.set(old);
+  return copy;
 }
 
 /** The bucket of a configuration, in a table of `size` (a power of two) buckets. */
@@ -442,7 +516,7 @@ function explain(
   values: readonly Value[],
   kind: Uint8Array,
   argA: Int32Array,
-  best: { prefix: Int32Array; state: number; candidates: number[] },
+  best: { prefix: readonly number[]; state: number; candidates: readonly number[] },
   fitted: Uint8Array,
   misfits: Uint32Array,
   heldAtMisfit: readonly (Set<number> | undefined)[],
@@ -494,7 +568,7 @@ function explain(
         'after some orders of the others, but no order fits them all.',
     );
   }
-  const prefix = Array.from(best.prefix, (i) => ops[i]!);
+  const prefix = best.prefix.map((i) => ops[i]!);
   lines.push(
     `Longest linearizable prefix found: ${prefix.length} ${plural(prefix.length, 'operation', 'operations')}, ` +
       `after which the register held ${formatValue(held)}${prefix.length > 0 ? ':' : '.'}`,
