@@ -62,7 +62,12 @@ export const NODE_DEFAULTS = {
 } as const;
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const KEYSPACE_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+/**
+ * Keyspace names start with a letter or digit (names starting with `_` are the store's own: hints,
+ * conflicts) and stay within 60 characters, so that `_h.<keyspace>.<peer id>` fits the store's
+ * 128-character keyspace names.
+ */
+const KEYSPACE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$/;
 const ADDRESS_PATTERN = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 /** Thrown by {@link validateNodeConfig}; the message names the field and the offending values. */
@@ -96,7 +101,7 @@ export function validateNodeConfig(config: ReplicaNodeConfig): void {
   }
   for (const name of Object.keys(config.keyspaces ?? {})) {
     if (!KEYSPACE_PATTERN.test(name)) {
-      throw new ConfigError(`keyspace name must be 1 to 128 characters of [A-Za-z0-9._-], not ${JSON.stringify(name)}`);
+      throw new ConfigError(`keyspace name must be 1 to 60 characters of [A-Za-z0-9._-] starting with a letter or digit, not ${JSON.stringify(name)}`);
     }
   }
   if (config.keyspaces !== undefined && Object.keys(config.keyspaces).length === 0) {

@@ -1,5 +1,5 @@
 import { HybridLogicalClock, type Scheduler, type WallClock } from '../clock/index.js';
-import { invalidArgument, notFound, ReplikitError } from '../errors.js';
+import { failedPrecondition, invalidArgument, notFound, ReplikitError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import type {
   ConsistencyPolicy,
@@ -12,7 +12,7 @@ import type {
 } from '../policy/policy.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
-import type { ReplicaHandler, ReplicaSet } from '../transport/replica-set.js';
+import type { DigestAnswer, ReplicaHandler, ReplicaSet } from '../transport/replica-set.js';
 import { NODE_DEFAULTS, type PeerConfig } from './config.js';
 import { KeyspaceHandle } from './keyspace-handle.js';
 
@@ -91,6 +91,11 @@ export class NodeCore implements ReplicaHandler {
     return [...this.#policies].map(([name, p]) => ({ name, policy: p.name }));
   }
 
+  /** The policy instance serving `keyspace` (for stats and tests); throws NOT_FOUND like requests do. */
+  policyOf(keyspace: string): KeyspacePolicy {
+    return this.#policyOf(keyspace);
+  }
+
   /** A typed handle on one keyspace; throws NOT_FOUND for a keyspace the node does not serve. */
   keyspace(name: string): KeyspaceHandle {
     this.#policyOf(name);
@@ -136,6 +141,14 @@ export class NodeCore implements ReplicaHandler {
     this.#checkBatch(keys.length);
     for (const key of keys) this.#checkKey(key);
     return policy.readLocal(from, keys);
+  }
+
+  async syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer> {
+    const policy = this.#policyOf(keyspace);
+    if (policy.syncDigests === undefined) {
+      throw failedPrecondition('NOT_AP_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} is not an AP keyspace; anti-entropy runs only between AP replicas`);
+    }
+    return policy.syncDigests(from, bucketHashes, this.settings.maxBatchEntries);
   }
 
   get closed(): boolean {

@@ -1,3 +1,4 @@
+import { apAsync } from './ap/ap-async.js';
 import { cpQuorum } from './cp-quorum.js';
 import type { ConsistencyPolicy, PolicyName } from './policy.js';
 
@@ -13,10 +14,13 @@ export type {
   WriteResult,
 } from './policy.js';
 export { cpQuorum, type CpQuorumOptions } from './cp-quorum.js';
+export { apAsync, AP_DEFAULTS, type ApAsyncOptions, type ApStats } from './ap/ap-async.js';
+export type { MergeFunction } from './ap/conflict.js';
 
 /** The policies a keyspace can be bound to by name (CLI flags, config files). */
 export const POLICIES: Readonly<Partial<Record<PolicyName, () => ConsistencyPolicy>>> = {
   cp: () => cpQuorum(),
+  ap: () => apAsync(),
 };
 
 /** The policy of a name, or undefined for an unknown name. */

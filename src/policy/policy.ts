@@ -2,7 +2,7 @@ import type { HybridLogicalClock, Scheduler } from '../clock/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
-import type { ReplicaSet } from '../transport/replica-set.js';
+import type { DigestAnswer, ReplicaSet } from '../transport/replica-set.js';
 
 /** The policy names used in config, on the CLI and in Status. */
 export type PolicyName = 'cp' | 'ap' | 'causal';
@@ -64,6 +64,8 @@ export interface KeyspacePolicy {
   applyReplicated(from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
   /** Replica: answers a peer's Read. */
   readLocal(from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]>;
+  /** Replica: one anti-entropy exchange (AP keyspaces only). */
+  syncDigests?(from: string, bucketHashes: readonly bigint[], maxEntries: number): Promise<DigestAnswer>;
   /** Stops background work; in-flight operations finish or fail. */
   close(): Promise<void>;
 }

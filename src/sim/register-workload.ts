@@ -4,6 +4,7 @@ import { HistoryRecorder, type HistoryEvent, type OpFunction } from '../testing/
 import type { NetworkFaults } from '../transport/in-memory-network.js';
 import { SimCluster } from './sim-cluster.js';
 import type { SeededRandom } from './seeded-random.js';
+import type { Version } from '../storage/entry.js';
 
 /** What one simulated run does; every choice inside comes from `seed`. */
 export interface RegisterWorkloadOptions {
@@ -29,6 +30,15 @@ export interface RegisterWorkloadResult {
   readonly stats: Record<string, number>;
   /** The cluster after the run (healed, every node up), for convergence checks. */
   readonly cluster: SimCluster;
+  /** Every acknowledged put and delete with the version it was given. */
+  readonly acknowledged: readonly AcknowledgedWrite[];
+}
+
+export interface AcknowledgedWrite {
+  readonly key: string;
+  /** The value put, or null for a delete. */
+  readonly value: string | null;
+  readonly version: Version;
 }
 
 const KEYSPACE = 'register';
@@ -60,6 +70,7 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   const keys = Array.from({ length: keyCount }, (_, i) => `k${i}`);
   const sleep = (ms: number) => new Promise<void>((resolve) => scheduler.setTimer(ms, resolve));
   let running = true;
+  const acknowledged: AcknowledgedWrite[] = [];
 
   // Operations whose coordinator crashed: completed as `info` at the crash, later answers ignored.
   const abandonOnCrash = new Map<string, Set<() => void>>(cluster.nodeIds.map((id) => [id, new Set()]));
@@ -97,8 +108,14 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
           f === 'read'
             ? ks.get(key).then((r) => () => handle.ok(r.value === undefined ? null : decoder.decode(r.value)))
             : f === 'write'
-              ? ks.put(key, value!).then(() => () => handle.ok())
-              : ks.delete(key).then(() => () => handle.ok());
+              ? ks.put(key, value!).then((r) => () => {
+                  acknowledged.push({ key, value, version: r.version });
+                  handle.ok();
+                })
+              : ks.delete(key).then((r) => () => {
+                  acknowledged.push({ key, value: null, version: r.version });
+                  handle.ok();
+                });
         op.then(
           (record) => complete(record, 'ok'),
           (err: unknown) => {
@@ -149,5 +166,5 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   cluster.network.setFaults(CALM);
   for (const id of cluster.nodeIds) if (!cluster.isUp(id)) cluster.start(id);
   await scheduler.runUntilSettled(chaos, 1_000);
-  return { seed: options.seed, events: recorder.events(), stats, cluster };
+  return { seed: options.seed, events: recorder.events(), stats, cluster, acknowledged };
 }

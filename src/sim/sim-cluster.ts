@@ -91,12 +91,16 @@ export class SimCluster {
     return node;
   }
 
-  /** Crashes node `id`: it stops at once; its store (the disk) survives. */
+  /**
+   * Crashes node `id`: it stops at once. Its store (the disk) keeps what it acknowledged as
+   * durable and loses writes still in flight, the worst a real disk may do.
+   */
   crash(id: string): void {
     const node = this.#nodes.get(id);
     if (node === undefined) return;
     this.#nodes.delete(id);
     this.network.detach(id);
     void node.close();
+    this.stores.get(id)!.crash();
   }
 }

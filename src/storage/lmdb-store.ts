@@ -1,9 +1,9 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { compareVersion, type ApplyOutcome, type Entry } from './entry.js';
+import { compareVersion, type ApplyOutcome, type Entry, type Version } from './entry.js';
 import { decodeEntry, encodeEntry } from './entry-codec.js';
 import { copyEntry } from './entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from './limits.js';
-import { StoreClosedError, type Store } from './store.js';
+import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from './store.js';
 
 /** The named database holding the entries of every keyspace, keyed `<keyspace> 0x00 <key>`. */
 const ENTRIES_DB = 'entries';
@@ -64,8 +64,8 @@ export class LmdbStore implements Store {
   readonly #root: RootDatabase;
   readonly #entries: Database<Buffer, Buffer>;
   readonly #meta: Database<Buffer, string>;
-  /** Writes issued and not yet visible in the database, per keyspace, by latin1 key. */
-  readonly #overlay = new Map<string, Map<string, PendingWrite<Entry>>>();
+  /** Writes issued and not yet visible in the database, per keyspace, by latin1 key; null is a removal. */
+  readonly #overlay = new Map<string, Map<string, PendingWrite<Entry | null>>>();
   readonly #metaOverlay = new Map<string, PendingWrite<Uint8Array>>();
   /** Commits not yet settled, by the promise lmdb-js gave their writes. */
   readonly #commits = new Map<Promise<boolean>, PendingCommit>();
@@ -102,15 +102,15 @@ export class LmdbStore implements Store {
     this.#assertOpen();
     assertKeyspaceName(keyspace);
     const pending = this.#overlay.get(keyspace)?.get(latin1(key));
-    if (pending !== undefined) return pending.value;
+    if (pending !== undefined) return pending.value ?? undefined;
     return this.#read(dbKey(keyspace, key), key);
   }
 
-  async apply(keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+  async apply(keyspace: string, entries: readonly Entry[], resolve: ConflictResolver = keepNewer): Promise<ApplyOutcome[]> {
     this.#assertOpen();
     assertKeyspaceName(keyspace);
     // Encode (and so validate) everything first, so that a bad entry rejects the call before any
-    // of its writes is issued.
+    // of its writes is issued. A resolver that merges yields a new entry, encoded when chosen.
     const encoded = entries.map((entry) => {
       assertKeySize(entry.key);
       return encodeEntry(entry);
@@ -124,22 +124,45 @@ export class LmdbStore implements Store {
       const k = latin1(entry.key);
       const key = dbKey(keyspace, entry.key);
       const pending = overlay?.get(k);
-      const held = pending !== undefined ? pending.value : this.#read(key, entry.key);
-      if (held !== undefined && compareVersion(entry.version, held.version) <= 0) {
+      const held = pending !== undefined ? (pending.value ?? undefined) : this.#read(key, entry.key);
+      const chosen = resolve(held, entry);
+      if (chosen === undefined) {
         outcomes.push('superseded');
         // Answer "superseded" only once the entry that wins is durable: a crash could otherwise
         // take it away after this replica has said it holds something newer.
         if (pending !== undefined) waits.add(pending.durable);
         continue;
       }
-      const stored = copyEntry(entry);
+      const stored = copyEntry(chosen);
       if (overlay === undefined) this.#overlay.set(keyspace, (overlay = new Map()));
-      const write = this.#track(overlay, k, stored, this.#entries.put(key, encoded[i]!));
+      const bytes = chosen === entry ? encoded[i]! : encodeEntry(stored);
+      const write = this.#track(overlay, k, stored as Entry | null, this.#entries.put(key, bytes));
       waits.add(write.durable);
       outcomes.push('applied');
     }
     await Promise.all(waits);
     return outcomes;
+  }
+
+  async remove(keyspace: string, items: readonly { readonly key: Uint8Array; readonly version: Version }[]): Promise<number> {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    // As in apply: from here to the await, the compare and the removal are one step.
+    const waits = new Set<Promise<void>>();
+    let removed = 0;
+    let overlay = this.#overlay.get(keyspace);
+    for (const item of items) {
+      const k = latin1(item.key);
+      const key = dbKey(keyspace, item.key);
+      const pending = overlay?.get(k);
+      const held = pending !== undefined ? (pending.value ?? undefined) : this.#read(key, item.key);
+      if (held === undefined || compareVersion(held.version, item.version) !== 0) continue;
+      if (overlay === undefined) this.#overlay.set(keyspace, (overlay = new Map()));
+      waits.add(this.#track(overlay, k, null as Entry | null, this.#entries.remove(key)).durable);
+      removed++;
+    }
+    await Promise.all(waits);
+    return removed;
   }
 
   entries(keyspace: string): Entry[] {
@@ -155,7 +178,10 @@ export class LmdbStore implements Store {
     const overlay = this.#overlay.get(keyspace);
     if (overlay === undefined || overlay.size === 0) return scanned;
     const merged = new Map(scanned.map((entry) => [latin1(entry.key), entry]));
-    for (const [k, pending] of overlay) merged.set(k, pending.value);
+    for (const [k, pending] of overlay) {
+      if (pending.value === null) merged.delete(k);
+      else merged.set(k, pending.value);
+    }
     // Latin1 strings compare code unit by code unit, which is byte by byte.
     return [...merged.keys()].sort().map((k) => merged.get(k)!);
   }

@@ -1,7 +1,7 @@
-import { compareVersion, type ApplyOutcome, type Entry } from './entry.js';
+import { compareVersion, type ApplyOutcome, type Entry, type Version } from './entry.js';
 import { copyEntry } from './entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from './limits.js';
-import { StoreClosedError, type Store } from './store.js';
+import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from './store.js';
 
 /** Entries of one keyspace by key, the key's bytes spelled as a latin1 string. */
 type Keyspace = Map<string, Entry>;
@@ -23,7 +23,8 @@ export class MemoryStore implements Store {
   readonly #durable = new Map<string, Keyspace>();
   readonly #durableMeta = new Map<string, Uint8Array>();
   /** What the commit in flight will make durable; a crash drops it. */
-  readonly #staged = new Map<string, Keyspace>();
+  /** A null entry stages a removal. */
+  readonly #staged = new Map<string, Map<string, Entry | null>>();
   readonly #stagedMeta = new Map<string, Uint8Array>();
   /** The commit every call of the current synchronous run waits for. */
   #commit: Promise<void> | undefined;
@@ -35,10 +36,12 @@ export class MemoryStore implements Store {
     this.#assertOpen();
     assertKeyspaceName(keyspace);
     const k = keyString(key);
-    return this.#staged.get(keyspace)?.get(k) ?? this.#durable.get(keyspace)?.get(k);
+    const staged = this.#staged.get(keyspace)?.get(k);
+    if (staged !== undefined) return staged ?? undefined;
+    return this.#durable.get(keyspace)?.get(k);
   }
 
-  apply(keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+  apply(keyspace: string, entries: readonly Entry[], resolve: ConflictResolver = keepNewer): Promise<ApplyOutcome[]> {
     try {
       this.#assertOpen();
       assertKeyspaceName(keyspace);
@@ -48,10 +51,11 @@ export class MemoryStore implements Store {
     }
     const outcomes = entries.map((entry): ApplyOutcome => {
       const held = this.get(keyspace, entry.key);
-      if (held !== undefined && compareVersion(entry.version, held.version) <= 0) return 'superseded';
+      const chosen = resolve(held, entry);
+      if (chosen === undefined) return 'superseded';
       let staged = this.#staged.get(keyspace);
       if (staged === undefined) this.#staged.set(keyspace, (staged = new Map()));
-      staged.set(keyString(entry.key), copyEntry(entry));
+      staged.set(keyString(entry.key), copyEntry(chosen));
       return 'applied';
     });
     // Superseded entries wait for the commit too: the entry that beat them may be staged in it,
@@ -59,11 +63,31 @@ export class MemoryStore implements Store {
     return this.#joinCommit().then(() => outcomes);
   }
 
+  remove(keyspace: string, items: readonly { readonly key: Uint8Array; readonly version: Version }[]): Promise<number> {
+    try {
+      this.#assertOpen();
+      assertKeyspaceName(keyspace);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    let removed = 0;
+    for (const item of items) {
+      const held = this.get(keyspace, item.key);
+      if (held === undefined || compareVersion(held.version, item.version) !== 0) continue;
+      let staged = this.#staged.get(keyspace);
+      if (staged === undefined) this.#staged.set(keyspace, (staged = new Map()));
+      staged.set(keyString(item.key), null);
+      removed++;
+    }
+    return this.#joinCommit().then(() => removed);
+  }
+
   entries(keyspace: string): Entry[] {
     this.#assertOpen();
     assertKeyspaceName(keyspace);
-    const merged = new Map(this.#durable.get(keyspace));
+    const merged = new Map<string, Entry | null>(this.#durable.get(keyspace));
     for (const [k, entry] of this.#staged.get(keyspace) ?? []) merged.set(k, entry);
+    for (const [k, entry] of merged) if (entry === null) merged.delete(k);
     // Latin1 strings compare code unit by code unit, which is byte by byte.
     return [...merged.keys()].sort().map((k) => merged.get(k)!);
   }
@@ -120,7 +144,10 @@ export class MemoryStore implements Store {
     for (const [keyspace, staged] of this.#staged) {
       let durable = this.#durable.get(keyspace);
       if (durable === undefined) this.#durable.set(keyspace, (durable = new Map()));
-      for (const [k, entry] of staged) durable.set(k, entry);
+      for (const [k, entry] of staged) {
+        if (entry === null) durable.delete(k);
+        else durable.set(k, entry);
+      }
     }
     this.#staged.clear();
     for (const [name, value] of this.#stagedMeta) this.#durableMeta.set(name, value);

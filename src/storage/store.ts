@@ -1,4 +1,4 @@
-import type { ApplyOutcome, Entry, Version } from './entry.js';
+import { compareVersion, type ApplyOutcome, type Entry, type Version } from './entry.js';
 
 /**
  * Decides what a store keeps when `offered` arrives for a key that holds `held` (undefined when
@@ -7,6 +7,10 @@ import type { ApplyOutcome, Entry, Version } from './entry.js';
  * must not call the store. The default keeps the larger version (last writer wins).
  */
 export type ConflictResolver = (held: Entry | undefined, offered: Entry) => Entry | undefined;
+
+/** The default resolver: the larger version wins, an equal one changes nothing. */
+export const keepNewer: ConflictResolver = (held, offered) =>
+  held === undefined || compareVersion(offered.version, held.version) > 0 ? offered : undefined;
 
 /**
  * The durable state of one replica: versioned entries per keyspace, plus a little metadata (the
@@ -34,11 +38,11 @@ export interface Store {
   get(keyspace: string, key: Uint8Array): Entry | undefined;
 
   /**
-   * Offers entries to the store. For each entry, in order: when the store holds no entry for its
-   * key, or holds one with a smaller version (see compareVersion), the entry replaces it
-   * (`applied`); otherwise nothing changes (`superseded`). The comparison and the write are
-   * atomic with respect to every other `apply`, so the outcome does not depend on the order in
-   * which replicas receive writes.
+   * Offers entries to the store. For each entry, in order, `resolve` (by default {@link keepNewer}:
+   * the entry replaces what is held when nothing is held or the held version is smaller) chooses
+   * what to keep: its choice is stored (`applied`), or nothing changes (`superseded`). The
+   * resolution and the write are atomic with respect to every other `apply`, so with the default
+   * the outcome does not depend on the order in which replicas receive writes.
    *
    * Resolves, with one outcome per entry in the same order, only once every applied entry is
    * durable: a crash after the promise resolves loses none of them. A `superseded` outcome, too,
@@ -47,7 +51,14 @@ export interface Store {
    * commit (group commit), so many writers pay for one fsync. Never answers `buffered`: buffering
    * is the causal policy's business, above the store.
    */
-  apply(keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
+  apply(keyspace: string, entries: readonly Entry[], resolve?: ConflictResolver): Promise<ApplyOutcome[]>;
+
+  /**
+   * Removes the entries of `keyspace` that still hold exactly the given versions (a newer entry
+   * for the key stays): for purging tombstones and delivered hints. Resolves with how many were
+   * removed, once the removals are durable. Atomic with respect to `apply`, like `apply` itself.
+   */
+  remove(keyspace: string, items: readonly { readonly key: Uint8Array; readonly version: Version }[]): Promise<number>;
 
   /**
    * Every entry of `keyspace` in byte-wise key order, tombstones included: a snapshot of the state

@@ -2,8 +2,8 @@ import { credentials, Metadata, status, type ChannelCredentials, type Intercepto
 import { ReplicaServiceClient } from '../gen/replikit/v1/replica_service.js';
 import type { PeerConfig } from '../node/config.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
-import { PeerCallError, type ReplicaSet } from './replica-set.js';
-import { entryToWire, optionalEntryFromWire, outcomeFromWire, asBuffer } from './wire.js';
+import { PeerCallError, type DigestAnswer, type ReplicaSet } from './replica-set.js';
+import { entryFromWire, entryToWire, optionalEntryFromWire, outcomeFromWire, asBuffer } from './wire.js';
 
 export interface GrpcReplicaSetOptions {
   readonly selfId: string;
@@ -96,6 +96,24 @@ export class GrpcReplicaSet implements ReplicaSet {
           resolve(response.entries.map((e, i) => optionalEntryFromWire(e, `${peer}'s entry ${i}`)));
         } catch (e: unknown) {
           reject(e instanceof PeerCallError ? e : new PeerCallError(peer, 'rejected', String(e), { cause: e }));
+        }
+      });
+    });
+  }
+
+  syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
+    const client = this.client(peer);
+    return new Promise((resolve, reject) => {
+      client.syncDigests({ keyspace, bucketHashes: [...bucketHashes] }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
+        if (err) return reject(toPeerError(peer, err));
+        try {
+          resolve({
+            differingBuckets: response.differingBuckets,
+            entries: response.entries.map((e, i) => entryFromWire(e, `${peer}'s repair entry ${i}`)),
+            truncated: response.truncated,
+          });
+        } catch (e: unknown) {
+          reject(new PeerCallError(peer, 'rejected', String(e), { cause: e }));
         }
       });
     });

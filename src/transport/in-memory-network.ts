@@ -4,7 +4,7 @@ import { Metadata } from '@grpc/grpc-js';
 import { failedPrecondition, ReplikitError } from '../errors.js';
 import { describeTooFarAhead, observeHlc, stampHlc } from '../interceptors/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
-import { PeerCallError, type ReplicaHandler, type ReplicaSet } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type ReplicaHandler, type ReplicaSet } from './replica-set.js';
 
 /** The network's misbehaviour; every random choice comes from the seeded generator. */
 export interface NetworkFaults {
@@ -98,6 +98,8 @@ export class InMemoryNetwork {
         this.#call<ApplyOutcome[]>(selfId, peer, timeoutMs, (h, from) => h.replicate(from, keyspace, entries)),
       read: (peer, keyspace, keys, timeoutMs) =>
         this.#call<(Entry | undefined)[]>(selfId, peer, timeoutMs, (h, from) => h.read(from, keyspace, keys)),
+      syncDigests: (peer, keyspace, hashes, timeoutMs) =>
+        this.#call<DigestAnswer>(selfId, peer, timeoutMs, (h, from) => h.syncDigests(from, keyspace, hashes)),
     };
   }
 

@@ -9,6 +9,8 @@ import type {
   ReplicaServiceServer,
   ReplicateRequest,
   ReplicateResponse,
+  SyncDigestsRequest,
+  SyncDigestsResponse,
 } from '../gen/replikit/v1/replica_service.js';
 import { invalidArgument } from '../errors.js';
 import type { ReplicaHandler } from './replica-set.js';
@@ -57,6 +59,13 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
         checkBatch(req.keys.length, 'Read');
         const entries = await handlers.replica.read(callerOf(call), req.keyspace, req.keys);
         return { entries: entries.map((e, i) => (e === undefined ? missingEntryToWire(req.keys[i]!) : entryToWire(e))) };
+      });
+    },
+    syncDigests(call: ServerUnaryCall<SyncDigestsRequest, SyncDigestsResponse>, callback: sendUnaryData<SyncDigestsResponse>) {
+      respond(callback, async () => {
+        const req = call.request;
+        const answer = await handlers.replica.syncDigests(callerOf(call), req.keyspace, req.bucketHashes);
+        return { differingBuckets: answer.differingBuckets, entries: answer.entries.map(entryToWire), truncated: answer.truncated };
       });
     },
     clockSync(call: ServerUnaryCall<ClockSyncRequest, ClockSyncResponse>, callback: sendUnaryData<ClockSyncResponse>) {

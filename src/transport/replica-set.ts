@@ -21,6 +21,18 @@ export interface ReplicaSet {
 
   /** Reads `peer`'s entries for `keys` (undefined where it holds none). */
   read(peer: string, keyspace: string, keys: readonly Uint8Array[], timeoutMs: number): Promise<(Entry | undefined)[]>;
+
+  /** One anti-entropy exchange: sends this node's bucket digests, gets `peer`'s differing buckets and entries. */
+  syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer>;
+}
+
+/** A replica's answer to a digest exchange. */
+export interface DigestAnswer {
+  /** Buckets whose hashes differ, ascending. */
+  readonly differingBuckets: number[];
+  /** The answering replica's entries in those buckets (possibly truncated). */
+  readonly entries: Entry[];
+  readonly truncated: boolean;
 }
 
 /** Why a call to a peer failed. */
@@ -51,4 +63,5 @@ export class PeerCallError extends Error {
 export interface ReplicaHandler {
   replicate(from: string, keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
   read(from: string, keyspace: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]>;
+  syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer>;
 }

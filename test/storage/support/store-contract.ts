@@ -47,6 +47,36 @@ export function storeContract(name: string, makeStore: () => Store | Promise<Sto
       expect(store.get('ks', bytes('k'))).toEqual(entry);
     });
 
+    it('stores what a conflict resolver chooses, merged entries included', async () => {
+      const store = await fresh();
+      await store.apply('ks', [makeEntry({ key: 'k', wallMs: 10, value: 'a' })]);
+      const merged = makeEntry({ key: 'k', wallMs: 10, value: 'a+b' });
+      const outcome = await store.apply('ks', [makeEntry({ key: 'k', wallMs: 9, value: 'b' })], (held, offered) => {
+        expect(held?.value).toEqual(bytes('a'));
+        expect(offered.value).toEqual(bytes('b'));
+        return merged;
+      });
+      expect(outcome).toEqual(['applied']);
+      expect(store.get('ks', bytes('k'))).toEqual(merged);
+      expect(await store.apply('ks', [makeEntry({ key: 'k', wallMs: 99 })], () => undefined)).toEqual(['superseded']);
+      expect(store.get('ks', bytes('k'))).toEqual(merged);
+    });
+
+    it('removes an entry only while it still holds the given version', async () => {
+      const store = await fresh();
+      const old = makeEntry({ key: 'k', wallMs: 10 });
+      const newer = makeEntry({ key: 'k', wallMs: 20 });
+      const other = makeEntry({ key: 'o', wallMs: 10 });
+      await store.apply('ks', [newer, other]);
+      expect(await store.remove('ks', [old])).toBe(0);
+      expect(store.get('ks', bytes('k'))).toEqual(newer);
+      expect(await store.remove('ks', [newer])).toBe(1);
+      expect(store.get('ks', bytes('k'))).toBeUndefined();
+      expect(store.entries('ks')).toEqual([other]);
+      // A removed key takes any version again.
+      expect(await store.apply('ks', [old])).toEqual(['applied']);
+    });
+
     it('replaces an entry with a newer version', async () => {
       const store = await fresh();
       await store.apply('ks', [makeEntry({ key: 'k', wallMs: 10, value: 'old' })]);

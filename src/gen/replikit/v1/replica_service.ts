@@ -171,6 +171,35 @@ export interface ClockSyncResponse {
   nodeId: string;
 }
 
+/** SyncDigestsRequest carries the caller's digest of one keyspace. */
+export interface SyncDigestsRequest {
+  /** The keyspace; must be one the receiver serves with the AP policy. */
+  keyspace: string;
+  /**
+   * One hash per key bucket, in bucket order. A key's bucket is the FNV-1a 32-bit hash of its
+   * bytes modulo the number of buckets; a bucket's hash is the XOR of its entries' 64-bit hashes
+   * (key, version, tombstone flag, value). Tombstones older than the keyspace's garbage
+   * collection grace period count as absent. The receiver must use the same bucket count.
+   */
+  bucketHashes: bigint[];
+}
+
+/** SyncDigestsResponse answers a SyncDigestsRequest. */
+export interface SyncDigestsResponse {
+  /** The buckets whose hashes differ, ascending. */
+  differingBuckets: number[];
+  /**
+   * The receiver's entries in the differing buckets, tombstones included, at most the node's
+   * batch limit (1024 by default).
+   */
+  entries: Entry[];
+  /**
+   * True when the differing buckets hold more entries than `entries` carries; the next round
+   * continues.
+   */
+  truncated: boolean;
+}
+
 function createBaseReplicateRequest(): ReplicateRequest {
   return { keyspace: "", entries: [] };
 }
@@ -960,6 +989,210 @@ export const ClockSyncResponse: MessageFns<ClockSyncResponse> = {
   },
 };
 
+function createBaseSyncDigestsRequest(): SyncDigestsRequest {
+  return { keyspace: "", bucketHashes: [] };
+}
+
+export const SyncDigestsRequest: MessageFns<SyncDigestsRequest> = {
+  encode(message: SyncDigestsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.bucketHashes.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.bucketHashes) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field bucketHashes of type fixed64 is too large");
+        }
+        writer.fixed64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncDigestsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncDigestsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.bucketHashes.push(reader.fixed64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.bucketHashes.push(reader.fixed64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncDigestsRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      bucketHashes: globalThis.Array.isArray(object?.bucketHashes)
+        ? object.bucketHashes.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.bucket_hashes)
+        ? object.bucket_hashes.map((e: any) => BigInt(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SyncDigestsRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.bucketHashes?.length) {
+      obj.bucketHashes = message.bucketHashes.map((e) => e.toString());
+    }
+    return obj;
+  },
+};
+
+function createBaseSyncDigestsResponse(): SyncDigestsResponse {
+  return { differingBuckets: [], entries: [], truncated: false };
+}
+
+export const SyncDigestsResponse: MessageFns<SyncDigestsResponse> = {
+  encode(message: SyncDigestsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.differingBuckets.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.differingBuckets) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.entries) {
+      Entry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(24).bool(message.truncated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncDigestsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncDigestsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.differingBuckets.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.differingBuckets.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries.push(Entry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncDigestsResponse {
+    return {
+      differingBuckets: globalThis.Array.isArray(object?.differingBuckets)
+        ? object.differingBuckets.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.differing_buckets)
+        ? object.differing_buckets.map((e: any) => globalThis.Number(e))
+        : [],
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => Entry.fromJSON(e)) : [],
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+    };
+  },
+
+  toJSON(message: SyncDigestsResponse): unknown {
+    const obj: any = {};
+    if (message.differingBuckets?.length) {
+      obj.differingBuckets = message.differingBuckets.map((e) => Math.round(e));
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => Entry.toJSON(e));
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    return obj;
+  },
+};
+
 /**
  * ReplicaService is the peer protocol between the nodes of one cluster. Every call carries the
  * `replikit-cluster-id` and `replikit-node-id` metadata; a node answers FAILED_PRECONDITION to a
@@ -1017,6 +1250,20 @@ export const ReplicaServiceService = {
     responseSerialize: (value: ClockSyncResponse): Buffer => Buffer.from(ClockSyncResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClockSyncResponse => ClockSyncResponse.decode(value),
   },
+  /**
+   * SyncDigests is one anti-entropy round of an AP keyspace: the caller sends a hash per key
+   * bucket, the receiver answers which buckets differ and its entries in them; the caller then
+   * applies those and sends back its own entries of the same buckets with Replicate.
+   */
+  syncDigests: {
+    path: "/replikit.v1.ReplicaService/SyncDigests" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SyncDigestsRequest): Buffer => Buffer.from(SyncDigestsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SyncDigestsRequest => SyncDigestsRequest.decode(value),
+    responseSerialize: (value: SyncDigestsResponse): Buffer => Buffer.from(SyncDigestsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SyncDigestsResponse => SyncDigestsResponse.decode(value),
+  },
 } as const;
 
 export interface ReplicaServiceServer extends UntypedServiceImplementation {
@@ -1038,6 +1285,12 @@ export interface ReplicaServiceServer extends UntypedServiceImplementation {
    * caller estimates the clock offset and round-trip time.
    */
   clockSync: handleUnaryCall<ClockSyncRequest, ClockSyncResponse>;
+  /**
+   * SyncDigests is one anti-entropy round of an AP keyspace: the caller sends a hash per key
+   * bucket, the receiver answers which buckets differ and its entries in them; the caller then
+   * applies those and sends back its own entries of the same buckets with Replicate.
+   */
+  syncDigests: handleUnaryCall<SyncDigestsRequest, SyncDigestsResponse>;
 }
 
 export interface ReplicaServiceClient extends Client {
@@ -1102,6 +1355,26 @@ export interface ReplicaServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClockSyncResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SyncDigests is one anti-entropy round of an AP keyspace: the caller sends a hash per key
+   * bucket, the receiver answers which buckets differ and its entries in them; the caller then
+   * applies those and sends back its own entries of the same buckets with Replicate.
+   */
+  syncDigests(
+    request: SyncDigestsRequest,
+    callback: (error: ServiceError | null, response: SyncDigestsResponse) => void,
+  ): ClientUnaryCall;
+  syncDigests(
+    request: SyncDigestsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SyncDigestsResponse) => void,
+  ): ClientUnaryCall;
+  syncDigests(
+    request: SyncDigestsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SyncDigestsResponse) => void,
   ): ClientUnaryCall;
 }
 

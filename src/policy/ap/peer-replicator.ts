@@ -1,0 +1,174 @@
+import type { Scheduler, TimerHandle } from '../../clock/index.js';
+import type { Logger } from '../../logging/logger.js';
+import { compareVersion, type Entry, type Version } from '../../storage/entry.js';
+import type { ReplicaSet } from '../../transport/replica-set.js';
+import { keyId } from './entry-digest.js';
+import type { HintLog } from './hint-log.js';
+
+/** The limits and pacing of one peer's replication; see ApAsyncOptions for the reasons. */
+export interface ReplicatorLimits {
+  readonly maxQueuedKeys: number;
+  readonly batchEntries: number;
+  readonly callTimeoutMs: number;
+  readonly retryInitialMs: number;
+  readonly retryMaxMs: number;
+  /** Consecutive failed sends after which queued keys become durable hints. */
+  readonly hintAfterFailures: number;
+  readonly hintReplayIntervalMs: number;
+}
+
+interface Waiter {
+  readonly version: Version;
+  readonly resolve: () => void;
+}
+
+/**
+ * Replicates one AP keyspace to one peer in the background. It ships state, not operations: the
+ * queue holds keys, and a batch carries each key's entry as the local store holds it when the
+ * batch leaves, so many writes to a hot key cost one entry, a merged value travels merged, and a
+ * stale write is never sent after a newer one.
+ *
+ * One batch is in flight at a time. A failed batch is retried with exponential backoff; after
+ * `hintAfterFailures` failures in a row, or when the queue passes `maxQueuedKeys`, queued keys
+ * move to the peer's durable hint log, which is replayed every `hintReplayIntervalMs` until the
+ * peer takes it. Memory is bounded by the queue limit; the hint log has its own bound.
+ */
+export class PeerReplicator {
+  readonly #queue = new Map<string, Uint8Array>();
+  readonly #waiters = new Map<string, Waiter[]>();
+  #inFlight = false;
+  #failures = 0;
+  #timer: TimerHandle | undefined;
+  #replayTimer: TimerHandle | undefined;
+  #closed = false;
+
+  constructor(
+    readonly peer: string,
+    private readonly keyspace: string,
+    private readonly read: (key: Uint8Array) => Entry | undefined,
+    private readonly replicas: ReplicaSet,
+    private readonly scheduler: Scheduler,
+    private readonly hints: HintLog,
+    private readonly limits: ReplicatorLimits,
+    private readonly logger: Logger,
+  ) {
+    this.#scheduleReplay();
+  }
+
+  /** Keys waiting in memory. */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  /** Queues `key` for shipping; resolves `onAck` (if given) once the peer holds `version` or newer. */
+  enqueue(key: Uint8Array, version: Version, onAck?: () => void): void {
+    if (this.#closed) return;
+    const id = keyId(key);
+    this.#queue.set(id, key);
+    if (onAck !== undefined) {
+      const list = this.#waiters.get(id) ?? [];
+      list.push({ version, resolve: onAck });
+      this.#waiters.set(id, list);
+    }
+    if (this.#queue.size > this.limits.maxQueuedKeys) void this.#spill('queue full');
+    this.#kick(0);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#replayTimer?.cancel();
+  }
+
+  #kick(delayMs: number): void {
+    if (this.#closed || this.#inFlight || this.#timer !== undefined) return;
+    this.#timer = this.scheduler.setTimer(delayMs, () => {
+      this.#timer = undefined;
+      void this.#sendBatch();
+    });
+  }
+
+  async #sendBatch(): Promise<void> {
+    if (this.#closed || this.#inFlight || this.#queue.size === 0) return;
+    this.#inFlight = true;
+    const ids: string[] = [];
+    const entries: Entry[] = [];
+    for (const [id, key] of this.#queue) {
+      if (entries.length >= this.limits.batchEntries) break;
+      this.#queue.delete(id);
+      const entry = this.read(key);
+      if (entry === undefined) continue;
+      ids.push(id);
+      entries.push(entry);
+    }
+    try {
+      if (entries.length > 0) {
+        await this.replicas.replicate(this.peer, this.keyspace, entries, this.limits.callTimeoutMs);
+        entries.forEach((entry, i) => this.#acknowledge(ids[i]!, entry.version));
+      }
+      this.#failures = 0;
+      this.#inFlight = false;
+      if (this.#queue.size > 0) this.#kick(0);
+    } catch (err: unknown) {
+      this.#failures++;
+      // Put the keys back unless a newer write queued them again meanwhile (same key, same effect).
+      entries.forEach((entry) => {
+        const id = keyId(entry.key);
+        if (!this.#queue.has(id)) this.#queue.set(id, entry.key);
+      });
+      this.#inFlight = false;
+      if (this.#failures >= this.limits.hintAfterFailures) {
+        await this.#spill(`${this.#failures} failed sends: ${err instanceof Error ? err.message : String(err)}`);
+      } else {
+        const backoff = Math.min(this.limits.retryMaxMs, this.limits.retryInitialMs * 2 ** (this.#failures - 1));
+        this.#kick(backoff);
+      }
+    }
+  }
+
+  #acknowledge(id: string, version: Version): void {
+    const list = this.#waiters.get(id);
+    if (list === undefined) return;
+    const remaining = list.filter((w) => {
+      if (compareVersion(w.version, version) <= 0) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+    if (remaining.length === 0) this.#waiters.delete(id);
+    else this.#waiters.set(id, remaining);
+  }
+
+  /** Moves every queued key to the durable hint log. */
+  async #spill(why: string): Promise<void> {
+    const keys = [...this.#queue.values()];
+    this.#queue.clear();
+    if (keys.length === 0) return;
+    this.logger.debug('peer unreachable: queued writes become hints', { peer: this.peer, keyspace: this.keyspace, keys: keys.length, why });
+    await this.hints.add(keys.map((key) => ({ key, entry: this.read(key) })).filter((k) => k.entry !== undefined).map((k) => k.entry!));
+  }
+
+  #scheduleReplay(): void {
+    if (this.#closed) return;
+    this.#replayTimer = this.scheduler.setTimer(this.limits.hintReplayIntervalMs, () => {
+      void this.#replay().finally(() => this.#scheduleReplay());
+    });
+  }
+
+  /** Offers the hint log to the peer, a batch at a time, while it takes them. */
+  async #replay(): Promise<void> {
+    while (!this.#closed && this.hints.size > 0 && !this.#inFlight) {
+      const hinted = this.hints.oldest(this.limits.batchEntries);
+      const entries = hinted.map((h) => this.read(h.key)).filter((e): e is Entry => e !== undefined);
+      try {
+        if (entries.length > 0) await this.replicas.replicate(this.peer, this.keyspace, entries, this.limits.callTimeoutMs);
+        entries.forEach((entry) => this.#acknowledge(keyId(entry.key), entry.version));
+        await this.hints.remove(hinted);
+        this.#failures = 0;
+      } catch {
+        return; // Still unreachable; the next replay tries again.
+      }
+    }
+  }
+}
