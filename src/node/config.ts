@@ -40,6 +40,12 @@ export interface ReplicaNodeConfig {
   readonly maxBatchEntries?: number;
   /** How far a peer's HLC may run ahead of this node's wall clock, in milliseconds. @default 500 */
   readonly maxClockOffsetMs?: number;
+  /**
+   * The secret that keys session tokens' integrity tags; the same on every node of the cluster.
+   * The default is derived from the cluster id: it catches altered tokens, not a determined forger.
+   * @default derived from clusterId
+   */
+  readonly sessionSecret?: string;
 }
 
 /** The defaults, each with the reason for its value. */

@@ -19,12 +19,65 @@ export interface GetResult extends ReadResult {
   text(): string | undefined;
 }
 
+/**
+ * A client session on one keyspace: carries the session token from each response to the next
+ * request, so that a causal keyspace gives this session read-your-writes, monotonic reads,
+ * monotonic writes and writes-follow-reads, even when it moves to another node
+ * (`session.moveTo(otherNode.keyspace(name))` or by passing `token` along). Not for concurrent
+ * use: one operation at a time, as a session is one client.
+ */
+export class Session {
+  #token: Uint8Array;
+
+  constructor(
+    private handle: KeyspaceHandle,
+    token: Uint8Array = new Uint8Array(0),
+  ) {
+    this.#token = token;
+  }
+
+  /** The current session token (opaque bytes; send them along to continue elsewhere). */
+  get token(): Uint8Array {
+    return this.#token;
+  }
+
+  /** Continues this session through another node's handle of the same keyspace. */
+  moveTo(handle: KeyspaceHandle): void {
+    if (handle.name !== this.handle.name) {
+      throw new RangeError(`a session of keyspace ${this.handle.name} cannot move to keyspace ${handle.name}`);
+    }
+    this.handle = handle;
+  }
+
+  async put(key: Bytes, value: Bytes, options?: Omit<CallOptions, 'sessionToken'>): Promise<WriteResult> {
+    return this.#track(await this.handle.put(key, value, { ...options, sessionToken: this.#token }));
+  }
+
+  async delete(key: Bytes, options?: Omit<CallOptions, 'sessionToken'>): Promise<WriteResult> {
+    return this.#track(await this.handle.delete(key, { ...options, sessionToken: this.#token }));
+  }
+
+  async get(key: Bytes, options?: Omit<CallOptions, 'sessionToken'>): Promise<GetResult> {
+    return this.#track(await this.handle.get(key, { ...options, sessionToken: this.#token }));
+  }
+
+  #track<T extends { sessionToken: Uint8Array }>(result: T): T {
+    if (result.sessionToken.byteLength > 0) this.#token = result.sessionToken;
+    return result;
+  }
+}
+
 /** One keyspace of a node, as the embedding application uses it. */
 export class KeyspaceHandle {
   constructor(
     readonly node: NodeCore,
     readonly name: string,
   ) {}
+
+  /** A session on this keyspace, starting empty or from a token of an earlier session. */
+  session(token?: Uint8Array): Session {
+    return new Session(this, token);
+  }
 
   put(key: Bytes, value: Bytes, options?: CallOptions): Promise<WriteResult> {
     return this.node.put(this.name, toBytes(key), toBytes(value), options);

@@ -13,6 +13,7 @@ import type {
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ReplicaHandler, ReplicaSet } from '../transport/replica-set.js';
+import { sessionTokenCodec, type SessionCodec } from '../transport/session-token.js';
 import { NODE_DEFAULTS, type PeerConfig } from './config.js';
 import { KeyspaceHandle } from './keyspace-handle.js';
 
@@ -39,6 +40,8 @@ export interface NodeSettings {
   readonly maxValueBytes: number;
   readonly maxBatchEntries: number;
   readonly maxClockOffsetMs: number;
+  /** Keys the HMAC of session tokens; see sessionTokenCodec. */
+  readonly sessionSecret?: string;
 }
 
 /** Per-call options of the embedding API. */
@@ -60,6 +63,7 @@ export class NodeCore implements ReplicaHandler {
   readonly settings: NodeSettings;
   readonly clock: HybridLogicalClock;
   readonly runtime: NodeRuntime;
+  readonly sessions: SessionCodec;
   readonly #policies = new Map<string, { name: PolicyName; policy: KeyspacePolicy }>();
   #closed = false;
 
@@ -67,6 +71,7 @@ export class NodeCore implements ReplicaHandler {
     this.settings = settings;
     this.runtime = runtime;
     this.clock = runtime.clock ?? new HybridLogicalClock(runtime.wallClock);
+    this.sessions = sessionTokenCodec(settings.clusterId, settings.sessionSecret);
     const replicaIds = [settings.nodeId, ...settings.peers.map((p) => p.id)];
     for (const [name, policy] of Object.entries(settings.keyspaces)) {
       this.#policies.set(name, {
@@ -81,6 +86,7 @@ export class NodeCore implements ReplicaHandler {
           scheduler: runtime.scheduler,
           liveness: runtime.liveness,
           logger: runtime.logger,
+          sessions: this.sessions,
         }),
       });
     }
@@ -220,6 +226,7 @@ export function settle(config: {
   maxValueBytes?: number;
   maxBatchEntries?: number;
   maxClockOffsetMs?: number;
+  sessionSecret?: string;
 }): NodeSettings {
   return {
     nodeId: config.nodeId,
@@ -231,5 +238,6 @@ export function settle(config: {
     maxValueBytes: config.maxValueBytes ?? NODE_DEFAULTS.maxValueBytes,
     maxBatchEntries: config.maxBatchEntries ?? NODE_DEFAULTS.maxBatchEntries,
     maxClockOffsetMs: config.maxClockOffsetMs ?? NODE_DEFAULTS.maxClockOffsetMs,
+    sessionSecret: config.sessionSecret,
   };
 }

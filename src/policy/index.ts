@@ -1,4 +1,5 @@
 import { apAsync } from './ap/ap-async.js';
+import { causal } from './causal/causal.js';
 import { cpQuorum } from './cp-quorum.js';
 import type { ConsistencyPolicy, PolicyName } from './policy.js';
 
@@ -16,11 +17,13 @@ export type {
 export { cpQuorum, type CpQuorumOptions } from './cp-quorum.js';
 export { apAsync, AP_DEFAULTS, type ApAsyncOptions, type ApStats } from './ap/ap-async.js';
 export type { MergeFunction } from './ap/conflict.js';
+export { causal, CAUSAL_DEFAULTS, type CausalOptions, type CausalStats } from './causal/causal.js';
 
 /** The policies a keyspace can be bound to by name (CLI flags, config files). */
 export const POLICIES: Readonly<Partial<Record<PolicyName, () => ConsistencyPolicy>>> = {
   cp: () => cpQuorum(),
   ap: () => apAsync(),
+  causal: () => causal(),
 };
 
 /** The policy of a name, or undefined for an unknown name. */

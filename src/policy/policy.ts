@@ -3,6 +3,7 @@ import type { Logger } from '../logging/logger.js';
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ReplicaSet } from '../transport/replica-set.js';
+import type { SessionCodec } from '../transport/session-token.js';
 
 /** The policy names used in config, on the CLI and in Status. */
 export type PolicyName = 'cp' | 'ap' | 'causal';
@@ -28,6 +29,8 @@ export interface PolicyContext {
   readonly scheduler: Scheduler;
   readonly liveness: LivenessOracle;
   readonly logger: Logger;
+  /** Session tokens of this cluster (causal keyspaces issue and check them). */
+  readonly sessions: SessionCodec;
 }
 
 export interface OperationOptions {

@@ -141,6 +141,7 @@ export interface Entry {
  * SessionToken is the causal context a client carries between requests. KvService hands it out
  * serialized as the opaque `session_token` bytes; clients in any language pass those bytes back
  * unchanged and never need to decode them. The format is given here so that tools can show it.
+ * Only causal keyspaces issue non-empty tokens; an empty token means "no context".
  */
 export interface SessionToken {
   /**
@@ -151,7 +152,15 @@ export interface SessionToken {
   /** The keyspace the token belongs to. */
   keyspace: string;
   /** The writes the client has observed or made, per origin node. */
-  context: VectorClock | undefined;
+  context:
+    | VectorClock
+    | undefined;
+  /**
+   * An integrity tag: the first 16 bytes of HMAC-SHA256 over this message serialized with `mac`
+   * empty, keyed by the cluster's session secret. A token whose tag does not match was altered or
+   * forged and is refused with INVALID_ARGUMENT.
+   */
+  mac: Buffer;
 }
 
 function createBaseHlc(): Hlc {
@@ -625,7 +634,7 @@ export const Entry: MessageFns<Entry> = {
 };
 
 function createBaseSessionToken(): SessionToken {
-  return { clusterId: "", keyspace: "", context: undefined };
+  return { clusterId: "", keyspace: "", context: undefined, mac: Buffer.alloc(0) };
 }
 
 export const SessionToken: MessageFns<SessionToken> = {
@@ -638,6 +647,9 @@ export const SessionToken: MessageFns<SessionToken> = {
     }
     if (message.context !== undefined) {
       VectorClock.encode(message.context, writer.uint32(26).fork()).join();
+    }
+    if (message.mac.length !== 0) {
+      writer.uint32(34).bytes(message.mac);
     }
     return writer;
   },
@@ -679,6 +691,14 @@ export const SessionToken: MessageFns<SessionToken> = {
             message.context = VectorClock.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mac = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -700,6 +720,7 @@ export const SessionToken: MessageFns<SessionToken> = {
         : "",
       keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
       context: isSet(object.context) ? VectorClock.fromJSON(object.context) : undefined,
+      mac: isSet(object.mac) ? Buffer.from(bytesFromBase64(object.mac)) : Buffer.alloc(0),
     };
   },
 
@@ -713,6 +734,9 @@ export const SessionToken: MessageFns<SessionToken> = {
     }
     if (message.context !== undefined) {
       obj.context = VectorClock.toJSON(message.context);
+    }
+    if (message.mac.length !== 0) {
+      obj.mac = base64FromBytes(message.mac);
     }
     return obj;
   },

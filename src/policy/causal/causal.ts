@@ -1,0 +1,339 @@
+import type { TimerHandle } from '../../clock/index.js';
+import { VectorClock } from '../../clock/index.js';
+import { invalidArgument, unavailable } from '../../errors.js';
+import type { ApplyOutcome, Entry } from '../../storage/entry.js';
+import type {
+  ConsistencyPolicy,
+  KeyspacePolicy,
+  OperationOptions,
+  PolicyContext,
+  ReadResult,
+  WriteResult,
+} from '../policy.js';
+import { OriginLog } from './origin-log.js';
+import { PeerSender } from './peer-sender.js';
+
+/** Options of {@link causal}; every default has its reason. */
+export interface CausalOptions {
+  /**
+   * Remote writes held back at most, waiting for their dependencies; beyond it new ones are
+   * refused (their sender retries), so memory stays bounded. 10,000 covers seconds of a busy
+   * peer's writes.
+   * @default 10000
+   */
+  readonly maxBufferedEntries?: number;
+  /**
+   * This node's writes not yet acknowledged by every peer. Beyond it new writes are refused with
+   * UNAVAILABLE: a peer that is down that long is better caught up by an operator than by an
+   * unbounded log.
+   * @default 100000
+   */
+  readonly maxUnreplicatedWrites?: number;
+  /** Entries per Replicate batch. @default 256 */
+  readonly batchEntries?: number;
+  /** Deadline of one background Replicate call, in ms. @default 1000 */
+  readonly callTimeoutMs?: number;
+  /** First retry delay after a failed or partly buffered batch, doubling up to 1 s. @default 20 */
+  readonly retryInitialMs?: number;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: apply remote writes in per-origin
+   * order but without waiting for their dependencies. The causal checker must flag it.
+   * @default false
+   */
+  readonly unsafeSkipDependencyCheck?: boolean;
+}
+
+export const CAUSAL_DEFAULTS = {
+  maxBufferedEntries: 10_000,
+  maxUnreplicatedWrites: 100_000,
+  batchEntries: 256,
+  callTimeoutMs: 1_000,
+  retryInitialMs: 20,
+  retryMaxMs: 1_000,
+} as const;
+
+/** Counters of one causal keyspace. */
+export interface CausalStats {
+  /** Remote writes waiting for their dependencies now. */
+  readonly bufferedEntries: number;
+  /** The most that ever waited at once. */
+  readonly maxBufferedEntries: number;
+  /** Remote writes refused because the buffer was full. */
+  readonly bufferRefusals: number;
+  /** This node's writes not yet acknowledged by every peer. */
+  readonly unreplicatedWrites: number;
+  /** Requests that waited for this replica to catch up with their session. */
+  readonly sessionWaits: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const APPLIED_META = (keyspace: string) => `causal.${keyspace}.applied`;
+
+/**
+ * Causal+ consistency, after COPS (Lloyd et al. 2011). Writes apply to the local replica and
+ * replicate in the background; each carries its dependencies (the writer's causal context, a
+ * vector clock) and its position in its origin's sequence. A replica applies a remote write only
+ * after every write it depends on and every earlier write of its origin, buffering it otherwise.
+ * Concurrent writes to one key converge by version (HLC, node id): causal+.
+ *
+ * Every response carries the client's causal context as a session token; a request that brings
+ * one waits until this replica has applied everything in it (bounded by the deadline, then
+ * UNAVAILABLE), which gives read-your-writes, monotonic reads, monotonic writes and
+ * writes-follow-reads to a client that moves between nodes.
+ *
+ * Each node keeps its own writes in a durable per-origin log (OriginLog) until every peer has
+ * applied them, so a write acknowledged to a client reaches every replica even across crashes.
+ */
+export function causal(options: CausalOptions = {}): ConsistencyPolicy {
+  return { name: 'causal', create: (context) => new CausalKeyspace(context, options) };
+}
+
+interface Waiter {
+  readonly needed: VectorClock;
+  readonly resolve: () => void;
+}
+
+export class CausalKeyspace implements KeyspacePolicy {
+  readonly #ctx: PolicyContext;
+  readonly #o: Required<Omit<CausalOptions, 'unsafeSkipDependencyCheck'>> & { retryMaxMs: number; unsafeSkipDependencyCheck?: boolean };
+  readonly #log: OriginLog;
+  readonly #senders = new Map<string, PeerSender>();
+  /** What this replica has applied, per origin: contiguous sequences. */
+  #applied: VectorClock;
+  /** The next sequence number of this node's own writes. */
+  #nextSeq: number;
+  /** Remote writes waiting, by `origin:seq`. */
+  readonly #buffer = new Map<string, Entry>();
+  #waiters: Waiter[] = [];
+  #draining: Promise<void> = Promise.resolve();
+  #closed = false;
+  #stats = { maxBufferedEntries: 0, bufferRefusals: 0, sessionWaits: 0 };
+  readonly #timers = new Set<TimerHandle>();
+
+  constructor(context: PolicyContext, options: CausalOptions) {
+    this.#ctx = context;
+    this.#o = { ...CAUSAL_DEFAULTS, ...withoutUndefined(options) };
+    const held = context.store.getMeta(APPLIED_META(context.keyspace));
+    this.#applied = held === undefined ? VectorClock.EMPTY : VectorClock.from(JSON.parse(Buffer.from(held).toString('utf8')) as Record<string, number>);
+    this.#log = OriginLog.open(context.store, `_l.${context.keyspace}`, this.#applied.get(context.selfId));
+    this.#nextSeq = Math.max(this.#applied.get(context.selfId), this.#log.lastSeq) + 1;
+    for (const peer of context.replicaIds.filter((id) => id !== context.selfId)) {
+      this.#senders.set(
+        peer,
+        new PeerSender(peer, context.keyspace, this.#log, context.replicas, context.scheduler, this.#o, context.logger, () => this.#truncateLog()),
+      );
+    }
+  }
+
+  stats(): CausalStats {
+    return {
+      bufferedEntries: this.#buffer.size,
+      unreplicatedWrites: this.#log.size,
+      ...this.#stats,
+    };
+  }
+
+  /** What this replica has applied, per origin (for tests and Status). */
+  get applied(): VectorClock {
+    return this.#applied;
+  }
+
+  put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult> {
+    return this.#write(key, value, false, options);
+  }
+
+  delete(key: Uint8Array, options: OperationOptions): Promise<WriteResult> {
+    return this.#write(key, EMPTY, true, options);
+  }
+
+  async get(key: Uint8Array, options: OperationOptions): Promise<ReadResult> {
+    const context = await this.#catchUp(options);
+    const entry = this.#ctx.store.get(this.#ctx.keyspace, key);
+    const after = entry === undefined ? context : context.merge(observed(entry));
+    return {
+      value: entry === undefined || entry.tombstone ? undefined : entry.value,
+      version: entry?.version,
+      sessionToken: this.#ctx.sessions.encode(this.#ctx.keyspace, after),
+    };
+  }
+
+  async applyReplicated(_from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+    const outcomes: ApplyOutcome[] = [];
+    for (const entry of entries) {
+      const seq = entry.originSequence;
+      const origin = entry.version.nodeId;
+      if (seq === undefined || seq < 1 || entry.dependencies === undefined) {
+        throw invalidArgument('NOT_CAUSAL_ENTRY', `an entry replicated to causal keyspace ${this.#ctx.keyspace} lacks its origin sequence or dependencies`);
+      }
+      if (!this.#ctx.replicaIds.includes(origin)) {
+        throw invalidArgument('UNKNOWN_ORIGIN', `an entry names origin ${JSON.stringify(origin)}, which is not a replica of this keyspace`);
+      }
+      if (seq <= this.#applied.get(origin)) {
+        outcomes.push('superseded');
+        continue;
+      }
+      const id = `${origin}:${seq}`;
+      if (!this.#buffer.has(id)) {
+        if (this.#buffer.size >= this.#o.maxBufferedEntries) {
+          // Refused for now: the sender keeps it and offers it again later.
+          this.#stats.bufferRefusals++;
+          outcomes.push('buffered');
+          continue;
+        }
+        this.#buffer.set(id, entry);
+        this.#stats.maxBufferedEntries = Math.max(this.#stats.maxBufferedEntries, this.#buffer.size);
+      }
+      outcomes.push('buffered');
+    }
+    await this.#drain();
+    // Report as applied whatever the drain has applied by now.
+    return outcomes.map((o, i) => {
+      const e = entries[i]!;
+      return o === 'buffered' && e.originSequence! <= this.#applied.get(e.version.nodeId) ? 'applied' : o;
+    });
+  }
+
+  async readLocal(_from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
+    return keys.map((key) => this.#ctx.store.get(this.#ctx.keyspace, key));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const s of this.#senders.values()) s.close();
+    for (const t of this.#timers) t.cancel();
+    for (const w of this.#waiters) w.resolve();
+    this.#waiters = [];
+  }
+
+  async #write(key: Uint8Array, value: Uint8Array, tombstone: boolean, options: OperationOptions): Promise<WriteResult> {
+    const ctx = this.#ctx;
+    const context = await this.#catchUp(options);
+    if (this.#log.size >= this.#o.maxUnreplicatedWrites) {
+      throw unavailable(
+        'REPLICATION_BACKLOG_FULL',
+        `this node holds ${this.#log.size} writes not yet replicated to every peer (the limit, maxUnreplicatedWrites, is ${this.#o.maxUnreplicatedWrites}); ` +
+          'nothing was written: bring the missing peers back or write through another node',
+      );
+    }
+    // The sequence number is taken synchronously, so concurrent writes of this node are ordered.
+    const seq = this.#nextSeq++;
+    const entry: Entry = {
+      key,
+      value,
+      version: { hlc: ctx.clock.now(), nodeId: ctx.selfId },
+      tombstone,
+      dependencies: context,
+      originSequence: seq,
+    };
+    // The entry, its log record and the new applied clock are issued in one turn: one commit.
+    const applied = this.#applied.with(ctx.selfId, seq);
+    this.#applied = applied;
+    await Promise.all([
+      ctx.store.apply(ctx.keyspace, [entry]),
+      this.#log.append(entry),
+      this.#persistApplied(),
+    ]);
+    this.#log.markDurable(seq);
+    this.#wakeWaiters();
+    for (const s of this.#senders.values()) s.kick();
+    return { version: entry.version, sessionToken: ctx.sessions.encode(ctx.keyspace, context.with(ctx.selfId, seq)) };
+  }
+
+  /** Decodes the session token and waits until this replica has applied everything in it. */
+  async #catchUp(options: OperationOptions): Promise<VectorClock> {
+    const context = this.#ctx.sessions.decode(this.#ctx.keyspace, options.sessionToken ?? EMPTY);
+    for (const node of context.nodes()) {
+      if (!this.#ctx.replicaIds.includes(node)) {
+        throw invalidArgument('SESSION_TOKEN_INVALID', `the session token names node ${JSON.stringify(node)}, which is not a replica of this keyspace`);
+      }
+    }
+    if (this.#applied.dominates(context)) return context;
+    this.#stats.sessionWaits++;
+    const caughtUp = await new Promise<boolean>((resolve) => {
+      const waiter: Waiter = { needed: context, resolve: () => resolve(true) };
+      this.#waiters.push(waiter);
+      const timer = this.#ctx.scheduler.setTimer(options.timeoutMs, () => {
+        this.#timers.delete(timer);
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        resolve(false);
+      });
+      this.#timers.add(timer);
+    });
+    if (!caughtUp || !this.#applied.dominates(context)) {
+      throw unavailable(
+        'BEHIND_SESSION',
+        `this replica is behind the session: it has applied ${this.#applied} and the session has seen ${context}; ` +
+          'nothing was done: retry, here or on another node',
+        { applied: String(this.#applied), session: String(context) },
+      );
+    }
+    return context;
+  }
+
+  /** Applies every buffered write whose origin predecessor and dependencies are applied. */
+  #drain(): Promise<void> {
+    this.#draining = this.#draining.then(async () => {
+      for (;;) {
+        const ready: Entry[] = [];
+        const next = new Map<string, number>();
+        for (const [id, entry] of this.#buffer) {
+          const origin = entry.version.nodeId;
+          const seq = entry.originSequence!;
+          const expected = (next.get(origin) ?? this.#applied.get(origin)) + 1;
+          if (seq !== expected) continue;
+          if (!this.#o.unsafeSkipDependencyCheck && !this.#applied.dominates(entry.dependencies!)) continue;
+          ready.push(entry);
+          next.set(origin, seq);
+          this.#buffer.delete(id);
+        }
+        if (ready.length === 0 || this.#closed) return;
+        let applied = this.#applied;
+        for (const e of ready) {
+          applied = applied.with(e.version.nodeId, e.originSequence!);
+          // Keep this node's HLC past every version it holds, so its own later writes win.
+          this.#ctx.clock.update(e.version.hlc);
+        }
+        this.#applied = applied;
+        await Promise.all([this.#ctx.store.apply(this.#ctx.keyspace, ready), this.#persistApplied()]);
+        this.#wakeWaiters();
+      }
+    });
+    return this.#draining;
+  }
+
+  #persistApplied(): Promise<void> {
+    return this.#ctx.store.putMeta(APPLIED_META(this.#ctx.keyspace), Buffer.from(JSON.stringify(this.#applied.toJSON())));
+  }
+
+  #wakeWaiters(): void {
+    if (this.#waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of this.#waiters) {
+      if (this.#applied.dominates(w.needed)) w.resolve();
+      else still.push(w);
+    }
+    this.#waiters = still;
+  }
+
+  /** Drops log records every peer has applied. */
+  #truncateLog(): void {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const s of this.#senders.values()) lowest = Math.min(lowest, s.acknowledgedSeq);
+    if (Number.isFinite(lowest)) void this.#log.truncateThrough(lowest).catch(() => {});
+  }
+}
+
+/**
+ * The causal context a reader gains by observing `entry`: the write itself, as (origin, sequence).
+ * Its dependencies need not be added (COPS's "nearest dependencies"): a replica applies a write
+ * only after its dependencies, so any replica that has applied origin's writes up to that
+ * sequence has applied everything they depend on. This is what makes the dependency check
+ * load-bearing, and the checker able to catch a build without it.
+ */
+function observed(entry: Entry): VectorClock {
+  return entry.originSequence === undefined ? VectorClock.EMPTY : VectorClock.EMPTY.with(entry.version.nodeId, entry.originSequence);
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

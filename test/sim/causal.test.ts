@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { ReplikitError } from '../../src/errors.js';
+import { causal, type CausalKeyspace } from '../../src/policy/causal/causal.js';
+import { CAUSAL_KEYSPACE, runCausalWorkload } from '../../src/sim/causal-workload.js';
+import { SimCluster } from '../../src/sim/sim-cluster.js';
+import { checkCausalConsistency } from '../../src/testing/causal-checker.js';
+import { CALM_NETWORK } from '../../src/transport/in-memory-network.js';
+import { sessionTokenCodec } from '../../src/transport/session-token.js';
+import { VectorClock } from '../../src/clock/index.js';
+
+const SEEDS = process.env.REPLIKIT_SEED ? [Number(process.env.REPLIKIT_SEED)] : Array.from({ length: 200 }, (_, i) => i + 1);
+const decoder = new TextDecoder();
+
+function stateOf(cluster: SimCluster, id: string): string {
+  return JSON.stringify(cluster.stores.get(id)!.entries(CAUSAL_KEYSPACE).map((e) => [decoder.decode(e.key), e.tombstone ? null : decoder.decode(e.value)]));
+}
+
+describe('causal policy under faults', () => {
+  it(`is causally consistent (causal+) on every one of ${SEEDS.length} seeds, and converges after the heal`, async () => {
+    const totals: Record<string, number> = {};
+    let maxBuffered = 0;
+    for (const seed of SEEDS) {
+      const run = await runCausalWorkload({ seed, policy: causal({ callTimeoutMs: 100 }) });
+      for (const [k, v] of Object.entries(run.stats)) totals[k] = (totals[k] ?? 0) + v;
+      const result = checkCausalConsistency(run.operations);
+      if (!result.valid) {
+        throw new Error(`seed ${seed}: causal violation\n${result.explanation}\nreplay: REPLIKIT_SEED=${seed} npx vitest run test/sim/causal.test.ts`);
+      }
+      for (const id of run.cluster.nodeIds) {
+        maxBuffered = Math.max(maxBuffered, (run.cluster.node(id).policyOf(CAUSAL_KEYSPACE) as CausalKeyspace).stats().maxBufferedEntries);
+      }
+      await run.cluster.scheduler.advance(2_000);
+      const states = run.cluster.nodeIds.map((id) => stateOf(run.cluster, id));
+      if (!states.every((s) => s === states[0])) throw new Error(`seed ${seed}: replicas did not converge after the heal`);
+    }
+    expect(totals.ok).toBeGreaterThan(SEEDS.length * 200);
+    if (SEEDS.length > 10) {
+      expect(totals.moves).toBeGreaterThan(SEEDS.length * 50);
+      expect(totals.crashes).toBeGreaterThan(SEEDS.length / 2);
+      expect(maxBuffered).toBeGreaterThan(0); // dependencies really were waited for
+    }
+    console.log(`causal simulation totals over ${SEEDS.length} seeds: ${JSON.stringify(totals)}; most writes buffered at once: ${maxBuffered}`);
+  }, 300_000);
+
+  it('flags the variant with the dependency check switched off', async () => {
+    let flagged = 0;
+    let example = '';
+    for (let seed = 1; seed <= 40; seed++) {
+      const run = await runCausalWorkload({ seed, policy: causal({ callTimeoutMs: 100, unsafeSkipDependencyCheck: true }) });
+      const result = checkCausalConsistency(run.operations);
+      if (!result.valid) {
+        flagged++;
+        example ||= result.explanation ?? '';
+      }
+    }
+    console.log(`dependency check off: flagged on ${flagged}/40 seeds; e.g.\n${example.split('\n').slice(0, 4).join('\n')}`);
+    expect(flagged).toBeGreaterThan(0);
+  }, 120_000);
+});
+
+describe('the COPS access-list example', () => {
+  async function scenario(unsafeSkipDependencyCheck: boolean): Promise<{ sawPostWhileListed: boolean; finalPost: string | undefined }> {
+    const c = new SimCluster({ seed: 7, keyspaces: { social: causal({ unsafeSkipDependencyCheck, callTimeoutMs: 50, retryInitialMs: 10 }) }, faults: CALM_NETWORK });
+    const run = <T>(p: Promise<T>) => c.scheduler.runUntilSettled(p, 5_000).then(() => p);
+    // n1's writes cannot reach n3 for now; n2's can.
+    c.network.partition([['n1'], ['n3']]);
+    const owner = c.node('n1').keyspace('social');
+    await run(owner.put('acl', 'alice,bob'));
+    await c.scheduler.advance(5);
+    // n3 got the first ACL through... nothing: make sure n3 knows the original list.
+    const removed = await run(owner.put('acl', 'alice', { sessionToken: (await run(owner.get('acl'))).sessionToken }));
+    // The owner moves to n2 (which has the new ACL), and posts there: the post depends on it.
+    const atN2 = c.node('n2').keyspace('social');
+    await c.scheduler.advance(20);
+    const post = await run(atN2.put('post', 'bob is fired', { sessionToken: removed.sessionToken }));
+    expect(post.sessionToken.byteLength).toBeGreaterThan(0);
+    await c.scheduler.advance(50);
+    // Bob reads at n3: the post may be there only if the ACL without him is there too.
+    const bob = c.node('n3').keyspace('social');
+    const seenPost = await run(bob.get('post'));
+    const seenAcl = await run(bob.get('acl', { sessionToken: seenPost.sessionToken }).catch(() => bob.get('acl')));
+    const sawPostWhileListed = seenPost.found && seenAcl.text() !== 'alice';
+    c.network.heal();
+    await c.scheduler.advance(500);
+    return { sawPostWhileListed, finalPost: (await run(bob.get('post'))).text() };
+  }
+
+  it('never shows the post to a member still on the list, and shows it after the list change arrives', async () => {
+    const safe = await scenario(false);
+    expect(safe.sawPostWhileListed).toBe(false);
+    expect(safe.finalPost).toBe('bob is fired');
+  });
+
+  it('does show it without the dependency check (so the test above can fail)', async () => {
+    const broken = await scenario(true);
+    expect(broken.sawPostWhileListed).toBe(true);
+  });
+});
+
+describe('session tokens', () => {
+  const cluster = () => new SimCluster({ seed: 3, keyspaces: { c: causal({ callTimeoutMs: 50 }) }, faults: CALM_NETWORK });
+
+  it('refuse a malformed or altered token with INVALID_ARGUMENT and another cluster\'s with FAILED_PRECONDITION', async () => {
+    const c = cluster();
+    const ks = c.node('n1').keyspace('c');
+    const { sessionToken } = await ks.put('k', 'v');
+    const kindOf = async (token: Uint8Array) => {
+      const p = ks.get('k', { sessionToken: token });
+      await c.scheduler.runUntilSettled(p, 1_000);
+      return p.then(() => 'ok', (e: unknown) => (e as ReplikitError).kind + ': ' + (e as Error).message);
+    };
+    expect(await kindOf(sessionToken)).toBe('ok');
+    expect(await kindOf(new Uint8Array([0xff, 0xff, 0xff]))).toMatch(/^invalid-argument: the session token is malformed/);
+    const altered = Uint8Array.from(sessionToken);
+    altered[altered.length - 1] ^= 0x01;
+    expect(await kindOf(altered)).toMatch(/^invalid-argument: the session token was altered or forged/);
+    const foreign = sessionTokenCodec('another-cluster').encode('c', VectorClock.from({ n1: 1 }));
+    expect(await kindOf(foreign)).toMatch(/^failed-precondition: the session token was issued by cluster "another-cluster"/);
+  });
+
+  it('make a replica that is behind wait, then answer UNAVAILABLE saying it is behind the session', async () => {
+    const c = cluster();
+    c.network.partition([['n1'], ['n2', 'n3']]);
+    const write = c.node('n1').keyspace('c').put('k', 'v');
+    await c.scheduler.runUntilSettled(write, 100);
+    const read = c.node('n2').keyspace('c').get('k', { sessionToken: (await write).sessionToken, timeoutMs: 200 });
+    read.catch(() => {});
+    await c.scheduler.runUntilSettled(read, 1_000);
+    const err = await read.catch((e: unknown) => e);
+    expect((err as ReplikitError).kind).toBe('unavailable');
+    expect((err as Error).message).toMatch(/this replica is behind the session/);
+    // After the heal the same token is served.
+    c.network.heal();
+    const again = c.node('n2').keyspace('c').get('k', { sessionToken: (await write).sessionToken, timeoutMs: 1_000 });
+    await c.scheduler.runUntilSettled(again, 2_000);
+    expect((await again).text()).toBe('v');
+  });
+});
+
+describe('sessions in the embedding API', () => {
+  it('carry the token across nodes: read-your-writes through another node', async () => {
+    const c = new SimCluster({ seed: 11, keyspaces: { c: causal({ callTimeoutMs: 50 }) }, faults: { dropRate: 0, duplicateRate: 0, minDelayMs: 20, maxDelayMs: 40 } });
+    const session = c.node('n1').keyspace('c').session();
+    const put = session.put('k', 'mine');
+    await c.scheduler.runUntilSettled(put, 100);
+    await put;
+    session.moveTo(c.node('n2').keyspace('c'));
+    // Replication to n2 takes 20-40 ms; the read waits for it instead of missing the write.
+    const read = session.get('k', { timeoutMs: 1_000 });
+    await c.scheduler.runUntilSettled(read, 1_000);
+    expect((await read).text()).toBe('mine');
+    // Without the session, n2 might answer before the write arrives.
+    expect(session.token.byteLength).toBeGreaterThan(0);
+  });
+});
