@@ -4,6 +4,8 @@ import { Metadata } from '@grpc/grpc-js';
 import { failedPrecondition, ReplikitError } from '../errors.js';
 import { describeTooFarAhead, observeHlc, stampHlc } from '../interceptors/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
+import { Entry as WireEntry } from '../gen/replikit/v1/types.js';
+import { entryFromWire, entryToWire } from './wire.js';
 import { PeerCallError, type DigestAnswer, type ReplicaHandler, type ReplicaSet } from './replica-set.js';
 
 /** The network's misbehaviour; every random choice comes from the seeded generator. */
@@ -95,11 +97,16 @@ export class InMemoryNetwork {
       selfId,
       peerIds,
       replicate: (peer, keyspace, entries, timeoutMs) =>
-        this.#call<ApplyOutcome[]>(selfId, peer, timeoutMs, (h, from) => h.replicate(from, keyspace, entries)),
+        this.#call<ApplyOutcome[]>(selfId, peer, timeoutMs, (h, from) => h.replicate(from, keyspace, entries.map(overTheWire))),
       read: (peer, keyspace, keys, timeoutMs) =>
-        this.#call<(Entry | undefined)[]>(selfId, peer, timeoutMs, (h, from) => h.read(from, keyspace, keys)),
+        this.#call<(Entry | undefined)[]>(selfId, peer, timeoutMs, async (h, from) =>
+          (await h.read(from, keyspace, keys)).map((e) => (e === undefined ? undefined : overTheWire(e))),
+        ),
       syncDigests: (peer, keyspace, hashes, timeoutMs) =>
-        this.#call<DigestAnswer>(selfId, peer, timeoutMs, (h, from) => h.syncDigests(from, keyspace, hashes)),
+        this.#call<DigestAnswer>(selfId, peer, timeoutMs, async (h, from) => {
+          const answer = await h.syncDigests(from, keyspace, hashes);
+          return { ...answer, entries: answer.entries.map(overTheWire) };
+        }),
     };
   }
 
@@ -186,6 +193,15 @@ export class InMemoryNetwork {
       settle();
     });
   }
+}
+
+/**
+ * An entry as the receiving side of a gRPC call would see it: encoded to the wire message,
+ * serialized, parsed and validated. The simulation then exercises the same conversions (and
+ * catches the same omissions, like an empty vector clock that travels as "absent") as real nodes.
+ */
+function overTheWire(entry: Entry): Entry {
+  return entryFromWire(WireEntry.decode(WireEntry.encode(entryToWire(entry)).finish()), 'a simulated message');
 }
 
 function linkKey(a: string, b: string): string {

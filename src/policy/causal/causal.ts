@@ -162,8 +162,8 @@ export class CausalKeyspace implements KeyspacePolicy {
     for (const entry of entries) {
       const seq = entry.originSequence;
       const origin = entry.version.nodeId;
-      if (seq === undefined || seq < 1 || entry.dependencies === undefined) {
-        throw invalidArgument('NOT_CAUSAL_ENTRY', `an entry replicated to causal keyspace ${this.#ctx.keyspace} lacks its origin sequence or dependencies`);
+      if (seq === undefined || seq < 1) {
+        throw invalidArgument('NOT_CAUSAL_ENTRY', `an entry replicated to causal keyspace ${this.#ctx.keyspace} lacks its origin sequence`);
       }
       if (!this.#ctx.replicaIds.includes(origin)) {
         throw invalidArgument('UNKNOWN_ORIGIN', `an entry names origin ${JSON.stringify(origin)}, which is not a replica of this keyspace`);
@@ -281,7 +281,8 @@ export class CausalKeyspace implements KeyspacePolicy {
           const seq = entry.originSequence!;
           const expected = (next.get(origin) ?? this.#applied.get(origin)) + 1;
           if (seq !== expected) continue;
-          if (!this.#o.unsafeSkipDependencyCheck && !this.#applied.dominates(entry.dependencies!)) continue;
+          // No dependencies on the wire means none: the writer's session had seen nothing.
+          if (!this.#o.unsafeSkipDependencyCheck && !this.#applied.dominates(entry.dependencies ?? VectorClock.EMPTY)) continue;
           ready.push(entry);
           next.set(origin, seq);
           this.#buffer.delete(id);
