@@ -1,1 +1,37 @@
-export {}
+/**
+ * replikit: a replication framework for Node.js services over gRPC. Embed a {@link ReplicaNode},
+ * name its peers, bind each keyspace to a consistency policy, and use `node.keyspace(name)`.
+ *
+ * Subpaths: `replikit/interceptors` (clock and identity interceptors for your own gRPC services),
+ * `replikit/clock` (HLC, vector and Lamport clocks), `replikit/testing` (history recorder,
+ * linearizability and causal checkers).
+ */
+export { ReplicaNode, type ListenOptions } from './node/replica-node.js';
+export { NODE_DEFAULTS, ConfigError, validateNodeConfig, type PeerConfig, type ReplicaNodeConfig } from './node/config.js';
+export { KeyspaceHandle, Session, type Bytes, type GetResult } from './node/keyspace-handle.js';
+export type { CallOptions } from './node/node-core.js';
+export {
+  cpQuorum,
+  apAsync,
+  causal,
+  AP_DEFAULTS,
+  CAUSAL_DEFAULTS,
+  policyByName,
+  type ApAsyncOptions,
+  type ApStats,
+  type CausalOptions,
+  type CausalStats,
+  type ConsistencyPolicy,
+  type CpQuorumOptions,
+  type MergeFunction,
+  type PolicyName,
+  type ReadResult,
+  type WriteResult,
+} from './policy/index.js';
+export type { Store, ConflictResolver } from './storage/store.js';
+export { MemoryStore } from './storage/memory-store.js';
+export { LmdbStore } from './storage/lmdb-store.js';
+export type { Entry, Version } from './storage/entry.js';
+export { ReplikitError, toReplikitError, type ErrorKind } from './errors.js';
+export { lanProfile, wanProfile, localProfile, type FailureDetectorConfig, type MemberSnapshot } from './failure/index.js';
+export { createConsoleJsonLogger, silentLogger, type Logger } from './logging/logger.js';
