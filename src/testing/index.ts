@@ -18,3 +18,8 @@ export { HistoryRecorder, HistoryFormatError, parseJsonLines, pairOperations, to
 export { parseJepsenLog, JEPSEN_KEY } from './jepsen-log.js';
 export type { Verdict, CheckOptions, CheckResult, KeyResult, Violation, StuckOperation, Culprit } from './linearizability.js';
 export { checkLinearizability, describeOperation, DEFAULT_TIMEOUT_MS } from './linearizability.js';
+export type { CausalOperation } from './causal-history.js';
+export type { CausalModel, CausalCheckOptions, CausalCheckResult, CausalStats } from './causal-checker.js';
+export { checkCausalConsistency, MAX_VIOLATIONS_EXPLAINED } from './causal-checker.js';
+export type { CausalViolation, CausalViolationKind, ChainStep, ChainLink } from './causal-violation.js';
+export { describeCausalOperation } from './causal-violation.js';
