@@ -21,7 +21,7 @@ describe.skipIf(!BUILT)('3 real serve processes, causal keyspace (--policy causa
     const n2 = new TestKvClient(cluster.address('n2'));
     clients.push(n1, n2);
     for (let round = 0; round < 5; round++) {
-      let token = Buffer.alloc(0);
+      let token: Buffer = Buffer.alloc(0);
       for (let i = 0; i < 50; i++) {
         const res = await n1.put(`r${round}-key-${i}`, `value-${i}`, { sessionToken: token });
         token = res.sessionToken;
