@@ -14,6 +14,7 @@ import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ReplicaHandler, ReplicaSet } from '../transport/replica-set.js';
 import { sessionTokenCodec, type SessionCodec } from '../transport/session-token.js';
+import { BatchingReplicaSet } from '../transport/batching-replica-set.js';
 import { NODE_DEFAULTS, type PeerConfig } from './config.js';
 import { KeyspaceHandle } from './keyspace-handle.js';
 
@@ -64,6 +65,8 @@ export class NodeCore implements ReplicaHandler {
   readonly clock: HybridLogicalClock;
   readonly runtime: NodeRuntime;
   readonly sessions: SessionCodec;
+  /** The peers as the policies reach them: batched. */
+  readonly replicas: BatchingReplicaSet;
   readonly #policies = new Map<string, { name: PolicyName; policy: KeyspacePolicy }>();
   #closed = false;
 
@@ -73,6 +76,8 @@ export class NodeCore implements ReplicaHandler {
     this.clock = runtime.clock ?? new HybridLogicalClock(runtime.wallClock);
     this.sessions = sessionTokenCodec(settings.clusterId, settings.sessionSecret);
     const replicaIds = [settings.nodeId, ...settings.peers.map((p) => p.id)];
+    // Calls to one peer issued in the same turn travel as one batch (see BatchingReplicaSet).
+    this.replicas = new BatchingReplicaSet(runtime.replicas, runtime.scheduler, settings.maxBatchEntries);
     for (const [name, policy] of Object.entries(settings.keyspaces)) {
       this.#policies.set(name, {
         name: policy.name,
@@ -81,7 +86,7 @@ export class NodeCore implements ReplicaHandler {
           selfId: settings.nodeId,
           replicaIds,
           store: runtime.store,
-          replicas: runtime.replicas,
+          replicas: this.replicas,
           clock: this.clock,
           scheduler: runtime.scheduler,
           liveness: runtime.liveness,

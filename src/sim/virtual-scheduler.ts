@@ -36,6 +36,11 @@ export class VirtualScheduler implements Scheduler {
     };
   }
 
+  /** In virtual time "soon" is a zero-delay timer: after everything already due at this instant. */
+  runSoon(callback: () => void): void {
+    this.setTimer(0, callback);
+  }
+
   /** The number of timers waiting (cancelled ones included until they come up). */
   get pendingTimers(): number {
     return this.#heap.length;

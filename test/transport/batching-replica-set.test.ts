@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import type { ApplyOutcome, Entry } from '../../src/storage/entry.js';
+import { BatchingReplicaSet } from '../../src/transport/batching-replica-set.js';
+import { PeerCallError, type ReplicaSet } from '../../src/transport/replica-set.js';
+import { VirtualScheduler } from '../../src/sim/virtual-scheduler.js';
+
+const entry = (key: string): Entry => ({
+  key: Buffer.from(key),
+  value: Buffer.from('v'),
+  version: { hlc: { wallMs: 1, logical: 0 }, nodeId: 'n1' },
+  tombstone: false,
+});
+
+function recordingPeers(fail = false) {
+  const calls: { peer: string; keys: string[] }[] = [];
+  const inner: ReplicaSet = {
+    selfId: 'n1',
+    peerIds: ['n2', 'n3'],
+    async replicate(peer, _ks, entries) {
+      calls.push({ peer, keys: entries.map((e) => e.key.toString()) });
+      if (fail) throw new PeerCallError(peer, 'unreachable', 'down');
+      return entries.map((e): ApplyOutcome => (e.key.toString().startsWith('old') ? 'superseded' : 'applied'));
+    },
+    async read(peer, _ks, keys) {
+      calls.push({ peer, keys: keys.map((k) => Buffer.from(k).toString()) });
+      return keys.map((k) => (Buffer.from(k).toString() === 'missing' ? undefined : entry(Buffer.from(k).toString())));
+    },
+    syncDigests: async () => ({ differingBuckets: [], entries: [], truncated: false }),
+  };
+  return { inner, calls };
+}
+
+describe('BatchingReplicaSet', () => {
+  it('sends the calls of one turn to a peer as one call and gives each caller its own results', async () => {
+    const scheduler = new VirtualScheduler();
+    const { inner, calls } = recordingPeers();
+    const batching = new BatchingReplicaSet(inner, scheduler, 1024);
+    const a = batching.replicate('n2', 'ks', [entry('a')], 100);
+    const b = batching.replicate('n2', 'ks', [entry('old-b'), entry('c')], 100);
+    const c = batching.replicate('n3', 'ks', [entry('d')], 100);
+    const r = batching.read('n2', 'ks', [Buffer.from('missing'), Buffer.from('x')], 100);
+    await scheduler.advance(1);
+    expect(await a).toEqual(['applied']);
+    expect(await b).toEqual(['superseded', 'applied']);
+    expect(await c).toEqual(['applied']);
+    const [missing, x] = await r;
+    expect(missing).toBeUndefined();
+    expect(x!.key.toString()).toBe('x');
+    expect(calls).toEqual([
+      { peer: 'n2', keys: ['a', 'old-b', 'c'] },
+      { peer: 'n3', keys: ['d'] },
+      { peer: 'n2', keys: ['missing', 'x'] },
+    ]);
+    expect(batching.stats).toEqual({ calls: 3, items: 6 });
+  });
+
+  it('fails every caller of a failed batch', async () => {
+    const scheduler = new VirtualScheduler();
+    const batching = new BatchingReplicaSet(recordingPeers(true).inner, scheduler, 1024);
+    const a = batching.replicate('n2', 'ks', [entry('a')], 100);
+    const b = batching.replicate('n2', 'ks', [entry('b')], 100);
+    a.catch(() => {});
+    b.catch(() => {});
+    await scheduler.advance(1);
+    await expect(a).rejects.toThrow(/down/);
+    await expect(b).rejects.toThrow(/down/);
+  });
+
+  it('never sends more than the batch limit in one call', async () => {
+    const scheduler = new VirtualScheduler();
+    const { inner, calls } = recordingPeers();
+    const batching = new BatchingReplicaSet(inner, scheduler, 3);
+    const all = Array.from({ length: 7 }, (_, i) => batching.replicate('n2', 'ks', [entry(`k${i}`)], 100));
+    await scheduler.advance(1);
+    await Promise.all(all);
+    expect(calls.map((c) => c.keys.length)).toEqual([3, 3, 1]);
+  });
+});
