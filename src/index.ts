@@ -35,3 +35,18 @@ export type { Entry, Version } from './storage/entry.js';
 export { ReplikitError, toReplikitError, type ErrorKind } from './errors.js';
 export { lanProfile, wanProfile, localProfile, type FailureDetectorConfig, type MemberSnapshot } from './failure/index.js';
 export { createConsoleJsonLogger, silentLogger, type Logger } from './logging/logger.js';
+export { createPinoLogger, type PinoLoggerOptions } from './logging/pino-logger.js';
+export {
+  NodeHealth,
+  NodeMetrics,
+  keyspaceHealthName,
+  startMetricsEndpoint,
+  addReflection,
+  readTlsFiles,
+  serverCredentialsOf,
+  channelCredentialsOf,
+  TlsConfigError,
+  type MetricsEndpoint,
+  type TlsFiles,
+  type TlsMaterial,
+} from './ops/index.js';

@@ -1,4 +1,5 @@
-import { credentials, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status as Status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentialsOf, readTlsFiles, TlsConfigError } from '../ops/tls.js';
 import { hostPortFlag, intFlag, type ParsedArgs, UsageError } from './args.js';
 
 /** Flags every client command takes. */
@@ -6,7 +7,13 @@ export const CLIENT_FLAGS = {
   target: {},
   json: { boolean: true },
   'timeout-ms': {},
+  'tls-ca': {},
+  'tls-cert': {},
+  'tls-key': {},
 } as const;
+
+/** The usage text of {@link CLIENT_FLAGS}' TLS part. */
+export const TLS_CLIENT_USAGE = '[--tls-ca PEM [--tls-cert PEM --tls-key PEM]]';
 
 /** The default deadline of a CLI call: longer than a node's own request timeout (3 s), so the node answers first. */
 export const DEFAULT_CLI_TIMEOUT_MS = 5_000;
@@ -15,6 +22,8 @@ export interface ClientSettings {
   readonly target: string;
   readonly json: boolean;
   readonly timeoutMs: number;
+  /** Plaintext, or TLS when any --tls-* flag is given (with a client certificate for mutual TLS). */
+  readonly credentials: ChannelCredentials;
 }
 
 export function clientSettings(args: ParsedArgs): ClientSettings {
@@ -24,7 +33,18 @@ export function clientSettings(args: ParsedArgs): ClientSettings {
     target: hostPortFlag('target', target),
     json: args.switches.has('json'),
     timeoutMs: args.flags.has('timeout-ms') ? intFlag('timeout-ms', args.flags.get('timeout-ms')!, 1, 3_600_000) : DEFAULT_CLI_TIMEOUT_MS,
+    credentials: tlsCredentials(args),
   };
+}
+
+function tlsCredentials(args: ParsedArgs): ChannelCredentials {
+  try {
+    const tls = readTlsFiles({ caFile: args.flags.get('tls-ca'), certFile: args.flags.get('tls-cert'), keyFile: args.flags.get('tls-key') });
+    return tls === undefined ? credentials.createInsecure() : channelCredentialsOf(tls);
+  } catch (err: unknown) {
+    if (err instanceof TlsConfigError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 export const insecure = credentials.createInsecure;

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { HybridLogicalClock, systemScheduler, systemWallClock, type Scheduler, type WallClock } from '../clock/index.js';
 import { ClusterServiceService } from '../gen/replikit/v1/cluster_service.js';
 import { KvServiceService } from '../gen/replikit/v1/kv_service.js';
@@ -15,6 +15,10 @@ import {
   peerIdentityServerInterceptor,
 } from '../interceptors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
+import { NodeHealth } from '../ops/health.js';
+import { NodeMetrics } from '../ops/metrics.js';
+import { addReflection } from '../ops/reflection.js';
+import { observeTlsRefusals, peerTlsFailureInterceptor, tlsRefusalLogger } from '../ops/tls.js';
 import { cpQuorum } from '../policy/cp-quorum.js';
 import { MemoryStore } from '../storage/memory-store.js';
 import type { Store } from '../storage/store.js';
@@ -38,7 +42,19 @@ export interface ListenOptions {
   readonly listen?: string;
   /** An existing grpc-js Server to add replikit's services to; the application binds and starts it. */
   readonly server?: Server;
+  /** TLS or mutual TLS for the server (see ops/tls.ts). @default insecure (plaintext) */
   readonly serverCredentials?: ServerCredentials;
+  /** Credentials of the calls to peers; they must satisfy the peers' serverCredentials. @default insecure */
+  readonly peerCredentials?: ChannelCredentials;
+  /** Serve the standard gRPC health service (grpc.health.v1) on the server. @default true */
+  readonly health?: boolean;
+  /** Serve gRPC server reflection (grpc.reflection.v1 and v1alpha), for grpcurl and the like. @default true */
+  readonly reflection?: boolean;
+  /**
+   * Export the process's own metrics (CPU, memory, event loop lag, GC) in {@link ReplicaNode.metrics}
+   * too; leave off when several nodes share a process. @default false
+   */
+  readonly processMetrics?: boolean;
   /** Injected time, for tests that skew one node's clock. @default the system's */
   readonly wallClock?: WallClock;
   readonly scheduler?: Scheduler;
@@ -67,6 +83,10 @@ export class ReplicaNode {
   readonly #replicas: GrpcReplicaSet;
   /** Heartbeats, phi accrual, membership and quorum awareness. */
   readonly failureDetection: FailureDetection;
+  /** The gRPC health service's state: SERVING, or NOT_SERVING and why. */
+  readonly health: NodeHealth;
+  /** This node's Prometheus metrics, in a registry of its own; serve them with startMetricsEndpoint. */
+  readonly metrics: NodeMetrics;
   readonly #store: Store;
   readonly #scheduler: Scheduler;
   readonly #ownsStore: boolean;
@@ -82,6 +102,8 @@ export class ReplicaNode {
     ownsServer: boolean;
     replicas: GrpcReplicaSet;
     failureDetection: FailureDetection;
+    health: NodeHealth;
+    metrics: NodeMetrics;
     scheduler: Scheduler;
     store: Store;
     ownsStore: boolean;
@@ -95,6 +117,8 @@ export class ReplicaNode {
     this.#ownsServer = parts.ownsServer;
     this.#replicas = parts.replicas;
     this.failureDetection = parts.failureDetection;
+    this.health = parts.health;
+    this.metrics = parts.metrics;
     this.#scheduler = parts.scheduler;
     this.#store = parts.store;
     this.#ownsStore = parts.ownsStore;
@@ -129,10 +153,12 @@ export class ReplicaNode {
       selfId: settings.nodeId,
       peers: settings.peers,
       maxMessageBytes,
+      credentials: config.peerCredentials,
       interceptorsFor: (peerId) => [
         peerIdentityClientInterceptor({ clusterId: settings.clusterId, nodeId: settings.nodeId }),
         clockClientInterceptor({ clock, maxClockOffsetMs: settings.maxClockOffsetMs, logger }),
         livenessEvidenceClientInterceptor({ peerNodeId: peerId, onEvidence, logger }),
+        ...(config.peerCredentials === undefined ? [] : [peerTlsFailureInterceptor(peerId, logger)]),
       ],
     });
     detection = new FailureDetection({
@@ -151,6 +177,25 @@ export class ReplicaNode {
     });
     const failureDetection = detection;
     const core = new NodeCore(settings, { replicas, scheduler, wallClock, clock, store, logger, liveness: detection.liveness });
+    const health = new NodeHealth({
+      nodeId: settings.nodeId,
+      view: failureDetection.view,
+      keyspaces: () => core.keyspaceNames(),
+      nowMs: () => scheduler.nowMs(),
+      logger,
+    });
+    const metrics = new NodeMetrics({
+      nodeId: settings.nodeId,
+      processMetrics: config.processMetrics,
+      source: {
+        keyspaces: () => core.keyspaceNames(),
+        policyStats: (name) => policyStats(core.policyOf(name)),
+        members: () => failureDetection.view.members(scheduler.nowMs()),
+        quorum: (name) => failureDetection.view.quorum(name),
+        refusedPeerCalls: () => failureDetection.refused,
+        serving: () => health.serving,
+      },
+    });
 
     const ownsServer = config.server === undefined;
     const server =
@@ -159,6 +204,8 @@ export class ReplicaNode {
         'grpc.max_receive_message_length': maxMessageBytes,
         'grpc.max_send_message_length': maxMessageBytes,
         interceptors: [
+          // First, so that it times the calls the other interceptors refuse too.
+          metrics.serverInterceptor(),
           peerIdentityServerInterceptor({
             clusterId: settings.clusterId,
             knownNodeIds,
@@ -178,6 +225,7 @@ export class ReplicaNode {
       keyspaces: () => core.keyspaceNames(),
       isAlive: (id) => failureDetection.view.isAlive(id),
       member: (id) => memberFields(failureDetection.view.member(id, scheduler.nowMs())),
+      notServingReasons: () => health.reasons,
     };
     server.addService(ReplicaServiceService, replicaService({
       replica: core,
@@ -187,6 +235,15 @@ export class ReplicaNode {
     }));
     server.addService(KvServiceService, kvService(core, wallClock));
     server.addService(ClusterServiceService, clusterService(statusSource));
+    if (config.health !== false) health.addToServer(server);
+    if (config.reflection !== false) addReflection(server);
+    if (ownsServer) {
+      const logRefusal = tlsRefusalLogger(logger);
+      observeTlsRefusals(server, (refusal) => {
+        metrics.countTlsRefusal(refusal.reason);
+        logRefusal(refusal);
+      });
+    }
 
     let address: string | undefined;
     if (config.listen !== undefined) {
@@ -195,7 +252,7 @@ export class ReplicaNode {
     }
     failureDetection.start();
     logger.info('node started', { nodeId: settings.nodeId, address, incarnation, peers: settings.peers.length });
-    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, failureDetection, scheduler, store, ownsStore });
+    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, failureDetection, health, metrics, scheduler, store, ownsStore });
   }
 
   get nodeId(): string {
@@ -218,6 +275,7 @@ export class ReplicaNode {
    */
   close(graceMs = 2_000): Promise<void> {
     this.#closing ??= (async () => {
+      this.health.close();
       await this.core.close();
       this.failureDetection.close();
       if (this.#ownsServer) await shutdown(this.#server, graceMs);
@@ -230,6 +288,13 @@ export class ReplicaNode {
 }
 
 const PROTO_STATE = { ALIVE: MemberState.MEMBER_STATE_ALIVE, SUSPECT: MemberState.MEMBER_STATE_SUSPECT, DEAD: MemberState.MEMBER_STATE_DEAD } as const;
+
+/** A keyspace policy's `stats()` (AP and causal policies have one), duck-typed: the interface does not require it. */
+function policyStats(policy: object): Readonly<Record<string, unknown>> | undefined {
+  if (!('stats' in policy) || typeof policy.stats !== 'function') return undefined;
+  const stats: unknown = policy.stats();
+  return typeof stats === 'object' && stats !== null ? (stats as Record<string, unknown>) : undefined;
+}
 
 function memberFields(m: MemberSnapshot) {
   return {

@@ -27,6 +27,8 @@ export interface StatusSource {
   isAlive(peerId: string): boolean;
   /** Liveness details of one peer, when a failure detector runs. */
   member?(peerId: string): Partial<Member> | undefined;
+  /** Why the health service says NOT_SERVING; empty while SERVING. */
+  notServingReasons?(): readonly string[];
 }
 
 export const POLICY_KIND: Readonly<Record<PolicyName, PolicyKind>> = {
@@ -91,5 +93,6 @@ export function buildStatus(source: StatusSource): StatusResponse {
       quorumReachable: alive >= quorum,
     })),
     version: VERSION,
+    notServingReasons: [...(source.notServingReasons?.() ?? [])],
   };
 }

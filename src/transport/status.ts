@@ -29,8 +29,18 @@ export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: Stat
   const e = toReplikitError(err);
   const metadata = new Metadata();
   metadata.set(REASON_METADATA_KEY, e.reason);
-  for (const [name, value] of Object.entries(e.details)) metadata.set(`replikit-detail-${name.toLowerCase()}`, value);
+  for (const [name, value] of Object.entries(e.details)) metadata.set(`replikit-detail-${name.toLowerCase()}`, metadataSafe(value));
   return { code: CODE_OF_KIND[e.kind], details: e.message, metadata };
+}
+
+/**
+ * A detail as a legal metadata value: grpc-js throws on anything but printable ASCII, and details
+ * may echo the caller's input (an unknown keyspace name of random bytes), which must not turn a
+ * bad request into an uncaught exception that ends the process. Other characters are escaped as
+ * in JSON (`\u00e9`).
+ */
+export function metadataSafe(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** A grpc-js client error turned back into a domain error (for the CLI and peer calls). */

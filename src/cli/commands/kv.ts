@@ -1,6 +1,6 @@
 import { KvServiceClient, type DeleteResponse, type GetResponse, type PutResponse, DeleteResponse as DeleteJson, GetResponse as GetJson, PutResponse as PutJson } from '../../gen/replikit/v1/kv_service.js';
 import { parseArgs, UsageError } from '../args.js';
-import { CLIENT_FLAGS, clientSettings, insecure, reportCallError, sessionFlag, unary } from '../client.js';
+import { CLIENT_FLAGS, clientSettings, reportCallError, sessionFlag, TLS_CLIENT_USAGE, unary } from '../client.js';
 import type { Command } from '../main.js';
 
 const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {} } as const;
@@ -8,7 +8,7 @@ const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {} } as const;
 /** Exit status of `get` for a key that holds nothing, so scripts can tell it from an error. */
 export const EXIT_NOT_FOUND = 3;
 
-const COMMON = `--target HOST:PORT [--keyspace K] [--session TOKEN] [--json] [--timeout-ms N]`;
+const COMMON = `--target HOST:PORT [--keyspace K] [--session TOKEN] [--json] [--timeout-ms N] ${TLS_CLIENT_USAGE}`;
 
 function formatVersion(v: PutResponse['version']): string {
   return v === undefined ? '-' : `${v.hlc?.wallTimeMs ?? 0n}.${v.hlc?.logical ?? 0}@${v.nodeId}`;
@@ -31,7 +31,7 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
       const [key, value] = args.positionals as [string, string | undefined];
       const keyspace = args.flags.get('keyspace') ?? 'default';
       const sessionToken = sessionFlag(args.flags.get('session'));
-      const client = new KvServiceClient(settings.target, insecure());
+      const client = new KvServiceClient(settings.target, settings.credentials);
       try {
         const request = { keyspace, key: Buffer.from(key, 'utf8'), sessionToken };
         if (name === 'put') {

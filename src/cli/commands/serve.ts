@@ -2,7 +2,10 @@ import { mkdirSync } from 'node:fs';
 import { ConfigError, type PeerConfig } from '../../node/config.js';
 import { ReplicaNode } from '../../node/replica-node.js';
 import { InvalidFailureDetectorConfigError } from '../../failure/index.js';
-import { createConsoleJsonLogger, LOG_LEVELS, type LogLevel } from '../../logging/logger.js';
+import { LOG_LEVELS, type LogLevel } from '../../logging/logger.js';
+import { createPinoLogger } from '../../logging/pino-logger.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from '../../ops/metrics-server.js';
+import { channelCredentialsOf, readTlsFiles, serverCredentialsOf, TlsConfigError, type TlsMaterial } from '../../ops/tls.js';
 import { POLICIES, policyByName, type ConsistencyPolicy } from '../../policy/index.js';
 import { LmdbStore } from '../../storage/lmdb-store.js';
 import { MemoryStore } from '../../storage/memory-store.js';
@@ -14,12 +17,19 @@ const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
+                     [--metrics-listen HOST:PORT] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
 
 Runs one replica until SIGTERM or SIGINT. The keyspace "default" is bound to --policy (cp unless
 given); --keyspace adds more. Data lives in LMDB under --data-dir (default ./replikit-data/ID);
 --memory keeps it in memory only. Prints one line when ready; logs JSON lines to stderr.
 --heartbeat-interval-ms (default 100, the LAN profile: a crash is seen within about 0.8 s, and
 beats of a few dozen bytes cost nothing on a LAN) sets how often peers exchange liveness beats.
+--metrics-listen serves Prometheus metrics at http://HOST:PORT/metrics. --tls-cert and --tls-key
+serve TLS and make peer calls over TLS with the same certificate; --tls-ca adds mutual TLS: peers
+and clients must present a certificate that CA signed, and peers' certificates are checked
+against it. Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace has no quorum or
+this node's clock is off against a majority of peers) and gRPC server reflection.
+--clock-skew-ms N adds N ms to this node's wall clock: a fault-injection drill, never for production.
 Policies available: ${Object.keys(POLICIES).join(', ')}.`;
 
 const SPEC = {
@@ -34,6 +44,11 @@ const SPEC = {
   'log-level': {},
   'request-timeout-ms': {},
   'heartbeat-interval-ms': {},
+  'metrics-listen': {},
+  'tls-cert': {},
+  'tls-key': {},
+  'tls-ca': {},
+  'clock-skew-ms': {},
 } as const;
 
 /** Parses `--peers n2=127.0.0.1:7002,n3=127.0.0.1:7003`. */
@@ -83,8 +98,20 @@ export const serveCommand: Command = {
     if (args.switches.has('memory') && args.flags.has('data-dir')) {
       throw new UsageError('give --data-dir or --memory, not both');
     }
+    const metricsListen = args.flags.get('metrics-listen');
+    if (metricsListen !== undefined) hostPortFlag('metrics-listen', metricsListen);
+    const clockSkewMs =
+      args.flags.has('clock-skew-ms') ? intFlag('clock-skew-ms', args.flags.get('clock-skew-ms')!, -86_400_000, 86_400_000) : 0;
+    let tls: TlsMaterial | undefined;
+    try {
+      tls = readTlsFiles({ certFile: args.flags.get('tls-cert'), keyFile: args.flags.get('tls-key'), caFile: args.flags.get('tls-ca') });
+    } catch (err: unknown) {
+      if (err instanceof TlsConfigError) throw new UsageError(err.message);
+      throw err;
+    }
+    if (tls !== undefined && tls.cert === undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key: a TLS node presents a certificate');
 
-    const logger = createConsoleJsonLogger({ level: levelText as LogLevel, base: { node: id } });
+    const logger = createPinoLogger({ level: levelText as LogLevel, base: { node: id } });
     let store: Store;
     let storeLabel: string;
     if (args.switches.has('memory')) {
@@ -109,6 +136,10 @@ export const serveCommand: Command = {
         logger,
         requestTimeoutMs,
         failureDetector: heartbeatIntervalMs === undefined ? undefined : { heartbeatIntervalMs },
+        serverCredentials: tls === undefined ? undefined : serverCredentialsOf(tls),
+        peerCredentials: tls === undefined ? undefined : channelCredentialsOf(tls),
+        wallClock: clockSkewMs === 0 ? undefined : () => Date.now() + clockSkewMs,
+        processMetrics: true,
       });
     } catch (err: unknown) {
       await store.close();
@@ -118,10 +149,25 @@ export const serveCommand: Command = {
       return 1;
     }
 
+    let metricsEndpoint: MetricsEndpoint | undefined;
+    if (metricsListen !== undefined) {
+      try {
+        metricsEndpoint = await startMetricsEndpoint(metricsListen, node.metrics, logger);
+      } catch (err: unknown) {
+        await node.close();
+        await store.close();
+        process.stderr.write(`replikit serve: ${err instanceof Error ? err.message : String(err)}\n`);
+        return 1;
+      }
+    }
+    if (clockSkewMs !== 0) logger.warn(`this node's wall clock is skewed by ${clockSkewMs} ms on purpose (--clock-skew-ms)`, { clockSkewMs });
+
     const bindings = Object.entries(keyspaces).map(([name, p]) => `${name}=${p.name}`).join(' ');
+    const tlsLabel = tls === undefined ? '' : tls.ca === undefined ? ', tls' : ', mutual tls';
+    const metricsLabel = metricsEndpoint === undefined ? '' : `, metrics http://${metricsEndpoint.address}/metrics`;
     process.stdout.write(
       `replikit ${id} ready on ${node.address} (cluster ${node.core.settings.clusterId}, incarnation ${node.incarnation}, ` +
-        `${peers.length} peers, keyspaces ${bindings}, store ${storeLabel})\n`,
+        `${peers.length} peers, keyspaces ${bindings}, store ${storeLabel}${tlsLabel}${metricsLabel})\n`,
     );
 
     await new Promise<void>((resolve) => {
@@ -132,6 +178,7 @@ export const serveCommand: Command = {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
+    await metricsEndpoint?.close();
     await node.close();
     await store.close();
     return 0;

@@ -1,7 +1,7 @@
 import { ClusterServiceClient, MemberState, StatusResponse, type StatusResponse as Status } from '../../gen/replikit/v1/cluster_service.js';
 import { PolicyKind } from '../../gen/replikit/v1/types.js';
 import { parseArgs, UsageError } from '../args.js';
-import { CLIENT_FLAGS, clientSettings, insecure, reportCallError, unary } from '../client.js';
+import { CLIENT_FLAGS, clientSettings, reportCallError, TLS_CLIENT_USAGE, unary } from '../client.js';
 import type { Command } from '../main.js';
 
 const STATE_NAME: Record<number, string> = {
@@ -49,17 +49,18 @@ export function formatStatus(s: Status): string {
       k.quorumReachable ? 'yes' : 'NO',
     ]),
   ]);
-  return `node ${s.nodeId} of cluster ${s.clusterId} (incarnation ${s.incarnation}, replikit ${s.version})\n\n${members}\n\n${keyspaces}`;
+  const health = s.notServingReasons.length === 0 ? 'SERVING' : `NOT_SERVING: ${s.notServingReasons.join('; ')}`;
+  return `node ${s.nodeId} of cluster ${s.clusterId} (incarnation ${s.incarnation}, replikit ${s.version})\nhealth ${health}\n\n${members}\n\n${keyspaces}`;
 }
 
 export const statusCommand: Command = {
   summary: "show a node's view of the cluster",
-  usage: 'usage: replikit status --target HOST:PORT [--json] [--timeout-ms N]',
+  usage: `usage: replikit status --target HOST:PORT [--json] [--timeout-ms N] ${TLS_CLIENT_USAGE}`,
   async run(argv) {
     const args = parseArgs(argv, CLIENT_FLAGS);
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
     const settings = clientSettings(args);
-    const client = new ClusterServiceClient(settings.target, insecure());
+    const client = new ClusterServiceClient(settings.target, settings.credentials);
     try {
       const res = await unary(client.status.bind(client), {}, settings.timeoutMs);
       process.stdout.write(settings.json ? `${JSON.stringify(StatusResponse.toJSON(res))}\n` : `${formatStatus(res)}\n`);

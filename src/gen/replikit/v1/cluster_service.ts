@@ -96,6 +96,14 @@ export interface StatusResponse {
   keyspaces: KeyspaceStatus[];
   /** The replikit version the node runs. */
   version: string;
+  /**
+   * Why the node's standard gRPC health status (grpc.health.v1, service "") is NOT_SERVING, one
+   * sentence per cause: a CP keyspace whose quorum is lost, or this node's clock off by more than
+   * the limit against a majority of its peers. Empty while the node is SERVING (and from nodes
+   * older than this field). The node keeps running while NOT_SERVING and serves again once the
+   * causes are gone.
+   */
+  notServingReasons: string[];
 }
 
 /** Member is one node as the answering node sees it. */
@@ -186,7 +194,16 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { nodeId: "", clusterId: "", incarnation: 0n, hlc: undefined, members: [], keyspaces: [], version: "" };
+  return {
+    nodeId: "",
+    clusterId: "",
+    incarnation: 0n,
+    hlc: undefined,
+    members: [],
+    keyspaces: [],
+    version: "",
+    notServingReasons: [],
+  };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -214,6 +231,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.version !== "") {
       writer.uint32(58).string(message.version);
+    }
+    for (const v of message.notServingReasons) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -287,6 +307,14 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.version = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.notServingReasons.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -318,6 +346,11 @@ export const StatusResponse: MessageFns<StatusResponse> = {
         ? object.keyspaces.map((e: any) => KeyspaceStatus.fromJSON(e))
         : [],
       version: isSet(object.version) ? globalThis.String(object.version) : "",
+      notServingReasons: globalThis.Array.isArray(object?.notServingReasons)
+        ? object.notServingReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.not_serving_reasons)
+        ? object.not_serving_reasons.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -343,6 +376,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.version !== "") {
       obj.version = message.version;
+    }
+    if (message.notServingReasons?.length) {
+      obj.notServingReasons = message.notServingReasons;
     }
     return obj;
   },

@@ -1,0 +1,129 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { credentials, loadPackageDefinition, makeClientConstructor, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+
+type Callback<T> = (err: ServiceError | null, value: T) => void;
+type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: { deadline: number }, cb: Callback<Res>) => void;
+
+/** grpc.health.v1.Health/Check: 'SERVING' or 'NOT_SERVING'; rejects with NOT_FOUND for an unknown name. */
+export async function healthCheck(address: string, service = '', creds: ChannelCredentials = credentials.createInsecure()): Promise<string> {
+  const HealthClient = makeClientConstructor(healthService, 'grpc.health.v1.Health');
+  const client = new HealthClient(address, creds) as unknown as Client & { check: UnaryMethod<{ service: string }, { status: string }> };
+  try {
+    return await new Promise<string>((resolve, reject) =>
+      client.check({ service }, new Metadata(), { deadline: Date.now() + 2_000 }, (err, res) => (err ? reject(err) : resolve(res.status))),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+const REFLECTION_PROTO_ROOT = fileURLToPath(new URL('../../node_modules/@grpc/reflection/build/proto/', import.meta.url));
+
+interface ReflectionResponse {
+  listServicesResponse?: { service: { name: string }[] };
+  fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
+  errorResponse?: { errorCode: number; errorMessage: string };
+}
+
+/**
+ * One request on grpc.reflection.<version>.ServerReflection/ServerReflectionInfo (a bidi stream),
+ * as grpcurl sends it: `{ listServices: '' }` or `{ fileContainingSymbol: 'replikit.v1.KvService' }`.
+ */
+export async function reflect(address: string, version: 'v1' | 'v1alpha', req: Record<string, string>): Promise<ReflectionResponse> {
+  const def = loadSync(`grpc/reflection/${version}/reflection.proto`, { includeDirs: [REFLECTION_PROTO_ROOT] });
+  const pkg = loadPackageDefinition(def) as unknown as { grpc: { reflection: Record<string, { ServerReflection: new (a: string, c: ChannelCredentials) => Client }> } };
+  const client = new pkg.grpc.reflection[version]!.ServerReflection(address, credentials.createInsecure()) as Client & {
+    serverReflectionInfo: (md: Metadata, options: { deadline: number }) => NodeJS.ReadWriteStream & { end(): void; write(m: unknown): boolean };
+  };
+  try {
+    return await new Promise<ReflectionResponse>((resolve, reject) => {
+      const call = client.serverReflectionInfo(new Metadata(), { deadline: Date.now() + 3_000 });
+      call.on('data', (res: ReflectionResponse) => {
+        resolve(res);
+        call.end();
+      });
+      call.on('error', reject);
+      call.write(req);
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** GET /metrics: the body and how long the answer took, in ms. */
+export function scrape(address: string): Promise<{ body: string; ms: number; status: number; contentType: string }> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = request({ host, port, path: '/metrics', method: 'GET', timeout: 5_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ body, ms: performance.now() - t0, status: res.statusCode ?? 0, contentType: String(res.headers['content-type']) }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('scrape timed out')));
+    req.end();
+  });
+}
+
+/** The value of one sample in Prometheus text, matched by name and a label subset; undefined when absent. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    const have = new Map([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+/** Is `openssl` on this machine? (Debian's `openssl` package.) */
+export function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface TestPki {
+  readonly ca: string;
+  readonly rogueCa: string;
+  /** A certificate for `name` (SAN IP:127.0.0.1, server and client use) signed by the CA. */
+  cert(name: string): { cert: string; key: string };
+  /** The same, signed by the rogue CA. */
+  rogueCert(name: string): { cert: string; key: string };
+}
+
+/**
+ * A throwaway PKI made with openssl in `dir`: a CA, a rogue CA, and leaf certificates on demand,
+ * all P-256 (fast to make) and valid for a day.
+ */
+export function makePki(dir: string): TestPki {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const makeCa = (name: string) => {
+    openssl('req', '-x509', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '1', '-subj', `/CN=${name}`,
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    return join(dir, `${name}.pem`);
+  };
+  writeFileSync(join(dir, 'leaf.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n');
+  const leaf = (caName: string, name: string) => {
+    const base = `${name}-by-${caName}`;
+    openssl('req', '-new', ...newKey, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${name}`);
+    openssl('x509', '-req', '-in', `${base}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial',
+      '-out', `${base}.pem`, '-days', '1', '-extfile', 'leaf.ext');
+    return { cert: join(dir, `${base}.pem`), key: join(dir, `${base}.key`) };
+  };
+  const ca = makeCa('ca');
+  const rogueCa = makeCa('rogue-ca');
+  return { ca, rogueCa, cert: (name) => leaf('ca', name), rogueCert: (name) => leaf('rogue-ca', name) };
+}
