@@ -31,6 +31,13 @@ export interface ClockInterceptorOptions {
    * quick and must not throw (a throw is logged and ignored).
    */
   readonly onObservation?: (result: ObserveHlcResult, methodPath: string) => void;
+  /**
+   * Server side: methods whose callers are answered even when their HLC is too far ahead (the HLC
+   * is still not merged). A node uses it for ClockSync, so that a node whose clock runs ahead can
+   * still measure its offset against its peers, see that it is the one off, and say so.
+   * @default none
+   */
+  readonly answerDespiteSkew?: (methodPath: string) => boolean;
 }
 
 /** The pair of interceptors that carries HLCs on every call of a client and a server. */
@@ -81,7 +88,7 @@ export function clockServerInterceptor(options: ClockInterceptorOptions): Server
             if (onObservation !== undefined) {
               callHook(logger, 'onObservation', () => onObservation(result, methodDescriptor.path));
             }
-            if (result.kind === 'too-far-ahead') {
+            if (result.kind === 'too-far-ahead' && !(options.answerDespiteSkew?.(methodDescriptor.path) ?? false)) {
               // Not passing the metadata on keeps the handler from ever starting.
               call.sendStatus({ code: status.FAILED_PRECONDITION, details: describeTooFarAhead(result, "caller's") });
               return;

@@ -33,6 +33,8 @@ import { NodeCore, settle } from './node-core.js';
 
 /** Bytes of framing a peer message may carry beyond one maximal value (key, version, clocks). */
 const MESSAGE_HEADROOM_BYTES = 64 * 1024;
+/** ClockSync is answered even to a caller whose clock runs too far ahead, so it can learn it. */
+const CLOCK_SYNC_PATH = ReplicaServiceService.clockSync.path;
 /** Metadata key under which the node's incarnation counter is kept in the store. */
 const INCARNATION_META = 'incarnation';
 
@@ -212,7 +214,12 @@ export class ReplicaNode {
             logger,
             onRefused: (result, path) => detection?.countRefused(`${result.kind} on ${path}`),
           }),
-          clockServerInterceptor({ clock, maxClockOffsetMs: settings.maxClockOffsetMs, logger }),
+          clockServerInterceptor({
+            clock,
+            maxClockOffsetMs: settings.maxClockOffsetMs,
+            logger,
+            answerDespiteSkew: (path) => path === CLOCK_SYNC_PATH,
+          }),
           livenessEvidenceServerInterceptor({ onEvidence, logger }),
         ],
       });
