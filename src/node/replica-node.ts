@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type ChannelCredentials } from '@grpc/grpc-js';
 import { HybridLogicalClock, systemScheduler, systemWallClock, type Scheduler, type WallClock } from '../clock/index.js';
 import { ClusterServiceService } from '../gen/replikit/v1/cluster_service.js';
 import { KvServiceService } from '../gen/replikit/v1/kv_service.js';
@@ -7,6 +7,9 @@ import { ReplicaServiceService } from '../gen/replikit/v1/replica_service.js';
 import { lanProfile, type FailureDetectorConfig, type MemberSnapshot } from '../failure/index.js';
 import { FailureDetection } from './failure-detection.js';
 import {
+  checkPeerIdentity,
+  describeTooFarAhead,
+  observeHlc,
   clockClientInterceptor,
   clockServerInterceptor,
   livenessEvidenceClientInterceptor,
@@ -239,6 +242,23 @@ export class ReplicaNode {
       maxBatchEntries: settings.maxBatchEntries,
       clockSync: (request) => handleClockSync(request, { wallClock, clock, nodeId: settings.nodeId }),
       heartbeat: (stream) => failureDetection.streams.accept(stream),
+      // On an application's server replikit's interceptors are absent: check identity and carry
+      // the HLC in the handlers instead, so a foreign peer is refused all the same.
+      guard: ownsServer
+        ? undefined
+        : (metadata, path) => {
+            const identity = checkPeerIdentity(metadata, { clusterId: settings.clusterId, knownNodeIds });
+            if (identity.kind !== 'ok') {
+              detection?.countRefused(`${identity.kind} on ${path}`);
+              return { code: identity.code, details: identity.message };
+            }
+            const observed = observeHlc(metadata, clock, { maxClockOffsetMs: settings.maxClockOffsetMs, logger, whose: "caller's" });
+            if (observed.kind === 'too-far-ahead' && path !== CLOCK_SYNC_PATH) {
+              return { code: status.FAILED_PRECONDITION, details: describeTooFarAhead(observed, "caller's") };
+            }
+            onEvidence(identity.nodeId, true);
+            return undefined;
+          },
     }));
     server.addService(KvServiceService, kvService(core, wallClock));
     server.addService(ClusterServiceService, clusterService(statusSource));

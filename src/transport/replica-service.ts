@@ -1,16 +1,17 @@
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
-import type {
-  ClockSyncRequest,
-  ClockSyncResponse,
-  HeartbeatRequest,
-  HeartbeatResponse,
-  ReadRequest,
-  ReadResponse,
-  ReplicaServiceServer,
-  ReplicateRequest,
-  ReplicateResponse,
-  SyncDigestsRequest,
-  SyncDigestsResponse,
+import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall, status as Status } from '@grpc/grpc-js';
+import {
+  ReplicaServiceService,
+  type ClockSyncRequest,
+  type ClockSyncResponse,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type ReadRequest,
+  type ReadResponse,
+  type ReplicaServiceServer,
+  type ReplicateRequest,
+  type ReplicateResponse,
+  type SyncDigestsRequest,
+  type SyncDigestsResponse,
 } from '../gen/replikit/v1/replica_service.js';
 import { invalidArgument } from '../errors.js';
 import type { ReplicaHandler } from './replica-set.js';
@@ -26,6 +27,11 @@ export interface ReplicaServiceHandlers {
   heartbeat(stream: ServerDuplexStream<HeartbeatRequest, HeartbeatResponse>): void;
   /** The most entries one call may carry. */
   readonly maxBatchEntries: number;
+  /**
+   * Checks a call's metadata before its handler runs, answering with the returned status when it
+   * refuses. For a node attached to an application's server, whose interceptors are not replikit's.
+   */
+  readonly guard?: (metadata: Metadata, methodPath: string) => { code: Status; details: string } | undefined;
 }
 
 /**
@@ -33,6 +39,12 @@ export interface ReplicaServiceHandlers {
  * the caller's cluster and node id; here every entry is validated before the core sees it.
  */
 export function replicaService(handlers: ReplicaServiceHandlers): ReplicaServiceServer {
+  const guarded = <Req, Res>(path: string, handle: (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void) =>
+    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      const refusal = handlers.guard?.(call.metadata, path);
+      if (refusal !== undefined) return callback(refusal);
+      handle(call, callback);
+    };
   const callerOf = (call: ServerUnaryCall<unknown, unknown>): string => {
     const value = call.metadata.get(NODE_ID_METADATA_KEY)[0];
     return typeof value === 'string' ? value : '';
@@ -44,7 +56,7 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
   };
 
   return {
-    replicate(call: ServerUnaryCall<ReplicateRequest, ReplicateResponse>, callback: sendUnaryData<ReplicateResponse>) {
+    replicate: guarded(ReplicaServiceService.replicate.path, (call: ServerUnaryCall<ReplicateRequest, ReplicateResponse>, callback: sendUnaryData<ReplicateResponse>) => {
       respond(callback, async () => {
         const req = call.request;
         checkBatch(req.entries.length, 'Replicate');
@@ -52,26 +64,31 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
         const outcomes = await handlers.replica.replicate(callerOf(call), req.keyspace, entries);
         return { outcomes: outcomes.map(outcomeToWire) };
       });
-    },
-    read(call: ServerUnaryCall<ReadRequest, ReadResponse>, callback: sendUnaryData<ReadResponse>) {
+    }),
+    read: guarded(ReplicaServiceService.read.path, (call: ServerUnaryCall<ReadRequest, ReadResponse>, callback: sendUnaryData<ReadResponse>) => {
       respond(callback, async () => {
         const req = call.request;
         checkBatch(req.keys.length, 'Read');
         const entries = await handlers.replica.read(callerOf(call), req.keyspace, req.keys);
         return { entries: entries.map((e, i) => (e === undefined ? missingEntryToWire(req.keys[i]!) : entryToWire(e))) };
       });
-    },
-    syncDigests(call: ServerUnaryCall<SyncDigestsRequest, SyncDigestsResponse>, callback: sendUnaryData<SyncDigestsResponse>) {
+    }),
+    syncDigests: guarded(ReplicaServiceService.syncDigests.path, (call: ServerUnaryCall<SyncDigestsRequest, SyncDigestsResponse>, callback: sendUnaryData<SyncDigestsResponse>) => {
       respond(callback, async () => {
         const req = call.request;
         const answer = await handlers.replica.syncDigests(callerOf(call), req.keyspace, req.bucketHashes);
         return { differingBuckets: answer.differingBuckets, entries: answer.entries.map(entryToWire), truncated: answer.truncated };
       });
-    },
-    clockSync(call: ServerUnaryCall<ClockSyncRequest, ClockSyncResponse>, callback: sendUnaryData<ClockSyncResponse>) {
+    }),
+    clockSync: guarded(ReplicaServiceService.clockSync.path, (call: ServerUnaryCall<ClockSyncRequest, ClockSyncResponse>, callback: sendUnaryData<ClockSyncResponse>) => {
       respond(callback, async () => handlers.clockSync(call.request));
-    },
+    }),
     heartbeat(stream: ServerDuplexStream<HeartbeatRequest, HeartbeatResponse>) {
+      const refusal = handlers.guard?.(stream.metadata, ReplicaServiceService.heartbeat.path);
+      if (refusal !== undefined) {
+        stream.emit('error', refusal);
+        return;
+      }
       handlers.heartbeat(stream);
     },
   };
