@@ -85,6 +85,7 @@ export class FailureDetection {
           this.view.recordHeartbeat(peer, incarnation, scheduler.nowMs());
         },
         onRefused: (_peer, reason) => this.countRefused(reason),
+        onBroken: (peer) => this.recordEvidence(peer, false),
       },
     });
   }

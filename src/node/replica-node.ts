@@ -159,6 +159,7 @@ export class ReplicaNode {
       peers: settings.peers,
       maxMessageBytes,
       credentials: config.peerCredentials,
+      waitForReady: (peer) => detection?.liveness.isAlive(peer) ?? false,
       interceptorsFor: (peerId) => [
         peerIdentityClientInterceptor({ clusterId: settings.clusterId, nodeId: settings.nodeId }),
         clockClientInterceptor({ clock, maxClockOffsetMs: settings.maxClockOffsetMs, logger }),

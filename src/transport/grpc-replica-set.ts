@@ -13,6 +13,14 @@ export interface GrpcReplicaSetOptions {
   readonly credentials?: ChannelCredentials;
   /** The largest message a peer may send back, in bytes. */
   readonly maxMessageBytes: number;
+  /**
+   * Whether a call to `peer` should wait for its channel to connect rather than fail at once while
+   * the channel backs off after a refused connection. A node says yes for peers its failure
+   * detector believes alive (a peer that just restarted, whose beats already arrive on the other
+   * direction's stream) and no for suspected or dead ones, which keeps failing fast.
+   * @default never
+   */
+  readonly waitForReady?: (peer: string) => boolean;
 }
 
 /** Channel options for peer clients; the reasons are in the comments. */
@@ -40,8 +48,10 @@ export class GrpcReplicaSet implements ReplicaSet {
   readonly selfId: string;
   readonly peerIds: readonly string[];
   readonly #clients = new Map<string, ReplicaServiceClient>();
+  readonly #waitForReady: (peer: string) => boolean;
 
   constructor(options: GrpcReplicaSetOptions) {
+    this.#waitForReady = options.waitForReady ?? (() => false);
     this.selfId = options.selfId;
     this.peerIds = options.peers.map((p) => p.id);
     for (const peer of options.peers) {
@@ -67,8 +77,8 @@ export class GrpcReplicaSet implements ReplicaSet {
     return new Promise((resolve, reject) => {
       client.replicate(
         { keyspace, entries: entries.map(entryToWire) },
-        new Metadata(),
-        { deadline: Date.now() + timeoutMs },
+        this.#metadata(peer),
+        this.#callOptions(timeoutMs),
         (err, response) => {
           if (err) return reject(toPeerError(peer, err));
           try {
@@ -87,7 +97,7 @@ export class GrpcReplicaSet implements ReplicaSet {
   read(peer: string, keyspace: string, keys: readonly Uint8Array[], timeoutMs: number): Promise<(Entry | undefined)[]> {
     const client = this.client(peer);
     return new Promise((resolve, reject) => {
-      client.read({ keyspace, keys: keys.map(asBuffer) }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
+      client.read({ keyspace, keys: keys.map(asBuffer) }, this.#metadata(peer), this.#callOptions(timeoutMs), (err, response) => {
         if (err) return reject(toPeerError(peer, err));
         try {
           if (response.entries.length !== keys.length) {
@@ -104,7 +114,7 @@ export class GrpcReplicaSet implements ReplicaSet {
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
     const client = this.client(peer);
     return new Promise((resolve, reject) => {
-      client.syncDigests({ keyspace, bucketHashes: [...bucketHashes] }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
+      client.syncDigests({ keyspace, bucketHashes: [...bucketHashes] }, this.#metadata(peer), this.#callOptions(timeoutMs), (err, response) => {
         if (err) return reject(toPeerError(peer, err));
         try {
           resolve({
@@ -117,6 +127,15 @@ export class GrpcReplicaSet implements ReplicaSet {
         }
       });
     });
+  }
+
+  /** grpc-js takes waitForReady from the call's metadata options, not from its call options. */
+  #metadata(peer: string): Metadata {
+    return new Metadata({ waitForReady: this.#waitForReady(peer) });
+  }
+
+  #callOptions(timeoutMs: number): { deadline: number } {
+    return { deadline: Date.now() + timeoutMs };
   }
 
   close(): void {

@@ -18,6 +18,8 @@ export interface BeatSink {
   onBeat(peer: string, incarnation: number): void;
   /** A beat or stream was refused; `reason` says why (for the counter and the log). */
   onRefused(peer: string | undefined, reason: string): void;
+  /** The working stream with `peer` broke (connection reset, peer gone): evidence against it. */
+  onBroken(peer: string, why: string): void;
 }
 
 export interface HeartbeatStreamsOptions {
@@ -122,12 +124,15 @@ export class HeartbeatStreams {
     };
     if (current) makeCurrent();
     let ended = false;
-    const end = (why: string) => {
+    const end = (why: string, broken: boolean) => {
       if (ended) return;
       ended = true;
       const wasCurrent = this.#streams.get(peer) === stream;
       if (wasCurrent) this.#streams.delete(peer);
       this.#o.logger.debug('heartbeat stream ended', { peer, why });
+      // A working stream that breaks under us says the peer is likely gone: tell the detector at
+      // once instead of waiting for phi to notice the silence.
+      if (wasCurrent && broken && !this.#closed) this.#o.sink.onBroken(peer, why);
       if (wasCurrent && this.#o.selfId < peer) this.#reopenLater(peer);
     };
     stream.on('data', (message: HeartbeatRequest | HeartbeatResponse) => {
@@ -136,16 +141,16 @@ export class HeartbeatStreams {
         this.#o.sink.onRefused(peer, problem);
         this.#o.logger.warn('closed a heartbeat stream that sent an invalid beat', { peer, problem });
         this.#drop(stream, problem);
-        end(problem);
+        end(problem, false);
         return;
       }
       this.#backoffMs.delete(peer);
       if (this.#streams.get(peer) !== stream) makeCurrent();
       this.#o.sink.onBeat(peer, Number(message.beat!.incarnation));
     });
-    stream.on('error', (err: Error) => end(err.message));
-    stream.on('end', () => end('ended by peer'));
-    stream.on('close', () => end('closed'));
+    stream.on('error', (err: Error) => end(err.message, true));
+    stream.on('end', () => end('ended by peer', true));
+    stream.on('close', () => end('closed', true));
   }
 
   /** Why a beat from `peer` is refused, or undefined when it is valid. */
