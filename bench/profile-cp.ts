@@ -1,0 +1,145 @@
+/**
+ * `npm run bench:profile`: where a replikit CP put spends its CPU. Starts three `replikit serve`
+ * processes under `node --cpu-prof` (its own spawn code: LocalCluster cannot add Node flags),
+ * drives them with the benchmark's load generator (64 callers, 100-byte puts, round-robin over
+ * the nodes), stops them with SIGTERM so that V8 writes the profiles, and prints the top
+ * self-time functions and areas per node and over all three.
+ *
+ * Output: bench/results/profile-POLICY-OP-xCALLERS.md (profile-cp-put-x64.md by default); the raw profiles stay in bench/results/profile/ for
+ * Chrome DevTools (Performance → Load profile).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { freePorts } from '../src/cli/local-cluster.js';
+import { Reaper, spawnReady, type ReadyChild } from './children.js';
+import { renderProfileSummary, summarizeProfiles, type CpuProfile } from './cpu-profile.js';
+import { runLoad } from './load.js';
+import { replikitDriver } from './systems.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'replikit.js');
+/** How long a profiled node may take to write its profile after SIGTERM. */
+const EXIT_TIMEOUT_MS = 20_000;
+
+const { values: flags } = parseArgs({
+  options: {
+    'duration-ms': { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '64' },
+    op: { type: 'string', default: 'put' },
+    policy: { type: 'string', default: 'cp' },
+    out: { type: 'string', default: join(ROOT, 'bench', 'results') },
+  },
+  strict: true,
+});
+const DURATION_MS = Number(flags['duration-ms']);
+const CONCURRENCY = Number(flags.concurrency);
+const OP = flags.op;
+if (!(DURATION_MS > 0) || !(CONCURRENCY >= 1) || (OP !== 'put' && OP !== 'get')) {
+  process.stderr.write('usage: npm run bench:profile -- [--duration-ms N] [--concurrency N] [--op put|get] [--policy cp|ap|causal]\n');
+  process.exit(2);
+}
+
+const reaper = new Reaper();
+process.on('exit', () => reaper.killAllNow());
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\nprofile: ${signal}: stopping every node\n`);
+    reaper.killAllNow();
+    process.exit(130);
+  });
+}
+const watchdog = setTimeout(() => {
+  process.stderr.write('profile: watchdog: no result in time; stopping every node\n');
+  reaper.killAllNow();
+  process.exit(124);
+}, DURATION_MS + 120_000);
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'replikit-profile-'));
+  reaper.trackDir(root);
+  const profileDir = join(flags.out, 'profile');
+  rmSync(profileDir, { recursive: true, force: true });
+  const ids = ['n1', 'n2', 'n3'];
+  const ports = await freePorts(3);
+  const nodes: ReadyChild[] = await Promise.all(
+    ids.map((id, i) => {
+      const peers = ids.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${ports[ids.indexOf(p)]}`).join(',');
+      const args = [
+        '--cpu-prof', `--cpu-prof-dir=${join(profileDir, id)}`,
+        BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${ports[i]}`, '--peers', peers,
+        '--data-dir', join(root, id), '--policy', flags.policy, '--log-level', 'warn',
+      ];
+      return spawnReady(reaper, process.execPath, args, / ready on /, 20_000, { cwd: ROOT });
+    }),
+  );
+  const driver = replikitDriver(ports.map((p) => `127.0.0.1:${p}`), `replikit-${flags.policy}`);
+  process.stderr.write(`profile: 3 nodes up under --cpu-prof; filling keys, then ${OP} ×${CONCURRENCY} for ${DURATION_MS} ms\n`);
+  await driver.prefill();
+  // The measured window on the profiles' clock (CLOCK_MONOTONIC in µs, as process.hrtime).
+  const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+  const window = { fromUs: 0, toUs: 0 };
+  const result = await runLoad(driver.ops[OP as 'put' | 'get'], {
+    concurrency: CONCURRENCY,
+    durationMs: DURATION_MS,
+    warmupMs: 1_000,
+    onWindowStart: () => (window.fromUs = monotonicUs()),
+    onWindowEnd: () => (window.toUs = monotonicUs()),
+  });
+  driver.close();
+  process.stderr.write(`profile: ${result.opsPerSec.toFixed(0)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors; stopping nodes\n`);
+  await Promise.all(
+    nodes.map(
+      (n) =>
+        new Promise<void>((resolve) => {
+          if (n.child.exitCode !== null) return resolve();
+          const timer = setTimeout(() => {
+            n.child.kill('SIGKILL');
+            resolve();
+          }, EXIT_TIMEOUT_MS);
+          n.child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          n.child.kill('SIGTERM');
+        }),
+    ),
+  );
+  const perNode = ids.map((id) => {
+    const dir = join(profileDir, id);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    if (files.length === 0) throw new Error(`${id} wrote no profile to ${dir}`);
+    return { id, profile: JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as CpuProfile };
+  });
+  const sections = [
+    `# Where a replikit ${flags.policy.toUpperCase()} ${OP} spends its CPU`,
+    '',
+    `${new Date().toISOString()}: 3 \`replikit serve --policy ${flags.policy}\` processes under \`node --cpu-prof\`, LmdbStore (fsync on), ` +
+      `${OP} ×${CONCURRENCY} callers round-robin over the nodes for ${DURATION_MS / 1000} s after 1 s warm-up, 100-byte values. ` +
+      `Measured under the profiler: ${result.opsPerSec.toFixed(0)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms. ` +
+      'Only samples inside the measured window count (not start-up, prefill or shutdown). Shares are of busy (non-idle) time; ' +
+      '"busy" is the share of the window each node\'s main thread was not idle (lmdb\'s write thread and libuv\'s are not sampled).',
+    '',
+    renderProfileSummary('All three nodes', summarizeProfiles(perNode.map((n) => n.profile), window), 15),
+    ...perNode.map((n) => renderProfileSummary(`Node ${n.id}`, summarizeProfiles([n.profile], window), 10)),
+  ];
+  const markdown = sections.join('\n');
+  mkdirSync(flags.out, { recursive: true });
+  const outFile = join(flags.out, `profile-${flags.policy}-${OP}-x${CONCURRENCY}.md`);
+  writeFileSync(outFile, markdown);
+  process.stdout.write(`${markdown}\nprofile: wrote ${outFile}; raw profiles in ${profileDir}\n`);
+}
+
+main()
+  .then(() => {
+    clearTimeout(watchdog);
+    reaper.killAllNow();
+    process.exit(0);
+  })
+  .catch((err: unknown) => {
+    process.stderr.write(`profile failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    reaper.killAllNow();
+    process.exit(1);
+  });

@@ -1,0 +1,396 @@
+/**
+ * The benchmark report as pure functions: per-round samples → median rows with ratios against
+ * etcd and against bare echo → targets met or missed (and by how much) → Markdown, terminal text
+ * and JSON. No I/O here, so test/bench/load.test.ts checks every number.
+ */
+import type { LoadResult } from './load.js';
+
+export type SystemName = 'echo' | 'echo-interceptors' | 'etcd' | 'replikit-cp' | 'replikit-ap' | 'replikit-causal';
+export type OpName = 'echo' | 'put' | 'get';
+
+/** Order of systems in tables: the ceiling, then the comparison peer, then replikit's policies. */
+export const SYSTEM_ORDER: readonly SystemName[] = ['echo', 'echo-interceptors', 'etcd', 'replikit-cp', 'replikit-ap', 'replikit-causal'];
+const OP_ORDER: readonly OpName[] = ['echo', 'put', 'get'];
+
+/** One measured phase: one system, one op, one concurrency, one round. */
+export interface Sample {
+  readonly system: SystemName;
+  readonly op: OpName;
+  readonly concurrency: number;
+  readonly round: number;
+  readonly result: LoadResult;
+  /** CPU the system's server processes used during the measured window, all of them together. */
+  readonly serverCpuMs?: number;
+  /** CPU the load generator's process used during the measured window. */
+  readonly clientCpuMs?: number;
+}
+
+/** One cell of the report: medians over the rounds of one (system, op, concurrency). */
+export interface Row {
+  readonly system: SystemName;
+  readonly op: OpName;
+  readonly concurrency: number;
+  readonly opsPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Failed calls, summed over the rounds. */
+  readonly errors: number;
+  /** Successful calls measured, summed over the rounds. */
+  readonly ops: number;
+  readonly rounds: number;
+  /** Throughput of each round, in round order: the spread behind the median. */
+  readonly opsPerSecByRound: readonly number[];
+  /** Throughput over etcd's counterpart (Put for put, linearizable Range for get) at the same concurrency. */
+  readonly vsEtcd: number | null;
+  /** Throughput over bare grpc-js echo at the same concurrency. */
+  readonly vsEcho: number | null;
+  /** Server CPU (all the system's processes) per successful call, in µs: median over rounds. */
+  readonly serverCpuUsPerOp: number | null;
+  /** The load generator's CPU per successful call, in µs: median over rounds. */
+  readonly clientCpuUsPerOp: number | null;
+  readonly firstError?: string;
+}
+
+/** A system the run could not measure, and why (e.g. "not available in this build"). */
+export interface Unavailable {
+  readonly system: SystemName;
+  readonly reason: string;
+}
+
+export type TargetStatus = 'met' | 'missed' | 'not measured';
+
+export interface TargetResult {
+  readonly id: string;
+  readonly description: string;
+  readonly status: TargetStatus;
+  /** The measured ratio (throughput: ours / theirs; latency: ours / theirs), when measured. */
+  readonly ratio: number | null;
+  /** The ratio the target asks for: at least this for throughput, at most this for latency. */
+  readonly required: number;
+  /** One sentence: the numbers, and by how much the target is met or missed. */
+  readonly detail: string;
+}
+
+export interface BenchMeta {
+  readonly mode: 'quick' | 'full';
+  readonly startedAt: string;
+  readonly wallSeconds: number;
+  readonly rounds: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly valueBytes: number;
+  readonly keys: number;
+  readonly machine: string;
+  /** What "durable" means on each side, stated in the report. */
+  readonly durability: string;
+  /** Anything a reader must know to trust the numbers (stale build, noisy machine, etcd missing). */
+  readonly notes: readonly string[];
+}
+
+export interface BenchReport {
+  readonly meta: BenchMeta;
+  readonly rows: readonly Row[];
+  readonly unavailable: readonly Unavailable[];
+  readonly targets: readonly TargetResult[];
+}
+
+/** The median of a non-empty list (mean of the middle two for an even count); NaN for none. */
+export function median(values: readonly number[]): number {
+  const xs = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (xs.length === 0) return NaN;
+  const mid = xs.length >> 1;
+  return xs.length % 2 === 1 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
+}
+
+/** Groups samples by (system, op, concurrency), takes medians over rounds, adds ratios, sorts. */
+export function aggregate(samples: readonly Sample[]): Row[] {
+  const groups = new Map<string, Sample[]>();
+  for (const s of samples) {
+    const key = `${s.system}\u0000${s.op}\u0000${s.concurrency}`;
+    const group = groups.get(key) ?? [];
+    group.push(s);
+    groups.set(key, group);
+  }
+  const bare = [...groups.values()].map((group) => {
+    const ordered = [...group].sort((a, b) => a.round - b.round);
+    const first = ordered[0]!;
+    const firstError = ordered.find((s) => s.result.firstError !== undefined)?.result.firstError;
+    const perOp = (pick: (s: Sample) => number | undefined) => {
+      const values = ordered.flatMap((s) => {
+        const ms = pick(s);
+        return ms === undefined || s.result.ops === 0 ? [] : [(ms * 1000) / s.result.ops];
+      });
+      return values.length === 0 ? null : median(values);
+    };
+    return {
+      system: first.system,
+      op: first.op,
+      concurrency: first.concurrency,
+      opsPerSec: median(ordered.map((s) => s.result.opsPerSec)),
+      p50Ms: median(ordered.map((s) => s.result.p50Ms)),
+      p99Ms: median(ordered.map((s) => s.result.p99Ms)),
+      errors: ordered.reduce((sum, s) => sum + s.result.errors, 0),
+      ops: ordered.reduce((sum, s) => sum + s.result.ops, 0),
+      rounds: ordered.length,
+      opsPerSecByRound: ordered.map((s) => s.result.opsPerSec),
+      vsEtcd: null,
+      vsEcho: null,
+      serverCpuUsPerOp: perOp((s) => s.serverCpuMs),
+      clientCpuUsPerOp: perOp((s) => s.clientCpuMs),
+      ...(firstError === undefined ? {} : { firstError }),
+    } satisfies Row;
+  });
+  return sortRows(withRatios(bare));
+}
+
+/** Fills `vsEtcd` and `vsEcho` from the other rows at the same concurrency. */
+export function withRatios(rows: readonly Row[]): Row[] {
+  const find = (system: SystemName, op: OpName, concurrency: number) =>
+    rows.find((r) => r.system === system && r.op === op && r.concurrency === concurrency);
+  const ratio = (ours: number, theirs: number | undefined) =>
+    theirs === undefined || !(theirs > 0) || Number.isNaN(ours) ? null : ours / theirs;
+  return rows.map((r) => ({
+    ...r,
+    vsEtcd: r.op === 'echo' ? null : ratio(r.opsPerSec, find('etcd', r.op, r.concurrency)?.opsPerSec),
+    vsEcho: ratio(r.opsPerSec, find('echo', 'echo', r.concurrency)?.opsPerSec),
+  }));
+}
+
+/** Sorts rows so that the systems compared sit together: by op, then concurrency, then system. */
+export function sortRows(rows: readonly Row[]): Row[] {
+  return [...rows].sort(
+    (a, b) =>
+      OP_ORDER.indexOf(a.op) - OP_ORDER.indexOf(b.op) ||
+      a.concurrency - b.concurrency ||
+      SYSTEM_ORDER.indexOf(a.system) - SYSTEM_ORDER.indexOf(b.system),
+  );
+}
+
+function findRow(rows: readonly Row[], system: SystemName, op: OpName, concurrency: number): Row | undefined {
+  return rows.find((r) => r.system === system && r.op === op && r.concurrency === concurrency);
+}
+
+/** Formats a ratio as `0.38×`. */
+export function formatRatio(ratio: number | null): string {
+  return ratio === null ? '—' : `${ratio.toFixed(2)}×`;
+}
+
+/** Formats milliseconds with three significant digits (0.172, 4.41, 22.0, 135). */
+export function formatMs(ms: number): string {
+  if (Number.isNaN(ms)) return '—';
+  if (ms >= 100) return ms.toFixed(0);
+  return ms.toPrecision(3);
+}
+
+function formatOps(opsPerSec: number): string {
+  return Number.isNaN(opsPerSec) ? '—' : Math.round(opsPerSec).toString();
+}
+
+/**
+ * A throughput target: `row.opsPerSec / base.opsPerSec >= required`. A miss says how far short
+ * the ratio falls, as a share of the target, and how many times faster the row must get.
+ */
+export function throughputTarget(
+  id: string,
+  description: string,
+  row: Row | undefined,
+  base: Row | undefined,
+  required: number,
+  baseName: string,
+  missingReason: string,
+): TargetResult {
+  if (row === undefined || base === undefined || !(base.opsPerSec > 0)) {
+    return { id, description, status: 'not measured', ratio: null, required, detail: missingReason };
+  }
+  const ratio = row.opsPerSec / base.opsPerSec;
+  const numbers = `${formatOps(row.opsPerSec)}/s vs ${baseName} ${formatOps(base.opsPerSec)}/s = ${formatRatio(ratio)} (target ≥ ${required.toFixed(2)}×)`;
+  if (ratio >= required) {
+    return { id, description, status: 'met', ratio, required, detail: `met by a margin of ${percent(ratio / required - 1)}: ${numbers}` };
+  }
+  const shortfall = 1 - ratio / required;
+  return {
+    id,
+    description,
+    status: 'missed',
+    ratio,
+    required,
+    detail: `missed by ${percent(shortfall)}: ${numbers}; needs ${(required / ratio).toFixed(1)}× its throughput`,
+  };
+}
+
+/** A latency target: `pick(row) / pick(base) <= 1` (no worse than the base). */
+export function latencyTarget(
+  id: string,
+  description: string,
+  row: Row | undefined,
+  base: Row | undefined,
+  which: 'p50Ms' | 'p99Ms',
+  baseName: string,
+  missingReason: string,
+): TargetResult {
+  const required = 1;
+  if (row === undefined || base === undefined || !(base[which] > 0) || Number.isNaN(row[which])) {
+    return { id, description, status: 'not measured', ratio: null, required, detail: missingReason };
+  }
+  const ratio = row[which] / base[which];
+  const label = which === 'p50Ms' ? 'p50' : 'p99';
+  const numbers = `${label} ${formatMs(row[which])} ms vs ${baseName} ${formatMs(base[which])} ms = ${formatRatio(ratio)} (target ≤ 1.00×)`;
+  if (ratio <= required) {
+    return { id, description, status: 'met', ratio, required, detail: `met, ${percent(1 - ratio)} lower: ${numbers}` };
+  }
+  return { id, description, status: 'missed', ratio, required, detail: `missed, ${percent(ratio - 1)} higher: ${numbers}` };
+}
+
+function percent(fraction: number): string {
+  return `${(fraction * 100).toFixed(0)} %`;
+}
+
+/** The issue's targets, evaluated on the (median) rows. */
+export function evaluateTargets(rows: readonly Row[], unavailable: readonly Unavailable[]): TargetResult[] {
+  const why = (system: SystemName, fallback: string) => unavailable.find((u) => u.system === system)?.reason ?? fallback;
+  const etcdMissing = `etcd not measured: ${why('etcd', 'no etcd rows in this run')}`;
+  const cpMissing = `replikit CP not measured: ${why('replikit-cp', 'no replikit-cp rows in this run')}`;
+  const cpOrEtcd = (system: SystemName) => (system === 'etcd' ? etcdMissing : cpMissing);
+  const missing = (a: Row | undefined, aSystem: SystemName, b: Row | undefined, bSystem: SystemName) =>
+    a === undefined ? cpOrEtcd(aSystem) : b === undefined ? cpOrEtcd(bSystem) : '';
+  const cpPut64 = findRow(rows, 'replikit-cp', 'put', 64);
+  const etcdPut64 = findRow(rows, 'etcd', 'put', 64);
+  const cpPut1 = findRow(rows, 'replikit-cp', 'put', 1);
+  const etcdPut1 = findRow(rows, 'etcd', 'put', 1);
+  const cpGet64 = findRow(rows, 'replikit-cp', 'get', 64);
+  const etcdGet64 = findRow(rows, 'etcd', 'get', 64);
+  const apPut64 = findRow(rows, 'replikit-ap', 'put', 64);
+  const echo64 = findRow(rows, 'echo', 'echo', 64);
+  const echoI64 = findRow(rows, 'echo-interceptors', 'echo', 64);
+  return [
+    throughputTarget(
+      'cp-put-64-throughput', 'CP put at 64 callers ≥ 1.0× etcd Put throughput', cpPut64, etcdPut64, 1.0, 'etcd',
+      missing(cpPut64, 'replikit-cp', etcdPut64, 'etcd'),
+    ),
+    latencyTarget(
+      'cp-put-64-p99', 'CP put at 64 callers: p99 no worse than etcd Put', cpPut64, etcdPut64, 'p99Ms', 'etcd',
+      missing(cpPut64, 'replikit-cp', etcdPut64, 'etcd'),
+    ),
+    latencyTarget(
+      'cp-put-1-p50', 'CP put at 1 caller: p50 no worse than etcd Put', cpPut1, etcdPut1, 'p50Ms', 'etcd',
+      missing(cpPut1, 'replikit-cp', etcdPut1, 'etcd'),
+    ),
+    throughputTarget(
+      'cp-get-64-throughput', 'CP get at 64 callers ≥ 1.0× etcd linearizable Range', cpGet64, etcdGet64, 1.0, 'etcd',
+      missing(cpGet64, 'replikit-cp', etcdGet64, 'etcd'),
+    ),
+    throughputTarget(
+      'ap-put-64-vs-echo', 'AP put at 64 callers ≥ 0.8× raw echo', apPut64, echo64, 0.8, 'echo',
+      apPut64 === undefined ? `replikit AP not measured: ${why('replikit-ap', 'no replikit-ap rows in this run')}` : 'echo not measured',
+    ),
+    throughputTarget(
+      'interceptors-vs-echo', 'Echo with replikit interceptors at 64 callers ≥ 0.95× bare echo', echoI64, echo64, 0.95, 'echo',
+      'echo with interceptors not measured',
+    ),
+  ];
+}
+
+/** Pads columns so the Markdown table also reads as a plain table on a terminal. */
+export function formatTable(headers: readonly string[], body: readonly (readonly string[])[], align: readonly ('l' | 'r')[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? '').length)));
+  const cell = (text: string, i: number) => (align[i] === 'r' ? text.padStart(widths[i]!) : text.padEnd(widths[i]!));
+  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => cell(c, i)).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (align[i] === 'r' ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`;
+  return [line(headers), rule, ...body.map(line)].join('\n');
+}
+
+/**
+ * The results table: one line per row, then one per system that could not be measured, with the
+ * reason in the last column (e.g. "not available in this build").
+ */
+export function renderTable(rows: readonly Row[], unavailable: readonly Unavailable[]): string {
+  const headers = ['system', 'op', 'callers', 'ops/s', 'p50 ms', 'p99 ms', '× etcd', '× echo', 'server CPU µs/op', 'errors', 'rounds', 'note'];
+  const body = rows.map((r) => [
+    r.system,
+    r.op,
+    String(r.concurrency),
+    formatOps(r.opsPerSec),
+    formatMs(r.p50Ms),
+    formatMs(r.p99Ms),
+    formatRatio(r.vsEtcd),
+    formatRatio(r.vsEcho),
+    r.serverCpuUsPerOp === null ? '—' : Math.round(r.serverCpuUsPerOp).toString(),
+    String(r.errors),
+    String(r.rounds),
+    '',
+  ]);
+  for (const u of unavailable) body.push([u.system, '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', oneLine(u.reason, MAX_NOTE_CHARS)]);
+  return formatTable(headers, body, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l']);
+}
+
+/** How much of a reason fits in the table's note column; the JSON keeps all of it. */
+const MAX_NOTE_CHARS = 160;
+
+/** Folds whitespace (a child's stderr has newlines, which would break a table row) and shortens. */
+export function oneLine(text: string, maxChars: number): string {
+  const flat = text.replace(/\s+/g, ' ').replace(/\|/g, '\\|').trim();
+  return flat.length <= maxChars ? flat : `${flat.slice(0, maxChars - 1)}…`;
+}
+
+/** The whole report as Markdown (also what the terminal shows). */
+export function renderMarkdown(report: BenchReport): string {
+  const { meta } = report;
+  const lines = [
+    `# replikit benchmark (${meta.mode})`,
+    '',
+    `${meta.startedAt}, ${meta.wallSeconds.toFixed(0)} s wall clock. ${meta.machine}.`,
+    `Each cell: ${meta.rounds} round${meta.rounds === 1 ? '' : 's'} of ${meta.durationMs / 1000} s measured after ${meta.warmupMs / 1000} s warm-up` +
+      `${meta.rounds > 1 ? ', systems alternating within each round; medians over rounds' : ''}. ` +
+      `${meta.valueBytes}-byte values over ${meta.keys} keys; one grpc-js load generator for every system.`,
+    '',
+    `**Durability:** ${meta.durability}`,
+    '',
+    'Server CPU µs/op: CPU time (user + system) of all the system\'s server processes during the measured window, per ' +
+      'successful call; unlike throughput it hardly depends on what else the shared machine runs.',
+    '',
+    renderTable(report.rows, report.unavailable),
+    '',
+    '## Targets',
+    '',
+    ...report.targets.map((t) => `- **${t.status}** — ${t.description}: ${t.detail}`),
+  ];
+  const errorRows = report.rows.filter((r) => r.errors > 0);
+  if (errorRows.length > 0) {
+    lines.push('', '## Errors', '');
+    for (const r of errorRows) lines.push(`- ${r.system} ${r.op} ×${r.concurrency}: ${r.errors} failed calls, first: ${r.firstError ?? 'unknown'}`);
+  }
+  if (meta.notes.length > 0) lines.push('', '## Notes', '', ...meta.notes.map((n) => `- ${n}`));
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The JSON other tools read: `rows` with the fixed names (system, op, concurrency, opsPerSec,
+ * p50Ms, p99Ms) plus extra fields, the systems not measured, the targets and the run's metadata.
+ */
+export function toJson(report: BenchReport): string {
+  const rows = report.rows.map((r) => ({
+    system: r.system,
+    op: r.op,
+    concurrency: r.concurrency,
+    opsPerSec: round(r.opsPerSec, 1),
+    p50Ms: round(r.p50Ms, 3),
+    p99Ms: round(r.p99Ms, 3),
+    vsEtcd: r.vsEtcd === null ? null : round(r.vsEtcd, 3),
+    vsEcho: r.vsEcho === null ? null : round(r.vsEcho, 3),
+    serverCpuUsPerOp: r.serverCpuUsPerOp === null ? null : round(r.serverCpuUsPerOp, 1),
+    clientCpuUsPerOp: r.clientCpuUsPerOp === null ? null : round(r.clientCpuUsPerOp, 1),
+    errors: r.errors,
+    ops: r.ops,
+    rounds: r.rounds,
+    opsPerSecByRound: r.opsPerSecByRound.map((v) => round(v, 1)),
+    ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
+  }));
+  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta }, null, 2)}\n`;
+}
+
+/** Rounds for JSON; NaN (nothing measured) becomes null, which JSON can carry. */
+function round(value: number, digits: number): number | null {
+  if (!Number.isFinite(value)) return null;
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

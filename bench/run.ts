@@ -1,0 +1,434 @@
+/**
+ * `npm run bench [-- --quick]`: replikit against etcd 3.4 and raw grpc-js, side by side in one run.
+ *
+ * Systems: bare grpc-js unary echo (the ceiling), echo with replikit's clock interceptors, replikit
+ * CP / AP / causal put and get (3 `replikit serve` processes each, LmdbStore, fsync on; a policy
+ * that `serve` refuses is reported as not available in this build), and etcd 3.4 (3 members,
+ * installed from Debian when missing). One grpc-js load generator drives them all with 100-byte
+ * values over 1,000 keys at 1 and 64 callers, plus 8 and 256 for CP put and etcd Put (the plot).
+ * The full mode runs 3 rounds, the systems alternating within each, and reports medians. The
+ * systems not being measured are paused (SIGSTOP), and each phase also records the CPU the
+ * servers spent per call (from /proc), which a shared machine disturbs far less than throughput.
+ *
+ * Output: the table on stdout, a progress bar on stderr, and under bench/results/ a Markdown and a
+ * JSON report per run, latest.md / latest.json, and cp-vs-etcd.svg.
+ *
+ * Every process started is killed on every exit path (the end, an error, Ctrl-C, the watchdog).
+ */
+import { mkdirSync, readdirSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Reaper } from './children.js';
+import { cpuMsOf, selfCpuMs } from './cpu-usage.js';
+import { findOrInstallEtcd, type EtcdAvailability } from './etcd.js';
+import { runLoad } from './load.js';
+import { ProgressBar, formatDuration } from './progress.js';
+import {
+  SYSTEM_ORDER,
+  aggregate,
+  evaluateTargets,
+  renderMarkdown,
+  toJson,
+  type BenchReport,
+  type OpName,
+  type Sample,
+  type SystemName,
+  type Unavailable,
+} from './report.js';
+import { renderThroughputSvg } from './svg-plot.js';
+import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type StartResult } from './systems.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** Callers for every system and op: one (latency) and 64 (throughput), as the targets name them. */
+const MAIN_CONCURRENCIES = [1, 64] as const;
+/** Extra callers for the plot, CP put and etcd Put only. */
+const SWEEP_CONCURRENCIES = [8, 256] as const;
+const SWEEP_SYSTEMS: readonly SystemName[] = ['replikit-cp', 'etcd'];
+const OPS: readonly OpName[] = ['echo', 'put', 'get'];
+/** Starting every system and filling its keys; three clusters start at once on 2 cores. */
+const STARTUP_BUDGET_MS = 180_000;
+
+/** The command line, or exit status 2 with the reason for a flag it does not know. */
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        rounds: { type: 'string' },
+        'duration-ms': { type: 'string' },
+        'warmup-ms': { type: 'string' },
+        'etcd-bin': { type: 'string', default: 'etcd' },
+        'no-install': { type: 'boolean', default: false },
+        'no-etcd': { type: 'boolean', default: false },
+        'etcd-reads': { type: 'string', default: 'leader' },
+        'no-pause': { type: 'boolean', default: false },
+        'serve-arg': { type: 'string', multiple: true },
+        systems: { type: 'string' },
+        out: { type: 'string', default: join(ROOT, 'bench', 'results') },
+        help: { type: 'boolean', default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (err: unknown) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)} (see npm run bench -- --help)\n`);
+    process.exit(2);
+  }
+}
+const flags = parseFlags();
+
+if (flags.help) {
+  process.stdout.write(`usage: npm run bench -- [--quick] [--rounds N] [--duration-ms N] [--warmup-ms N]
+                         [--systems LIST] [--etcd-bin PATH] [--no-install] [--no-etcd]
+                         [--etcd-reads leader|spread] [--serve-arg FLAG]... [--no-pause] [--out DIR]
+  --quick        one round of 1 s phases: a smoke check in under a minute
+  --rounds N     rounds, systems alternating within each; medians reported (full: 3)
+  --etcd-bin     the etcd binary (default: etcd on PATH, installed from Debian when missing)
+  --no-install   never run apt-get; without etcd the report compares against echo only
+  --no-etcd      leave etcd out altogether
+  --etcd-reads   leader (default) or spread: where etcd's linearizable Range goes
+  --systems LIST only these, e.g. echo,etcd,replikit-cp (default: all)
+  --serve-arg A  an extra flag for every \`replikit serve\` (repeat it), e.g.
+                 --serve-arg=--heartbeat-interval-ms=1000; the report's notes name them
+  --no-pause     keep every system running; by default the ones not being measured are
+                 paused (SIGSTOP), so their background work takes no CPU from the one measured
+`);
+  process.exit(0);
+}
+
+function intOption(name: string, text: string | undefined, fallback: number, min: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min) {
+    process.stderr.write(`bench: --${name} must be a whole number ≥ ${min}, not ${JSON.stringify(text)}\n`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const QUICK = flags.quick;
+const ROUNDS = intOption('rounds', flags.rounds, QUICK ? 1 : 3, 1);
+const DURATION_MS = intOption('duration-ms', flags['duration-ms'], QUICK ? 1_000 : 5_000, 100);
+const WARMUP_MS = intOption('warmup-ms', flags['warmup-ms'], QUICK ? 250 : 1_000, 0);
+const OUT_DIR = flags.out;
+if (flags['etcd-reads'] !== 'leader' && flags['etcd-reads'] !== 'spread') {
+  process.stderr.write(`bench: --etcd-reads must be leader or spread, not ${JSON.stringify(flags['etcd-reads'])}\n`);
+  process.exit(2);
+}
+const ETCD_READS: 'leader' | 'spread' = flags['etcd-reads'];
+const ONLY = flags.systems === undefined ? undefined : new Set(flags.systems.split(',').map((s) => s.trim()));
+for (const name of ONLY ?? []) {
+  if (!(SYSTEM_ORDER as readonly string[]).includes(name)) {
+    process.stderr.write(`bench: --systems: unknown system ${JSON.stringify(name)}; known: ${SYSTEM_ORDER.join(', ')}\n`);
+    process.exit(2);
+  }
+}
+const SERVE_ARGS: readonly string[] = flags['serve-arg'] ?? [];
+/** Whether a system is part of this run (--systems). */
+const wanted = (name: SystemName) => ONLY === undefined || ONLY.has(name);
+
+const reaper = new Reaper();
+let progress: ProgressBar | undefined;
+const log = (line: string) => (progress ? progress.note(line) : process.stderr.write(`${line}\n`));
+
+// Every exit path stops every child: 'exit' covers the normal end, errors and process.exit().
+process.on('exit', () => reaper.killAllNow());
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    progress?.finish();
+    process.stderr.write(`\nbench: ${signal}: stopping every process it started, then exiting\n`);
+    reaper.killAllNow();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+
+/** How long a continued system may take to serve again (replikit: the failure detector sees beats again). */
+const RESUME_TIMEOUT_MS = 15_000;
+
+function signalAll(system: BenchSystem, signal: NodeJS.Signals): void {
+  for (const pid of system.pids()) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Already gone: the phase will count its errors.
+    }
+  }
+}
+
+/**
+ * Continues a paused system and waits until one call of it succeeds: a replikit node that was
+ * stopped sees every peer as silent until their beats arrive again, and refuses CP calls until then.
+ */
+async function resume(system: BenchSystem): Promise<void> {
+  signalAll(system, 'SIGCONT');
+  await system.afterResume();
+  const probe = system.ops.get ?? system.ops.echo ?? system.ops.put!;
+  const until = performance.now() + RESUME_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await probe(0, 0);
+      return;
+    } catch (err: unknown) {
+      if (performance.now() > until) {
+        throw new Error(`${system.name} did not serve again within ${RESUME_TIMEOUT_MS} ms of SIGCONT: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+interface Phase {
+  readonly system: BenchSystem;
+  readonly op: OpName;
+  readonly concurrency: number;
+  readonly round: number;
+}
+
+/** The phases of all rounds: per (concurrency, op) every system in turn, the order reversed in odd rounds. */
+function plan(systems: readonly BenchSystem[]): Phase[] {
+  const phases: Phase[] = [];
+  const concurrencies = [...MAIN_CONCURRENCIES, ...SWEEP_CONCURRENCIES].sort((a, b) => a - b);
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const concurrency of concurrencies) {
+      const sweep = !(MAIN_CONCURRENCIES as readonly number[]).includes(concurrency);
+      for (const op of OPS) {
+        let group = systems.filter((s) => s.ops[op] !== undefined && (!sweep || (op === 'put' && SWEEP_SYSTEMS.includes(s.name))));
+        if (round % 2 === 0) group = [...group].reverse();
+        for (const system of group) phases.push({ system, op, concurrency, round });
+      }
+    }
+  }
+  return phases;
+}
+
+/** A note when some compiled file in dist/ is older than its source: the serve processes run dist/. */
+function staleBuildNote(): string | undefined {
+  const stale: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith('.ts')) {
+        const built = join(ROOT, 'dist', relative(join(ROOT, 'src'), path)).replace(/\.ts$/, '.js');
+        let builtMs = 0;
+        try {
+          builtMs = statSync(built).mtimeMs;
+        } catch {
+          // Not built at all: stale too.
+        }
+        if (builtMs < statSync(path).mtimeMs) stale.push(relative(ROOT, path));
+      }
+    }
+  };
+  walk(join(ROOT, 'src'));
+  if (stale.length === 0) return undefined;
+  return `dist/ is older than ${stale.length} source file(s) (${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}): the serve processes ran the last build; run \`npm run build\` first to measure the current code.`;
+}
+
+/** Names the file system of the data directories, and warns if fsync would be a no-op there. */
+function fileSystemNote(): string {
+  const types: Record<number, string> = { 0xef53: 'ext4', 0x01021994: 'tmpfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x794c7630: 'overlayfs' };
+  const type = statfsSync(tmpdir()).type;
+  const name = types[type] ?? `file system type 0x${type.toString(16)}`;
+  return name === 'tmpfs'
+    ? `data directories are under ${tmpdir()} on tmpfs: fsync is a no-op there, so neither side's numbers are durable ones`
+    : `data directories of both sides under ${tmpdir()} (${name}), where fsync reaches the disk`;
+}
+
+function grpcJsVersion(): string {
+  try {
+    return (createRequire(import.meta.url)('@grpc/grpc-js/package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const notes: string[] = [];
+  const unavailable: Unavailable[] = [];
+  const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+  notes.push(`load average at start ${load}: the machine is shared, so only numbers from the same run are compared`);
+  notes.push('the load generator is this one Node process (one grpc-js channel per server), on the same cores as the servers');
+  const stale = staleBuildNote();
+  if (stale !== undefined) {
+    notes.push(stale);
+    log(`warning: ${stale}`);
+  }
+  notes.push(fileSystemNote());
+  if (SERVE_ARGS.length > 0) {
+    notes.push(`every \`replikit serve\` ran with the extra flags ${SERVE_ARGS.join(' ')}`);
+  }
+
+  let etcd: EtcdAvailability;
+  if (flags['no-etcd'] || !wanted('etcd')) etcd = { ok: false, reason: flags['no-etcd'] ? 'left out (--no-etcd)' : 'left out (--systems)' };
+  else etcd = findOrInstallEtcd(flags['etcd-bin'], !flags['no-install'], log);
+  if (!etcd.ok) {
+    unavailable.push({ system: 'etcd', reason: etcd.reason });
+    notes.push(`etcd is not part of this run (${etcd.reason}): everything is compared against echo only`);
+    log(`etcd not available: ${etcd.reason}; comparing against echo only`);
+  }
+
+  // The watchdog: whatever hangs, the run ends with a message and every process stopped. Armed
+  // for starting and filling first, then again for the phases planned.
+  let watchdog: NodeJS.Timeout | undefined;
+  const armWatchdog = (ms: number, what: string) => {
+    if (watchdog !== undefined) clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      progress?.finish();
+      process.stderr.write(`bench: watchdog: ${what} took longer than ${formatDuration(ms)}; stopping every process it started\n`);
+      reaper.killAllNow();
+      process.exit(124);
+    }, ms);
+  };
+  armWatchdog(STARTUP_BUDGET_MS, 'starting the systems and filling the key space');
+
+  log(`bench ${QUICK ? 'quick' : 'full'}: ${ROUNDS} round(s), ${DURATION_MS} ms per phase after ${WARMUP_MS} ms warm-up; starting systems`);
+  const starts: Promise<StartResult>[] = [
+    ...(wanted('echo') ? [startEcho(reaper, false)] : []),
+    ...(wanted('echo-interceptors') ? [startEcho(reaper, true)] : []),
+    ...(etcd.ok ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
+    ...(['cp', 'ap', 'causal'] as const).filter((p) => wanted(`replikit-${p}`)).map((p) => startReplikit(reaper, p, SERVE_ARGS)),
+  ];
+  const results = await Promise.all(starts);
+  const systems: BenchSystem[] = [];
+  for (const r of results) {
+    if (r.ok) systems.push(r.system);
+    else {
+      unavailable.push({ system: r.system, reason: r.reason });
+      log(`${r.system}: ${r.reason}`);
+    }
+  }
+  log(`started ${systems.map((s) => s.name).join(', ')} in ${((performance.now() - started) / 1000).toFixed(1)} s; filling ${KEY_COUNT} keys`);
+  for (const system of [...systems]) {
+    try {
+      await system.prefill();
+    } catch (err: unknown) {
+      const reason = `prefill failed: ${err instanceof Error ? err.message : String(err)}`;
+      unavailable.push({ system: system.name, reason });
+      log(`${system.name}: ${reason}`);
+      systems.splice(systems.indexOf(system), 1);
+      await system.close();
+    }
+  }
+  systems.sort((a, b) => SYSTEM_ORDER.indexOf(a.name) - SYSTEM_ORDER.indexOf(b.name));
+  for (const s of systems) notes.push(`${s.name}: ${s.description}`);
+
+  const phases = plan(systems);
+  // A phase can overrun its plan by at most one call deadline (the last calls in flight).
+  armWatchdog(phases.length * (DURATION_MS + WARMUP_MS + CALL_DEADLINE_MS) + STARTUP_BUDGET_MS, 'the measuring phases');
+  progress = new ProgressBar(phases.length * (DURATION_MS + WARMUP_MS), phases.length);
+  const samples: Sample[] = [];
+  const pausing = !flags['no-pause'];
+  if (pausing) {
+    for (const s of systems) signalAll(s, 'SIGSTOP');
+    notes.push(
+      'the systems not being measured are paused (SIGSTOP) and continued before their turn, so their background work ' +
+        '(replikit heartbeats, clock sync, anti-entropy; etcd raft ticks) takes no CPU from the one measured',
+    );
+  }
+  let active: BenchSystem | undefined;
+  for (const phase of phases) {
+    const { system, op, concurrency, round } = phase;
+    progress.phase(`${system.name} ${op} ×${concurrency} (round ${round}/${ROUNDS})`, DURATION_MS + WARMUP_MS);
+    if (pausing && active !== system) {
+      if (active !== undefined) signalAll(active, 'SIGSTOP');
+      active = system;
+      try {
+        await resume(system);
+      } catch (err: unknown) {
+        // Measured anyway: its failed calls go into the report's errors, not into silence.
+        const message = err instanceof Error ? err.message : String(err);
+        log(message);
+        notes.push(message);
+      }
+    }
+    // CPU of the servers and of this process over the measured window only (after the warm-up).
+    const pids = system.pids();
+    const snapshot = (): [number, number] => [cpuMsOf(pids), selfCpuMs()];
+    let cpuAtStart: [number, number] | undefined;
+    let cpuAtEnd: [number, number] | undefined;
+    const result = await runLoad(system.ops[op]!, {
+      concurrency,
+      durationMs: DURATION_MS,
+      warmupMs: WARMUP_MS,
+      onWindowStart: () => (cpuAtStart = snapshot()),
+      onWindowEnd: () => (cpuAtEnd = snapshot()),
+    });
+    const cpu =
+      cpuAtStart !== undefined && cpuAtEnd !== undefined
+        ? { serverCpuMs: cpuAtEnd[0] - cpuAtStart[0], clientCpuMs: cpuAtEnd[1] - cpuAtStart[1] }
+        : {};
+    samples.push({ system: system.name, op, concurrency, round, result, ...cpu });
+    if (result.errors > 0) log(`${system.name} ${op} ×${concurrency}: ${result.errors} errors, first: ${result.firstError}`);
+  }
+  progress.finish();
+  for (const s of systems) signalAll(s, 'SIGCONT');
+  await Promise.all(systems.map((s) => s.close()));
+  clearTimeout(watchdog);
+
+  const rows = aggregate(samples);
+  const report: BenchReport = {
+    meta: {
+      mode: QUICK ? 'quick' : 'full',
+      startedAt,
+      wallSeconds: (performance.now() - started) / 1000,
+      rounds: ROUNDS,
+      durationMs: DURATION_MS,
+      warmupMs: WARMUP_MS,
+      valueBytes: VALUE_BYTES,
+      keys: KEY_COUNT,
+      machine:
+        `${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown cpu'}), Linux ${release()}, Node ${process.version}, ` +
+        `grpc-js ${grpcJsVersion()}, etcd ${etcd.ok ? etcd.version : 'not available'}`,
+      durability:
+        'both sides fsync before they acknowledge. replikit: every node keeps its data in LMDB (LmdbStore, synchronous commits, ' +
+        'writes batched into shared transactions), and a CP put is acknowledged once a majority has committed it. etcd 3.4: default ' +
+        'settings, a Put is acknowledged once a majority has fsynced it to its write-ahead log (3.4 has no switch to turn fsync off).',
+      notes,
+    },
+    rows,
+    unavailable,
+    targets: evaluateTargets(rows, unavailable),
+  };
+  const markdown = renderMarkdown(report);
+  const json = toJson(report);
+  const svg = renderThroughputSvg({
+    title: 'Put throughput against concurrency: replikit CP and etcd 3.4',
+    subtitle: `3 replicas each on loopback, fsync on, ${VALUE_BYTES}-byte values, ${ROUNDS > 1 ? `medians of ${ROUNDS} rounds` : '1 round (quick)'}`,
+    xLabel: 'concurrent callers (log scale)',
+    yLabel: 'puts per second',
+    series: (['replikit-cp', 'etcd'] as const).map((system) => ({
+      label: system === 'etcd' ? 'etcd 3.4 Put (to leader)' : 'replikit CP put',
+      color: system === 'etcd' ? '#d62728' : '#1f77b4',
+      points: rows.filter((r) => r.system === system && r.op === 'put').map((r) => ({ x: r.concurrency, y: r.opsPerSec })),
+    })),
+  });
+  mkdirSync(OUT_DIR, { recursive: true });
+  const stamp = `run-${startedAt.replace(/[:.]/g, '-')}-${QUICK ? 'quick' : 'full'}`;
+  writeFileSync(join(OUT_DIR, `${stamp}.md`), markdown);
+  writeFileSync(join(OUT_DIR, `${stamp}.json`), json);
+  writeFileSync(join(OUT_DIR, 'latest.md'), markdown);
+  writeFileSync(join(OUT_DIR, 'latest.json'), json);
+  writeFileSync(join(OUT_DIR, 'cp-vs-etcd.svg'), svg);
+  process.stdout.write(`\n${markdown}\n`);
+  process.stderr.write(
+    `bench: done in ${formatDuration(performance.now() - started)}; wrote ${relative(process.cwd(), join(OUT_DIR, `${stamp}.{md,json}`))}, latest.{md,json}, cp-vs-etcd.svg\n`,
+  );
+  return 0;
+}
+
+main()
+  .then((code) => {
+    reaper.killAllNow();
+    process.exit(code);
+  })
+  .catch((err: unknown) => {
+    progress?.finish();
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    reaper.killAllNow();
+    process.exit(1);
+  });

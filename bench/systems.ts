@@ -1,0 +1,237 @@
+/**
+ * The systems under test, each started the same way it would run for real and reduced to the
+ * same shape: a name, a load op per operation, a prefill and a close. Every one is driven by the
+ * same grpc-js load generator with the same values, keys and call deadline.
+ */
+import { fileURLToPath } from 'node:url';
+import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { HybridLogicalClock, systemWallClock } from '../src/clock/index.js';
+import { LocalCluster, freePorts } from '../src/cli/local-cluster.js';
+import { AckLevel, KvServiceClient } from '../src/gen/replikit/v1/kv_service.js';
+import { createClockInterceptors } from '../src/interceptors/index.js';
+import { spawnReady, type Reaper } from './children.js';
+import { EtcdCluster, rawUnary } from './etcd.js';
+import { ETCD_PUT_PATH, ETCD_RANGE_PATH, decodeRangeResponse, encodePutRequest, encodeRangeRequest } from './etcd-wire.js';
+import type { LoadOp } from './load.js';
+import type { OpName, SystemName } from './report.js';
+
+/** Every value written: 100 bytes, as in DESIGN.md §6. */
+export const VALUE_BYTES = 100;
+/** The key space every system's puts and gets spread over. */
+export const KEY_COUNT = 1_000;
+/** Each call's deadline: longer than a replikit node's own request timeout (3 s), so it answers first. */
+export const CALL_DEADLINE_MS = 5_000;
+/** How long a spawned server may take to say it is ready on a loaded 2-core machine. */
+const READY_TIMEOUT_MS = 20_000;
+/** Callers used to fill the key space before measuring. */
+const PREFILL_CONCURRENCY = 32;
+
+const VALUE = Buffer.alloc(VALUE_BYTES, 'v');
+const KEYS: readonly Buffer[] = Array.from({ length: KEY_COUNT }, (_, i) => Buffer.from(`bench-key-${String(i).padStart(6, '0')}`));
+const EMPTY = Buffer.alloc(0);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ECHO_SERVER = fileURLToPath(new URL('./echo-server.ts', import.meta.url));
+const ECHO_PATH = '/bench.Echo/Echo';
+
+/** The key of call `n`: the same sequence for every system. */
+export function keyOf(n: number): Buffer {
+  return KEYS[n % KEY_COUNT]!;
+}
+
+export interface BenchSystem {
+  readonly name: SystemName;
+  readonly ops: Partial<Record<OpName, LoadOp>>;
+  /** One line for the report: where it runs, how it is driven. */
+  readonly description: string;
+  /** The server processes: for their CPU time, and to pause the system while others are measured. */
+  pids(): number[];
+  /** Runs after the processes were continued (SIGCONT), before the probe (e.g. finds etcd's leader anew). */
+  afterResume(): Promise<void>;
+  /** Writes every key once (so gets read real values) and checks one read; throws if it fails. */
+  prefill(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type StartResult = { readonly ok: true; readonly system: BenchSystem } | { readonly ok: false; readonly system: SystemName; readonly reason: string };
+
+function deadline(): { deadline: number } {
+  return { deadline: Date.now() + CALL_DEADLINE_MS };
+}
+
+async function prefillWith(put: LoadOp): Promise<void> {
+  for (let i = 0; i < KEY_COUNT; i += PREFILL_CONCURRENCY) {
+    const batch = Array.from({ length: Math.min(PREFILL_CONCURRENCY, KEY_COUNT - i) }, (_, j) => put(i + j, j));
+    await Promise.all(batch);
+  }
+}
+
+/**
+ * Bare grpc-js unary echo in its own process: the ceiling for one unary call per operation. With
+ * `interceptors`, replikit's clock interceptors are installed on both the server and the client.
+ */
+export async function startEcho(reaper: Reaper, interceptors: boolean): Promise<StartResult> {
+  const name: SystemName = interceptors ? 'echo-interceptors' : 'echo';
+  const [port] = await freePorts(1);
+  const args = ['--import', 'tsx', ECHO_SERVER, String(port), ...(interceptors ? ['--interceptors'] : [])];
+  let server;
+  try {
+    server = await spawnReady(reaper, process.execPath, args, /^ready /, READY_TIMEOUT_MS, { cwd: ROOT });
+  } catch (err: unknown) {
+    return { ok: false, system: name, reason: `echo server failed to start: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const clientInterceptors = interceptors ? [createClockInterceptors({ clock: new HybridLogicalClock(systemWallClock) }).client] : [];
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), { interceptors: clientInterceptors });
+  const identity = (b: Buffer) => b;
+  const echo: LoadOp = () =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(ECHO_PATH, identity, identity, VALUE, new Metadata(), deadline(), (err, res) => (err ? reject(err) : resolve(res)));
+    });
+  return {
+    ok: true,
+    system: {
+      name,
+      ops: { echo },
+      description: interceptors
+        ? 'grpc-js unary echo of the 100-byte value, replikit clock interceptors on client and server'
+        : 'bare grpc-js unary echo of the 100-byte value, one server process',
+      pids: () => (server.child.pid === undefined ? [] : [server.child.pid]),
+      afterResume: async () => undefined,
+      prefill: async () => undefined,
+      close: async () => {
+        client.close();
+        server.child.kill('SIGKILL');
+      },
+    },
+  };
+}
+
+/**
+ * Three real `replikit serve` processes (LmdbStore, fsync on) with keyspace "default" bound to
+ * `policy`. Calls go round-robin to the three nodes (any node coordinates). Each caller carries
+ * its own session token, as a causal client would; other policies return none. If `serve`
+ * refuses the policy name, the result says the policy is not available in this build.
+ * `extraArgs` go to every `serve` (experiments, e.g. `--heartbeat-interval-ms=1000`).
+ */
+export async function startReplikit(reaper: Reaper, policy: 'cp' | 'ap' | 'causal', extraArgs: readonly string[] = []): Promise<StartResult> {
+  const name: SystemName = `replikit-${policy}`;
+  const cluster = await LocalCluster.create({ size: 3, serveArgs: ['--policy', policy, '--log-level', 'warn', ...extraArgs] });
+  reaper.trackGroup(cluster);
+  try {
+    await cluster.startAll();
+  } catch (err: unknown) {
+    await cluster.stop();
+    reaper.untrackGroup(cluster);
+    const message = err instanceof Error ? err.message : String(err);
+    if (/unknown policy/i.test(message)) return { ok: false, system: name, reason: `not available in this build (serve refused --policy ${policy})` };
+    return { ok: false, system: name, reason: `failed to start: ${message.slice(0, 300)}` };
+  }
+  const driver = replikitDriver(cluster.ids.map((id) => cluster.address(id)), name);
+  return {
+    ok: true,
+    system: {
+      name,
+      ops: driver.ops,
+      description: `3 \`replikit serve --policy ${policy}\` processes, LmdbStore, calls round-robin over the 3 nodes`,
+      pids: () => cluster.ids.flatMap((id) => cluster.pid(id) ?? []),
+      afterResume: async () => undefined,
+      prefill: driver.prefill,
+      close: async () => {
+        driver.close();
+        await cluster.stop();
+        reaper.untrackGroup(cluster);
+      },
+    },
+  };
+}
+
+/** What drives a replikit cluster: put and get ops over one client per node, a prefill and a close. */
+export interface ReplikitDriver {
+  readonly ops: { readonly put: LoadOp; readonly get: LoadOp };
+  prefill(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * grpc-js KvService clients for the nodes at `addresses`, calls round-robin over them. Each caller
+ * keeps the session token it was last given and sends it with its next call.
+ */
+export function replikitDriver(addresses: readonly string[], name: string): ReplikitDriver {
+  const clients = addresses.map((address) => new KvServiceClient(address, credentials.createInsecure()));
+  const sessions: Buffer[] = [];
+  const keep = (caller: number, token: Buffer) => {
+    if (token.length > 0) sessions[caller] = token;
+  };
+  const put: LoadOp = (n, caller) =>
+    new Promise((resolve, reject) => {
+      const request = { keyspace: 'default', key: keyOf(n), value: VALUE, sessionToken: sessions[caller] ?? EMPTY, ack: AckLevel.ACK_LEVEL_UNSPECIFIED };
+      clients[n % clients.length]!.put(request, new Metadata(), deadline(), (err: ServiceError | null, res) => {
+        if (err) return reject(err);
+        keep(caller, res.sessionToken);
+        resolve(res);
+      });
+    });
+  const get: LoadOp = (n, caller) =>
+    new Promise((resolve, reject) => {
+      const request = { keyspace: 'default', key: keyOf(n), sessionToken: sessions[caller] ?? EMPTY };
+      clients[n % clients.length]!.get(request, new Metadata(), deadline(), (err: ServiceError | null, res) => {
+        if (err) return reject(err);
+        keep(caller, res.sessionToken);
+        resolve(res);
+      });
+    });
+  return {
+    ops: { put, get },
+    prefill: async () => {
+      await prefillWith(put);
+      // Call 0 goes to node 0, which the prefill also wrote key 0 through.
+      const res = await new Promise<{ found: boolean; value: Buffer }>((resolve, reject) =>
+        clients[0]!.get({ keyspace: 'default', key: keyOf(0), sessionToken: sessions[0] ?? EMPTY }, new Metadata(), deadline(), (err, r) =>
+          err ? reject(err) : resolve(r),
+        ),
+      );
+      if (!res.found || !res.value.equals(VALUE)) throw new Error(`${name}: a get after the prefill did not return the value written`);
+    },
+    close: () => {
+      for (const c of clients) c.close();
+    },
+  };
+}
+
+/**
+ * etcd 3.4, three members. Puts go to the leader (as a client pinned to it would send them; a
+ * follower would forward them there). Range reads are linearizable (serializable = false); with
+ * `reads: 'leader'` they go to the leader too, which answers them without a follower's extra
+ * ReadIndex round trip, and with 'spread' round-robin over the members, as replikit's gets are.
+ */
+export async function startEtcd(reaper: Reaper, binary: string, reads: 'leader' | 'spread' = 'leader'): Promise<StartResult> {
+  let cluster: EtcdCluster;
+  try {
+    cluster = await EtcdCluster.start(binary, reaper);
+  } catch (err: unknown) {
+    return { ok: false, system: 'etcd', reason: `etcd failed to start: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  // The leader can change while the members are paused and continued: found anew on every resume.
+  let leader = cluster.clients[cluster.leaderIndex]!;
+  let readers = reads === 'leader' ? [leader] : cluster.clients;
+  const put: LoadOp = (n) => rawUnary(leader, ETCD_PUT_PATH, encodePutRequest(keyOf(n), VALUE), CALL_DEADLINE_MS);
+  const get: LoadOp = (n) => rawUnary(readers[n % readers.length]!, ETCD_RANGE_PATH, encodeRangeRequest(keyOf(n)), CALL_DEADLINE_MS);
+  return {
+    ok: true,
+    system: {
+      name: 'etcd',
+      ops: { put, get },
+      description: `3 etcd members, Put to the leader, linearizable Range ${reads === 'leader' ? 'to the leader' : 'round-robin over the members'}`,
+      pids: () => cluster.members.flatMap((m) => m.process.child.pid ?? []),
+      afterResume: async () => {
+        leader = cluster.clients[await cluster.findLeader()]!;
+        readers = reads === 'leader' ? [leader] : cluster.clients;
+      },
+      prefill: async () => {
+        await prefillWith(put);
+        const { values } = decodeRangeResponse(await rawUnary(leader, ETCD_RANGE_PATH, encodeRangeRequest(keyOf(0)), CALL_DEADLINE_MS));
+        if (values.length !== 1 || !Buffer.from(values[0]!).equals(VALUE)) throw new Error('etcd: a Range after the prefill did not return the value written');
+      },
+      close: async () => cluster.close(),
+    },
+  };
+}
