@@ -22,7 +22,7 @@ import type { FailureDetectorConfig } from '../src/failure/index.js';
 // The seeded source and beat model live with the failure tests until src/sim/ has its own.
 import { beatArrivals } from '../test/failure/beat-schedule.js';
 import type { BeatJitter } from '../test/failure/beat-schedule.js';
-import { SeededRandom } from '../test/failure/seeded-random.js';
+import { SeededRandom } from '../src/sim/seeded-random.js';
 
 /** The thresholds of the table. */
 const TABLE_THRESHOLDS = [4, 8, 12];

@@ -17,3 +17,4 @@ export type { Scheduler, TimerHandle } from './scheduler.js';
 export { systemScheduler } from './scheduler.js';
 export type { ClockSample } from './clock-sync.js';
 export { ClockOffsetEstimator, DEFAULT_CLOCK_SYNC_WINDOW, clockSample } from './clock-sync.js';
+export { repeatEvery } from './repeat.js';

@@ -1,4 +1,4 @@
-import type { HybridLogicalClock, Scheduler, TimerHandle, WallClock } from '../clock/index.js';
+import { repeatEvery, type HybridLogicalClock, type Scheduler, type TimerHandle, type WallClock } from '../clock/index.js';
 import { MembershipView, type FailureDetectorConfig } from '../failure/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { LivenessOracle } from '../policy/policy.js';
@@ -141,16 +141,7 @@ export class FailureDetection {
   }
 
   #every(intervalMs: number, fn: () => void): void {
-    const loop = () => {
-      if (this.#closed) return;
-      fn();
-      const timer = this.#o.scheduler.setTimer(intervalMs, () => {
-        this.#timers.delete(timer);
-        loop();
-      });
-      this.#timers.add(timer);
-    };
-    loop();
+    this.#timers.add(repeatEvery(this.#o.scheduler, intervalMs, fn));
   }
 }
 

@@ -1,5 +1,5 @@
 import { Metadata, status as Status, type ClientDuplexStream, type ServerDuplexStream } from '@grpc/grpc-js';
-import type { HybridLogicalClock, Scheduler, TimerHandle, WallClock } from '../clock/index.js';
+import { repeatEvery, type HybridLogicalClock, type Scheduler, type TimerHandle, type WallClock } from '../clock/index.js';
 import type { Beat, HeartbeatRequest, HeartbeatResponse } from '../gen/replikit/v1/replica_service.js';
 import { NODE_ID_METADATA_KEY } from '../interceptors/metadata-keys.js';
 import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
@@ -206,15 +206,6 @@ export class HeartbeatStreams {
   }
 
   #every(intervalMs: number, fn: () => void): void {
-    const loop = () => {
-      if (this.#closed) return;
-      fn();
-      const timer = this.#o.scheduler.setTimer(intervalMs, () => {
-        this.#timers.delete(timer);
-        loop();
-      });
-      this.#timers.add(timer);
-    };
-    loop();
+    this.#timers.add(repeatEvery(this.#o.scheduler, intervalMs, fn));
   }
 }

@@ -1,4 +1,4 @@
-import type { SeededRandom } from './seeded-random.js';
+import type { SeededRandom } from '../../src/sim/seeded-random.js';
 
 /** How beats from one sender arrive at one receiver, in milliseconds. */
 export interface BeatJitter {
@@ -27,8 +27,8 @@ export function beatArrivals(random: SeededRandom, jitter: BeatJitter, fromMs: n
   const arrivals: number[] = [];
   let previous = -Infinity;
   for (let slot = fromMs; slot <= untilMs; slot += jitter.intervalMs) {
-    let at = slot + random.uniform(-jitter.jitterMs, jitter.jitterMs);
-    if (jitter.pauseProbability > 0 && random.chance(jitter.pauseProbability)) at += random.uniform(0, jitter.maxPauseMs);
+    let at = slot + random.between(-jitter.jitterMs, jitter.jitterMs);
+    if (jitter.pauseProbability > 0 && random.chance(jitter.pauseProbability)) at += random.between(0, jitter.maxPauseMs);
     at = Math.max(at, previous);
     arrivals.push(at);
     previous = at;

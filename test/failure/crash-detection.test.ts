@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MembershipView, lanProfile, localProfile } from '../../src/failure/index.js';
 import type { FailureDetectorConfig, MemberStateChange } from '../../src/failure/index.js';
 import { JITTER_ONLY_LAN, beatArrivals } from './beat-schedule.js';
-import { SeededRandom } from './seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import { deliveriesOf, runVirtual } from './virtual-time.js';
 
 const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MembershipView, lanProfile } from '../../src/failure/index.js';
 import type { MemberStateChange } from '../../src/failure/index.js';
 import { JITTERY_LAN, beatArrivals } from './beat-schedule.js';
-import { SeededRandom } from './seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 
 const TEN_MINUTES_MS = 10 * 60_000;
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 42, 1234];

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MembershipView, lanProfile } from '../../src/failure/index.js';
 import type { MemberStateChange } from '../../src/failure/index.js';
 import { JITTER_ONLY_LAN, beatArrivals } from './beat-schedule.js';
-import { SeededRandom } from './seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 
 /** a's view of b after 10 s of jittery beats of incarnation 1 and 5 s of silence: b is DEAD. */
 function deadPeer() {

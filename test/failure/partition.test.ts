@@ -3,7 +3,7 @@ import { MembershipView, lanProfile } from '../../src/failure/index.js';
 import type { QuorumChange } from '../../src/failure/index.js';
 import { beatArrivals } from './beat-schedule.js';
 import type { BeatJitter } from './beat-schedule.js';
-import { SeededRandom } from './seeded-random.js';
+import { SeededRandom } from '../../src/sim/seeded-random.js';
 import type { Delivery } from './virtual-time.js';
 import { runVirtual } from './virtual-time.js';
 

@@ -15,7 +15,7 @@ import type { Command } from '../main.js';
 
 const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,...]
                      [--data-dir DIR | --memory] [--cluster-id ID]
-                     [--policy cp] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
+                     [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
                      [--metrics-listen HOST:PORT] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
 

@@ -12,6 +12,7 @@ import type {
   WriteResult,
 } from '../policy.js';
 import { majority } from '../quorum-call.js';
+import { withDefaults } from '../options.js';
 import { lastWriterWins, mergeResolver, type MergeFailure, type MergeFunction } from './conflict.js';
 import { entryHash, keyId, KeyspaceDigest } from './entry-digest.js';
 import { HintLog } from './hint-log.js';
@@ -116,7 +117,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
 
   constructor(context: PolicyContext, options: ApAsyncOptions) {
     this.#ctx = context;
-    this.#o = { ...AP_DEFAULTS, ...withoutUndefined(options) };
+    this.#o = withDefaults(AP_DEFAULTS, options);
     this.#resolve = options.merge === undefined ? lastWriterWins : mergeResolver(options.merge, (f) => this.#mergeFailed(f));
     this.#peers = context.replicaIds.filter((id) => id !== context.selfId);
     for (const entry of context.store.entries(context.keyspace)) this.#track(entry.key, entry);
@@ -327,8 +328,4 @@ export function hintKeyspace(keyspace: string, peer: string): string {
 /** The store keyspace where values that lost a failed merge are kept. */
 export function conflictKeyspace(keyspace: string): string {
   return `_c.${keyspace}`;
-}
-
-function withoutUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -10,6 +10,7 @@ import type {
   ReadResult,
   WriteResult,
 } from '../policy.js';
+import { withDefaults } from '../options.js';
 import { OriginLog } from './origin-log.js';
 import { PeerSender } from './peer-sender.js';
 
@@ -112,7 +113,7 @@ export class CausalKeyspace implements KeyspacePolicy {
 
   constructor(context: PolicyContext, options: CausalOptions) {
     this.#ctx = context;
-    this.#o = { ...CAUSAL_DEFAULTS, ...withoutUndefined(options) };
+    this.#o = withDefaults(CAUSAL_DEFAULTS, options);
     const held = context.store.getMeta(APPLIED_META(context.keyspace));
     this.#applied = held === undefined ? VectorClock.EMPTY : VectorClock.from(JSON.parse(Buffer.from(held).toString('utf8')) as Record<string, number>);
     this.#log = OriginLog.open(context.store, `_l.${context.keyspace}`, this.#applied.get(context.selfId));
@@ -333,8 +334,4 @@ export class CausalKeyspace implements KeyspacePolicy {
  */
 function observed(entry: Entry): VectorClock {
   return entry.originSequence === undefined ? VectorClock.EMPTY : VectorClock.EMPTY.with(entry.version.nodeId, entry.originSequence);
-}
-
-function withoutUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
