@@ -33,4 +33,12 @@ step "build (tsc -p tsconfig.build.json)"
 npm run --silent build
 
 step "vitest"
-npx vitest run "$@"
+mkdir -p .tmp
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-results.json "$@" || status=$?
+# One plain closing line that any CI reader understands.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".tmp/vitest-results.json", "utf8"));
+  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' || true
+exit "$status"
