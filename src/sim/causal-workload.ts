@@ -1,9 +1,9 @@
-import { ReplikitError } from '../errors.js';
 import type { ConsistencyPolicy } from '../policy/policy.js';
 import type { CausalOperation } from '../testing/causal-history.js';
 import { HistoryRecorder, pairOperations, type HistoryEvent } from '../testing/history.js';
 import type { NetworkFaults } from '../transport/in-memory-network.js';
 import type { SeededRandom } from './seeded-random.js';
+import { RecordedCalls } from './recorded-call.js';
 import { SimCluster } from './sim-cluster.js';
 
 export interface CausalWorkloadOptions {
@@ -54,7 +54,7 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
   const served = new Map<string, string>(); // `${session}:${invokeIndex}` -> node
   const stats: Record<string, number> = { ok: 0, fail: 0, info: 0, crashes: 0, partitions: 0, moves: 0 };
   const sleep = (ms: number) => new Promise<void>((resolve) => scheduler.setTimer(ms, resolve));
-  const abandon = new Map<string, Set<() => void>>(cluster.nodeIds.map((id) => [id, new Set()]));
+  const calls = new RecordedCalls(stats);
   let running = true;
 
   const session = async (id: number, random: SeededRandom): Promise<void> => {
@@ -72,25 +72,12 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
       const handle = recorder.invoke(id, write ? 'write' : 'read', key, write ? value : null);
       served.set(`${id}:${n}`, node);
       if (!cluster.isUp(node)) {
-        handle.fail();
-        stats.fail!++;
+        calls.refused(handle);
         continue;
       }
       const ks = cluster.node(node).keyspace(CAUSAL_KEYSPACE);
-      const here = node;
-      await new Promise<void>((resolve) => {
-        let settled = false;
-        const complete = (how: () => void, type: string) => {
-          if (settled) return;
-          settled = true;
-          abandon.get(here)!.delete(onCrash);
-          how();
-          stats[type]!++;
-          resolve();
-        };
-        const onCrash = () => complete(() => handle.info(), 'info');
-        abandon.get(here)!.add(onCrash);
-        const op = write
+      await calls.run(node, handle, () =>
+        write
           ? ks.put(key, value, { sessionToken: token }).then((r) => () => {
               token = r.sessionToken;
               handle.ok();
@@ -98,15 +85,8 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
           : ks.get(key, { sessionToken: token }).then((r) => () => {
               token = r.sessionToken;
               handle.ok(r.value === undefined ? null : decoder.decode(r.value));
-            });
-        op.then(
-          (record) => complete(record, 'ok'),
-          (err: unknown) => {
-            const definite = err instanceof ReplikitError && (err.kind === 'unavailable' || err.kind === 'invalid-argument');
-            complete(definite ? () => handle.fail() : () => handle.info(), definite ? 'fail' : 'info');
-          },
-        );
-      });
+            }),
+      );
     }
   };
 
@@ -126,7 +106,7 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
       } else if (action < 0.55 && down.length === 0) {
         const victim = random.pick(cluster.nodeIds);
         cluster.crash(victim);
-        for (const f of [...abandon.get(victim)!]) f();
+        calls.crashed(victim);
         stats.crashes!++;
       } else if (action < 0.75 && down.length > 0) {
         cluster.start(random.pick(down));

@@ -1,7 +1,7 @@
-import { ReplikitError } from '../errors.js';
 import type { ConsistencyPolicy } from '../policy/policy.js';
 import { HistoryRecorder, type HistoryEvent, type OpFunction } from '../testing/history.js';
 import type { NetworkFaults } from '../transport/in-memory-network.js';
+import { RecordedCalls } from './recorded-call.js';
 import { SimCluster } from './sim-cluster.js';
 import type { SeededRandom } from './seeded-random.js';
 import type { Version } from '../storage/entry.js';
@@ -72,8 +72,7 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   let running = true;
   const acknowledged: AcknowledgedWrite[] = [];
 
-  // Operations whose coordinator crashed: completed as `info` at the crash, later answers ignored.
-  const abandonOnCrash = new Map<string, Set<() => void>>(cluster.nodeIds.map((id) => [id, new Set()]));
+  const calls = new RecordedCalls(stats);
 
   const client = async (process: number, random: SeededRandom): Promise<void> => {
     for (let n = 0; n < opsPerClient; n++) {
@@ -86,44 +85,23 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
       const handle = recorder.invoke(process, f, key, value);
       if (!cluster.isUp(nodeId)) {
         // Connection refused: the request never left the client.
-        handle.fail();
-        stats.fail!++;
+        calls.refused(handle);
         continue;
       }
-      const node = cluster.node(nodeId);
-      await new Promise<void>((resolve) => {
-        let settled = false;
-        const complete = (how: () => void, type: string) => {
-          if (settled) return;
-          settled = true;
-          abandonOnCrash.get(nodeId)!.delete(onCrash);
-          how();
-          stats[type]!++;
-          resolve();
-        };
-        const onCrash = () => complete(() => handle.info(), 'info');
-        abandonOnCrash.get(nodeId)!.add(onCrash);
-        const ks = node.keyspace(KEYSPACE);
-        const op =
-          f === 'read'
-            ? ks.get(key).then((r) => () => handle.ok(r.value === undefined ? null : decoder.decode(r.value)))
-            : f === 'write'
-              ? ks.put(key, value!).then((r) => () => {
-                  acknowledged.push({ key, value, version: r.version });
-                  handle.ok();
-                })
-              : ks.delete(key).then((r) => () => {
-                  acknowledged.push({ key, value: null, version: r.version });
-                  handle.ok();
-                });
-        op.then(
-          (record) => complete(record, 'ok'),
-          (err: unknown) => {
-            const definite = err instanceof ReplikitError && (err.kind === 'unavailable' || err.kind === 'invalid-argument');
-            complete(definite ? () => handle.fail() : () => handle.info(), definite ? 'fail' : 'info');
-          },
-        );
-      });
+      const ks = cluster.node(nodeId).keyspace(KEYSPACE);
+      await calls.run(nodeId, handle, () =>
+        f === 'read'
+          ? ks.get(key).then((r) => () => handle.ok(r.value === undefined ? null : decoder.decode(r.value)))
+          : f === 'write'
+            ? ks.put(key, value!).then((r) => () => {
+                acknowledged.push({ key, value, version: r.version });
+                handle.ok();
+              })
+            : ks.delete(key).then((r) => () => {
+                acknowledged.push({ key, value: null, version: r.version });
+                handle.ok();
+              }),
+      );
     }
   };
 
@@ -142,7 +120,7 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
       } else if (action < 0.6 && down.length < 2) {
         const victim = random.pick(cluster.nodeIds.filter((id) => cluster.isUp(id)));
         cluster.crash(victim);
-        for (const abandon of [...abandonOnCrash.get(victim)!]) abandon();
+        calls.crashed(victim);
         stats.crashes!++;
       } else if (action < 0.8 && down.length > 0) {
         cluster.start(random.pick(down));
