@@ -2,21 +2,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ReplicaNode } from '../../src/node/replica-node.js';
 import { ReplikitError } from '../../src/errors.js';
 import { freePorts } from '../support/free-ports.js';
+import { startInProcessCluster } from '../support/in-process-cluster.js';
 
 const started: ReplicaNode[] = [];
 
 async function startCluster(size = 3): Promise<ReplicaNode[]> {
-  const ports = await freePorts(size);
-  const ids = ports.map((_, i) => `n${i + 1}`);
-  const nodes = await Promise.all(
-    ids.map((id, i) =>
-      ReplicaNode.start({
-        nodeId: id,
-        listen: `127.0.0.1:${ports[i]}`,
-        peers: ids.filter((p) => p !== id).map((p) => ({ id: p, address: `127.0.0.1:${ports[ids.indexOf(p)]}` })),
-      }),
-    ),
-  );
+  const nodes = await startInProcessCluster(size);
   started.push(...nodes);
   return nodes;
 }

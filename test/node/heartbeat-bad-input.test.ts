@@ -2,7 +2,7 @@ import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HeartbeatRequest } from '../../src/gen/replikit/v1/replica_service.js';
 import { ReplicaNode } from '../../src/node/replica-node.js';
-import { freePorts } from '../support/free-ports.js';
+import { startInProcessCluster } from '../support/in-process-cluster.js';
 import { waitFor } from '../support/status-client.js';
 
 const started: ReplicaNode[] = [];
@@ -11,17 +11,7 @@ afterEach(async () => {
 });
 
 async function startCluster(): Promise<ReplicaNode[]> {
-  const ports = await freePorts(3);
-  const ids = ['n1', 'n2', 'n3'];
-  const nodes = await Promise.all(
-    ids.map((id, i) =>
-      ReplicaNode.start({
-        nodeId: id,
-        listen: `127.0.0.1:${ports[i]}`,
-        peers: ids.filter((p) => p !== id).map((p) => ({ id: p, address: `127.0.0.1:${ports[ids.indexOf(p)]}` })),
-      }),
-    ),
-  );
+  const nodes = await startInProcessCluster(3);
   started.push(...nodes);
   for (const node of nodes) {
     await waitFor(async () => node.members().every((m) => m.state === 'ALIVE' && (m.self || m.incarnation !== undefined)), 5_000, `${node.nodeId} hears everyone`);
