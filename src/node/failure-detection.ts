@@ -60,6 +60,11 @@ export class FailureDetection {
     this.view.on('member-state', (c) =>
       logger.info(`member ${c.peer} is ${c.to}`, { peer: c.peer, from: c.from, to: c.to, cause: c.cause, phi: round(c.phi), incarnation: c.incarnation }),
     );
+    // Calls that wait for a peer's channel end as soon as the peer is no longer believed alive,
+    // so a quorum operation that needed it fails now rather than at its deadline.
+    this.view.on('member-state', (c) => {
+      if (c.to !== 'ALIVE') options.replicas.abandonCalls(c.peer, `${c.peer} is ${c.to} (${c.cause})`);
+    });
     this.view.on('quorum-lost', (c) => logger.warn(`quorum lost for keyspace ${c.name}`, { keyspace: c.name, alive: c.aliveCount, quorum: c.quorumSize }));
     this.view.on('quorum-regained', (c) => logger.info(`quorum reachable for keyspace ${c.name}`, { keyspace: c.name, alive: c.aliveCount, quorum: c.quorumSize }));
     this.view.on('clock-offset-exceeded', (c) =>

@@ -1,5 +1,12 @@
-import { credentials, Metadata, status, type ChannelCredentials, type Interceptor, type ServiceError } from '@grpc/grpc-js';
-import { ReplicaServiceClient } from '../gen/replikit/v1/replica_service.js';
+import { credentials, Metadata, status, type ChannelCredentials, type ClientUnaryCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import {
+  ReplicaServiceClient,
+  type ReadResponse,
+  type ReplicateResponse,
+  type SyncDigestsResponse,
+} from '../gen/replikit/v1/replica_service.js';
+
+type UnaryCallback<Res> = (err: ServiceError | null, response?: Res) => void;
 import type { PeerConfig } from '../node/config.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import { PeerCallError, type DigestAnswer, type ReplicaSet } from './replica-set.js';
@@ -49,6 +56,8 @@ export class GrpcReplicaSet implements ReplicaSet {
   readonly peerIds: readonly string[];
   readonly #clients = new Map<string, ReplicaServiceClient>();
   readonly #waitForReady: (peer: string) => boolean;
+  /** Per peer, how to abandon each call in flight. */
+  readonly #inFlight = new Map<string, Set<(why: string) => void>>();
 
   constructor(options: GrpcReplicaSetOptions) {
     this.#waitForReady = options.waitForReady ?? (() => false);
@@ -74,58 +83,93 @@ export class GrpcReplicaSet implements ReplicaSet {
 
   replicate(peer: string, keyspace: string, entries: readonly Entry[], timeoutMs: number): Promise<ApplyOutcome[]> {
     const client = this.client(peer);
-    return new Promise((resolve, reject) => {
-      client.replicate(
-        { keyspace, entries: entries.map(entryToWire) },
-        this.#metadata(peer),
-        this.#callOptions(timeoutMs),
-        (err, response) => {
-          if (err) return reject(toPeerError(peer, err));
-          try {
-            if (response.outcomes.length !== entries.length) {
-              throw new PeerCallError(peer, 'rejected', `answered ${response.outcomes.length} outcomes for ${entries.length} entries`);
-            }
-            resolve(response.outcomes.map(outcomeFromWire));
-          } catch (e: unknown) {
-            reject(e instanceof PeerCallError ? e : new PeerCallError(peer, 'rejected', String(e), { cause: e }));
-          }
-        },
-      );
-    });
+    return this.#unary(
+      peer,
+      timeoutMs,
+      (md, options, done: UnaryCallback<ReplicateResponse>) => client.replicate({ keyspace, entries: entries.map(entryToWire) }, md, options, done),
+      (response) => {
+        if (response.outcomes.length !== entries.length) {
+          throw new PeerCallError(peer, 'rejected', `answered ${response.outcomes.length} outcomes for ${entries.length} entries`);
+        }
+        return response.outcomes.map(outcomeFromWire);
+      },
+    );
   }
 
   read(peer: string, keyspace: string, keys: readonly Uint8Array[], timeoutMs: number): Promise<(Entry | undefined)[]> {
     const client = this.client(peer);
-    return new Promise((resolve, reject) => {
-      client.read({ keyspace, keys: keys.map(asBuffer) }, this.#metadata(peer), this.#callOptions(timeoutMs), (err, response) => {
-        if (err) return reject(toPeerError(peer, err));
-        try {
-          if (response.entries.length !== keys.length) {
-            throw new PeerCallError(peer, 'rejected', `answered ${response.entries.length} entries for ${keys.length} keys`);
-          }
-          resolve(response.entries.map((e, i) => optionalEntryFromWire(e, `${peer}'s entry ${i}`)));
-        } catch (e: unknown) {
-          reject(e instanceof PeerCallError ? e : new PeerCallError(peer, 'rejected', String(e), { cause: e }));
+    return this.#unary(
+      peer,
+      timeoutMs,
+      (md, options, done: UnaryCallback<ReadResponse>) => client.read({ keyspace, keys: keys.map(asBuffer) }, md, options, done),
+      (response) => {
+        if (response.entries.length !== keys.length) {
+          throw new PeerCallError(peer, 'rejected', `answered ${response.entries.length} entries for ${keys.length} keys`);
         }
-      });
-    });
+        return response.entries.map((e, i) => optionalEntryFromWire(e, `${peer}'s entry ${i}`));
+      },
+    );
   }
 
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
     const client = this.client(peer);
-    return new Promise((resolve, reject) => {
-      client.syncDigests({ keyspace, bucketHashes: [...bucketHashes] }, this.#metadata(peer), this.#callOptions(timeoutMs), (err, response) => {
-        if (err) return reject(toPeerError(peer, err));
-        try {
-          resolve({
-            differingBuckets: response.differingBuckets,
-            entries: response.entries.map((e, i) => entryFromWire(e, `${peer}'s repair entry ${i}`)),
-            truncated: response.truncated,
-          });
-        } catch (e: unknown) {
-          reject(new PeerCallError(peer, 'rejected', String(e), { cause: e }));
-        }
-      });
+    return this.#unary(
+      peer,
+      timeoutMs,
+      (md, options, done: UnaryCallback<SyncDigestsResponse>) => client.syncDigests({ keyspace, bucketHashes: [...bucketHashes] }, md, options, done),
+      (response) => ({
+        differingBuckets: response.differingBuckets,
+        entries: response.entries.map((e, i) => entryFromWire(e, `${peer}'s repair entry ${i}`)),
+        truncated: response.truncated,
+      }),
+    );
+  }
+
+  /**
+   * Fails every call to `peer` still in flight, as unreachable: the failure detector has just
+   * stopped believing it alive, and a call that waits for its channel (waitForReady) would
+   * otherwise hold a quorum operation until its deadline.
+   */
+  abandonCalls(peer: string, why: string): void {
+    const calls = this.#inFlight.get(peer);
+    if (calls === undefined) return;
+    for (const abandon of [...calls]) abandon(why);
+  }
+
+  /** One unary call to `peer`, tracked so that {@link abandonCalls} can end it. */
+  #unary<Res, T>(
+    peer: string,
+    timeoutMs: number,
+    invoke: (md: Metadata, options: { deadline: number }, done: UnaryCallback<Res>) => ClientUnaryCall,
+    convert: (response: Res) => T,
+  ): Promise<T> {
+    let calls = this.#inFlight.get(peer);
+    if (calls === undefined) this.#inFlight.set(peer, (calls = new Set()));
+    const inFlight = calls;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        inFlight.delete(abandon);
+        fn();
+      };
+      const abandon = (why: string): void =>
+        settle(() => {
+          call.cancel();
+          reject(new PeerCallError(peer, 'unreachable', why));
+        });
+      const call = invoke(this.#metadata(peer), this.#callOptions(timeoutMs), (err, response) =>
+        settle(() => {
+          if (err) return reject(toPeerError(peer, err));
+          try {
+            resolve(convert(response!));
+          } catch (e: unknown) {
+            reject(e instanceof PeerCallError ? e : new PeerCallError(peer, 'rejected', String(e), { cause: e }));
+          }
+        }),
+      );
+      inFlight.add(abandon);
     });
   }
 

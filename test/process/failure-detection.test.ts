@@ -77,6 +77,26 @@ describe.skipIf(!BUILT)('failure detection between real serve processes (100 ms 
     expect((await stateOf(c.address('n1'), 'n3')).incarnation).toBe(before.incarnation + 1n);
   });
 
+  it('ends a CP put waiting on a peer that stops answering as soon as the peer is suspected, not at the deadline', async () => {
+    const c = await startCluster();
+    await c.kill('n3', 'SIGKILL');
+    await waitFor(async () => (await stateOf(c.address('n1'), 'n3')).state !== 'ALIVE', 1_500, 'n1 suspects n3');
+    // n2 stops without closing its connections: only the failure detector can tell.
+    await c.kill('n2', 'SIGSTOP');
+    const kv = new TestKvClient(c.address('n1'));
+    try {
+      const t0 = performance.now();
+      const err = await kv.put('k', 'v', { timeoutMs: 10_000 }).catch((e: unknown) => e);
+      const tookMs = performance.now() - t0;
+      console.log(`CP put with n3 dead and n2 stopped failed after ${tookMs.toFixed(0)} ms: ${(err as Error).message}`);
+      expect(statusOf(err)).toBe('UNAVAILABLE');
+      expect(tookMs).toBeLessThan(2_000);
+    } finally {
+      kv.close();
+      await c.kill('n2', 'SIGCONT');
+    }
+  });
+
   it('sees SIGSTOP as SUSPECT or DEAD and SIGCONT as ALIVE within 1 s', async () => {
     const c = await startCluster();
     await c.kill('n2', 'SIGSTOP');
