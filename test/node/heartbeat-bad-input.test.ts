@@ -72,7 +72,8 @@ describe('heartbeat streams refuse bad input without touching the others', () =>
     expect(refused.some(([reason]) => reason.startsWith('unknown-node'))).toBe(true);
     expect(refused.some(([reason]) => reason.startsWith('wrong-cluster'))).toBe(true);
     expect(refused.some(([reason]) => reason.includes('cluster'))).toBe(true);
-    expect(n3!.members().every((m) => m.state === 'ALIVE')).toBe(true);
+    // The real peers are unaffected (waiting a little: a loaded machine can delay a beat).
+    await waitFor(async () => n3!.members().every((m) => m.state === 'ALIVE'), 2_000, 'n3 still sees every real peer ALIVE');
   });
 
   it('closes a stream that sends garbage or stops mid-message, and the real streams keep beating', async () => {
@@ -105,7 +106,7 @@ describe('heartbeat streams refuse bad input without touching the others', () =>
     const before = n3!.members().map((m) => m.lastHeardAgeMs ?? 0);
     await new Promise((resolve) => setTimeout(resolve, 400));
     const after = n3!.members();
-    expect(after.every((m) => m.state === 'ALIVE')).toBe(true);
+    await waitFor(async () => n3!.members().every((m) => m.state === 'ALIVE'), 2_000, 'n3 still sees every real peer ALIVE');
     expect(after.filter((m) => !m.self).every((m) => (m.lastHeardAgeMs ?? Infinity) < 250)).toBe(true);
     expect(before.length).toBe(3);
     expect(n3!.failureDetection.streams.connectedPeers().sort()).toEqual(['n1', 'n2']);
