@@ -23,7 +23,8 @@ export interface FailureDetectionOptions {
   readonly peers: readonly PeerConfig[];
   readonly keyspaces: readonly string[];
   readonly config: FailureDetectorConfig;
-  readonly replicas: GrpcReplicaSet;
+  /** Peer clients (heartbeats, ClockSync) and the calls to abandon when a peer is suspected. */
+  readonly replicas: Pick<GrpcReplicaSet, 'client' | 'abandonCalls'>;
   readonly clock: HybridLogicalClock;
   readonly wallClock: WallClock;
   readonly scheduler: Scheduler;

@@ -28,6 +28,9 @@ import type { Store } from '../storage/store.js';
 import { handleClockSync } from '../transport/clock-sync-service.js';
 import { clusterService, type StatusSource } from '../transport/cluster-service.js';
 import { GrpcReplicaSet } from '../transport/grpc-replica-set.js';
+import { StreamingReplicaSet } from '../transport/streaming-replica-set.js';
+import { hlcFromWire, hlcToWire } from '../transport/wire.js';
+import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import { kvService } from '../transport/kv-service.js';
 import { replicaService } from '../transport/replica-service.js';
 import { validateNodeConfig, type ReplicaNodeConfig } from './config.js';
@@ -86,6 +89,7 @@ export class ReplicaNode {
   readonly #server: Server;
   readonly #ownsServer: boolean;
   readonly #replicas: GrpcReplicaSet;
+  readonly #streaming: StreamingReplicaSet;
   /** Heartbeats, phi accrual, membership and quorum awareness. */
   readonly failureDetection: FailureDetection;
   /** The gRPC health service's state: SERVING, or NOT_SERVING and why. */
@@ -106,6 +110,7 @@ export class ReplicaNode {
     server: Server;
     ownsServer: boolean;
     replicas: GrpcReplicaSet;
+    streaming: StreamingReplicaSet;
     failureDetection: FailureDetection;
     health: NodeHealth;
     metrics: NodeMetrics;
@@ -121,6 +126,7 @@ export class ReplicaNode {
     this.#server = parts.server;
     this.#ownsServer = parts.ownsServer;
     this.#replicas = parts.replicas;
+    this.#streaming = parts.streaming;
     this.failureDetection = parts.failureDetection;
     this.health = parts.health;
     this.metrics = parts.metrics;
@@ -167,6 +173,15 @@ export class ReplicaNode {
         ...(config.peerCredentials === undefined ? [] : [peerTlsFailureInterceptor(peerId, logger)]),
       ],
     });
+    // Replicate and Read travel on one Exchange stream per peer; the rest on unary calls.
+    const peers = new StreamingReplicaSet({
+      unary: replicas,
+      clock,
+      scheduler,
+      maxClockOffsetMs: settings.maxClockOffsetMs,
+      waitForReady: (peer) => detection?.liveness.isAlive(peer) ?? false,
+      onAnswer: (peer) => onEvidence(peer, true),
+    });
     detection = new FailureDetection({
       selfId: settings.nodeId,
       selfAddress: config.listen,
@@ -175,14 +190,14 @@ export class ReplicaNode {
       peers: settings.peers,
       keyspaces: Object.keys(settings.keyspaces),
       config: fdConfig,
-      replicas,
+      replicas: peers,
       clock,
       wallClock,
       scheduler,
       logger,
     });
     const failureDetection = detection;
-    const core = new NodeCore(settings, { replicas, scheduler, wallClock, clock, store, logger, liveness: detection.liveness });
+    const core = new NodeCore(settings, { replicas: peers, scheduler, wallClock, clock, store, logger, liveness: detection.liveness });
     const health = new NodeHealth({
       nodeId: settings.nodeId,
       view: failureDetection.view,
@@ -243,6 +258,18 @@ export class ReplicaNode {
       maxBatchEntries: settings.maxBatchEntries,
       clockSync: (request) => handleClockSync(request, { wallClock, clock, nodeId: settings.nodeId }),
       heartbeat: (stream) => failureDetection.streams.accept(stream),
+      observeMessageHlc: (hlc) => {
+        if (hlc === undefined) return undefined;
+        let remote;
+        try {
+          remote = hlcFromWire(hlc, 'an Exchange message');
+        } catch {
+          return undefined; // malformed: ignored, as in metadata
+        }
+        const observed = observeRemoteHlc(remote, clock, { maxClockOffsetMs: settings.maxClockOffsetMs });
+        return observed.kind === 'too-far-ahead' ? { code: status.FAILED_PRECONDITION, details: describeTooFarAhead(observed, "caller's") } : undefined;
+      },
+      stampMessageHlc: () => hlcToWire(clock.now()),
       // On an application's server replikit's interceptors are absent: check identity and carry
       // the HLC in the handlers instead, so a foreign peer is refused all the same.
       guard: ownsServer
@@ -280,7 +307,7 @@ export class ReplicaNode {
     }
     failureDetection.start();
     logger.info('node started', { nodeId: settings.nodeId, address, incarnation, peers: settings.peers.length });
-    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, failureDetection, health, metrics, scheduler, store, ownsStore });
+    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, streaming: peers, failureDetection, health, metrics, scheduler, store, ownsStore });
   }
 
   get nodeId(): string {
@@ -307,6 +334,7 @@ export class ReplicaNode {
       await this.core.close();
       this.failureDetection.close();
       if (this.#ownsServer) await shutdown(this.#server, graceMs);
+      this.#streaming.close();
       this.#replicas.close();
       if (this.#ownsStore) await this.#store.close();
       this.logger.info('node stopped', { nodeId: this.nodeId });

@@ -29,7 +29,7 @@ export interface HeartbeatStreamsOptions {
   readonly knownPeerIds: ReadonlySet<string>;
   readonly heartbeatIntervalMs: number;
   readonly maxClockOffsetMs: number;
-  readonly replicas: GrpcReplicaSet;
+  readonly replicas: Pick<GrpcReplicaSet, 'client'>;
   readonly clock: HybridLogicalClock;
   readonly wallClock: WallClock;
   readonly scheduler: Scheduler;

@@ -12,7 +12,11 @@ import {
   type ReplicateResponse,
   type SyncDigestsRequest,
   type SyncDigestsResponse,
+  type ExchangeRequest,
+  type ExchangeResponse,
 } from '../gen/replikit/v1/replica_service.js';
+import type { Hlc } from '../gen/replikit/v1/types.js';
+import { REASON_METADATA_KEY, toGrpcStatus } from './status.js';
 import { invalidArgument } from '../errors.js';
 import type { ReplicaHandler } from './replica-set.js';
 import { respond } from './kv-service.js';
@@ -32,7 +36,21 @@ export interface ReplicaServiceHandlers {
    * refuses. For a node attached to an application's server, whose interceptors are not replikit's.
    */
   readonly guard?: (metadata: Metadata, methodPath: string) => { code: Status; details: string } | undefined;
+  /**
+   * Exchange streams: reads the HLC a message carries and merges it into this node's clock, or
+   * returns a refusal (the HLC is too far ahead) that answers that one call.
+   */
+  readonly observeMessageHlc: (hlc: Hlc | undefined) => { code: Status; details: string } | undefined;
+  /** Stamps this node's HLC on an answer. */
+  readonly stampMessageHlc: () => Hlc;
 }
+
+/**
+ * Calls one Exchange stream may have in flight at once; beyond it a call is answered
+ * RESOURCE_EXHAUSTED. Batches from one peer's coordinator arrive a turn at a time, so this is far
+ * above normal use and only bounds a misbehaving peer's memory.
+ */
+export const MAX_EXCHANGE_CALLS_IN_FLIGHT = 4096;
 
 /**
  * ReplicaService over the node's replica half. The peer-identity interceptor has already checked
@@ -55,24 +73,73 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
     }
   };
 
+  const replicate = async (caller: string, req: ReplicateRequest): Promise<ReplicateResponse> => {
+    checkBatch(req.entries.length, 'Replicate');
+    const entries = req.entries.map((e, i) => entryFromWire(e, `entry ${i}`));
+    const outcomes = await handlers.replica.replicate(caller, req.keyspace, entries);
+    return { outcomes: outcomes.map(outcomeToWire) };
+  };
+  const read = async (caller: string, req: ReadRequest): Promise<ReadResponse> => {
+    checkBatch(req.keys.length, 'Read');
+    const entries = await handlers.replica.read(caller, req.keyspace, req.keys);
+    return { entries: entries.map((e, i) => (e === undefined ? missingEntryToWire(req.keys[i]!) : entryToWire(e))) };
+  };
+
   return {
     replicate: guarded(ReplicaServiceService.replicate.path, (call: ServerUnaryCall<ReplicateRequest, ReplicateResponse>, callback: sendUnaryData<ReplicateResponse>) => {
-      respond(callback, async () => {
-        const req = call.request;
-        checkBatch(req.entries.length, 'Replicate');
-        const entries = req.entries.map((e, i) => entryFromWire(e, `entry ${i}`));
-        const outcomes = await handlers.replica.replicate(callerOf(call), req.keyspace, entries);
-        return { outcomes: outcomes.map(outcomeToWire) };
-      });
+      respond(callback, () => replicate(callerOf(call), call.request));
     }),
     read: guarded(ReplicaServiceService.read.path, (call: ServerUnaryCall<ReadRequest, ReadResponse>, callback: sendUnaryData<ReadResponse>) => {
-      respond(callback, async () => {
-        const req = call.request;
-        checkBatch(req.keys.length, 'Read');
-        const entries = await handlers.replica.read(callerOf(call), req.keyspace, req.keys);
-        return { entries: entries.map((e, i) => (e === undefined ? missingEntryToWire(req.keys[i]!) : entryToWire(e))) };
-      });
+      respond(callback, () => read(callerOf(call), call.request));
     }),
+    exchange(stream: ServerDuplexStream<ExchangeRequest, ExchangeResponse>) {
+      const refusal = handlers.guard?.(stream.metadata, ReplicaServiceService.exchange.path);
+      if (refusal !== undefined) {
+        stream.emit('error', refusal);
+        return;
+      }
+      const callerValue = stream.metadata.get(NODE_ID_METADATA_KEY)[0];
+      const caller = typeof callerValue === 'string' ? callerValue : '';
+      let inFlight = 0;
+      let open = true;
+      const answer = (callId: bigint, body: Omit<ExchangeResponse, 'callId' | 'hlc'>): void => {
+        if (!open) return;
+        try {
+          stream.write({ callId, hlc: handlers.stampMessageHlc(), ...body });
+        } catch {
+          // The stream closed while the call ran; the caller has already failed it.
+        }
+      };
+      const fail = (callId: bigint, err: unknown): void => {
+        const status = toGrpcStatus(err);
+        const reason = status.metadata?.get(REASON_METADATA_KEY)[0];
+        answer(callId, { error: { code: status.code, message: status.details, reason: typeof reason === 'string' ? reason : '' } });
+      };
+      stream.on('data', (req: ExchangeRequest) => {
+        const refused = handlers.observeMessageHlc(req.hlc);
+        if (refused !== undefined) return answer(req.callId, { error: { code: refused.code, message: refused.details, reason: 'CLOCK_TOO_FAR_AHEAD' } });
+        if (inFlight >= MAX_EXCHANGE_CALLS_IN_FLIGHT) {
+          return answer(req.callId, {
+            error: { code: 8, message: `more than ${MAX_EXCHANGE_CALLS_IN_FLIGHT} calls in flight on this stream`, reason: 'TOO_MANY_CALLS' },
+          });
+        }
+        inFlight++;
+        const work =
+          req.replicate !== undefined
+            ? replicate(caller, req.replicate).then((r) => answer(req.callId, { replicate: r }))
+            : req.read !== undefined
+              ? read(caller, req.read).then((r) => answer(req.callId, { read: r }))
+              : Promise.reject(invalidArgument('EXCHANGE_EMPTY', 'an Exchange request carries neither replicate nor read'));
+        work.catch((err: unknown) => fail(req.callId, err)).finally(() => inFlight--);
+      });
+      const close = () => {
+        if (!open) return;
+        open = false;
+        stream.end();
+      };
+      stream.on('end', close);
+      stream.on('error', () => (open = false));
+    },
     syncDigests: guarded(ReplicaServiceService.syncDigests.path, (call: ServerUnaryCall<SyncDigestsRequest, SyncDigestsResponse>, callback: sendUnaryData<SyncDigestsResponse>) => {
       respond(callback, async () => {
         const req = call.request;

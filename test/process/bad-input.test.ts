@@ -93,15 +93,17 @@ describe.skipIf(!BUILT)('bad input against real serve processes', () => {
         if (err) codes.add(statusOf(err));
       }
     }
-    // Garbage on the heartbeat stream too.
-    const client = new Client(cluster.address('n1'), credentials.createInsecure());
-    const stream = client.makeBidiStreamRequest('/replikit.v1.ReplicaService/Heartbeat', identity, identity, peer.clone());
-    stream.on('error', () => {});
-    stream.on('data', () => {});
-    for (let i = 0; i < 20; i++) stream.write(randomBytes(random.int(1, 200)));
-    stream.end();
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    client.close();
+    // Garbage on the streaming methods too (Heartbeat, Exchange).
+    for (const method of Object.values(ReplicaServiceService).filter((m) => m.requestStream)) {
+      const client = new Client(cluster.address('n1'), credentials.createInsecure());
+      const stream = client.makeBidiStreamRequest(method.path, identity, identity, peer.clone());
+      stream.on('error', () => {});
+      stream.on('data', () => {});
+      for (let i = 0; i < 20; i++) stream.write(randomBytes(random.int(1, 200)));
+      stream.end();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      client.close();
+    }
 
     // Every node is still up and serving.
     for (const id of cluster.ids) expect(cluster.isRunning(id), id).toBe(true);

@@ -200,6 +200,52 @@ export interface SyncDigestsResponse {
   truncated: boolean;
 }
 
+/** ExchangeRequest is one call on an Exchange stream. */
+export interface ExchangeRequest {
+  /** Chosen by the caller, unique among its calls in flight on this stream; echoed in the response. */
+  callId: bigint;
+  /** The sender's HLC when it sent this message. */
+  hlc:
+    | Hlc
+    | undefined;
+  /** As the Replicate method. */
+  replicate?:
+    | ReplicateRequest
+    | undefined;
+  /** As the Read method. */
+  read?: ReadRequest | undefined;
+}
+
+/** ExchangeResponse answers one ExchangeRequest. */
+export interface ExchangeResponse {
+  /** The `call_id` of the request answered. */
+  callId: bigint;
+  /** The sender's HLC when it sent this message. */
+  hlc:
+    | Hlc
+    | undefined;
+  /** As the Replicate method's response. */
+  replicate?:
+    | ReplicateResponse
+    | undefined;
+  /** As the Read method's response. */
+  read?:
+    | ReadResponse
+    | undefined;
+  /** The call failed; the stream goes on. */
+  error?: ExchangeError | undefined;
+}
+
+/** ExchangeError is a failed call on an Exchange stream: what a unary call's status would say. */
+export interface ExchangeError {
+  /** The gRPC status code (google.rpc.Code) the unary method would have answered. */
+  code: number;
+  /** The status message, for people. */
+  message: string;
+  /** The reason, upper snake case (as the `replikit-reason` metadata of unary errors). */
+  reason: string;
+}
+
 function createBaseReplicateRequest(): ReplicateRequest {
   return { keyspace: "", entries: [] };
 }
@@ -1193,6 +1239,327 @@ export const SyncDigestsResponse: MessageFns<SyncDigestsResponse> = {
   },
 };
 
+function createBaseExchangeRequest(): ExchangeRequest {
+  return { callId: 0n, hlc: undefined, replicate: undefined, read: undefined };
+}
+
+export const ExchangeRequest: MessageFns<ExchangeRequest> = {
+  encode(message: ExchangeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== 0n) {
+      if (BigInt.asUintN(64, message.callId) !== message.callId) {
+        throw new globalThis.Error("value provided for field message.callId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.callId);
+    }
+    if (message.hlc !== undefined) {
+      Hlc.encode(message.hlc, writer.uint32(18).fork()).join();
+    }
+    if (message.replicate !== undefined) {
+      ReplicateRequest.encode(message.replicate, writer.uint32(26).fork()).join();
+    }
+    if (message.read !== undefined) {
+      ReadRequest.encode(message.read, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.callId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hlc = Hlc.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.replicate = ReplicateRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.read = ReadRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeRequest {
+    return {
+      callId: isSet(object.callId) ? BigInt(object.callId) : isSet(object.call_id) ? BigInt(object.call_id) : 0n,
+      hlc: isSet(object.hlc) ? Hlc.fromJSON(object.hlc) : undefined,
+      replicate: isSet(object.replicate) ? ReplicateRequest.fromJSON(object.replicate) : undefined,
+      read: isSet(object.read) ? ReadRequest.fromJSON(object.read) : undefined,
+    };
+  },
+
+  toJSON(message: ExchangeRequest): unknown {
+    const obj: any = {};
+    if (message.callId !== 0n) {
+      obj.callId = message.callId.toString();
+    }
+    if (message.hlc !== undefined) {
+      obj.hlc = Hlc.toJSON(message.hlc);
+    }
+    if (message.replicate !== undefined) {
+      obj.replicate = ReplicateRequest.toJSON(message.replicate);
+    }
+    if (message.read !== undefined) {
+      obj.read = ReadRequest.toJSON(message.read);
+    }
+    return obj;
+  },
+};
+
+function createBaseExchangeResponse(): ExchangeResponse {
+  return { callId: 0n, hlc: undefined, replicate: undefined, read: undefined, error: undefined };
+}
+
+export const ExchangeResponse: MessageFns<ExchangeResponse> = {
+  encode(message: ExchangeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== 0n) {
+      if (BigInt.asUintN(64, message.callId) !== message.callId) {
+        throw new globalThis.Error("value provided for field message.callId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.callId);
+    }
+    if (message.hlc !== undefined) {
+      Hlc.encode(message.hlc, writer.uint32(18).fork()).join();
+    }
+    if (message.replicate !== undefined) {
+      ReplicateResponse.encode(message.replicate, writer.uint32(26).fork()).join();
+    }
+    if (message.read !== undefined) {
+      ReadResponse.encode(message.read, writer.uint32(34).fork()).join();
+    }
+    if (message.error !== undefined) {
+      ExchangeError.encode(message.error, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.callId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hlc = Hlc.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.replicate = ReplicateResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.read = ReadResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = ExchangeError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeResponse {
+    return {
+      callId: isSet(object.callId) ? BigInt(object.callId) : isSet(object.call_id) ? BigInt(object.call_id) : 0n,
+      hlc: isSet(object.hlc) ? Hlc.fromJSON(object.hlc) : undefined,
+      replicate: isSet(object.replicate) ? ReplicateResponse.fromJSON(object.replicate) : undefined,
+      read: isSet(object.read) ? ReadResponse.fromJSON(object.read) : undefined,
+      error: isSet(object.error) ? ExchangeError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: ExchangeResponse): unknown {
+    const obj: any = {};
+    if (message.callId !== 0n) {
+      obj.callId = message.callId.toString();
+    }
+    if (message.hlc !== undefined) {
+      obj.hlc = Hlc.toJSON(message.hlc);
+    }
+    if (message.replicate !== undefined) {
+      obj.replicate = ReplicateResponse.toJSON(message.replicate);
+    }
+    if (message.read !== undefined) {
+      obj.read = ReadResponse.toJSON(message.read);
+    }
+    if (message.error !== undefined) {
+      obj.error = ExchangeError.toJSON(message.error);
+    }
+    return obj;
+  },
+};
+
+function createBaseExchangeError(): ExchangeError {
+  return { code: 0, message: "", reason: "" };
+}
+
+export const ExchangeError: MessageFns<ExchangeError> = {
+  encode(message: ExchangeError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ExchangeError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+};
+
 /**
  * ReplicaService is the peer protocol between the nodes of one cluster. Every call carries the
  * `replikit-cluster-id` and `replikit-node-id` metadata; a node answers FAILED_PRECONDITION to a
@@ -1264,6 +1631,21 @@ export const ReplicaServiceService = {
     responseSerialize: (value: SyncDigestsResponse): Buffer => Buffer.from(SyncDigestsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SyncDigestsResponse => SyncDigestsResponse.decode(value),
   },
+  /**
+   * Exchange carries Replicate and Read calls between two nodes on one long-lived bidirectional
+   * stream, each request matched to its response by `call_id`, so that a busy node pays for one
+   * stream per peer instead of one unary call per batch. Same semantics as the unary methods;
+   * the stream's metadata carries the cluster and node ids once, each message its own HLC.
+   */
+  exchange: {
+    path: "/replikit.v1.ReplicaService/Exchange" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExchangeRequest): Buffer => Buffer.from(ExchangeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExchangeRequest => ExchangeRequest.decode(value),
+    responseSerialize: (value: ExchangeResponse): Buffer => Buffer.from(ExchangeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExchangeResponse => ExchangeResponse.decode(value),
+  },
 } as const;
 
 export interface ReplicaServiceServer extends UntypedServiceImplementation {
@@ -1291,6 +1673,13 @@ export interface ReplicaServiceServer extends UntypedServiceImplementation {
    * applies those and sends back its own entries of the same buckets with Replicate.
    */
   syncDigests: handleUnaryCall<SyncDigestsRequest, SyncDigestsResponse>;
+  /**
+   * Exchange carries Replicate and Read calls between two nodes on one long-lived bidirectional
+   * stream, each request matched to its response by `call_id`, so that a busy node pays for one
+   * stream per peer instead of one unary call per batch. Same semantics as the unary methods;
+   * the stream's metadata carries the cluster and node ids once, each message its own HLC.
+   */
+  exchange: handleBidiStreamingCall<ExchangeRequest, ExchangeResponse>;
 }
 
 export interface ReplicaServiceClient extends Client {
@@ -1376,6 +1765,15 @@ export interface ReplicaServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SyncDigestsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Exchange carries Replicate and Read calls between two nodes on one long-lived bidirectional
+   * stream, each request matched to its response by `call_id`, so that a busy node pays for one
+   * stream per peer instead of one unary call per batch. Same semantics as the unary methods;
+   * the stream's metadata carries the cluster and node ids once, each message its own HLC.
+   */
+  exchange(): ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
+  exchange(options: Partial<CallOptions>): ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
+  exchange(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
 }
 
 export const ReplicaServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,173 @@
+import { Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
+import type { HybridLogicalClock, Scheduler, TimerHandle } from '../clock/index.js';
+import type { ExchangeRequest, ExchangeResponse } from '../gen/replikit/v1/replica_service.js';
+import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
+import type { ApplyOutcome, Entry } from '../storage/entry.js';
+import type { GrpcReplicaSet } from './grpc-replica-set.js';
+import { PeerCallError, type DigestAnswer, type ReplicaSet } from './replica-set.js';
+import { asBuffer, entryToWire, hlcFromWire, hlcToWire, optionalEntryFromWire, outcomeFromWire } from './wire.js';
+
+/**
+ * Calls one peer stream may have waiting for answers; beyond it calls fail at once as
+ * unreachable. With batching a coordinator sends one message per peer per turn, so this only
+ * bounds memory when a peer stops answering under load.
+ */
+export const MAX_PENDING_CALLS_PER_PEER = 4096;
+
+interface Pending {
+  readonly resolve: (response: ExchangeResponse) => void;
+  readonly reject: (err: PeerCallError) => void;
+  readonly timer: TimerHandle;
+}
+
+interface PeerStream {
+  readonly stream: ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
+  readonly pending: Map<bigint, Pending>;
+}
+
+export interface StreamingReplicaSetOptions {
+  readonly unary: GrpcReplicaSet;
+  readonly clock: HybridLogicalClock;
+  readonly scheduler: Scheduler;
+  readonly maxClockOffsetMs: number;
+  /** As GrpcReplicaSetOptions.waitForReady: wait for the channel of a peer believed alive. */
+  readonly waitForReady: (peer: string) => boolean;
+  /** An answer arrived from `peer`: evidence of life. */
+  readonly onAnswer?: (peer: string) => void;
+}
+
+/**
+ * Replicate and Read over one long-lived Exchange stream per peer: a message per batch instead of
+ * a unary call (HTTP/2 stream, headers and interceptors) per batch. Answers are matched by call
+ * id; each call has its own timeout; a stream that breaks fails its pending calls as unreachable
+ * and the next call opens a new one. SyncDigests, heartbeats and ClockSync stay on their own RPCs.
+ */
+export class StreamingReplicaSet implements ReplicaSet {
+  readonly selfId: string;
+  readonly peerIds: readonly string[];
+  readonly #o: StreamingReplicaSetOptions;
+  readonly #streams = new Map<string, PeerStream>();
+  #nextCallId = 1n;
+  #closed = false;
+
+  constructor(options: StreamingReplicaSetOptions) {
+    this.#o = options;
+    this.selfId = options.unary.selfId;
+    this.peerIds = options.unary.peerIds;
+  }
+
+  async replicate(peer: string, keyspace: string, entries: readonly Entry[], timeoutMs: number): Promise<ApplyOutcome[]> {
+    const response = await this.#call(peer, timeoutMs, { replicate: { keyspace, entries: entries.map(entryToWire) } });
+    if (response.replicate === undefined || response.replicate.outcomes.length !== entries.length) {
+      throw new PeerCallError(peer, 'rejected', `answered a Replicate of ${entries.length} entries with something else`);
+    }
+    return response.replicate.outcomes.map(outcomeFromWire);
+  }
+
+  async read(peer: string, keyspace: string, keys: readonly Uint8Array[], timeoutMs: number): Promise<(Entry | undefined)[]> {
+    const response = await this.#call(peer, timeoutMs, { read: { keyspace, keys: keys.map(asBuffer) } });
+    if (response.read === undefined || response.read.entries.length !== keys.length) {
+      throw new PeerCallError(peer, 'rejected', `answered a Read of ${keys.length} keys with something else`);
+    }
+    try {
+      return response.read.entries.map((e, i) => optionalEntryFromWire(e, `${peer}'s entry ${i}`));
+    } catch (err: unknown) {
+      throw new PeerCallError(peer, 'rejected', String(err), { cause: err });
+    }
+  }
+
+  /** The unary client of one peer (heartbeats, ClockSync). */
+  client(peer: string) {
+    return this.#o.unary.client(peer);
+  }
+
+  syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
+    return this.#o.unary.syncDigests(peer, keyspace, bucketHashes, timeoutMs);
+  }
+
+  /** Fails every call in flight to `peer` (and those on the unary client) and drops its stream. */
+  abandonCalls(peer: string, why: string): void {
+    this.#o.unary.abandonCalls(peer, why);
+    const s = this.#streams.get(peer);
+    if (s === undefined) return;
+    this.#streams.delete(peer);
+    this.#failAll(peer, s, why);
+    s.stream.cancel();
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const [peer, s] of this.#streams) {
+      this.#failAll(peer, s, 'the node is closing');
+      s.stream.cancel();
+    }
+    this.#streams.clear();
+  }
+
+  #call(peer: string, timeoutMs: number, body: Pick<ExchangeRequest, 'replicate' | 'read'>): Promise<ExchangeResponse> {
+    if (this.#closed) return Promise.reject(new PeerCallError(peer, 'unreachable', 'the node is closing'));
+    const s = this.#streamTo(peer);
+    if (s.pending.size >= MAX_PENDING_CALLS_PER_PEER) {
+      return Promise.reject(new PeerCallError(peer, 'unreachable', `${s.pending.size} calls already wait for this peer`));
+    }
+    const callId = this.#nextCallId++;
+    return new Promise<ExchangeResponse>((resolve, reject) => {
+      const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
+        if (s.pending.delete(callId)) reject(new PeerCallError(peer, 'timeout', `no answer within ${timeoutMs} ms`));
+      });
+      s.pending.set(callId, { resolve, reject, timer });
+      try {
+        s.stream.write({ callId, hlc: hlcToWire(this.#o.clock.now()), ...body });
+      } catch (err: unknown) {
+        s.pending.delete(callId);
+        timer.cancel();
+        reject(new PeerCallError(peer, 'unreachable', String(err), { cause: err }));
+      }
+    });
+  }
+
+  #streamTo(peer: string): PeerStream {
+    const existing = this.#streams.get(peer);
+    if (existing !== undefined) return existing;
+    const stream = this.#o.unary.client(peer).exchange(new Metadata({ waitForReady: this.#o.waitForReady(peer) }));
+    const s: PeerStream = { stream, pending: new Map() };
+    this.#streams.set(peer, s);
+    stream.on('data', (response: ExchangeResponse) => {
+      const waiting = s.pending.get(response.callId);
+      this.#observe(response);
+      this.#o.onAnswer?.(peer);
+      if (waiting === undefined) return; // timed out meanwhile
+      s.pending.delete(response.callId);
+      waiting.timer.cancel();
+      if (response.error !== undefined) {
+        waiting.reject(new PeerCallError(peer, 'rejected', `${status[response.error.code] ?? response.error.code}: ${response.error.message}`));
+      } else {
+        waiting.resolve(response);
+      }
+    });
+    const broken = (why: string) => {
+      if (this.#streams.get(peer) === s) this.#streams.delete(peer);
+      this.#failAll(peer, s, why);
+    };
+    stream.on('error', (err: Error) => broken(err.message));
+    stream.on('end', () => broken('the peer ended the stream'));
+    return s;
+  }
+
+  #observe(response: ExchangeResponse): void {
+    if (response.hlc === undefined) return;
+    try {
+      observeRemoteHlc(hlcFromWire(response.hlc, 'an Exchange answer'), this.#o.clock, { maxClockOffsetMs: this.#o.maxClockOffsetMs });
+    } catch {
+      // A malformed HLC is ignored, as the interceptors ignore one in metadata.
+    }
+  }
+
+  #failAll(peer: string, s: PeerStream, why: string): void {
+    for (const [, waiting] of s.pending) {
+      waiting.timer.cancel();
+      waiting.reject(new PeerCallError(peer, 'unreachable', why));
+    }
+    s.pending.clear();
+  }
+}
