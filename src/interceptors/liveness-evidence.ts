@@ -14,7 +14,7 @@ import { readPeerNodeId } from './peer-identity.js';
  * was evidently alive, false that it could not be reached in time. `peerNodeId` is undefined when
  * the peer did not say who it is. Runs inside gRPC callbacks: it must be quick and must not throw.
  */
-export type EvidenceListener = (peerNodeId: string | undefined, ok: boolean, code: status) => void;
+export type EvidenceListener = (peerNodeId: string | undefined, ok: boolean, code: status, startedAtMs?: number) => void;
 
 /**
  * What a call's final status says about the peer: a failure sample when the peer could not be
@@ -32,6 +32,12 @@ export interface EvidenceInterceptorOptions {
   readonly onEvidence: EvidenceListener;
   /** Gets hook failures. @default silentLogger */
   readonly logger?: Logger;
+  /**
+   * The clock that dates each call's start, passed to the listener as `startedAtMs`, so that a
+   * failure is weighed against life heard from the peer while the call ran (the node's scheduler).
+   * @default none: no start time is passed
+   */
+  readonly now?: () => number;
 }
 
 /**
@@ -45,12 +51,13 @@ export function livenessEvidenceClientInterceptor(
   return (callOptions, nextCall) =>
     new InterceptingCall(nextCall(callOptions), {
       start: (metadata, _listener, next) => {
+        const startedAtMs = options.now?.();
         next(metadata, {
           onReceiveStatus: (statusObject, nextStatus) => {
             const evidence = evidenceOf(statusObject.code);
             if (evidence !== 'none') {
               callHook(logger, 'onEvidence', () =>
-                options.onEvidence(options.peerNodeId, evidence === 'alive', statusObject.code),
+                options.onEvidence(options.peerNodeId, evidence === 'alive', statusObject.code, startedAtMs),
               );
             }
             nextStatus(statusObject);

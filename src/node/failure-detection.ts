@@ -91,7 +91,7 @@ export class FailureDetection {
           this.view.recordHeartbeat(peer, incarnation, scheduler.nowMs());
         },
         onRefused: (_peer, reason) => this.countRefused(reason),
-        onBroken: (peer) => this.recordEvidence(peer, false),
+        onBroken: (peer, _why, sinceMs) => this.recordEvidence(peer, false, sinceMs),
       },
     });
   }
@@ -105,10 +105,14 @@ export class FailureDetection {
     },
   };
 
-  /** Passive evidence from an interceptor: a call to or from `peer` ended. */
-  recordEvidence(peer: string | undefined, ok: boolean): void {
+  /**
+   * Passive evidence: a call to or from `peer` ended (`ok`: it answered). `sinceMs` is when the
+   * call started, so that a failure counts only if nothing was heard from the peer meanwhile.
+   */
+  recordEvidence(peer: string | undefined, ok: boolean, sinceMs?: number): void {
     if (peer === undefined || this.#closed || !this.view.peerIds().includes(peer)) return;
-    this.view.recordEvidence(peer, ok, this.#o.scheduler.nowMs());
+    const now = this.#o.scheduler.nowMs();
+    this.view.recordEvidence(peer, ok, now, Math.min(sinceMs ?? now, now));
   }
 
   countRefused(reason: string): void {

@@ -158,7 +158,8 @@ export class ReplicaNode {
     };
     // Interceptors report evidence before the detector exists; the indirection closes the loop.
     let detection: FailureDetection | undefined;
-    const onEvidence = (peer: string | undefined, ok: boolean) => detection?.recordEvidence(peer, ok);
+    const onEvidence = (peer: string | undefined, ok: boolean, _code?: number, startedAtMs?: number) =>
+      detection?.recordEvidence(peer, ok, startedAtMs);
 
     const replicas = new GrpcReplicaSet({
       selfId: settings.nodeId,
@@ -169,7 +170,7 @@ export class ReplicaNode {
       interceptorsFor: (peerId) => [
         peerIdentityClientInterceptor({ clusterId: settings.clusterId, nodeId: settings.nodeId }),
         clockClientInterceptor({ clock, maxClockOffsetMs: settings.maxClockOffsetMs, logger }),
-        livenessEvidenceClientInterceptor({ peerNodeId: peerId, onEvidence, logger }),
+        livenessEvidenceClientInterceptor({ peerNodeId: peerId, onEvidence, logger, now: () => scheduler.nowMs() }),
         ...(config.peerCredentials === undefined ? [] : [peerTlsFailureInterceptor(peerId, logger)]),
       ],
     });

@@ -18,8 +18,11 @@ export interface BeatSink {
   onBeat(peer: string, incarnation: number): void;
   /** A beat or stream was refused; `reason` says why (for the counter and the log). */
   onRefused(peer: string | undefined, reason: string): void;
-  /** The working stream with `peer` broke (connection reset, peer gone): evidence against it. */
-  onBroken(peer: string, why: string): void;
+  /**
+   * The working stream with `peer` broke (connection reset, peer gone): evidence against it,
+   * unless the peer was heard from since `sinceMs` (the stream's last beat, or its opening).
+   */
+  onBroken(peer: string, why: string, sinceMs: number): void;
 }
 
 export interface HeartbeatStreamsOptions {
@@ -124,6 +127,7 @@ export class HeartbeatStreams {
     };
     if (current) makeCurrent();
     let ended = false;
+    let lastSignMs = this.#o.scheduler.nowMs();
     const end = (why: string, broken: boolean) => {
       if (ended) return;
       ended = true;
@@ -132,7 +136,7 @@ export class HeartbeatStreams {
       this.#o.logger.debug('heartbeat stream ended', { peer, why });
       // A working stream that breaks under us says the peer is likely gone: tell the detector at
       // once instead of waiting for phi to notice the silence.
-      if (wasCurrent && broken && !this.#closed) this.#o.sink.onBroken(peer, why);
+      if (wasCurrent && broken && !this.#closed) this.#o.sink.onBroken(peer, why, lastSignMs);
       if (wasCurrent && this.#o.selfId < peer) this.#reopenLater(peer);
     };
     stream.on('data', (message: HeartbeatRequest | HeartbeatResponse) => {
@@ -145,6 +149,7 @@ export class HeartbeatStreams {
         return;
       }
       this.#backoffMs.delete(peer);
+      lastSignMs = this.#o.scheduler.nowMs();
       if (this.#streams.get(peer) !== stream) makeCurrent();
       this.#o.sink.onBeat(peer, Number(message.beat!.incarnation));
     });

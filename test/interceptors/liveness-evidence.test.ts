@@ -28,11 +28,11 @@ describe('liveness evidence interceptors over gRPC', () => {
     const serverEvidence: Evidence[] = [];
     const clientEvidence: Evidence[] = [];
     const address = await harness.startServer(
-      [livenessEvidenceServerInterceptor({ onEvidence: (...e) => serverEvidence.push(e) })],
+      [livenessEvidenceServerInterceptor({ onEvidence: (peer, ok, code) => serverEvidence.push([peer, ok, code]) })],
       (s) => s.addService(echoServiceDefinition, echoService()),
     );
     const client = harness.echoClient(address, [
-      livenessEvidenceClientInterceptor({ peerNodeId: 'server-node', onEvidence: (...e) => clientEvidence.push(e) }),
+      livenessEvidenceClientInterceptor({ peerNodeId: 'server-node', onEvidence: (peer, ok, code) => clientEvidence.push([peer, ok, code]) }),
       peerIdentityClientInterceptor({ clusterId: 'prod', nodeId: 'client-node' }),
     ]);
     await callEcho(client, 'hi');
@@ -53,10 +53,28 @@ describe('liveness evidence interceptors over gRPC', () => {
     harness.closeAll();
     const clientEvidence: Evidence[] = [];
     const client = harness.echoClient(address, [
-      livenessEvidenceClientInterceptor({ peerNodeId: 'gone', onEvidence: (...e) => clientEvidence.push(e) }),
+      livenessEvidenceClientInterceptor({ peerNodeId: 'gone', onEvidence: (peer, ok, code) => clientEvidence.push([peer, ok, code]) }),
     ]);
     const outcome = await callEcho(client, 'hi', { callOptions: { deadline: Date.now() + 2_000 } });
     expect([status.UNAVAILABLE, status.DEADLINE_EXCEEDED]).toContain(outcome.error?.code);
     expect(clientEvidence).toEqual([['gone', false, outcome.error?.code]]);
+  });
+});
+
+describe('liveness evidence dates each call', () => {
+  const harness = new GrpcHarness();
+  afterEach(() => harness.closeAll());
+
+  it('passes the start time of the call from the injected clock, so a late failure is weighed against life heard meanwhile', async () => {
+    let clock = 100;
+    const seen: (number | undefined)[] = [];
+    const address = await harness.startServer([], (s) => s.addService(echoServiceDefinition, echoService()));
+    const client = harness.echoClient(address, [
+      livenessEvidenceClientInterceptor({ peerNodeId: 'p', onEvidence: (_p, _ok, _code, startedAtMs) => seen.push(startedAtMs), now: () => clock }),
+    ]);
+    const call = callEcho(client, 'hi');
+    clock = 200; // the call started at 100, whenever it ends
+    await call;
+    expect(seen).toEqual([100]);
   });
 });
