@@ -112,6 +112,13 @@ export class FailureDetection {
   recordEvidence(peer: string | undefined, ok: boolean, sinceMs?: number): void {
     if (peer === undefined || this.#closed || !this.view.peerIds().includes(peer)) return;
     const now = this.#o.scheduler.nowMs();
+    if (!ok) {
+      // A failure of our own call says little while the peer is plainly talking to us: our
+      // channel may just be backing off after an earlier refused connection (grpc-js then fails
+      // calls at once). Within two beat intervals of a sign of life, leave it to phi.
+      const heardAgoMs = this.view.member(peer, now).lastHeardAgeMs;
+      if (heardAgoMs !== undefined && heardAgoMs < 2 * this.#o.config.heartbeatIntervalMs) return;
+    }
     this.view.recordEvidence(peer, ok, now, Math.min(sinceMs ?? now, now));
   }
 
