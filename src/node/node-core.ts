@@ -182,8 +182,8 @@ export class NodeCore implements ReplicaHandler {
     if (bound === undefined) {
       throw notFound(
         'UNKNOWN_KEYSPACE',
-        `no keyspace ${JSON.stringify(keyspace)} on this cluster; it serves ${[...this.#policies.keys()].map((k) => JSON.stringify(k)).join(', ')}`,
-        { keyspace },
+        `no keyspace ${JSON.stringify(shorten(keyspace))} on this cluster; it serves ${[...this.#policies.keys()].map((k) => JSON.stringify(k)).join(', ')}`,
+        { keyspace: shorten(keyspace) },
       );
     }
     return bound.policy;
@@ -218,6 +218,11 @@ export class NodeCore implements ReplicaHandler {
     }
     return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack };
   }
+}
+
+/** A caller's text in an error message, cut to a readable length (it may be anything). */
+function shorten(text: string, max = 80): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
 }
 
 /** Applies {@link NODE_DEFAULTS} to the optional fields. */
