@@ -71,9 +71,15 @@ export function livenessEvidenceClientInterceptor(
  * A server interceptor that reports every call this server answers as evidence that the caller
  * (named by its `replikit-node-id` metadata) is alive: it reached this node moments ago.
  */
-export function livenessEvidenceServerInterceptor(options: EvidenceInterceptorOptions): ServerInterceptor {
+export function livenessEvidenceServerInterceptor(
+  options: EvidenceInterceptorOptions & {
+    /** Which methods report evidence (by path); others pass through untouched. @default every method */
+    readonly appliesTo?: (methodPath: string) => boolean;
+  },
+): ServerInterceptor {
   const logger = options.logger ?? silentLogger;
-  return (_methodDescriptor, nextCall) => {
+  return (methodDescriptor, nextCall) => {
+    if (options.appliesTo !== undefined && !options.appliesTo(methodDescriptor.path)) return nextCall as ServerInterceptingCall;
     let callerNodeId: string | undefined;
     return new ServerInterceptingCall(nextCall, {
       start: (next) => {

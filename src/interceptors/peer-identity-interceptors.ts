@@ -42,7 +42,10 @@ export function peerIdentityServerInterceptor(options: PeerIdentityServerOptions
   const logger = options.logger ?? silentLogger;
 
   return (methodDescriptor, nextCall) => {
-    if (!appliesTo(methodDescriptor.path)) return new ServerInterceptingCall(nextCall);
+    // Other methods pass straight through: no wrapper layer (and its per-call cost) at all.
+    // grpc-js chains interceptors by calling each with the previous one's call object, so handing
+    // that object back is what a no-op interceptor is.
+    if (!appliesTo(methodDescriptor.path)) return nextCall as ServerInterceptingCall;
     const call: ServerInterceptingCall = new ServerInterceptingCall(nextCall, {
       start: (next) => {
         next({

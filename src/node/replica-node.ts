@@ -9,6 +9,7 @@ import { FailureDetection } from './failure-detection.js';
 import {
   checkPeerIdentity,
   describeTooFarAhead,
+  isReplicaServiceMethod,
   observeHlc,
   clockClientInterceptor,
   clockServerInterceptor,
@@ -240,7 +241,8 @@ export class ReplicaNode {
             logger,
             answerDespiteSkew: (path) => path === CLOCK_SYNC_PATH,
           }),
-          livenessEvidenceServerInterceptor({ onEvidence, logger }),
+          // Only peers' calls (ReplicaService) say anything about a peer's liveness.
+          livenessEvidenceServerInterceptor({ onEvidence, logger, appliesTo: isReplicaServiceMethod }),
         ],
       });
     const statusSource: StatusSource = {
