@@ -59,25 +59,22 @@ export class GrpcHarness {
  * request; `Fail` answers with the status named by the request's text (an integer), so that a
  * trailers-only response can be provoked.
  */
+/** A unary method whose messages are raw bytes: no proto needed for a test service. */
+function rawUnaryMethod(path: string) {
+  return {
+    path,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: Buffer) => value,
+    requestDeserialize: (bytes: Buffer) => bytes,
+    responseSerialize: (value: Buffer) => value,
+    responseDeserialize: (bytes: Buffer) => bytes,
+  } as const;
+}
+
 export const echoServiceDefinition: ServiceDefinition = {
-  echo: {
-    path: '/test.EchoService/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: Buffer) => value,
-    requestDeserialize: (bytes: Buffer) => bytes,
-    responseSerialize: (value: Buffer) => value,
-    responseDeserialize: (bytes: Buffer) => bytes,
-  },
-  fail: {
-    path: '/test.EchoService/Fail',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: Buffer) => value,
-    requestDeserialize: (bytes: Buffer) => bytes,
-    responseSerialize: (value: Buffer) => value,
-    responseDeserialize: (bytes: Buffer) => bytes,
-  },
+  echo: rawUnaryMethod('/test.EchoService/Echo'),
+  fail: rawUnaryMethod('/test.EchoService/Fail'),
 };
 
 export const EchoClient = makeGenericClientConstructor(echoServiceDefinition, 'test.EchoService');
