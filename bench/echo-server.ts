@@ -1,10 +1,11 @@
 /**
  * The ceiling: a bare grpc-js unary echo server, run as its own process like a replikit node.
  * Usage: tsx bench/echo-server.ts PORT [--interceptors]. Prints "ready" once bound.
+ * With --interceptors it installs replikit's clock interceptors from the build (dist/), as an
+ * application using the package would, not the source through tsx's transform.
  */
 import { Server, ServerCredentials, type ServerInterceptor, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { HybridLogicalClock, systemWallClock } from '../src/clock/index.js';
-import { createClockInterceptors } from '../src/interceptors/index.js';
+import { loadBuiltClockInterceptors } from './built.js';
 
 export const ECHO_PATH = '/bench.Echo/Echo';
 const identity = (b: Buffer) => b;
@@ -12,7 +13,7 @@ const identity = (b: Buffer) => b;
 const port = Number(process.argv[2] ?? 0);
 const withInterceptors = process.argv.includes('--interceptors');
 const interceptors: ServerInterceptor[] = withInterceptors
-  ? [createClockInterceptors({ clock: new HybridLogicalClock(systemWallClock) }).server]
+  ? [(await loadBuiltClockInterceptors()).server]
   : [];
 const server = new Server({ interceptors });
 server.addService(

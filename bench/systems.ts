@@ -5,10 +5,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { HybridLogicalClock, systemWallClock } from '../src/clock/index.js';
 import { LocalCluster, freePorts } from '../src/cli/local-cluster.js';
 import { AckLevel, KvServiceClient } from '../src/gen/replikit/v1/kv_service.js';
-import { createClockInterceptors } from '../src/interceptors/index.js';
+import { loadBuiltClockInterceptors } from './built.js';
 import { spawnReady, type Reaper } from './children.js';
 import { EtcdCluster, rawUnary } from './etcd.js';
 import { ETCD_PUT_PATH, ETCD_RANGE_PATH, decodeRangeResponse, encodePutRequest, encodeRangeRequest } from './etcd-wire.js';
@@ -79,7 +78,7 @@ export async function startEcho(reaper: Reaper, interceptors: boolean): Promise<
   } catch (err: unknown) {
     return { ok: false, system: name, reason: `echo server failed to start: ${err instanceof Error ? err.message : String(err)}` };
   }
-  const clientInterceptors = interceptors ? [createClockInterceptors({ clock: new HybridLogicalClock(systemWallClock) }).client] : [];
+  const clientInterceptors = interceptors ? [(await loadBuiltClockInterceptors()).client] : [];
   const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), { interceptors: clientInterceptors });
   const identity = (b: Buffer) => b;
   const echo: LoadOp = () =>

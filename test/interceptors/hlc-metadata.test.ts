@@ -151,3 +151,58 @@ describe('stampHlc / observeHlc', () => {
     expect(observeHlc(metadata, clock)).toEqual({ kind: 'malformed', reason: 'value is not binary' });
   });
 });
+
+describe('encodeHlc / decodeHlc (the hand-written codec)', () => {
+  const generatedEncoding = (t: HlcTimestamp): Buffer =>
+    Buffer.from(Hlc.encode({ wallTimeMs: BigInt(t.wallMs), logical: t.logical }).finish());
+  const anyTimestamp = fc.record({
+    wallMs: fc.oneof(fc.integer({ min: 0, max: 2 ** 31 }), fc.maxSafeInteger().filter((n) => n >= 0), fc.constant(T0)),
+    logical: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: MAX_HLC_LOGICAL })),
+  });
+
+  it('writes exactly the bytes the generated encoder writes, and reads them back', () => {
+    fc.assert(
+      fc.property(anyTimestamp, (t) => {
+        const bytes = encodeHlc(t);
+        expect(bytes.equals(generatedEncoding(t))).toBe(true);
+        expect(decodeHlc(bytes)).toEqual(t);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('reads whatever the generated decoder reads, canonical or not', () => {
+    const reference = (bytes: Uint8Array): HlcTimestamp | 'throws' => {
+      try {
+        const m = Hlc.decode(bytes);
+        const wallMs = m.wallTimeMs > BigInt(Number.MAX_SAFE_INTEGER) ? Number.POSITIVE_INFINITY : Number(m.wallTimeMs);
+        return { wallMs, logical: m.logical };
+      } catch {
+        return 'throws';
+      }
+    };
+    const attempt = (bytes: Uint8Array): HlcTimestamp | 'throws' => {
+      try {
+        return decodeHlc(bytes);
+      } catch {
+        return 'throws';
+      }
+    };
+    const nonCanonical = [
+      Buffer.from([0x10, 0x05, 0x08, 0x01]), // fields swapped
+      Buffer.from([0x08, 0x01, 0x08, 0x02]), // repeated field: the last wins
+      Buffer.from([0x08, 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]), // padded varint
+      Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), // beyond 2^53
+      Buffer.from([0x18, 0x07, 0x08, 0x01]), // an unknown field
+      Buffer.from([0x08]), // truncated
+      Buffer.from([0x08, 0x80]), // truncated varint
+    ];
+    for (const bytes of nonCanonical) expect(attempt(bytes), bytes.toString('hex')).toEqual(reference(bytes));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 12 }), (bytes) => {
+        expect(attempt(bytes)).toEqual(reference(bytes));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
