@@ -34,6 +34,14 @@ describe('CP quorum under faults', () => {
     console.log(`CP simulation totals over ${SEEDS.length} seeds: ${JSON.stringify(totals)}`);
   }, 300_000);
 
+  it('is linearizable with thrifty reads off too (every replica asked), on 40 seeds', async () => {
+    for (const seed of SEEDS.slice(0, 40)) {
+      const run = await runRegisterWorkload({ seed, policy: cpQuorum({ thriftyReads: false }) });
+      const result = checkLinearizability(pairOperations(run.events), { timeoutMs: 10_000 });
+      expect(result.verdict, `seed ${seed}: ${result.explanation ?? ''}`).toBe('linearizable');
+    }
+  }, 120_000);
+
   it('replays a seed exactly', async () => {
     const a = await runRegisterWorkload({ seed: 42, policy: cpQuorum() });
     const b = await runRegisterWorkload({ seed: 42, policy: cpQuorum() });
