@@ -96,6 +96,16 @@ export class NodeMetrics {
     perKeyspace('replikit_ap_hints_dropped', 'Hints dropped since start because a peer exceeded the hint bound (AP keyspaces).', stat('hintsDropped'));
     perKeyspace('replikit_causal_buffered_entries', 'Remote writes buffered until their causal dependencies are applied (causal keyspaces).', stat('bufferedEntries'));
     perKeyspace('replikit_causal_unreplicated_writes', "This node's writes not yet acknowledged by every peer (causal keyspaces).", stat('unreplicatedWrites'));
+    perKeyspace('replikit_cp_read_phases', 'Quorum read phases run since start (CP keyspaces: a get, and the first phase of a put).', stat('readPhases'));
+    perKeyspace('replikit_cp_read_phase_seconds_sum', 'Time spent in those read phases since start (CP keyspaces); divide the increase by that of replikit_cp_read_phases for the mean.', (k) =>
+      secondsOf(numberField(source.policyStats(k.name), 'readPhaseMs')),
+    );
+    perKeyspace('replikit_cp_write_phases', 'Quorum write phases run since start (CP keyspaces: the second phase of a put, and write-backs).', stat('writePhases'));
+    perKeyspace('replikit_cp_write_phase_seconds_sum', 'Time spent in those write phases since start (CP keyspaces).', (k) =>
+      secondsOf(numberField(source.policyStats(k.name), 'writePhaseMs')),
+    );
+    perKeyspace('replikit_cp_hedged_reads', 'Thrifty read phases that had to ask the remaining replicas (a chosen peer failed or was slower than the hedge delay), since start.', stat('hedgedReads'));
+    perKeyspace('replikit_cp_write_backs', 'Reads that found their quorum disagreeing and wrote the newest version back first, since start (CP keyspaces).', stat('writeBacks'));
     perKeyspace('replikit_keyspace_quorum_reachable', '1 when enough replicas of the keyspace are alive for a quorum (or may be, during startup), else 0.', (k) =>
       source.quorum(k.name).state === 'unreachable' ? 0 : 1,
     );
@@ -207,4 +217,8 @@ export class NodeMetrics {
 function numberField(stats: Readonly<Record<string, unknown>> | undefined, field: string): number | undefined {
   const v = stats?.[field];
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function secondsOf(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : ms / 1000;
 }

@@ -40,6 +40,21 @@ export interface CpQuorumOptions {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * What a CP keyspace has done since the node started, for metrics and benchmarks: how many read
+ * and write phases it ran and the milliseconds they took in total (a scrape before and after a
+ * stretch of load gives each phase's mean), how many thrifty reads had to hedge, and how many
+ * reads found the quorum disagreeing and wrote the newest version back.
+ */
+export interface CpStats {
+  readonly readPhases: number;
+  readonly readPhaseMs: number;
+  readonly writePhases: number;
+  readonly writePhaseMs: number;
+  readonly hedgedReads: number;
+  readonly writeBacks: number;
+}
+
 /** See {@link CpQuorumOptions}. */
 export const CP_DEFAULTS = { thriftyReads: true, hedgeAfterMs: 10 } as const;
 
@@ -76,6 +91,7 @@ class CpQuorumKeyspace implements KeyspacePolicy {
   readonly #plans: readonly ThriftyPlan[];
   /** Which peer the next thrifty read starts with, so reads spread over the peers. */
   #nextPlan = 0;
+  #stats = { readPhases: 0, readPhaseMs: 0, writePhases: 0, writePhaseMs: 0, hedgedReads: 0, writeBacks: 0 };
 
   constructor(context: PolicyContext, options: CpQuorumOptions) {
     this.#ctx = context;
@@ -117,6 +133,7 @@ class CpQuorumKeyspace implements KeyspacePolicy {
     if (!allAgree(phase1.answers.values(), newest?.version)) {
       // Some replica of the quorum is behind: make the newest durable on a majority before
       // answering, or a later read could miss what this one returned.
+      this.#stats.writeBacks++;
       const remainingMs = options.timeoutMs - (ctx.scheduler.nowMs() - started);
       const writeBack = await this.#replicateQuorum(newest!, remainingMs);
       if (writeBack.kind !== 'quorum') {
@@ -128,6 +145,10 @@ class CpQuorumKeyspace implements KeyspacePolicy {
       }
     }
     return toReadResult(newest);
+  }
+
+  stats(): CpStats {
+    return { ...this.#stats };
   }
 
   async applyReplicated(_from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
@@ -168,9 +189,11 @@ class CpQuorumKeyspace implements KeyspacePolicy {
     return { version: entry.version, sessionToken: EMPTY };
   }
 
-  #readQuorum(key: Uint8Array, timeoutMs: number): Promise<QuorumOutcome<Entry | undefined>> {
+  async #readQuorum(key: Uint8Array, timeoutMs: number): Promise<QuorumOutcome<Entry | undefined>> {
     const ctx = this.#ctx;
-    return callQuorum(
+    const plan = this.#thriftyPlan();
+    const started = ctx.scheduler.nowMs();
+    const outcome = await callQuorum(
       ctx.replicaIds,
       this.#quorumSize,
       timeoutMs,
@@ -180,8 +203,12 @@ class CpQuorumKeyspace implements KeyspacePolicy {
         const [entry] = await ctx.replicas.read(id, ctx.keyspace, [key], callTimeoutMs);
         return entry;
       },
-      this.#thriftyPlan(),
+      plan,
     );
+    this.#stats.readPhases++;
+    this.#stats.readPhaseMs += ctx.scheduler.nowMs() - started;
+    if (plan !== undefined && outcome.asked > plan.first.length) this.#stats.hedgedReads++;
+    return outcome;
   }
 
   /**
@@ -198,16 +225,20 @@ class CpQuorumKeyspace implements KeyspacePolicy {
     return undefined;
   }
 
-  #replicateQuorum(entry: Entry, timeoutMs: number): Promise<QuorumOutcome<ApplyOutcome>> {
+  async #replicateQuorum(entry: Entry, timeoutMs: number): Promise<QuorumOutcome<ApplyOutcome>> {
     const ctx = this.#ctx;
     const batch = [entry];
-    return callQuorum(ctx.replicaIds, this.#quorumSize, Math.max(0, timeoutMs), ctx.scheduler, async (id, callTimeoutMs) => {
+    const started = ctx.scheduler.nowMs();
+    const outcome = await callQuorum(ctx.replicaIds, this.#quorumSize, Math.max(0, timeoutMs), ctx.scheduler, async (id, callTimeoutMs) => {
       const outcomes =
         id === ctx.selfId
           ? await ctx.store.apply(ctx.keyspace, batch)
           : await ctx.replicas.replicate(id, ctx.keyspace, batch, callTimeoutMs);
       return outcomes[0]!;
     });
+    this.#stats.writePhases++;
+    this.#stats.writePhaseMs += ctx.scheduler.nowMs() - started;
+    return outcome;
   }
 
   /** Refuses at once, before sending anything, when the failure detector sees no majority. */

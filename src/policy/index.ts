@@ -14,7 +14,7 @@ export type {
   ReadResult,
   WriteResult,
 } from './policy.js';
-export { cpQuorum, CP_DEFAULTS, type CpQuorumOptions } from './cp-quorum.js';
+export { cpQuorum, CP_DEFAULTS, type CpQuorumOptions, type CpStats } from './cp-quorum.js';
 export { apAsync, AP_DEFAULTS, type ApAsyncOptions, type ApStats } from './ap/ap-async.js';
 export type { MergeFunction } from './ap/conflict.js';
 export { causal, CAUSAL_DEFAULTS, type CausalOptions, type CausalStats } from './causal/causal.js';

@@ -6,11 +6,23 @@ export type ReplicaCall<T> = (replicaId: string, timeoutMs: number) => Promise<T
 /** What {@link callQuorum} gathered when it settled. */
 export type QuorumOutcome<T> =
   /** `needed` replicas answered; `answers` holds exactly those first `needed` answers. */
-  | { readonly kind: 'quorum'; readonly answers: ReadonlyMap<string, T> }
+  | { readonly kind: 'quorum'; readonly answers: ReadonlyMap<string, T>; readonly asked: number }
   /** So many replicas failed that `needed` answers can no longer come. */
-  | { readonly kind: 'failed'; readonly answers: ReadonlyMap<string, T>; readonly failures: ReadonlyMap<string, unknown> }
+  | {
+      readonly kind: 'failed';
+      readonly answers: ReadonlyMap<string, T>;
+      readonly failures: ReadonlyMap<string, unknown>;
+      readonly asked: number;
+    }
   /** The timeout passed first. */
-  | { readonly kind: 'timeout'; readonly answers: ReadonlyMap<string, T>; readonly failures: ReadonlyMap<string, unknown> };
+  | {
+      readonly kind: 'timeout';
+      readonly answers: ReadonlyMap<string, T>;
+      readonly failures: ReadonlyMap<string, unknown>;
+      readonly asked: number;
+    };
+// `asked`: how many replicas were called by the time it settled (with a thrifty plan, more than
+// `plan.first` means the others were asked too: a hedge).
 
 /**
  * Which replicas a quorum call asks first. The rest are asked only when one of those fails or the
@@ -43,6 +55,7 @@ export function callQuorum<T>(
   return new Promise((resolve) => {
     const answers = new Map<string, T>();
     const failures = new Map<string, unknown>();
+    const started = new Set<string>();
     let settled = false;
     let hedge: { cancel(): void } | undefined;
     const settle = (outcome: QuorumOutcome<T>): void => {
@@ -52,8 +65,7 @@ export function callQuorum<T>(
       hedge?.cancel();
       resolve(outcome);
     };
-    const timer = scheduler.setTimer(timeoutMs, () => settle({ kind: 'timeout', answers, failures }));
-    const started = new Set<string>();
+    const timer = scheduler.setTimer(timeoutMs, () => settle({ kind: 'timeout', answers, failures, asked: started.size }));
     const start = (id: string): void => {
       if (started.has(id) || settled) return;
       started.add(id);
@@ -67,12 +79,12 @@ export function callQuorum<T>(
         (answer) => {
           if (settled) return;
           answers.set(id, answer);
-          if (answers.size >= needed) settle({ kind: 'quorum', answers });
+          if (answers.size >= needed) settle({ kind: 'quorum', answers, asked: started.size });
         },
         (err: unknown) => {
           if (settled) return;
           failures.set(id, err);
-          if (replicaIds.length - failures.size < needed) settle({ kind: 'failed', answers, failures });
+          if (replicaIds.length - failures.size < needed) settle({ kind: 'failed', answers, failures, asked: started.size });
           else startTheRest();
         },
       );

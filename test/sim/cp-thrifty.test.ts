@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cpQuorum, type CpQuorumOptions } from '../../src/policy/cp-quorum.js';
+import { cpQuorum, type CpQuorumOptions, type CpStats } from '../../src/policy/cp-quorum.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
 import { CALM_NETWORK } from '../../src/transport/in-memory-network.js';
 
@@ -63,8 +63,12 @@ describe('CP thrifty reads', () => {
   it('asks the third replica when the chosen peer is down, and answers', async () => {
     const { c, reads } = await prepared({});
     c.crash('n2'); // the detector has not noticed: plans still pick n2 every other read
+    const before = (c.node('n1').policyOf(KS) as unknown as { stats(): CpStats }).stats();
     await gets(c, 10);
     expect(reads.get('n3')).toBe(10);
+    const after = (c.node('n1').policyOf(KS) as unknown as { stats(): CpStats }).stats();
+    expect(after.readPhases - before.readPhases).toBe(10);
+    expect(after.hedgedReads - before.hedgedReads).toBe(5);
   });
 
   it('with thriftyReads off, a get reads every replica', async () => {
