@@ -2,7 +2,7 @@
  * The phi trade-off: how fast a crash is detected against how often a live peer is suspected,
  * for phi thresholds 4, 8 and 12 (and more for the curve), under injected beat jitter.
  *
- * Run: `npx tsx bench/phi.ts` (optionally `--seeds N --minutes M`). Everything runs in virtual
+ * Run: `npx tsx bench/phi.ts` (optionally `--seeds N --minutes M --out FILE.svg`). Everything runs in virtual
  * time with seeded randomness, so a run takes seconds and prints the same table every time.
  *
  * Per scenario, threshold and seed: ten virtual minutes of beats from a live peer, counting the
@@ -228,7 +228,7 @@ function escapeXml(text: string): string {
 
 function main(): void {
   const { values } = parseArgs({
-    options: { seeds: { type: 'string' }, minutes: { type: 'string' } },
+    options: { seeds: { type: 'string' }, minutes: { type: 'string' }, out: { type: 'string' } },
   });
   const seeds = Number(values.seeds ?? DEFAULT_SEEDS);
   const minutes = Number(values.minutes ?? DEFAULT_MINUTES);
@@ -240,9 +240,10 @@ function main(): void {
   console.log(`phi trade-off: 100 ms beats, LAN profile (min deviation 25 ms, acceptable pause 200 ms unless noted, DEAD +300 ms)`);
   console.log(`${seeds} seeds × ${minutes} virtual minutes per point (${((seeds * minutes) / 60).toFixed(1)} peer-hours); ${elapsed.toFixed(1)} s\n`);
   console.log(table(rows));
-  mkdirSync(dirname(OUTPUT), { recursive: true });
-  writeFileSync(OUTPUT, svg(curves, seeds, minutes));
-  console.log(`\nwrote ${OUTPUT}`);
+  const output = values.out ?? OUTPUT;
+  mkdirSync(dirname(output), { recursive: true });
+  writeFileSync(output, svg(curves, seeds, minutes));
+  console.log(`\nwrote ${output}`);
 }
 
 main();

@@ -63,7 +63,8 @@ async function main(): Promise<void> {
   const profileDir = join(flags.out, 'profile');
   rmSync(profileDir, { recursive: true, force: true });
   const ids = ['n1', 'n2', 'n3'];
-  const ports = await freePorts(3);
+  const ports = await freePorts(6);
+  const metricsPorts = ports.slice(3);
   const nodes: ReadyChild[] = await Promise.all(
     ids.map((id, i) => {
       const peers = ids.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${ports[ids.indexOf(p)]}`).join(',');
@@ -71,11 +72,15 @@ async function main(): Promise<void> {
         '--cpu-prof', `--cpu-prof-dir=${join(profileDir, id)}`,
         BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${ports[i]}`, '--peers', peers,
         '--data-dir', join(root, id), '--policy', flags.policy, '--log-level', 'warn',
+        '--metrics-listen', `127.0.0.1:${metricsPorts[i]}`,
       ];
       return spawnReady(reaper, process.execPath, args, / ready on /, 20_000, { cwd: ROOT });
     }),
   );
-  const driver = replikitDriver(ports.map((p) => `127.0.0.1:${p}`), `replikit-${flags.policy}`);
+  const driver = replikitDriver(ports.slice(0, 3).map((p) => `127.0.0.1:${p}`), `replikit-${flags.policy}`);
+  const scrapeAll = () => Promise.all(metricsPorts.map((port) => scrapePhases(`127.0.0.1:${port}`)));
+  let phasesBefore: PhaseCounters[] = [];
+  let phasesAfter: PhaseCounters[] = [];
   process.stderr.write(`profile: 3 nodes up under --cpu-prof; filling keys, then ${OP} ×${CONCURRENCY} for ${DURATION_MS} ms\n`);
   await driver.prefill();
   // The measured window on the profiles' clock (CLOCK_MONOTONIC in µs, as process.hrtime).
@@ -85,9 +90,17 @@ async function main(): Promise<void> {
     concurrency: CONCURRENCY,
     durationMs: DURATION_MS,
     warmupMs: 1_000,
-    onWindowStart: () => (window.fromUs = monotonicUs()),
-    onWindowEnd: () => (window.toUs = monotonicUs()),
+    onWindowStart: () => {
+      window.fromUs = monotonicUs();
+      void scrapeAll().then((p) => (phasesBefore = p));
+    },
+    onWindowEnd: () => {
+      window.toUs = monotonicUs();
+      void scrapeAll().then((p) => (phasesAfter = p));
+    },
   });
+  // Both scrapes were started inside the run; give the last one a moment to land.
+  for (let i = 0; i < 50 && phasesAfter.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
   driver.close();
   process.stderr.write(`profile: ${result.opsPerSec.toFixed(0)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, ${result.errors} errors; stopping nodes\n`);
   await Promise.all(
@@ -122,6 +135,7 @@ async function main(): Promise<void> {
       'Only samples inside the measured window count (not start-up, prefill or shutdown). Shares are of busy (non-idle) time; ' +
       '"busy" is the share of the window each node\'s main thread was not idle (lmdb\'s write thread and libuv\'s are not sampled).',
     '',
+    ...(flags.policy === 'cp' ? [renderPhases(ids, phasesBefore, phasesAfter), ''] : []),
     renderProfileSummary('All three nodes', summarizeProfiles(perNode.map((n) => n.profile), window), 15),
     ...perNode.map((n) => renderProfileSummary(`Node ${n.id}`, summarizeProfiles([n.profile], window), 10)),
   ];
@@ -130,6 +144,53 @@ async function main(): Promise<void> {
   const outFile = join(flags.out, `profile-${flags.policy}-${OP}-x${CONCURRENCY}.md`);
   writeFileSync(outFile, markdown);
   process.stdout.write(`${markdown}\nprofile: wrote ${outFile}; raw profiles in ${profileDir}\n`);
+}
+
+/** The CP phase counters one node exports (see src/ops/metrics.ts), keyspace "default". */
+interface PhaseCounters {
+  readonly readPhases: number;
+  readonly readSeconds: number;
+  readonly writePhases: number;
+  readonly writeSeconds: number;
+  readonly hedgedReads: number;
+  readonly writeBacks: number;
+}
+
+async function scrapePhases(address: string): Promise<PhaseCounters> {
+  const body = await (await fetch(`http://${address}/metrics`)).text();
+  const value = (name: string): number => {
+    const line = body.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes('keyspace="default"'));
+    return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  return {
+    readPhases: value('replikit_cp_read_phases'),
+    readSeconds: value('replikit_cp_read_phase_seconds_sum'),
+    writePhases: value('replikit_cp_write_phases'),
+    writeSeconds: value('replikit_cp_write_phase_seconds_sum'),
+    hedgedReads: value('replikit_cp_hedged_reads'),
+    writeBacks: value('replikit_cp_write_backs'),
+  };
+}
+
+/** Mean time of each CP phase over the measured window, per coordinating node, from its metrics. */
+function renderPhases(ids: readonly string[], before: readonly PhaseCounters[], after: readonly PhaseCounters[]): string {
+  if (before.length !== ids.length || after.length !== ids.length) return '_(the nodes\' CP phase metrics could not be scraped)_';
+  const rows = ids.map((id, i) => {
+    const [b, a] = [before[i]!, after[i]!];
+    const reads = a.readPhases - b.readPhases;
+    const writes = a.writePhases - b.writePhases;
+    const mean = (seconds: number, count: number) => (count > 0 ? ((seconds * 1000) / count).toFixed(3) : '—');
+    return `| ${id} | ${reads} | ${mean(a.readSeconds - b.readSeconds, reads)} | ${writes} | ${mean(a.writeSeconds - b.writeSeconds, writes)} | ${a.hedgedReads - b.hedgedReads} | ${a.writeBacks - b.writeBacks} |`;
+  });
+  return [
+    '### CP phases, as each coordinator timed them (its metrics, over the measured window)',
+    '',
+    'A put is a read phase (a majority\'s versions) then a write phase (a majority holds it durably); a get is a read phase, plus a write phase only when its quorum disagreed (write-back). The rest of a call\'s latency is the client\'s unary call and the KvService around the policy.',
+    '',
+    '| coordinator | read phases | mean ms | write phases | mean ms | hedged reads | write-backs |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+    ...rows,
+  ].join('\n');
 }
 
 main()

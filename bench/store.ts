@@ -4,7 +4,7 @@
  * one entry with a 100-byte value and is durable (fsynced) when it resolves. Raw lmdb-js puts
  * with the same open options are measured alongside, to show what the store's bookkeeping costs.
  *
- * Run: npx tsx bench/store.ts
+ * Run: npx tsx bench/store.ts   (`--quick`: a tenth of the operations, one repetition, for a smoke run)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,15 +15,16 @@ import { LmdbStore } from '../src/storage/index.js';
 /** Size of each value, in bytes, as in the design notes' measurements. */
 const VALUE_BYTES = 100;
 /** Operations per run for each level of concurrency: about a second or two each on 2 cores. */
+const QUICK = process.argv.includes('--quick');
 const RUNS: readonly { readonly callers: number; readonly operations: number }[] = [
   { callers: 1, operations: 3_000 },
   { callers: 64, operations: 100_000 },
   { callers: 1000, operations: 200_000 },
-];
+].map((run) => (QUICK ? { ...run, operations: run.operations / 10 } : run));
 /** Operations run (and thrown away) before each measurement, to warm the JIT and the map. */
 const WARMUP_OPERATIONS = 500;
 /** Measurements per cell; the table shows the best. */
-const REPETITIONS = 3;
+const REPETITIONS = QUICK ? 1 : 3;
 
 interface Row {
   readonly what: string;

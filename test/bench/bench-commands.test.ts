@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BUILT } from '../support/cli.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'replikit-bench-commands-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function run(command: string, args: readonly string[], timeoutMs = 90_000): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(command, [...args], { cwd: root, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${command} ${args.join(' ')}: ${err.message}\n${stderr}`)) : resolve(stdout),
+    ),
+  );
+}
+
+/**
+ * Every other benchmark command the docs name, run end to end at a small size, so none of them
+ * rots: each must finish and print (or write) what the docs say. The numbers are not judged here.
+ */
+describe.skipIf(!BUILT)('the documented benchmark commands, small', () => {
+  it('npm run bench:profile writes the profile summary with the CP phase table', async () => {
+    await run('npm', ['run', '--silent', 'bench:profile', '--', '--concurrency', '4', '--op', 'put', '--duration-ms', '1000', '--out', out]);
+    const report = readFileSync(join(out, 'profile-cp-put-x4.md'), 'utf8');
+    expect(report).toContain('### All three nodes');
+    const phases = [...report.matchAll(/^\| (n\d) \| (\d+) \| ([\d.]+) \| (\d+) \| ([\d.]+) \|/gm)];
+    expect(phases.map((m) => m[1])).toEqual(['n1', 'n2', 'n3']);
+    for (const m of phases) {
+      expect(Number(m[2])).toBeGreaterThan(0); // read phases in the window
+      expect(Number(m[4])).toBeGreaterThan(0); // write phases
+    }
+  }, 120_000);
+
+  it('npx tsx bench/interceptor-cost.ts prints the CPU per call, bare and with the interceptors', async () => {
+    const stdout = await run('npx', ['tsx', 'bench/interceptor-cost.ts', '--rounds', '1', '--calls', '500']);
+    expect(stdout).toMatch(/bare\s+[\d.]+ µs/);
+    expect(stdout).toMatch(/interceptors\s+[\d.]+ µs/);
+  }, 60_000);
+
+  it('npx tsx bench/phi.ts (few seeds) prints the trade-off table and writes the SVG', async () => {
+    const svg = join(out, 'phi.svg');
+    const stdout = await run('npx', ['tsx', 'bench/phi.ts', '--seeds', '2', '--minutes', '1', '--out', svg]);
+    expect(stdout).toMatch(/phi trade-off/);
+    expect(readFileSync(svg, 'utf8')).toMatch(/^<svg/);
+  }, 60_000);
+
+  it('npx tsx bench/checker.ts and bench/store.ts --quick print their measurements', async () => {
+    expect(await run('npx', ['tsx', 'bench/checker.ts'])).toMatch(/linearizability check: 10000 operations/);
+    expect(await run('npx', ['tsx', 'bench/store.ts', '--quick'])).toMatch(/\| LmdbStore\.apply \|\s+64 \|/);
+  }, 90_000);
+
+  it('npm run bench:replication -- --quick measures AP convergence and causal buffers', async () => {
+    const stdout = await run('npm', ['run', '--silent', 'bench:replication', '--', '--quick'], 120_000);
+    expect(stdout).toMatch(/AP convergence after a partition/);
+    expect(stdout).toMatch(/buffer/i);
+  }, 150_000);
+});
