@@ -39,7 +39,7 @@ import {
   type Unavailable,
 } from './report.js';
 import { renderThroughputSvg } from './svg-plot.js';
-import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type StartResult } from './systems.js';
+import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type ReplikitCalls, type StartResult } from './systems.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Callers for every system and op: one (latency) and 64 (throughput), as the targets name them. */
@@ -64,6 +64,7 @@ function parseFlags() {
         'no-install': { type: 'boolean', default: false },
         'no-etcd': { type: 'boolean', default: false },
         'etcd-reads': { type: 'string', default: 'leader' },
+        'replikit-calls': { type: 'string', default: 'spread' },
         'no-pause': { type: 'boolean', default: false },
         'serve-arg': { type: 'string', multiple: true },
         systems: { type: 'string' },
@@ -82,13 +83,16 @@ const flags = parseFlags();
 if (flags.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--rounds N] [--duration-ms N] [--warmup-ms N]
                          [--systems LIST] [--etcd-bin PATH] [--no-install] [--no-etcd]
-                         [--etcd-reads leader|spread] [--serve-arg FLAG]... [--no-pause] [--out DIR]
+                         [--etcd-reads leader|spread] [--replikit-calls spread|pinned]
+                         [--serve-arg FLAG]... [--no-pause] [--out DIR]
   --quick        one round of 1 s phases: a smoke check in under a minute
   --rounds N     rounds, systems alternating within each; medians reported (full: 3)
   --etcd-bin     the etcd binary (default: etcd on PATH, installed from Debian when missing)
   --no-install   never run apt-get; without etcd the report compares against echo only
   --no-etcd      leave etcd out altogether
   --etcd-reads   leader (default) or spread: where etcd's linearizable Range goes
+  --replikit-calls  spread (default: round-robin over the 3 nodes) or pinned (every call to
+                 n1, as etcd's go to its leader)
   --systems LIST only these, e.g. echo,etcd,replikit-cp (default: all)
   --serve-arg A  an extra flag for every \`replikit serve\` (repeat it), e.g.
                  --serve-arg=--heartbeat-interval-ms=1000; the report's notes name them
@@ -118,6 +122,11 @@ if (flags['etcd-reads'] !== 'leader' && flags['etcd-reads'] !== 'spread') {
   process.exit(2);
 }
 const ETCD_READS: 'leader' | 'spread' = flags['etcd-reads'];
+if (flags['replikit-calls'] !== 'spread' && flags['replikit-calls'] !== 'pinned') {
+  process.stderr.write(`bench: --replikit-calls must be spread or pinned, not ${JSON.stringify(flags['replikit-calls'])}\n`);
+  process.exit(2);
+}
+const REPLIKIT_CALLS: ReplikitCalls = flags['replikit-calls'];
 const ONLY = flags.systems === undefined ? undefined : new Set(flags.systems.split(',').map((s) => s.trim()));
 for (const name of ONLY ?? []) {
   if (!(SYSTEM_ORDER as readonly string[]).includes(name)) {
@@ -291,7 +300,7 @@ async function main(): Promise<number> {
     ...(wanted('echo') ? [startEcho(reaper, false)] : []),
     ...(wanted('echo-interceptors') ? [startEcho(reaper, true)] : []),
     ...(etcd.ok ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
-    ...(['cp', 'ap', 'causal'] as const).filter((p) => wanted(`replikit-${p}`)).map((p) => startReplikit(reaper, p, SERVE_ARGS)),
+    ...(['cp', 'ap', 'causal'] as const).filter((p) => wanted(`replikit-${p}`)).map((p) => startReplikit(reaper, p, SERVE_ARGS, REPLIKIT_CALLS)),
   ];
   const results = await Promise.all(starts);
   const systems: BenchSystem[] = [];

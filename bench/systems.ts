@@ -111,7 +111,12 @@ export async function startEcho(reaper: Reaper, interceptors: boolean): Promise<
  * refuses the policy name, the result says the policy is not available in this build.
  * `extraArgs` go to every `serve` (experiments, e.g. `--heartbeat-interval-ms=1000`).
  */
-export async function startReplikit(reaper: Reaper, policy: 'cp' | 'ap' | 'causal', extraArgs: readonly string[] = []): Promise<StartResult> {
+export async function startReplikit(
+  reaper: Reaper,
+  policy: 'cp' | 'ap' | 'causal',
+  extraArgs: readonly string[] = [],
+  calls: ReplikitCalls = 'spread',
+): Promise<StartResult> {
   const name: SystemName = `replikit-${policy}`;
   const cluster = await LocalCluster.create({ size: 3, serveArgs: ['--policy', policy, '--log-level', 'warn', ...extraArgs] });
   reaper.trackGroup(cluster);
@@ -124,13 +129,16 @@ export async function startReplikit(reaper: Reaper, policy: 'cp' | 'ap' | 'causa
     if (/unknown policy/i.test(message)) return { ok: false, system: name, reason: `not available in this build (serve refused --policy ${policy})` };
     return { ok: false, system: name, reason: `failed to start: ${message.slice(0, 300)}` };
   }
-  const driver = replikitDriver(cluster.ids.map((id) => cluster.address(id)), name);
+  const addresses = cluster.ids.map((id) => cluster.address(id));
+  const driver = replikitDriver(calls === 'pinned' ? addresses.slice(0, 1) : addresses, name);
   return {
     ok: true,
     system: {
       name,
       ops: driver.ops,
-      description: `3 \`replikit serve --policy ${policy}\` processes, LmdbStore, calls round-robin over the 3 nodes`,
+      description:
+        `3 \`replikit serve --policy ${policy}\` processes, LmdbStore, ` +
+        (calls === 'pinned' ? 'every call to n1 (--replikit-calls pinned, as etcd calls go to its leader)' : 'calls round-robin over the 3 nodes'),
       pids: () => cluster.ids.flatMap((id) => cluster.pid(id) ?? []),
       afterResume: async () => undefined,
       prefill: driver.prefill,
@@ -142,6 +150,14 @@ export async function startReplikit(reaper: Reaper, policy: 'cp' | 'ap' | 'causa
     },
   };
 }
+
+/**
+ * Where the load generator sends replikit calls: `spread` round-robin over the three nodes (what
+ * clients of a leaderless cluster do, and the default), or `pinned` all to n1, the situation of
+ * etcd's leader, which coordinates every Put: one coordinator makes bigger peer batches and fewer
+ * commits per call, but its one event loop carries every client call.
+ */
+export type ReplikitCalls = 'spread' | 'pinned';
 
 /** What drives a replikit cluster: put and get ops over one client per node, a prefill and a close. */
 export interface ReplikitDriver {

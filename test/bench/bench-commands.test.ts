@@ -35,6 +35,19 @@ describe.skipIf(!BUILT)('the documented benchmark commands, small', () => {
     }
   }, 120_000);
 
+  it('npm run bench:quick -- --replikit-calls pinned sends every call to n1 and says so; a bad value exits 2', async () => {
+    const pinnedOut = join(out, 'pinned');
+    await run('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'replikit-cp', '--no-etcd', '--replikit-calls', 'pinned', '--out', pinnedOut], 120_000);
+    const latest = JSON.parse(readFileSync(join(pinnedOut, 'latest.json'), 'utf8')) as { rows: { system: string; opsPerSec: number }[] };
+    expect(latest.rows.filter((r) => r.system === 'replikit-cp' && r.opsPerSec > 0).length).toBeGreaterThan(3);
+    expect(readFileSync(join(pinnedOut, 'latest.md'), 'utf8')).toContain('every call to n1');
+    const refused = await run('npm', ['run', '--silent', 'bench', '--', '--replikit-calls', 'sideways']).then(
+      () => 'exit 0',
+      (err: Error) => err.message,
+    );
+    expect(refused).toMatch(/--replikit-calls must be spread or pinned, not "sideways"/);
+  }, 150_000);
+
   it('npx tsx bench/interceptor-cost.ts prints the CPU per call, bare and with the interceptors', async () => {
     const stdout = await run('npx', ['tsx', 'bench/interceptor-cost.ts', '--rounds', '1', '--calls', '500']);
     expect(stdout).toMatch(/bare\s+[\d.]+ µs/);
