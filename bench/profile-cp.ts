@@ -31,14 +31,17 @@ const { values: flags } = parseArgs({
     op: { type: 'string', default: 'put' },
     policy: { type: 'string', default: 'cp' },
     out: { type: 'string', default: join(ROOT, 'bench', 'results') },
+    'no-cpu-prof': { type: 'boolean', default: false },
   },
   strict: true,
 });
 const DURATION_MS = Number(flags['duration-ms']);
 const CONCURRENCY = Number(flags.concurrency);
 const OP = flags.op;
+/** Without the profiler (--no-cpu-prof) only the CP phase table is written: timings undisturbed by it. */
+const PROFILE = !flags['no-cpu-prof'];
 if (!(DURATION_MS > 0) || !(CONCURRENCY >= 1) || (OP !== 'put' && OP !== 'get')) {
-  process.stderr.write('usage: npm run bench:profile -- [--duration-ms N] [--concurrency N] [--op put|get] [--policy cp|ap|causal]\n');
+  process.stderr.write('usage: npm run bench:profile -- [--duration-ms N] [--concurrency N] [--op put|get] [--policy cp|ap|causal] [--no-cpu-prof]\n');
   process.exit(2);
 }
 
@@ -69,7 +72,7 @@ async function main(): Promise<void> {
     ids.map((id, i) => {
       const peers = ids.filter((p) => p !== id).map((p) => `${p}=127.0.0.1:${ports[ids.indexOf(p)]}`).join(',');
       const args = [
-        '--cpu-prof', `--cpu-prof-dir=${join(profileDir, id)}`,
+        ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, id)}`] : []),
         BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${ports[i]}`, '--peers', peers,
         '--data-dir', join(root, id), '--policy', flags.policy, '--log-level', 'warn',
         '--metrics-listen', `127.0.0.1:${metricsPorts[i]}`,
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
         }),
     ),
   );
-  const perNode = ids.map((id) => {
+  const perNode = (PROFILE ? ids : []).map((id) => {
     const dir = join(profileDir, id);
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
     if (files.length === 0) throw new Error(`${id} wrote no profile to ${dir}`);
@@ -129,21 +132,23 @@ async function main(): Promise<void> {
   const sections = [
     `# Where a replikit ${flags.policy.toUpperCase()} ${OP} spends its CPU`,
     '',
-    `${new Date().toISOString()}: 3 \`replikit serve --policy ${flags.policy}\` processes under \`node --cpu-prof\`, LmdbStore (fsync on), ` +
+    `${new Date().toISOString()}: 3 \`replikit serve --policy ${flags.policy}\` processes ${PROFILE ? 'under `node --cpu-prof`' : '(no profiler: --no-cpu-prof)'}, LmdbStore (fsync on), ` +
       `${OP} ×${CONCURRENCY} callers round-robin over the nodes for ${DURATION_MS / 1000} s after 1 s warm-up, 100-byte values. ` +
-      `Measured under the profiler: ${result.opsPerSec.toFixed(0)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms. ` +
-      'Only samples inside the measured window count (not start-up, prefill or shutdown). Shares are of busy (non-idle) time; ' +
-      '"busy" is the share of the window each node\'s main thread was not idle (lmdb\'s write thread and libuv\'s are not sampled).',
+      `Measured${PROFILE ? ' under the profiler' : ''}: ${result.opsPerSec.toFixed(0)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms. ` +
+      (PROFILE
+        ? 'Only samples inside the measured window count (not start-up, prefill or shutdown). Shares are of busy (non-idle) time; ' +
+          '"busy" is the share of the window each node\'s main thread was not idle (lmdb\'s write thread and libuv\'s are not sampled).'
+        : ''),
     '',
     ...(flags.policy === 'cp' ? [renderPhases(ids, phasesBefore, phasesAfter), ''] : []),
-    renderProfileSummary('All three nodes', summarizeProfiles(perNode.map((n) => n.profile), window), 15),
+    ...(PROFILE ? [renderProfileSummary('All three nodes', summarizeProfiles(perNode.map((n) => n.profile), window), 15)] : []),
     ...perNode.map((n) => renderProfileSummary(`Node ${n.id}`, summarizeProfiles([n.profile], window), 10)),
   ];
   const markdown = sections.join('\n');
   mkdirSync(flags.out, { recursive: true });
-  const outFile = join(flags.out, `profile-${flags.policy}-${OP}-x${CONCURRENCY}.md`);
+  const outFile = join(flags.out, `profile-${flags.policy}-${OP}-x${CONCURRENCY}${PROFILE ? '' : '-phases'}.md`);
   writeFileSync(outFile, markdown);
-  process.stdout.write(`${markdown}\nprofile: wrote ${outFile}; raw profiles in ${profileDir}\n`);
+  process.stdout.write(`${markdown}\nprofile: wrote ${outFile}${PROFILE ? `; raw profiles in ${profileDir}` : ""}\n`);
 }
 
 /** The CP phase counters one node exports (see src/ops/metrics.ts), keyspace "default". */

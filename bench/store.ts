@@ -32,6 +32,8 @@ interface Row {
   readonly operations: number;
   readonly opsPerSecond: number;
   readonly commits: number;
+  /** CPU of this whole process (main thread, lmdb's write thread, the kernel's share) per commit. */
+  readonly cpuUsPerCommit: number;
 }
 
 const value = new Uint8Array(VALUE_BYTES).fill(0x61);
@@ -92,13 +94,16 @@ async function measure(target: Target, run: string, callers: number, operations:
   const operation = target.operation(run);
   await closedLoop(callers, WARMUP_OPERATIONS, (i) => operation(operations + i));
   const firstTxn = target.lastTransactionId();
+  const cpuBefore = process.cpuUsage();
   const seconds = await closedLoop(callers, operations, operation);
+  const cpu = process.cpuUsage(cpuBefore);
   const commits = target.lastTransactionId() - firstTxn;
-  return { what: target.what, callers, operations, opsPerSecond: operations / seconds, commits };
+  const cpuUsPerCommit = (cpu.user + cpu.system) / Math.max(1, commits);
+  return { what: target.what, callers, operations, opsPerSecond: operations / seconds, commits, cpuUsPerCommit };
 }
 
 function printTable(rows: readonly Row[]): void {
-  const header = ['what', 'callers', 'operations', 'ops/s', 'commits', 'ops/commit'];
+  const header = ['what', 'callers', 'operations', 'ops/s', 'commits', 'ops/commit', 'CPU µs/commit'];
   const lines = rows.map((row) => [
     row.what,
     String(row.callers),
@@ -106,6 +111,7 @@ function printTable(rows: readonly Row[]): void {
     Math.round(row.opsPerSecond).toLocaleString('en-US'),
     String(row.commits),
     (row.operations / row.commits).toFixed(1),
+    Math.round(row.cpuUsPerCommit).toLocaleString('en-US'),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => line[i]!.length)));
   const format = (cells: readonly string[]): string =>

@@ -33,6 +33,12 @@ describe.skipIf(!BUILT)('the documented benchmark commands, small', () => {
       expect(Number(m[2])).toBeGreaterThan(0); // read phases in the window
       expect(Number(m[4])).toBeGreaterThan(0); // write phases
     }
+    // Without the profiler: the phase table only.
+    await run('npm', ['run', '--silent', 'bench:profile', '--', '--no-cpu-prof', '--concurrency', '4', '--op', 'put', '--duration-ms', '1000', '--out', out]);
+    const phasesOnly = readFileSync(join(out, 'profile-cp-put-x4-phases.md'), 'utf8');
+    expect(phasesOnly).toContain('no profiler');
+    expect(phasesOnly).not.toContain('### All three nodes');
+    expect([...phasesOnly.matchAll(/^\| n\d \| [1-9]\d* \|/gm)]).toHaveLength(3);
   }, 120_000);
 
   it('npm run bench:quick -- --replikit-calls pinned sends every call to n1 and says so; a bad value exits 2', async () => {
