@@ -7,6 +7,7 @@
 import { pairOperations } from '../src/testing/history.js';
 import type { EventValue, HistoryEvent, OpFunction, Value } from '../src/testing/history.js';
 import { checkLinearizability } from '../src/testing/linearizability.js';
+import { SeededRandom } from '../src/sim/seeded-random.js';
 
 const OPERATIONS = 10_000;
 const KEYS = 10;
@@ -18,18 +19,6 @@ const VALUE_RANGE = 10;
 const INFO_ONE_IN = 100;
 /** An operation lasts between 1 and this many time units; a process waits up to as long between two. */
 const MAX_DURATION = 100;
-
-/** A seeded PRNG (mulberry32), so that every run checks the same history. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Planned {
   process: number;
@@ -47,7 +36,9 @@ interface Planned {
 }
 
 function generate(seed: number): HistoryEvent[] {
-  const rand = random(seed);
+  // Seeded, so that every run checks the same history.
+  const seeded = new SeededRandom(seed);
+  const rand = (): number => seeded.next();
   const pick = (n: number): number => Math.floor(rand() * n);
   const planned: Planned[] = [];
   const clocks = new Array<number>(PROCESSES).fill(0);
