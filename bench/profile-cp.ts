@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePorts } from '../src/cli/local-cluster.js';
+import { sampleMetric } from '../src/ops/metrics-text.js';
 import { Reaper, spawnReady, type ReadyChild } from './children.js';
 import { renderProfileSummary, summarizeProfiles, type CpuProfile } from './cpu-profile.js';
 import { runLoad } from './load.js';
@@ -163,10 +164,7 @@ interface PhaseCounters {
 
 async function scrapePhases(address: string): Promise<PhaseCounters> {
   const body = await (await fetch(`http://${address}/metrics`)).text();
-  const value = (name: string): number => {
-    const line = body.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes('keyspace="default"'));
-    return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(' ') + 1));
-  };
+  const value = (name: string): number => sampleMetric(body, name, { keyspace: 'default' }) ?? Number.NaN;
   return {
     readPhases: value('replikit_cp_read_phases'),
     readSeconds: value('replikit_cp_read_phase_seconds_sum'),

@@ -11,6 +11,7 @@
  */
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { LocalCluster, freePorts } from '../src/cli/local-cluster.js';
+import { sampleMetric } from '../src/ops/metrics-text.js';
 import { KvServiceClient, type GetResponse, type PutResponse } from '../src/gen/replikit/v1/kv_service.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -75,7 +76,7 @@ async function causalBuffers(): Promise<{ opsPerSec: number; p99Ms: number; maxB
           metricsPorts.map((port) =>
             fetch(`http://127.0.0.1:${port}/metrics`)
               .then((r) => r.text())
-              .then((text) => Number(/^replikit_causal_buffered_entries\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0))
+              .then((text) => sampleMetric(text, 'replikit_causal_buffered_entries') ?? 0)
               .catch(() => 0),
           ),
         );

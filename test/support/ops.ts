@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, loadPackageDefinition, makeClientConstructor, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
+import { sampleMetric } from '../../src/ops/metrics-text.js';
 
 type Callback<T> = (err: ServiceError | null, value: T) => void;
 type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: { deadline: number }, cb: Callback<Res>) => void;
@@ -72,17 +73,8 @@ export function scrape(address: string): Promise<{ body: string; ms: number; sta
   });
 }
 
-/** The value of one sample in Prometheus text, matched by name and a label subset; undefined when absent. */
-export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null || m[1] !== name) continue;
-    const have = new Map([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
-  }
-  return undefined;
-}
+/** One sample out of a `/metrics` text (see src/ops/metrics-text.ts). */
+export const sample = sampleMetric;
 
 /** Is `openssl` on this machine? (Debian's `openssl` package.) */
 export function hasOpenssl(): boolean {
