@@ -72,8 +72,17 @@ export class LocalCluster {
     await Promise.all(this.#members.map((m) => this.start(m.id)));
   }
 
-  /** Starts (or restarts) one node from its data directory; resolves with its ready line. */
-  start(id: string, extraArgs: readonly string[] = []): Promise<string> {
+  /** Where node `id` keeps its data. */
+  dataDir(id: string): string {
+    return this.#member(id).dataDir;
+  }
+
+  /**
+   * Starts (or restarts) one node from its data directory; resolves with its ready line (printed
+   * once it serves) or, with `until: 'listening'`, with its "node started" log line, for a node
+   * that will wait (to recover lost data, or for its peers) before it serves.
+   */
+  start(id: string, extraArgs: readonly string[] = [], options: { until?: 'ready' | 'listening'; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
     const member = this.#member(id);
     if (this.isRunning(id)) throw new Error(`${id} is already running`);
     const peers = this.#members.filter((m) => m.id !== id).map((m) => `${m.id}=127.0.0.1:${m.port}`).join(',');
@@ -81,15 +90,26 @@ export class LocalCluster {
       BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${member.port}`, '--peers', peers,
       '--data-dir', member.dataDir, ...(this.#options.serveArgs ?? []), ...extraArgs,
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env === undefined ? process.env : { ...process.env, ...options.env } });
     member.child = child;
     const onLog = this.#options.onLog;
     let errText = '';
+    let listening: (line: string) => void = () => {};
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       errText = (errText + chunk).slice(-4000);
-      if (onLog) for (const line of chunk.split('\n')) if (line) onLog(id, line);
+      for (const line of chunk.split('\n')) {
+        if (!line) continue;
+        onLog?.(id, line);
+        if (line.includes('"msg":"node started"')) listening(line);
+      }
     });
     return new Promise((resolve, reject) => {
+      if (options.until === 'listening') {
+        listening = (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        };
+      }
       let out = '';
       const timer = setTimeout(() => reject(new Error(`${id} did not become ready within ${READY_TIMEOUT_MS} ms: ${errText}`)), READY_TIMEOUT_MS);
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {

@@ -46,6 +46,12 @@ export interface ReplicaNodeConfig {
    * @default derived from clusterId
    */
   readonly sessionSecret?: string;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: a node whose store is empty serves at
+   * once instead of recovering its peers' state first (see NodeSettings.unsafeSkipRecovery).
+   * @default false
+   */
+  readonly unsafeSkipRecovery?: boolean;
 }
 
 /** The defaults, each with the reason for its value. */

@@ -1,5 +1,5 @@
 import { HybridLogicalClock, type Scheduler, type WallClock } from '../clock/index.js';
-import { failedPrecondition, invalidArgument, notFound, ReplikitError } from '../errors.js';
+import { failedPrecondition, invalidArgument, notFound, ReplikitError, unavailable } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import type {
   ConsistencyPolicy,
@@ -12,7 +12,10 @@ import type {
 } from '../policy/policy.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
-import type { DigestAnswer, ReplicaHandler, ReplicaSet } from '../transport/replica-set.js';
+import type { DigestAnswer, ProbeAnswer, ReplicaHandler, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
+import { majority } from '../policy/quorum-call.js';
+import { ClockHighWaterStore } from './clock-high-water.js';
+import { FailStopStore } from './fail-stop-store.js';
 import { sessionTokenCodec, type SessionCodec } from '../transport/session-token.js';
 import { BatchingReplicaSet } from '../transport/batching-replica-set.js';
 import { NODE_DEFAULTS, type PeerConfig } from './config.js';
@@ -28,7 +31,42 @@ export interface NodeRuntime {
   readonly liveness: LivenessOracle;
   /** The node's HLC; created from `wallClock` when absent. */
   readonly clock?: HybridLogicalClock;
+  /**
+   * Called once when the store fails (a failed sync): the node has stopped acknowledging and the
+   * process should exit; a simulation crashes the node.
+   */
+  readonly onFatal?: (error: unknown) => void;
+  /** Called whenever the node's phase or what it waits for changes (health listens). */
+  readonly onPhaseChange?: (phase: NodePhase) => void;
 }
+
+/**
+ * Where a node stands. `starting`: its store holds no identity, and it is asking its peers whether
+ * the cluster is new or has history. `recovering`: it lost its state (or never had it) in a
+ * cluster with history, and copies the others' before it serves or counts toward any quorum.
+ * `serving`. `failed`: its store failed; it answers nothing until restarted.
+ */
+export type NodePhase = 'starting' | 'recovering' | 'serving' | 'failed';
+
+/** The metadata under which a node keeps its identity once it belongs to a cluster. */
+export const IDENTITY_META = 'node.identity';
+
+/** The identity record a node keeps once it belongs to a cluster (see {@link IDENTITY_META}). */
+export function identityRecord(nodeId: string, clusterId: string): Uint8Array {
+  return Buffer.from(JSON.stringify({ nodeId, clusterId }));
+}
+/** Set (durably) once a new node has seen every peer new too: the cluster is forming. */
+const FORMING_META = 'node.forming';
+/** How long one probe or snapshot page may take, and the pause between rounds that fell short. */
+const PROBE_TIMEOUT_MS = 500;
+const SNAPSHOT_TIMEOUT_MS = 2_000;
+const RETRY_PAUSE_MS = 200;
+const FORMING_PAUSE_MS = 10;
+/**
+ * Client requests that may wait at once for a starting or recovering node; beyond it they fail at
+ * once. Each waiter is a closure and a timer, so 10,000 cost about a megabyte.
+ */
+const MAX_SERVE_WAITERS = 10_000;
 
 /** The settled configuration a node core runs with (defaults applied, validated). */
 export interface NodeSettings {
@@ -43,6 +81,20 @@ export interface NodeSettings {
   readonly maxClockOffsetMs: number;
   /** Keys the HMAC of session tokens; see sessionTokenCodec. */
   readonly sessionSecret?: string;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: a node whose store is empty serves at
+   * once, as if the cluster were new, instead of recovering the others' state first. The
+   * simulation must catch this variant (a wiped replica counting toward quorums).
+   * @default false
+   */
+  readonly unsafeSkipRecovery?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: the HLC starts from the wall clock
+   * alone, ignoring the high-water mark the store keeps, so a node restarted with its clock
+   * stepped back mints versions older than its earlier ones. The simulation must catch it.
+   * @default false
+   */
+  readonly unsafeIgnoreClockHighWater?: boolean;
 }
 
 /** Per-call options of the embedding API. */
@@ -67,13 +119,27 @@ export class NodeCore implements ReplicaHandler {
   readonly sessions: SessionCodec;
   /** The peers as the policies reach them: batched. */
   readonly replicas: BatchingReplicaSet;
+  /** The store as the policies use it: fail-stop, keeping the clock's high-water mark. */
+  readonly store: Store;
   readonly #policies = new Map<string, { name: PolicyName; policy: KeyspacePolicy }>();
   #closed = false;
+  #phase: NodePhase;
+  /** Why the node is not serving yet, for logs, health and Status. */
+  #waitingFor = '';
+  #started: Promise<void> | undefined;
+  #serving: Promise<void> | undefined;
+  /** Client requests waiting for the node to serve (see #whenServing). */
+  readonly #serveWaiters = new Set<(served: boolean) => void>();
 
   constructor(settings: NodeSettings, runtime: NodeRuntime) {
     this.settings = settings;
     this.runtime = runtime;
+    const highWater = new ClockHighWaterStore(runtime.store);
+    this.store = new FailStopStore(highWater, (error) => this.#failStop(error));
     this.clock = runtime.clock ?? new HybridLogicalClock(runtime.wallClock);
+    // Versions minted from now on order after every version this store ever held.
+    if (highWater.highWater !== undefined && !settings.unsafeIgnoreClockHighWater) this.clock.update(highWater.highWater);
+    this.#phase = this.#readIdentity() ? 'serving' : 'starting';
     this.sessions = sessionTokenCodec(settings.clusterId, settings.sessionSecret);
     const replicaIds = [settings.nodeId, ...settings.peers.map((p) => p.id)];
     // Calls to one peer issued in the same turn travel as one batch (see BatchingReplicaSet).
@@ -85,7 +151,7 @@ export class NodeCore implements ReplicaHandler {
           keyspace: name,
           selfId: settings.nodeId,
           replicaIds,
-          store: runtime.store,
+          store: this.store,
           replicas: this.replicas,
           clock: this.clock,
           scheduler: runtime.scheduler,
@@ -113,6 +179,38 @@ export class NodeCore implements ReplicaHandler {
     return new KeyspaceHandle(this, name);
   }
 
+  /** Where the node stands (see {@link NodePhase}). */
+  get phase(): NodePhase {
+    return this.#phase;
+  }
+
+  /** While not serving: what the node is waiting for, in words; empty when serving. */
+  get waitingFor(): string {
+    return this.#phase === 'serving' ? '' : this.#waitingFor;
+  }
+
+  /** Why the node does not serve, in one sentence for health and Status; empty while it serves. */
+  notServingReason(): string {
+    if (this.#phase === 'serving') return '';
+    if (this.#phase === 'failed') return `node ${this.settings.nodeId} stopped: its store failed`;
+    return `node ${this.settings.nodeId} is ${this.#phase}: ${this.#waitingFor}`;
+  }
+
+  /**
+   * Takes the node to `serving`. A node whose store has its identity serves at once. A node with
+   * an empty store first asks its peers whether the cluster is new: when every peer is new too,
+   * the cluster forms (two rounds, so that no node forms while another still sees a new peer);
+   * when any peer belongs to a cluster, this node lost its state (or is new to a cluster with
+   * history) and recovers it from the others before it serves. It waits, and says why, while it
+   * cannot tell. Resolves once serving (or never, if closed first).
+   */
+  start(): Promise<void> {
+    this.#started ??= this.#bootstrap().catch((error: unknown) => {
+      if (!this.#closed && this.#phase !== 'failed') this.runtime.logger.error('node start-up failed', { error: String(error) });
+    });
+    return this.#started;
+  }
+
   async put(keyspace: string, key: Uint8Array, value: Uint8Array, options: CallOptions = {}): Promise<WriteResult> {
     const policy = this.#policyOf(keyspace);
     this.#checkKey(key);
@@ -123,25 +221,27 @@ export class NodeCore implements ReplicaHandler {
         { size: String(value.byteLength), limit: String(this.settings.maxValueBytes) },
       );
     }
-    return policy.put(key, value, this.#operationOptions(options));
+    return policy.put(key, value, await this.#whenServing(this.#operationOptions(options)));
   }
 
   async get(keyspace: string, key: Uint8Array, options: CallOptions = {}): Promise<ReadResult> {
     const policy = this.#policyOf(keyspace);
     this.#checkKey(key);
-    return policy.get(key, this.#operationOptions(options));
+    return policy.get(key, await this.#whenServing(this.#operationOptions(options)));
   }
 
   async delete(keyspace: string, key: Uint8Array, options: CallOptions = {}): Promise<WriteResult> {
     const policy = this.#policyOf(keyspace);
     this.#checkKey(key);
-    return policy.delete(key, this.#operationOptions(options));
+    return policy.delete(key, await this.#whenServing(this.#operationOptions(options)));
   }
 
   // The replica half, called by the transport when a peer's request arrives.
 
   async replicate(from: string, keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
     const policy = this.#policyOf(keyspace);
+    await this.#joinIfFormed();
+    this.#assertServing();
     this.#checkBatch(entries.length);
     for (const entry of entries) this.#checkKey(entry.key);
     return policy.applyReplicated(from, entries);
@@ -149,6 +249,8 @@ export class NodeCore implements ReplicaHandler {
 
   async read(from: string, keyspace: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
     const policy = this.#policyOf(keyspace);
+    await this.#joinIfFormed();
+    this.#assertServing();
     this.#checkBatch(keys.length);
     for (const key of keys) this.#checkKey(key);
     return policy.readLocal(from, keys);
@@ -156,10 +258,26 @@ export class NodeCore implements ReplicaHandler {
 
   async syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer> {
     const policy = this.#policyOf(keyspace);
+    await this.#joinIfFormed();
+    this.#assertServing();
     if (policy.syncDigests === undefined) {
       throw failedPrecondition('NOT_AP_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} is not an AP keyspace; anti-entropy runs only between AP replicas`);
     }
     return policy.syncDigests(from, bucketHashes, this.settings.maxBatchEntries);
+  }
+
+  async probe(_from: string): Promise<ProbeAnswer> {
+    if (this.#phase !== 'starting') return 'member';
+    return this.runtime.store.getMeta(FORMING_META) === undefined ? 'new' : 'ready';
+  }
+
+  async snapshot(_from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+    const policy = this.#policyOf(keyspace);
+    // Only a serving replica is a source: a recovering one holds part of the state at most.
+    this.#assertServing();
+    this.#checkBatch(maxEntries);
+    if (afterKey !== undefined) this.#checkKey(afterKey);
+    return policy.snapshot(afterKey, Math.max(1, maxEntries));
   }
 
   get closed(): boolean {
@@ -170,7 +288,188 @@ export class NodeCore implements ReplicaHandler {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#wakeServeWaiters(false);
     await Promise.all([...this.#policies.values()].map((p) => p.policy.close()));
+  }
+
+  /**
+   * A client's request that arrives while the node starts or recovers waits for it to serve, up
+   * to the request's deadline, then fails with UNAVAILABLE naming what the node waits for (so a
+   * cluster's first requests, sent as its nodes come up, succeed). Resolves with the options,
+   * their deadline less the time waited.
+   */
+  async #whenServing(options: OperationOptions): Promise<OperationOptions> {
+    if (this.#phase === 'serving') return options;
+    if (this.#phase === 'failed' || this.#closed || this.#serveWaiters.size >= MAX_SERVE_WAITERS) this.#assertServing();
+    const { scheduler } = this.runtime;
+    const started = scheduler.nowMs();
+    const served = await new Promise<boolean>((resolve) => {
+      const waiter = (ok: boolean) => {
+        timer.cancel();
+        this.#serveWaiters.delete(waiter);
+        resolve(ok);
+      };
+      const timer = scheduler.setTimer(options.timeoutMs, () => waiter(false));
+      this.#serveWaiters.add(waiter);
+    });
+    if (!served) this.#assertServing();
+    return { ...options, timeoutMs: Math.max(1, options.timeoutMs - (scheduler.nowMs() - started)) };
+  }
+
+  /** Wakes the requests waiting for the node to serve: `true` once it serves, `false` to fail them. */
+  #wakeServeWaiters(served: boolean): void {
+    for (const waiter of [...this.#serveWaiters]) waiter(served);
+  }
+
+  #assertServing(): void {
+    if (this.#phase === 'serving') return;
+    if (this.#phase === 'failed') {
+      throw unavailable('STORAGE_FAILED', `node ${this.settings.nodeId} stopped after its store failed (${describeError(this.store instanceof FailStopStore ? this.store.failure : undefined)}); nothing was done: use another node`);
+    }
+    throw unavailable(
+      this.#phase === 'recovering' ? 'RECOVERING' : 'STARTING',
+      `node ${this.settings.nodeId} is ${this.#phase === 'recovering' ? 'recovering the state it lost from its peers' : 'starting'} and serves nothing yet: ${this.#waitingFor}; nothing was done: retry, here later or on another node`,
+      { phase: this.#phase },
+    );
+  }
+
+  #readIdentity(): boolean {
+    const held = this.runtime.store.getMeta(IDENTITY_META);
+    if (held === undefined) return false;
+    const identity = JSON.parse(Buffer.from(held).toString('utf8')) as { nodeId: string; clusterId: string };
+    if (identity.nodeId !== this.settings.nodeId || identity.clusterId !== this.settings.clusterId) {
+      throw new Error(
+        `this store belongs to node ${JSON.stringify(identity.nodeId)} of cluster ${JSON.stringify(identity.clusterId)}, ` +
+          `not to node ${JSON.stringify(this.settings.nodeId)} of cluster ${JSON.stringify(this.settings.clusterId)}: give the right data directory or id`,
+      );
+    }
+    return true;
+  }
+
+  async #bootstrap(): Promise<void> {
+    if (this.#phase !== 'starting') return;
+    const peers = this.settings.peers.map((p) => p.id);
+    const { logger } = this.runtime;
+    let lastWait = '';
+    const waiting = (why: string) => {
+      this.#waitingFor = why;
+      if (why !== lastWait) {
+        logger.info(`node ${this.settings.nodeId} is waiting: ${why}`, { phase: this.#phase });
+        this.runtime.onPhaseChange?.(this.#phase);
+      }
+      lastWait = why;
+    };
+    waiting('asking its peers whether the cluster is new');
+    let recover = false;
+    while (peers.length > 0) {
+      const answers = await Promise.all(peers.map((p) => this.replicas.probe(p, PROBE_TIMEOUT_MS).catch(() => undefined)));
+      if (this.#closed || this.#phase !== 'starting' || this.#serving !== undefined) return;
+      const ready = this.runtime.store.getMeta(FORMING_META) !== undefined;
+      const silent = peers.filter((_, i) => answers[i] === undefined);
+      if (!ready && answers.some((a) => a === 'member')) {
+        recover = true;
+        break;
+      }
+      if (ready && answers.every((a) => a === 'ready' || a === 'member')) break;
+      if (!ready && answers.every((a) => a === 'new' || a === 'ready')) {
+        await this.store.putMeta(FORMING_META, new Uint8Array([1]));
+        continue;
+      }
+      waiting(
+        silent.length > 0
+          ? `its store is empty and ${silent.join(', ')} ${silent.length === 1 ? 'has' : 'have'} not answered; it cannot tell a new cluster from one it lost its state in until every peer answers`
+          : `the cluster is forming; waiting for ${peers.filter((_, i) => answers[i] === 'new').join(', ')} to see every peer`,
+      );
+      // While forming, every peer is up and answering: look again soon.
+      await this.#pause(silent.length > 0 ? RETRY_PAUSE_MS : FORMING_PAUSE_MS);
+      if (this.#closed || this.#serving !== undefined) return;
+    }
+    if (recover && !this.settings.unsafeSkipRecovery) {
+      this.#phase = 'recovering';
+      this.runtime.onPhaseChange?.('recovering');
+      logger.warn(`node ${this.settings.nodeId} has an empty store in a cluster with history: it recovers from its peers before it serves`);
+      for (const [name, { policy }] of this.#policies) await this.#recoverKeyspace(name, policy, waiting);
+      if (this.#closed) return;
+    }
+    await this.#serve(recover ? 'recovered' : 'formed');
+  }
+
+  /**
+   * Writes the node's identity and starts serving; once only, however many paths lead here (the
+   * bootstrap loop, or a peer's call showing that the cluster has formed).
+   */
+  #serve(how: 'formed' | 'recovered'): Promise<void> {
+    this.#serving ??= (async () => {
+      await this.store.putMeta(IDENTITY_META, identityRecord(this.settings.nodeId, this.settings.clusterId));
+      if (this.#closed || (this.#phase as NodePhase) === 'failed') return;
+      this.#phase = 'serving';
+      this.#waitingFor = '';
+      this.runtime.onPhaseChange?.('serving');
+      this.#wakeServeWaiters(true);
+      this.runtime.logger.info(how === 'recovered' ? `node ${this.settings.nodeId} recovered and serves` : `node ${this.settings.nodeId} formed a new cluster and serves`);
+    })();
+    return this.#serving;
+  }
+
+  /**
+   * A peer's replica call reached a node that is still forming: only a serving node sends one, and
+   * a peer serves only once it saw this node ready, so the cluster has formed: serve now rather
+   * than refuse the call and fail the peer's first requests.
+   */
+  async #joinIfFormed(): Promise<void> {
+    if (this.#phase === 'starting' && this.runtime.store.getMeta(FORMING_META) !== undefined) await this.#serve('formed');
+  }
+
+  /**
+   * Copies a keyspace's state from enough serving peers that every write acknowledged before the
+   * loss is among what was copied: any majority of the cluster that acknowledged a write, less
+   * this node, meets any n − majority + 1 of the others (n = 3: both of them). The causal policy
+   * needs every other replica (each origin's own log is the only place its truncated writes were).
+   */
+  async #recoverKeyspace(name: string, policy: KeyspacePolicy, waiting: (why: string) => void): Promise<void> {
+    const peers = this.settings.peers.map((p) => p.id);
+    const n = peers.length + 1;
+    const needed = policy.recoveryNeeds === 'all' ? peers.length : n - majority(n) + 1;
+    const copied = new Set<string>();
+    while (copied.size < needed) {
+      for (const peer of peers) {
+        if (copied.has(peer) || this.#closed) continue;
+        try {
+          let afterKey: Uint8Array | undefined;
+          for (;;) {
+            const page = await this.replicas.snapshot(peer, name, afterKey, this.settings.maxBatchEntries, SNAPSHOT_TIMEOUT_MS);
+            for (const entry of page.entries) this.clock.update(entry.version.hlc);
+            await policy.absorb(page);
+            if (!page.more || page.entries.length === 0) break;
+            afterKey = page.entries[page.entries.length - 1]!.key;
+          }
+          copied.add(peer);
+        } catch {
+          // Not serving, unreachable or failed mid-way: another round asks again (pages are idempotent).
+        }
+      }
+      if (this.#closed || this.#phase === 'failed') return;
+      if (copied.size < needed) {
+        const missing = peers.filter((p) => !copied.has(p));
+        waiting(`keyspace ${name} has copied the state of ${copied.size} of the ${needed} peers it needs; waiting for ${missing.join(', ')} to serve`);
+        await this.#pause(RETRY_PAUSE_MS);
+      }
+    }
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.runtime.scheduler.setTimer(ms, resolve));
+  }
+
+  #failStop(error: unknown): void {
+    if (this.#phase === 'failed') return;
+    this.#phase = 'failed';
+    this.runtime.logger.error(`node ${this.settings.nodeId} stops: its store failed (${describeError(error)}); it acknowledges nothing more and must be restarted`, {
+      error: describeError(error),
+    });
+    this.runtime.onPhaseChange?.('failed');
+    this.#wakeServeWaiters(false);
+    this.runtime.onFatal?.(error);
   }
 
   #policyOf(keyspace: string): KeyspacePolicy {
@@ -220,6 +519,10 @@ export class NodeCore implements ReplicaHandler {
   }
 }
 
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** A caller's text in an error message, cut to a readable length (it may be anything). */
 function shorten(text: string, max = 80): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
@@ -237,6 +540,8 @@ export function settle(config: {
   maxBatchEntries?: number;
   maxClockOffsetMs?: number;
   sessionSecret?: string;
+  unsafeSkipRecovery?: boolean;
+  unsafeIgnoreClockHighWater?: boolean;
 }): NodeSettings {
   return {
     nodeId: config.nodeId,
@@ -249,5 +554,7 @@ export function settle(config: {
     maxBatchEntries: config.maxBatchEntries ?? NODE_DEFAULTS.maxBatchEntries,
     maxClockOffsetMs: config.maxClockOffsetMs ?? NODE_DEFAULTS.maxClockOffsetMs,
     sessionSecret: config.sessionSecret,
+    unsafeSkipRecovery: config.unsafeSkipRecovery,
+    unsafeIgnoreClockHighWater: config.unsafeIgnoreClockHighWater,
   };
 }

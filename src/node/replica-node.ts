@@ -37,13 +37,14 @@ import { replicaService } from '../transport/replica-service.js';
 import { validateNodeConfig, type ReplicaNodeConfig } from './config.js';
 import type { KeyspaceHandle } from './keyspace-handle.js';
 import { NodeCore, settle } from './node-core.js';
+import { nextIncarnation } from './incarnation.js';
 
 /** Bytes of framing a peer message may carry beyond one maximal value (key, version, clocks). */
 const MESSAGE_HEADROOM_BYTES = 64 * 1024;
 /** ClockSync is answered even to a caller whose clock runs too far ahead, so it can learn it. */
 const CLOCK_SYNC_PATH = ReplicaServiceService.clockSync.path;
-/** Metadata key under which the node's incarnation counter is kept in the store. */
-const INCARNATION_META = 'incarnation';
+/** Probe too: a node whose clock is off must still learn whether its cluster is new (its HLC is not merged). */
+const PROBE_PATH = ReplicaServiceService.probe.path;
 
 /** Where and how a node serves gRPC. */
 export interface ListenOptions {
@@ -101,6 +102,17 @@ export class ReplicaNode {
   readonly #scheduler: Scheduler;
   readonly #ownsStore: boolean;
   #closing: Promise<void> | undefined;
+  /**
+   * Resolves with the error when the node's store fails (a failed sync): the node has stopped
+   * acknowledging anything, and its process should exit (`serve` does, with status 1).
+   */
+  readonly failed: Promise<unknown>;
+  /**
+   * Resolves once the node serves: at once for a node whose store has its identity; for a new
+   * node once the cluster has formed; for one that lost its state once it has recovered it
+   * (see NodeCore.start). Requests sent before then wait for it, up to their deadlines.
+   */
+  readonly serving: Promise<void>;
 
   private constructor(parts: {
     core: NodeCore;
@@ -118,7 +130,11 @@ export class ReplicaNode {
     scheduler: Scheduler;
     store: Store;
     ownsStore: boolean;
+    failed: Promise<unknown>;
+    serving: Promise<void>;
   }) {
+    this.failed = parts.failed;
+    this.serving = parts.serving;
     this.core = parts.core;
     this.clock = parts.clock;
     this.logger = parts.logger;
@@ -149,7 +165,7 @@ export class ReplicaNode {
     const clock = new HybridLogicalClock(wallClock);
     const ownsStore = config.store === undefined;
     const store = config.store ?? new MemoryStore();
-    const incarnation = await nextIncarnation(store);
+    const incarnation = await nextIncarnation(store, wallClock);
     const maxMessageBytes = settings.maxValueBytes + MESSAGE_HEADROOM_BYTES;
     const knownNodeIds = new Set(settings.peers.map((p) => p.id));
     const fdConfig: FailureDetectorConfig = {
@@ -199,13 +215,27 @@ export class ReplicaNode {
       logger,
     });
     const failureDetection = detection;
-    const core = new NodeCore(settings, { replicas: peers, scheduler, wallClock, clock, store, logger, liveness: detection.liveness });
-    const health = new NodeHealth({
+    let health: NodeHealth | undefined;
+    let reportFailure: (error: unknown) => void = () => {};
+    const failed = new Promise<unknown>((resolve) => (reportFailure = resolve));
+    const core = new NodeCore(settings, {
+      replicas: peers,
+      scheduler,
+      wallClock,
+      clock,
+      store,
+      logger,
+      liveness: detection.liveness,
+      onPhaseChange: () => health?.update(),
+      onFatal: (error) => reportFailure(error),
+    });
+    health = new NodeHealth({
       nodeId: settings.nodeId,
       view: failureDetection.view,
       keyspaces: () => core.keyspaceNames(),
       nowMs: () => scheduler.nowMs(),
       logger,
+      nodeNotServing: () => core.notServingReason(),
     });
     const metrics = new NodeMetrics({
       nodeId: settings.nodeId,
@@ -239,7 +269,7 @@ export class ReplicaNode {
             clock,
             maxClockOffsetMs: settings.maxClockOffsetMs,
             logger,
-            answerDespiteSkew: (path) => path === CLOCK_SYNC_PATH,
+            answerDespiteSkew: (path) => path === CLOCK_SYNC_PATH || path === PROBE_PATH,
           }),
           // Only peers' calls (ReplicaService) say anything about a peer's liveness.
           livenessEvidenceServerInterceptor({ onEvidence, logger, appliesTo: isReplicaServiceMethod }),
@@ -284,7 +314,7 @@ export class ReplicaNode {
               return { code: identity.code, details: identity.message };
             }
             const observed = observeHlc(metadata, clock, { maxClockOffsetMs: settings.maxClockOffsetMs, logger, whose: "caller's" });
-            if (observed.kind === 'too-far-ahead' && path !== CLOCK_SYNC_PATH) {
+            if (observed.kind === 'too-far-ahead' && path !== CLOCK_SYNC_PATH && path !== PROBE_PATH) {
               return { code: status.FAILED_PRECONDITION, details: describeTooFarAhead(observed, "caller's") };
             }
             onEvidence(identity.nodeId, true);
@@ -309,8 +339,9 @@ export class ReplicaNode {
       address = config.listen.replace(/:\d+$/, `:${port}`);
     }
     failureDetection.start();
-    logger.info('node started', { nodeId: settings.nodeId, address, incarnation, peers: settings.peers.length });
-    return new ReplicaNode({ core, clock, logger, incarnation, address, server, ownsServer, replicas, streaming: peers, failureDetection, health, metrics, scheduler, store, ownsStore });
+    logger.info('node started', { nodeId: settings.nodeId, address, incarnation, peers: settings.peers.length, phase: core.phase });
+    const serving = core.start();
+    return new ReplicaNode({ serving, core, clock, logger, incarnation, address, server, ownsServer, replicas, streaming: peers, failureDetection, health, metrics, scheduler, store, ownsStore, failed });
   }
 
   get nodeId(): string {
@@ -365,16 +396,6 @@ function memberFields(m: MemberSnapshot) {
     clockOffsetExceeded: m.clockOffsetExceeded,
     incarnation: BigInt(m.incarnation ?? 0),
   };
-}
-
-async function nextIncarnation(store: Store): Promise<number> {
-  const held = store.getMeta(INCARNATION_META);
-  const previous = held === undefined ? 0 : Number(new DataView(held.buffer, held.byteOffset, held.byteLength).getBigUint64(0));
-  const next = previous + 1;
-  const bytes = new Uint8Array(8);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(next));
-  await store.putMeta(INCARNATION_META, bytes);
-  return next;
 }
 
 function bind(server: Server, address: string, creds: ServerCredentials): Promise<number> {

@@ -21,6 +21,8 @@ export interface HealthInput {
   /** Every member, this node included (see MembershipView.members). */
   readonly members: readonly MemberSnapshot[];
   readonly maxClockOffsetMs: number;
+  /** Why the node itself does not serve yet (starting, recovering, stopped); empty while it serves. */
+  readonly nodeNotServing?: string;
 }
 
 /** What {@link judgeHealth} decides. */
@@ -46,7 +48,7 @@ export interface HealthVerdict {
 export function judgeHealth(input: HealthInput): HealthVerdict {
   const peers = input.members.filter((m) => !m.self);
   const skewed = peers.filter((m) => m.clockOffsetExceeded);
-  const clockReasons: string[] = [];
+  const clockReasons: string[] = input.nodeNotServing ? [input.nodeNotServing] : [];
   if (peers.length > 0 && skewed.length >= majorityOf(peers.length)) {
     const offsets = skewed.map((m) => `${m.id} ${signed(m.clockOffsetMs ?? 0)} ms`).join(', ');
     clockReasons.push(
@@ -82,6 +84,8 @@ export interface NodeHealthOptions {
   readonly keyspaces: () => { name: string; policy: PolicyName }[];
   readonly nowMs: () => number;
   readonly logger: Logger;
+  /** Why the node itself does not serve (see NodeCore's phase); empty while it serves. */
+  readonly nodeNotServing?: () => string;
 }
 
 /**
@@ -143,6 +147,7 @@ export class NodeHealth {
       quorum: (name) => view.quorum(name),
       members: view.members(this.#o.nowMs()),
       maxClockOffsetMs: view.config.maxClockOffsetMs,
+      nodeNotServing: this.#o.nodeNotServing?.(),
     });
     this.#verdict = verdict;
     const overall: ServingStatus = verdict.reasons.length === 0 ? 'SERVING' : 'NOT_SERVING';
@@ -150,6 +155,9 @@ export class NodeHealth {
     this.#set(KV_SERVICE_HEALTH_NAME, overall);
     for (const [name, why] of verdict.keyspaces) this.#set(keyspaceHealthName(name), why.length === 0 ? 'SERVING' : 'NOT_SERVING');
     const serving = this.serving;
+    // A node still starting says what it waits for in its own lines; health stays quiet until
+    // the node has served once, so that a normal start logs no NOT_SERVING.
+    if (!serving && this.#loggedServing === undefined && this.#o.nodeNotServing?.()) return;
     const logged = this.#loggedServing;
     this.#loggedServing = serving;
     // One line per change of the overall status; a node that starts SERVING says nothing.

@@ -10,6 +10,8 @@ import type {
 } from './policy.js';
 import { withDefaults } from './options.js';
 import { callQuorum, majority, type QuorumOutcome, type ThriftyPlan } from './quorum-call.js';
+import { pageOf } from './snapshot-page.js';
+import type { SnapshotPage } from '../transport/replica-set.js';
 
 export interface CpQuorumOptions {
   /**
@@ -37,6 +39,14 @@ export interface CpQuorumOptions {
    * @default false
    */
   readonly unsafeSingleReplicaReads?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: replicas answer reads with the
+   * store's latest write of a key, durable or not (as before replicas answered from durable state
+   * only). The disk-fault simulation must catch it (two replicas vouch for a value a power loss
+   * then takes away).
+   * @default false
+   */
+  readonly unsafeReadInFlight?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -123,7 +133,7 @@ class CpQuorumKeyspace implements KeyspacePolicy {
 
   async get(key: Uint8Array, options: OperationOptions): Promise<ReadResult> {
     const ctx = this.#ctx;
-    if (this.#options.unsafeSingleReplicaReads) return toReadResult(ctx.store.get(ctx.keyspace, key));
+    if (this.#options.unsafeSingleReplicaReads) return toReadResult(await ctx.store.readDurable(ctx.keyspace, key));
 
     this.#failFastWithoutQuorum('read');
     const started = ctx.scheduler.nowMs();
@@ -156,8 +166,28 @@ class CpQuorumKeyspace implements KeyspacePolicy {
     return this.#ctx.store.apply(this.#ctx.keyspace, entries);
   }
 
+  /**
+   * Answers from durable state only: an entry whose commit is still under way could be lost by a
+   * crash after this replica vouched for it, and two replicas agreeing on such a value would let
+   * a read return it without a write-back.
+   */
   async readLocal(_from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
-    return keys.map((key) => this.#ctx.store.get(this.#ctx.keyspace, key));
+    return Promise.all(keys.map((key) => this.#readReplica(key)));
+  }
+
+  #readReplica(key: Uint8Array): Promise<Entry | undefined> {
+    const { store, keyspace } = this.#ctx;
+    return this.#options.unsafeReadInFlight ? Promise.resolve(store.get(keyspace, key)) : store.readDurable(keyspace, key);
+  }
+
+  readonly recoveryNeeds = 'majority';
+
+  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+    return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries);
+  }
+
+  async absorb(page: SnapshotPage): Promise<void> {
+    if (page.entries.length > 0) await this.#ctx.store.apply(this.#ctx.keyspace, page.entries);
   }
 
   async close(): Promise<void> {}
@@ -200,7 +230,7 @@ class CpQuorumKeyspace implements KeyspacePolicy {
       timeoutMs,
       ctx.scheduler,
       async (id, callTimeoutMs) => {
-        if (id === ctx.selfId) return ctx.store.get(ctx.keyspace, key);
+        if (id === ctx.selfId) return this.#readReplica(key);
         const [entry] = await ctx.replicas.read(id, ctx.keyspace, [key], callTimeoutMs);
         return entry;
       },

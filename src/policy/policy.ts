@@ -2,7 +2,7 @@ import type { HybridLogicalClock, Scheduler } from '../clock/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
-import type { DigestAnswer, ReplicaSet } from '../transport/replica-set.js';
+import type { DigestAnswer, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
 import type { SessionCodec } from '../transport/session-token.js';
 
 /** The policy names used in config, on the CLI and in Status. */
@@ -67,6 +67,21 @@ export interface KeyspacePolicy {
   applyReplicated(from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
   /** Replica: answers a peer's Read. */
   readLocal(from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]>;
+  /**
+   * Replica: a page of this replica's state, entries after `afterKey` in key order, for a peer
+   * that lost its own. Read-only.
+   */
+  snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage>;
+  /**
+   * Recovery: takes in a page of a serving peer's state (idempotent; pages of several peers may
+   * arrive in any order). Resolves once what it took in is durable.
+   */
+  absorb(page: SnapshotPage): Promise<void>;
+  /**
+   * Which peers a replica that lost its state must copy before it serves: enough that any
+   * majority meets them (`majority`), or every other replica (`all`).
+   */
+  readonly recoveryNeeds: 'majority' | 'all';
   /** Replica: one anti-entropy exchange (AP keyspaces only). */
   syncDigests?(from: string, bucketHashes: readonly bigint[], maxEntries: number): Promise<DigestAnswer>;
   /** Stops background work; in-flight operations finish or fail. */

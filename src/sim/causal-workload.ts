@@ -5,6 +5,9 @@ import type { NetworkFaults } from '../transport/in-memory-network.js';
 import type { SeededRandom } from './seeded-random.js';
 import { RecordedCalls } from './recorded-call.js';
 import { SimCluster } from './sim-cluster.js';
+import { Nemesis, type FaultEvent } from './nemesis.js';
+import type { AcknowledgedWrite } from './register-workload.js';
+import { heldElsewhere } from './wipe-safety.js';
 
 export interface CausalWorkloadOptions {
   readonly seed: number;
@@ -19,6 +22,10 @@ export interface CausalWorkloadOptions {
   readonly moveRate?: number;
   /** Per-operation deadline, virtual ms. @default 300 */
   readonly timeoutMs?: number;
+  /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeSkipRecovery). @default false */
+  readonly unsafeSkipRecovery?: boolean;
+  /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeIgnoreClockHighWater). @default false */
+  readonly unsafeIgnoreClockHighWater?: boolean;
 }
 
 export interface CausalWorkloadResult {
@@ -28,11 +35,14 @@ export interface CausalWorkloadResult {
   readonly operations: readonly CausalOperation[];
   readonly stats: Record<string, number>;
   readonly cluster: SimCluster;
+  /** The nemesis's actions, in order, with their virtual times. */
+  readonly schedule: readonly FaultEvent[];
+  /** Every acknowledged write, for the version-order check. */
+  readonly acknowledged: readonly AcknowledgedWrite[];
 }
 
 export const CAUSAL_KEYSPACE = 'causal';
 const decoder = new TextDecoder();
-const CALM: NetworkFaults = { dropRate: 0, duplicateRate: 0, minDelayMs: 0.1, maxDelayMs: 2 };
 const STORMY: NetworkFaults = { dropRate: 0.05, duplicateRate: 0.05, minDelayMs: 0.5, maxDelayMs: 60 };
 
 /**
@@ -48,14 +58,24 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
   const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `k${i}`);
   const moveRate = options.moveRate ?? 0.3;
   const timeoutMs = options.timeoutMs ?? 300;
-  const cluster = new SimCluster({ seed: options.seed, keyspaces: { [CAUSAL_KEYSPACE]: options.policy }, maxSkewMs: 50, requestTimeoutMs: timeoutMs });
+  const cluster = new SimCluster({
+    seed: options.seed,
+    keyspaces: { [CAUSAL_KEYSPACE]: options.policy },
+    maxSkewMs: 50,
+    requestTimeoutMs: timeoutMs,
+    unsafeSkipRecovery: options.unsafeSkipRecovery,
+    unsafeIgnoreClockHighWater: options.unsafeIgnoreClockHighWater,
+    // Every node starts new: the run begins with the cluster forming.
+    formed: false,
+  });
   const { scheduler } = cluster;
   const recorder = new HistoryRecorder(() => scheduler.nowMs());
   const served = new Map<string, string>(); // `${session}:${invokeIndex}` -> node
-  const stats: Record<string, number> = { ok: 0, fail: 0, info: 0, crashes: 0, partitions: 0, moves: 0 };
+  const stats: Record<string, number> = { ok: 0, fail: 0, info: 0, moves: 0 };
+  const acknowledged: AcknowledgedWrite[] = [];
   const sleep = (ms: number) => new Promise<void>((resolve) => scheduler.setTimer(ms, resolve));
   const calls = new RecordedCalls(stats);
-  let running = true;
+  cluster.crashListeners.push((id) => calls.crashed(id));
 
   const session = async (id: number, random: SeededRandom): Promise<void> => {
     let node = random.pick(cluster.nodeIds);
@@ -76,9 +96,12 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
         continue;
       }
       const ks = cluster.node(node).keyspace(CAUSAL_KEYSPACE);
+      const invokedAtMs = scheduler.nowMs();
+      const servedBy = node;
       await calls.run(node, handle, () =>
         write
           ? ks.put(key, value, { sessionToken: token }).then((r) => () => {
+              acknowledged.push({ key, value, version: r.version, node: servedBy, invokedAtMs, completedAtMs: scheduler.nowMs() });
               token = r.sessionToken;
               handle.ok();
             })
@@ -90,43 +113,25 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
     }
   };
 
-  const nemesis = async (random: SeededRandom): Promise<void> => {
-    while (running) {
-      await sleep(random.between(20, 150));
-      if (!running) break;
-      const action = random.next();
-      const down = cluster.nodeIds.filter((id) => !cluster.isUp(id));
-      if (action < 0.25) {
-        const a = random.pick(cluster.nodeIds);
-        const b = random.pick(cluster.nodeIds.filter((id) => id !== a));
-        cluster.network.partition([[a], [b]]); // one link down: the others still relay
-        stats.partitions!++;
-      } else if (action < 0.45) {
-        cluster.network.heal();
-      } else if (action < 0.55 && down.length === 0) {
-        const victim = random.pick(cluster.nodeIds);
-        cluster.crash(victim);
-        calls.crashed(victim);
-        stats.crashes!++;
-      } else if (action < 0.75 && down.length > 0) {
-        cluster.start(random.pick(down));
-      } else if (action < 0.9) {
-        cluster.network.setFaults(STORMY);
-      } else {
-        cluster.network.setFaults(CALM);
-      }
-    }
-  };
+  const nemesis = new Nemesis(cluster, cluster.random.fork(199), {
+    isolateWholeNodes: false, // one link down: the others still relay
+    pauseMs: [20, 150],
+    stormy: STORMY,
+    // Only a disk whose own writes every peer has applied (its origin log is empty) and whose
+    // entries the others hold: a causal write acknowledged by one replica lives on one disk.
+    canWipe: (id) => cluster.stores.get(id)!.durableEntries(`_l.${CAUSAL_KEYSPACE}`).length === 0 && heldElsewhere(cluster, id, CAUSAL_KEYSPACE, 1),
+  }, stats);
 
+  if (!(await cluster.untilAllServing(10_000))) throw new Error(`seed ${options.seed}: the cluster did not form within 10 virtual seconds`);
   const work = Promise.all(Array.from({ length: sessions }, (_, i) => session(i, cluster.random.fork(200 + i))));
-  const chaos = nemesis(cluster.random.fork(199));
+  const chaos = nemesis.run();
   const finished = await scheduler.runUntilSettled(work, 10 * 60_000);
-  running = false;
+  nemesis.stop();
   if (!finished) throw new Error(`seed ${options.seed}: the causal workload did not finish within 10 virtual minutes`);
-  cluster.network.heal();
-  cluster.network.setFaults(CALM);
-  for (const id of cluster.nodeIds) if (!cluster.isUp(id)) cluster.start(id);
+  nemesis.heal();
   await scheduler.runUntilSettled(chaos, 1_000);
+  if (!(await cluster.untilAllServing(30_000, true))) throw new Error(`seed ${options.seed}: not every node serves 30 virtual seconds after the heal`);
+  Object.assign(stats, cluster.faults);
 
   const events = recorder.events();
   const perSession = new Map<string, number>();
@@ -135,5 +140,5 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
     perSession.set(String(op.process), n + 1);
     return { ...op, node: served.get(`${op.process}:${n}`) };
   });
-  return { seed: options.seed, events, operations, stats, cluster };
+  return { seed: options.seed, events, operations, stats, cluster, schedule: nemesis.schedule, acknowledged };
 }

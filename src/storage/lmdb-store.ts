@@ -29,6 +29,34 @@ interface PendingCommit {
 }
 
 /**
+ * The options every {@link LmdbStore} opens lmdb with (besides its path), each with its reason.
+ * test/storage/lmdb-durability.test.ts pins them: loosening one must be a decision, not an accident.
+ */
+export const LMDB_OPEN_OPTIONS = Object.freeze({
+  // The directory holds data.mdb and lock.mdb, even when the path has a dot in it.
+  noSubdir: false,
+  // Durable commits: see the class comment.
+  overlappingSync: false,
+  // The default, spelled out because group commit depends on it: every write of one event-loop
+  // turn joins one transaction, started on the next turn. (lmdb's `commitDelay` only applies
+  // with this off, which would let a transaction close in the middle of an apply.)
+  eventTurnBatching: true,
+  // Two named databases (entries, meta) and room for a few more formats without a reopen.
+  maxDbs: 8,
+} as const);
+
+/** Options of {@link LmdbStore.open}. */
+export interface LmdbStoreOptions {
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: open lmdb with `noSync`, so commits
+   * resolve without any fdatasync and an acknowledged write can be lost in a crash. The
+   * durability trace test must catch this variant; if it does not, the test proves nothing.
+   * @default false
+   */
+  readonly unsafeNoSync?: boolean;
+}
+
+/**
  * A durable {@link Store} on LMDB through lmdb-js: the default store of `replikit serve`.
  *
  * Group commit. lmdb-js gathers every asynchronous `put` issued in one event-loop turn into one
@@ -81,20 +109,8 @@ export class LmdbStore implements Store {
    * Opens the store kept in directory `path`, creating the directory (and its parents) and an empty
    * store when there is none. Synchronous, like LMDB's own open.
    */
-  static open(path: string): LmdbStore {
-    const root = open({
-      path,
-      // The directory holds data.mdb and lock.mdb, even when the path has a dot in it.
-      noSubdir: false,
-      // Durable commits: see the class comment.
-      overlappingSync: false,
-      // The default, spelled out because group commit depends on it: every write of one event-loop
-      // turn joins one transaction, started on the next turn. (lmdb's `commitDelay` only applies
-      // with this off, which would let a transaction close in the middle of an apply.)
-      eventTurnBatching: true,
-      // Two named databases (entries, meta) and room for a few more formats without a reopen.
-      maxDbs: 8,
-    });
+  static open(path: string, options: LmdbStoreOptions = {}): LmdbStore {
+    const root = open({ ...LMDB_OPEN_OPTIONS, path, ...(options.unsafeNoSync === true ? { noSync: true } : {}) });
     return new LmdbStore(root);
   }
 
@@ -104,6 +120,16 @@ export class LmdbStore implements Store {
     const pending = this.#overlay.get(keyspace)?.get(latin1(key));
     if (pending !== undefined) return pending.value ?? undefined;
     return this.#read(dbKey(keyspace, key), key);
+  }
+
+  async readDurable(keyspace: string, key: Uint8Array): Promise<Entry | undefined> {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    const pending = this.#overlay.get(keyspace)?.get(latin1(key));
+    if (pending === undefined) return this.#read(dbKey(keyspace, key), key);
+    // Once its commit has resolved, this write's value is on disk (a newer one may be in flight).
+    await pending.durable;
+    return pending.value ?? undefined;
   }
 
   async apply(keyspace: string, entries: readonly Entry[], resolve: ConflictResolver = keepNewer): Promise<ApplyOutcome[]> {

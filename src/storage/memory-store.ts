@@ -41,6 +41,14 @@ export class MemoryStore implements Store {
     return this.#durable.get(keyspace)?.get(k);
   }
 
+  async readDurable(keyspace: string, key: Uint8Array): Promise<Entry | undefined> {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    const k = keyString(key);
+    if (this.#staged.get(keyspace)?.has(k)) await this.#joinCommit();
+    return this.#durable.get(keyspace)?.get(k);
+  }
+
   apply(keyspace: string, entries: readonly Entry[], resolve: ConflictResolver = keepNewer): Promise<ApplyOutcome[]> {
     try {
       this.#assertOpen();

@@ -38,6 +38,15 @@ export interface Store {
   get(keyspace: string, key: Uint8Array): Entry | undefined;
 
   /**
+   * The entry for `key` as durable state holds it: when a write of the key is still in flight,
+   * waits for its commit and resolves with what that commit made durable; otherwise resolves at
+   * once with what `get` shows. What it resolves with survives a crash, so a replica answering a
+   * peer's read from it never vouches for a value a crash could take away. Rejects like `apply`
+   * when the commit it waited for failed.
+   */
+  readDurable(keyspace: string, key: Uint8Array): Promise<Entry | undefined>;
+
+  /**
    * Offers entries to the store. For each entry, in order, `resolve` (by default {@link keepNewer}:
    * the entry replaces what is held when nothing is held or the held version is smaller) chooses
    * what to keep: its choice is stored (`applied`), or nothing changes (`superseded`). The

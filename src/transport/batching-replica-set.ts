@@ -1,6 +1,6 @@
 import type { Scheduler } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
-import type { DigestAnswer, ReplicaSet } from './replica-set.js';
+import type { DigestAnswer, ProbeAnswer, ReplicaSet, SnapshotPage } from './replica-set.js';
 
 interface Pending<I, O> {
   readonly items: readonly I[];
@@ -55,6 +55,14 @@ export class BatchingReplicaSet implements ReplicaSet {
     return this.#inner.syncDigests(peer, keyspace, bucketHashes, timeoutMs);
   }
 
+  probe(peer: string, timeoutMs: number): Promise<ProbeAnswer> {
+    return this.#inner.probe(peer, timeoutMs);
+  }
+
+  snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage> {
+    return this.#inner.snapshot(peer, keyspace, afterKey, maxEntries, timeoutMs);
+  }
+
   #enqueue<I, O>(
     queues: Map<string, Queue<I, O>>,
     peer: string,
@@ -73,6 +81,9 @@ export class BatchingReplicaSet implements ReplicaSet {
     let queue = queues.get(id);
     if (queue === undefined) queues.set(id, (queue = { pending: [], size: 0, scheduled: false }));
     return new Promise<O[]>((resolve, reject) => {
+      // Split, never merge past the limit: what is queued leaves first when this call would
+      // take the batch over it.
+      if (queue.size + items.length > this.#maxBatchEntries) this.#flush(queue, send);
       queue.pending.push({ items, timeoutMs, resolve, reject });
       queue.size += items.length;
       if (queue.size >= this.#maxBatchEntries) {

@@ -1,6 +1,9 @@
 import { credentials, Metadata, status, type ChannelCredentials, type ClientUnaryCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
+  ProbeState,
   ReplicaServiceClient,
+  type ProbeResponse,
+  type SnapshotResponse,
   type ReadResponse,
   type ReplicateResponse,
   type SyncDigestsResponse,
@@ -9,8 +12,8 @@ import {
 type UnaryCallback<Res> = (err: ServiceError | null, response?: Res) => void;
 import type { PeerConfig } from '../node/config.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
-import { PeerCallError, type DigestAnswer, type ReplicaSet } from './replica-set.js';
-import { entryFromWire, entryToWire, optionalEntryFromWire, outcomeFromWire, asBuffer } from './wire.js';
+import { PeerCallError, type DigestAnswer, type ProbeAnswer, type ReplicaSet, type SnapshotPage } from './replica-set.js';
+import { entryFromWire, entryToWire, optionalEntryFromWire, outcomeFromWire, asBuffer, vectorClockFromWire } from './wire.js';
 
 export interface GrpcReplicaSetOptions {
   readonly selfId: string;
@@ -121,6 +124,36 @@ export class GrpcReplicaSet implements ReplicaSet {
         differingBuckets: response.differingBuckets,
         entries: response.entries.map((e, i) => entryFromWire(e, `${peer}'s repair entry ${i}`)),
         truncated: response.truncated,
+      }),
+    );
+  }
+
+  probe(peer: string, timeoutMs: number): Promise<ProbeAnswer> {
+    const client = this.client(peer);
+    return this.#unary(
+      peer,
+      timeoutMs,
+      (md, options, done: UnaryCallback<ProbeResponse>) => client.probe({}, md, options, done),
+      (response) => {
+        if (response.state === ProbeState.PROBE_STATE_NEW) return 'new';
+        if (response.state === ProbeState.PROBE_STATE_READY) return 'ready';
+        if (response.state === ProbeState.PROBE_STATE_MEMBER) return 'member';
+        throw new PeerCallError(peer, 'rejected', `answered a probe with state ${response.state}`);
+      },
+    );
+  }
+
+  snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage> {
+    const client = this.client(peer);
+    return this.#unary(
+      peer,
+      timeoutMs,
+      (md, options, done: UnaryCallback<SnapshotResponse>) =>
+        client.snapshot({ keyspace, afterKey: afterKey === undefined ? Buffer.alloc(0) : asBuffer(afterKey), maxEntries }, md, options, done),
+      (response) => ({
+        entries: response.entries.map((e, i) => entryFromWire(e, `${peer}'s snapshot entry ${i}`)),
+        more: response.more,
+        applied: response.applied === undefined ? undefined : vectorClockFromWire(response.applied, `${peer}'s applied clock`),
       }),
     );
   }

@@ -6,7 +6,7 @@ import { describeTooFarAhead, observeHlc, stampHlc } from '../interceptors/index
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import { Entry as WireEntry } from '../gen/replikit/v1/types.js';
 import { entryFromWire, entryToWire } from './wire.js';
-import { PeerCallError, type DigestAnswer, type ReplicaHandler, type ReplicaSet } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type ReplicaHandler, type ReplicaSet, type SnapshotPage } from './replica-set.js';
 
 /** The network's misbehaviour; every random choice comes from the seeded generator. */
 export interface NetworkFaults {
@@ -107,14 +107,37 @@ export class InMemoryNetwork {
           const answer = await h.syncDigests(from, keyspace, hashes);
           return { ...answer, entries: answer.entries.map(overTheWire) };
         }),
+      // Answered whatever the caller's clock, as on the gRPC transport (see replica-node.ts).
+      probe: (peer, timeoutMs) => this.#call(selfId, peer, timeoutMs, (h, from) => h.probe(from), true),
+      snapshot: (peer, keyspace, afterKey, maxEntries, timeoutMs) =>
+        this.#call<SnapshotPage>(selfId, peer, timeoutMs, async (h, from) => {
+          const page = await h.snapshot(from, keyspace, afterKey, maxEntries);
+          return { ...page, entries: page.entries.map(overTheWire) };
+        }),
     };
+  }
+
+  /**
+   * A one-way message, such as a heartbeat: lost, delayed and cut like any other, and delivered by
+   * running `onDeliver` on arrival if `to` is running then.
+   */
+  send(from: string, to: string, onDeliver: () => void): void {
+    if (!this.#nodes.has(from)) return;
+    this.stats.sent++;
+    if (this.random.chance(this.#faults.dropRate)) {
+      this.stats.dropped++;
+      return;
+    }
+    this.scheduler.setTimer(this.#delay(), () => {
+      if (this.canReach(from, to) && this.#nodes.has(to)) onDeliver();
+    });
   }
 
   #delay(): number {
     return this.random.between(this.#faults.minDelayMs, this.#faults.maxDelayMs);
   }
 
-  #call<T>(from: string, to: string, timeoutMs: number, invoke: (handler: ReplicaHandler, from: string) => Promise<T>): Promise<T> {
+  #call<T>(from: string, to: string, timeoutMs: number, invoke: (handler: ReplicaHandler, from: string) => Promise<T>, answerDespiteSkew = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let done = false;
       const finish = (fn: () => void): void => {
@@ -153,7 +176,7 @@ export class InMemoryNetwork {
           }
           const observed = observeHlc(requestMetadata, target.clock, { maxClockOffsetMs: this.maxClockOffsetMs });
           const handled =
-            observed.kind === 'too-far-ahead'
+            observed.kind === 'too-far-ahead' && !answerDespiteSkew
               ? Promise.reject(failedPrecondition('CLOCK_TOO_FAR_AHEAD', describeTooFarAhead(observed, "caller's")))
               : invoke(target.handler, from);
           handled.then(

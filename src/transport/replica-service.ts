@@ -1,6 +1,11 @@
 import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall, status as Status } from '@grpc/grpc-js';
 import {
+  ProbeState,
   ReplicaServiceService,
+  type ProbeRequest,
+  type ProbeResponse,
+  type SnapshotRequest,
+  type SnapshotResponse,
   type ClockSyncRequest,
   type ClockSyncResponse,
   type HeartbeatRequest,
@@ -21,7 +26,7 @@ import { invalidArgument } from '../errors.js';
 import type { ReplicaHandler } from './replica-set.js';
 import { respond } from './kv-service.js';
 import { NODE_ID_METADATA_KEY } from '../interceptors/metadata-keys.js';
-import { entryFromWire, entryToWire, missingEntryToWire, outcomeToWire } from './wire.js';
+import { entryFromWire, entryToWire, missingEntryToWire, outcomeToWire, vectorClockToWire } from './wire.js';
 
 export interface ReplicaServiceHandlers {
   readonly replica: ReplicaHandler;
@@ -145,6 +150,20 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
         const req = call.request;
         const answer = await handlers.replica.syncDigests(callerOf(call), req.keyspace, req.bucketHashes);
         return { differingBuckets: answer.differingBuckets, entries: answer.entries.map(entryToWire), truncated: answer.truncated };
+      });
+    }),
+    probe: guarded(ReplicaServiceService.probe.path, (call: ServerUnaryCall<ProbeRequest, ProbeResponse>, callback: sendUnaryData<ProbeResponse>) => {
+      respond(callback, async () => {
+        const answer = await handlers.replica.probe(callerOf(call));
+        const state = answer === 'new' ? ProbeState.PROBE_STATE_NEW : answer === 'ready' ? ProbeState.PROBE_STATE_READY : ProbeState.PROBE_STATE_MEMBER;
+        return { state };
+      });
+    }),
+    snapshot: guarded(ReplicaServiceService.snapshot.path, (call: ServerUnaryCall<SnapshotRequest, SnapshotResponse>, callback: sendUnaryData<SnapshotResponse>) => {
+      respond(callback, async () => {
+        const req = call.request;
+        const page = await handlers.replica.snapshot(callerOf(call), req.keyspace, req.afterKey.length === 0 ? undefined : req.afterKey, req.maxEntries);
+        return { entries: page.entries.map(entryToWire), more: page.more, applied: vectorClockToWire(page.applied) };
       });
     }),
     clockSync: guarded(ReplicaServiceService.clockSync.path, (call: ServerUnaryCall<ClockSyncRequest, ClockSyncResponse>, callback: sendUnaryData<ClockSyncResponse>) => {

@@ -1,4 +1,22 @@
+import type { VectorClock } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
+
+/**
+ * Where a node stands, as it tells a peer that probes it: `new` (an empty store, not yet part of
+ * a cluster), `ready` (new, and it has seen every peer new too, so the cluster is forming), or
+ * `member` (it belongs to a cluster with history: serving, recovering, or stopped on a failure).
+ */
+export type ProbeAnswer = 'new' | 'ready' | 'member';
+
+/** One page of a replica's state for a peer that lost its own (see NodeCore's recovery). */
+export interface SnapshotPage {
+  /** Entries in byte-wise key order, tombstones included. */
+  readonly entries: Entry[];
+  /** True when entries past the last one remain: ask again after it. */
+  readonly more: boolean;
+  /** Causal keyspaces: what the replica had applied, per origin, when the page was taken. */
+  readonly applied?: VectorClock;
+}
 
 /**
  * The peers of one node, as the policies see them: reliable request/response calls with a timeout.
@@ -24,6 +42,12 @@ export interface ReplicaSet {
 
   /** One anti-entropy exchange: sends this node's bucket digests, gets `peer`'s differing buckets and entries. */
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer>;
+
+  /** Asks `peer` where it stands (a node with an empty store asks, to tell a new cluster from a rejoin). */
+  probe(peer: string, timeoutMs: number): Promise<ProbeAnswer>;
+
+  /** Copies a page of `peer`'s entries of `keyspace` after `afterKey` (from the start when undefined). */
+  snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage>;
 }
 
 /** A replica's answer to a digest exchange. */
@@ -64,4 +88,6 @@ export interface ReplicaHandler {
   replicate(from: string, keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]>;
   read(from: string, keyspace: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]>;
   syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer>;
+  probe(from: string): Promise<ProbeAnswer>;
+  snapshot(from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage>;
 }

@@ -4,7 +4,7 @@ import type { ExchangeRequest, ExchangeResponse } from '../gen/replikit/v1/repli
 import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { GrpcReplicaSet } from './grpc-replica-set.js';
-import { PeerCallError, type DigestAnswer, type ReplicaSet } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type ProbeAnswer, type SnapshotPage, type ReplicaSet } from './replica-set.js';
 import { asBuffer, entryToWire, hlcFromWire, hlcToWire, optionalEntryFromWire, outcomeFromWire } from './wire.js';
 
 /**
@@ -83,6 +83,14 @@ export class StreamingReplicaSet implements ReplicaSet {
 
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
     return this.#o.unary.syncDigests(peer, keyspace, bucketHashes, timeoutMs);
+  }
+
+  probe(peer: string, timeoutMs: number): Promise<ProbeAnswer> {
+    return this.#o.unary.probe(peer, timeoutMs);
+  }
+
+  snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage> {
+    return this.#o.unary.snapshot(peer, keyspace, afterKey, maxEntries, timeoutMs);
   }
 
   /** Fails every call in flight to `peer` (and those on the unary client) and drops its stream. */

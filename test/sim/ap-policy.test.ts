@@ -3,6 +3,7 @@ import { ReplikitError } from '../../src/errors.js';
 import type { Logger } from '../../src/logging/logger.js';
 import { apAsync, conflictKeyspace, type ApAsyncKeyspace, type ApAsyncOptions } from '../../src/policy/ap/ap-async.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
+import { INSTANT_DISK } from '../../src/sim/simulated-disk.js';
 import { CALM_NETWORK } from '../../src/transport/in-memory-network.js';
 
 const KS = 'kv';
@@ -21,6 +22,8 @@ function cluster(options: ApAsyncOptions, seed = 1, logger?: Logger): SimCluster
     keyspaces: { [KS]: apAsync({ antiEntropyIntervalMs: INTERVAL, callTimeoutMs: 50, hintReplayIntervalMs: 50, ...options }) },
     faults: CALM_NETWORK,
     logger,
+    // These scenarios await writes without running the scheduler; the fault simulations use the timed disk.
+    disk: INSTANT_DISK,
   });
 }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { cpQuorum, type CpQuorumOptions, type CpStats } from '../../src/policy/cp-quorum.js';
 import { SimCluster } from '../../src/sim/sim-cluster.js';
+import { INSTANT_DISK } from '../../src/sim/simulated-disk.js';
 import { CALM_NETWORK } from '../../src/transport/in-memory-network.js';
 
 const KS = 'kv';
@@ -16,10 +17,11 @@ function cluster(options: CpQuorumOptions, dead: readonly string[] = []) {
   });
   const reads = new Map<string, number>();
   for (const [id, store] of c.stores) {
-    const get = store.get.bind(store);
-    store.get = (keyspace, key) => {
+    // Replicas answer reads from durable state (readDurable), the coordinator's own copy too.
+    const readDurable = store.readDurable.bind(store);
+    store.readDurable = (keyspace, key) => {
       reads.set(id, (reads.get(id) ?? 0) + 1);
-      return get(keyspace, key);
+      return readDurable(keyspace, key);
     };
   }
   return { c, reads };

@@ -26,11 +26,28 @@ function recordingPeers(fail = false) {
       return keys.map((k) => (Buffer.from(k).toString() === 'missing' ? undefined : entry(Buffer.from(k).toString())));
     },
     syncDigests: async () => ({ differingBuckets: [], entries: [], truncated: false }),
+    probe: async () => 'member',
+    snapshot: async () => ({ entries: [], more: false }),
   };
   return { inner, calls };
 }
 
 describe('BatchingReplicaSet', () => {
+  it('never sends a batch over its limit: two 256-entry calls under a 300 limit travel apart', async () => {
+    const scheduler = new VirtualScheduler();
+    const { inner, calls } = recordingPeers();
+    const batching = new BatchingReplicaSet(inner, scheduler, 300);
+    const many = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => entry(`${prefix}${i}`));
+    const a = batching.replicate('n2', 'ks', many('a', 256), 100);
+    const b = batching.replicate('n2', 'ks', many('b', 256), 100);
+    const c = batching.replicate('n2', 'ks', many('c', 40), 100);
+    await scheduler.advance(1);
+    const [ra, rb, rc] = await Promise.all([a, b, c]);
+    expect(calls.map((call) => call.keys.length)).toEqual([256, 296]);
+    expect(Math.max(...calls.map((call) => call.keys.length))).toBeLessThanOrEqual(300);
+    expect([ra.length, rb.length, rc.length]).toEqual([256, 256, 40]);
+  });
+
   it('sends the calls of one turn to a peer as one call and gives each caller its own results', async () => {
     const scheduler = new VirtualScheduler();
     const { inner, calls } = recordingPeers();

@@ -21,7 +21,7 @@ const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST
 
 Runs one replica until SIGTERM or SIGINT. The keyspace "default" is bound to --policy (cp unless
 given); --keyspace adds more. Data lives in LMDB under --data-dir (default ./replikit-data/ID);
---memory keeps it in memory only. Prints one line when ready; logs JSON lines to stderr.
+--memory keeps it in memory only. Prints one line once it serves (a new cluster: once every member has started; a node whose data is gone: once it has recovered it from its peers); logs JSON lines to stderr.
 --heartbeat-interval-ms (default 100, the LAN profile: a crash is seen within about 0.8 s, and
 beats of a few dozen bytes cost nothing on a LAN) sets how often peers exchange liveness beats.
 --metrics-listen serves Prometheus metrics at http://HOST:PORT/metrics. --tls-cert and --tls-key
@@ -120,7 +120,12 @@ export const serveCommand: Command = {
     } else {
       const dir = args.flags.get('data-dir') ?? `replikit-data/${id}`;
       mkdirSync(dir, { recursive: true });
-      store = LmdbStore.open(dir);
+      // DELIBERATELY BROKEN, for testing the test harness only (test/storage/lmdb-durability.test.ts).
+      const unsafeNoSync = process.env.REPLIKIT_UNSAFE_NO_SYNC === '1';
+      if (unsafeNoSync) {
+        process.stderr.write('replikit serve: WARNING: REPLIKIT_UNSAFE_NO_SYNC=1: LMDB syncing is OFF, acknowledged writes can be lost in a crash\n');
+      }
+      store = LmdbStore.open(dir, { unsafeNoSync });
       storeLabel = `lmdb:${dir}`;
     }
 
@@ -140,6 +145,8 @@ export const serveCommand: Command = {
         peerCredentials: tls === undefined ? undefined : channelCredentialsOf(tls),
         wallClock: clockSkewMs === 0 ? undefined : () => Date.now() + clockSkewMs,
         processMetrics: true,
+        // DELIBERATELY BROKEN, for testing the test harness only (test/process/wiped-replica.test.ts).
+        unsafeSkipRecovery: process.env.REPLIKIT_UNSAFE_SKIP_RECOVERY === '1',
       });
     } catch (err: unknown) {
       await store.close();
@@ -162,25 +169,38 @@ export const serveCommand: Command = {
     }
     if (clockSkewMs !== 0) logger.warn(`this node's wall clock is skewed by ${clockSkewMs} ms on purpose (--clock-skew-ms)`, { clockSkewMs });
 
-    const bindings = Object.entries(keyspaces).map(([name, p]) => `${name}=${p.name}`).join(' ');
-    const tlsLabel = tls === undefined ? '' : tls.ca === undefined ? ', tls' : ', mutual tls';
-    const metricsLabel = metricsEndpoint === undefined ? '' : `, metrics http://${metricsEndpoint.address}/metrics`;
-    process.stdout.write(
-      `replikit ${id} ready on ${node.address} (cluster ${node.core.settings.clusterId}, incarnation ${node.incarnation}, ` +
-        `${peers.length} peers, keyspaces ${bindings}, store ${storeLabel}${tlsLabel}${metricsLabel})\n`,
-    );
-
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        logger.info('shutting down', { signal });
-        resolve();
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+    // Signals and a failed store end the process in every phase, the wait for serving included.
+    let stopped: (why: string) => void = () => {};
+    const stop = new Promise<string>((resolve) => (stopped = resolve));
+    process.once('SIGTERM', () => stopped('SIGTERM'));
+    process.once('SIGINT', () => stopped('SIGINT'));
+    const failed = node.failed.then((error) => {
+      // Fail-stop: the node acknowledges nothing more; exit non-zero so a supervisor restarts it
+      // from what its disk really holds (see FailStopStore).
+      process.stderr.write(`replikit serve: the store failed (${error instanceof Error ? error.message : String(error)}); stopping\n`);
+      stopped('store failure');
+      return 'store failure';
     });
+
+    // The ready line comes once the node serves: at once after a restart; for a new cluster once
+    // every node has started; for a node that lost its data once it has recovered it (its
+    // waiting lines on stderr say what for).
+    const first = await Promise.race([node.serving.then(() => 'serving'), stop]);
+    if (first === 'serving') {
+      const bindings = Object.entries(keyspaces).map(([name, p]) => `${name}=${p.name}`).join(' ');
+      const tlsLabel = tls === undefined ? '' : tls.ca === undefined ? ', tls' : ', mutual tls';
+      const metricsLabel = metricsEndpoint === undefined ? '' : `, metrics http://${metricsEndpoint.address}/metrics`;
+      process.stdout.write(
+        `replikit ${id} ready on ${node.address} (cluster ${node.core.settings.clusterId}, incarnation ${node.incarnation}, ` +
+          `${peers.length} peers, keyspaces ${bindings}, store ${storeLabel}${tlsLabel}${metricsLabel})\n`,
+      );
+    }
+    const why = first === 'serving' ? await stop : first;
+    logger.info('shutting down', { signal: why });
+    const storeFailed = why === 'store failure' || (await Promise.race([failed, Promise.resolve('')])) === 'store failure';
     await metricsEndpoint?.close();
     await node.close();
-    await store.close();
-    return 0;
+    await store.close().catch(() => {});
+    return storeFailed ? 1 : 0;
   },
 };

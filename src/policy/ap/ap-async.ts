@@ -1,5 +1,6 @@
 import { invalidArgument, outcomeUnknown } from '../../errors.js';
-import type { DigestAnswer } from '../../transport/replica-set.js';
+import type { DigestAnswer, SnapshotPage } from '../../transport/replica-set.js';
+import { pageOf } from '../snapshot-page.js';
 import type { TimerHandle } from '../../clock/index.js';
 import type { ApplyOutcome, Entry } from '../../storage/entry.js';
 import type { ConflictResolver } from '../../storage/store.js';
@@ -177,8 +178,20 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     return this.#apply(entries);
   }
 
+  /** From durable state only, like every replica's answer to a peer (see CP's readLocal). */
   async readLocal(_from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
-    return keys.map((key) => this.#ctx.store.get(this.#ctx.keyspace, key));
+    return Promise.all(keys.map((key) => this.#ctx.store.readDurable(this.#ctx.keyspace, key)));
+  }
+
+  /** A majority of the others holds every write acknowledged at ack level quorum or all. */
+  readonly recoveryNeeds = 'majority';
+
+  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+    return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries);
+  }
+
+  async absorb(page: SnapshotPage): Promise<void> {
+    if (page.entries.length > 0) await this.#apply(page.entries);
   }
 
   /** The replica half of an anti-entropy round (SyncDigests). */

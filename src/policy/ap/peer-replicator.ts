@@ -70,7 +70,7 @@ export class PeerReplicator {
       list.push({ version, resolve: onAck });
       this.#waiters.set(id, list);
     }
-    if (this.#queue.size > this.limits.maxQueuedKeys) void this.#spill('queue full');
+    if (this.#queue.size > this.limits.maxQueuedKeys) this.#spill('queue full').catch(() => {});
     this.#kick(0);
   }
 
@@ -84,7 +84,8 @@ export class PeerReplicator {
     if (this.#closed || this.#inFlight || this.#timer !== undefined) return;
     this.#timer = this.scheduler.setTimer(delayMs, () => {
       this.#timer = undefined;
-      void this.#sendBatch();
+      // A store failure here has already stopped the node (fail-stop); nothing is left to do.
+      this.#sendBatch().catch(() => {});
     });
   }
 
@@ -152,7 +153,9 @@ export class PeerReplicator {
   #scheduleReplay(): void {
     if (this.#closed) return;
     this.#replayTimer = this.scheduler.setTimer(this.limits.hintReplayIntervalMs, () => {
-      void this.#replay().finally(() => this.#scheduleReplay());
+      this.#replay()
+        .catch(() => {})
+        .finally(() => this.#scheduleReplay());
     });
   }
 

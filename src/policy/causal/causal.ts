@@ -1,6 +1,7 @@
 import type { TimerHandle } from '../../clock/index.js';
 import { VectorClock } from '../../clock/index.js';
-import { invalidArgument, unavailable } from '../../errors.js';
+import { failedPrecondition, invalidArgument, unavailable } from '../../errors.js';
+import type { SnapshotPage } from '../../transport/replica-set.js';
 import type { ApplyOutcome, Entry } from '../../storage/entry.js';
 import type {
   ConsistencyPolicy,
@@ -69,6 +70,8 @@ export interface CausalStats {
 
 const EMPTY = new Uint8Array(0);
 const APPLIED_META = (keyspace: string) => `causal.${keyspace}.applied`;
+/** Rounds a recovery snapshot waits for writes in flight before it gives up (the caller retries). */
+const SNAPSHOT_QUIESCE_ROUNDS = 50;
 
 /**
  * Causal+ consistency, after COPS (Lloyd et al. 2011). Writes apply to the local replica and
@@ -99,8 +102,12 @@ export class CausalKeyspace implements KeyspacePolicy {
   readonly #o: Required<Omit<CausalOptions, 'unsafeSkipDependencyCheck'>> & { retryMaxMs: number; unsafeSkipDependencyCheck?: boolean };
   readonly #log: OriginLog;
   readonly #senders = new Map<string, PeerSender>();
-  /** What this replica has applied, per origin: contiguous sequences. */
+  /** What this replica has applied, per origin: contiguous sequences (some may still be committing). */
   #applied: VectorClock;
+  /** What of that is durable: "already applied" is answered only for these. */
+  #durableApplied: VectorClock;
+  /** Local writes and drains under way (a recovery snapshot waits for none to be). */
+  readonly #inFlight = new Set<Promise<unknown>>();
   /** The next sequence number of this node's own writes. */
   #nextSeq: number;
   /** Remote writes waiting, by `origin:seq`. */
@@ -116,6 +123,7 @@ export class CausalKeyspace implements KeyspacePolicy {
     this.#o = withDefaults(CAUSAL_DEFAULTS, options);
     const held = context.store.getMeta(APPLIED_META(context.keyspace));
     this.#applied = held === undefined ? VectorClock.EMPTY : VectorClock.from(JSON.parse(Buffer.from(held).toString('utf8')) as Record<string, number>);
+    this.#durableApplied = this.#applied;
     this.#log = OriginLog.open(context.store, `_l.${context.keyspace}`, this.#applied.get(context.selfId));
     this.#nextSeq = Math.max(this.#applied.get(context.selfId), this.#log.lastSeq) + 1;
     for (const peer of context.replicaIds.filter((id) => id !== context.selfId)) {
@@ -169,8 +177,13 @@ export class CausalKeyspace implements KeyspacePolicy {
       if (!this.#ctx.replicaIds.includes(origin)) {
         throw invalidArgument('UNKNOWN_ORIGIN', `an entry names origin ${JSON.stringify(origin)}, which is not a replica of this keyspace`);
       }
-      if (seq <= this.#applied.get(origin)) {
+      if (seq <= this.#durableApplied.get(origin)) {
         outcomes.push('superseded');
+        continue;
+      }
+      if (seq <= this.#applied.get(origin)) {
+        // Applied, but its commit is still under way: answered once the drain below has made it durable.
+        outcomes.push('buffered');
         continue;
       }
       const id = `${origin}:${seq}`;
@@ -187,15 +200,61 @@ export class CausalKeyspace implements KeyspacePolicy {
       outcomes.push('buffered');
     }
     await this.#drain();
-    // Report as applied whatever the drain has applied by now.
+    // Report as applied whatever the drains have made durable by now.
     return outcomes.map((o, i) => {
       const e = entries[i]!;
-      return o === 'buffered' && e.originSequence! <= this.#applied.get(e.version.nodeId) ? 'applied' : o;
+      return o === 'buffered' && e.originSequence! <= this.#durableApplied.get(e.version.nodeId) ? 'applied' : o;
     });
   }
 
+  /** From durable state only, like every replica's answer to a peer (see CP's readLocal). */
   async readLocal(_from: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
-    return keys.map((key) => this.#ctx.store.get(this.#ctx.keyspace, key));
+    return Promise.all(keys.map((key) => this.#ctx.store.readDurable(this.#ctx.keyspace, key)));
+  }
+
+  /**
+   * Every other replica: an origin truncates its log once every peer has applied a write, so the
+   * writes a wiped replica had applied may exist nowhere but in the others' state.
+   */
+  readonly recoveryNeeds = 'all';
+
+  /**
+   * The whole keyspace and the applied clock, taken together at a moment when no write or apply
+   * is in flight, so that the entries hold exactly the writes the clock names and all of it is
+   * durable. One page: a consistent snapshot cannot be cut into pages without a snapshot
+   * isolation the store does not offer, so a causal keyspace recovers only while it fits one
+   * message (maxBatchEntries entries).
+   */
+  async snapshot(_afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+    for (let round = 0; this.#inFlight.size > 0; round++) {
+      if (round >= SNAPSHOT_QUIESCE_ROUNDS) {
+        throw unavailable('REPLICA_BUSY', `keyspace ${this.#ctx.keyspace} had writes in flight through ${round} rounds; nothing was done: retry`);
+      }
+      await Promise.allSettled([...this.#inFlight]);
+    }
+    const entries = this.#ctx.store.entries(this.#ctx.keyspace);
+    if (entries.length > maxEntries) {
+      throw failedPrecondition(
+        'SNAPSHOT_TOO_LARGE',
+        `causal keyspace ${this.#ctx.keyspace} holds ${entries.length} entries and a recovery snapshot carries at most ${maxEntries}`,
+      );
+    }
+    return { entries, more: false, applied: this.#applied };
+  }
+
+  /**
+   * Takes in a peer's consistent snapshot: its entries (the larger version wins) and its applied
+   * clock, so this replica has applied at least what the peer had. This node's own writes resume
+   * after the highest of its sequences any peer holds.
+   */
+  async absorb(page: SnapshotPage): Promise<void> {
+    const applied = page.applied === undefined ? this.#applied : this.#applied.merge(page.applied);
+    const apply = page.entries.length > 0 ? this.#ctx.store.apply(this.#ctx.keyspace, page.entries) : Promise.resolve();
+    this.#applied = applied;
+    this.#nextSeq = Math.max(this.#nextSeq, applied.get(this.#ctx.selfId) + 1);
+    this.#log.resumeAfter(this.#nextSeq - 1);
+    await Promise.all([apply, this.#persistApplied()]);
+    this.#durableApplied = applied;
   }
 
   async close(): Promise<void> {
@@ -209,6 +268,8 @@ export class CausalKeyspace implements KeyspacePolicy {
   async #write(key: Uint8Array, value: Uint8Array, tombstone: boolean, options: OperationOptions): Promise<WriteResult> {
     const ctx = this.#ctx;
     const context = await this.#catchUp(options);
+    // A write that waited for its session while the keyspace closed must not start now.
+    if (this.#closed) throw unavailable('NODE_CLOSED', `keyspace ${ctx.keyspace} is closing; nothing was written: retry on another node`);
     if (this.#log.size >= this.#o.maxUnreplicatedWrites) {
       throw unavailable(
         'REPLICATION_BACKLOG_FULL',
@@ -229,11 +290,14 @@ export class CausalKeyspace implements KeyspacePolicy {
     // The entry, its log record and the new applied clock are issued in one turn: one commit.
     const applied = this.#applied.with(ctx.selfId, seq);
     this.#applied = applied;
-    await Promise.all([
-      ctx.store.apply(ctx.keyspace, [entry]),
-      this.#log.append(entry),
-      this.#persistApplied(),
-    ]);
+    const durable = Promise.all([ctx.store.apply(ctx.keyspace, [entry]), this.#log.append(entry), this.#persistApplied()]);
+    this.#inFlight.add(durable);
+    try {
+      await durable;
+    } finally {
+      this.#inFlight.delete(durable);
+    }
+    this.#durableApplied = this.#durableApplied.merge(applied);
     this.#log.markDurable(seq);
     this.#wakeWaiters();
     for (const s of this.#senders.values()) s.kick();
@@ -296,7 +360,14 @@ export class CausalKeyspace implements KeyspacePolicy {
           this.#ctx.clock.update(e.version.hlc);
         }
         this.#applied = applied;
-        await Promise.all([this.#ctx.store.apply(this.#ctx.keyspace, ready), this.#persistApplied()]);
+        const durable = Promise.all([this.#ctx.store.apply(this.#ctx.keyspace, ready), this.#persistApplied()]);
+        this.#inFlight.add(durable);
+        try {
+          await durable;
+        } finally {
+          this.#inFlight.delete(durable);
+        }
+        this.#durableApplied = this.#durableApplied.merge(applied);
         this.#wakeWaiters();
       }
     });

@@ -56,6 +56,18 @@ export class OriginLog {
     return Math.max(0, this.#lastSeq - this.#firstSeq + 1);
   }
 
+  /**
+   * Moves an empty log past `seq`: after a wiped replica recovered, its peers have applied its
+   * writes up to `seq`, and its next write is `seq + 1`.
+   */
+  resumeAfter(seq: number): void {
+    if (this.size > 0 && this.#lastSeq > this.#durableSeq) throw new Error('resumeAfter on a log with writes in flight');
+    if (seq <= this.#lastSeq) return;
+    this.#firstSeq = seq + 1;
+    this.#lastSeq = seq;
+    this.#durableSeq = seq;
+  }
+
   /** Appends the write `entry` (its originSequence is the record's key); resolves once durable. */
   async append(entry: Entry): Promise<void> {
     const seq = entry.originSequence!;

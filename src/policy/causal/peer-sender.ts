@@ -46,7 +46,8 @@ export class PeerSender {
     if (this.acknowledgedSeq >= this.log.durableSeq) return;
     this.#timer = this.scheduler.setTimer(delayMs, () => {
       this.#timer = undefined;
-      void this.#send();
+      // A store failure here has already stopped the node (fail-stop); nothing is left to do.
+      this.#send().catch(() => {});
     });
   }
 

@@ -47,6 +47,19 @@ export function storeContract(name: string, makeStore: () => Store | Promise<Sto
       expect(store.get('ks', bytes('k'))).toEqual(entry);
     });
 
+    it('readDurable answers what is durable: a write in flight once its commit is done, else at once', async () => {
+      const store = await fresh();
+      expect(await store.readDurable('ks', bytes('k'))).toBeUndefined();
+      const entry = makeEntry({ key: 'k', wallMs: 10, value: 'v' });
+      const applied = store.apply('ks', [entry]);
+      // Issued, not yet committed: readDurable waits for the commit and answers what it made durable.
+      const read = store.readDurable('ks', bytes('k'));
+      expect(await read).toEqual(entry);
+      await applied;
+      expect(await store.readDurable('ks', bytes('k'))).toEqual(entry);
+      expect(await store.readDurable('ks', bytes('other'))).toBeUndefined();
+    });
+
     it('stores what a conflict resolver chooses, merged entries included', async () => {
       const store = await fresh();
       await store.apply('ks', [makeEntry({ key: 'k', wallMs: 10, value: 'a' })]);

@@ -20,11 +20,61 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Entry, Hlc } from "./types.js";
+import { Entry, Hlc, VectorClock } from "./types.js";
 
 export const protobufPackage = "replikit.v1";
 
 export const protobufFileName = "replikit/v1/replica_service.proto";
+
+/** ProbeState is where a probed node stands. */
+export enum ProbeState {
+  /** PROBE_STATE_UNSPECIFIED - Not set; never sent. */
+  PROBE_STATE_UNSPECIFIED = 0,
+  /** PROBE_STATE_NEW - Its store is empty and it has not yet seen every peer new. */
+  PROBE_STATE_NEW = 1,
+  /** PROBE_STATE_READY - Its store is empty and it has seen every peer new: the cluster is forming. */
+  PROBE_STATE_READY = 2,
+  /** PROBE_STATE_MEMBER - It belongs to a cluster with history: serving, recovering, or stopped on a failure. */
+  PROBE_STATE_MEMBER = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function probeStateFromJSON(object: any): ProbeState {
+  switch (object) {
+    case 0:
+    case "PROBE_STATE_UNSPECIFIED":
+      return ProbeState.PROBE_STATE_UNSPECIFIED;
+    case 1:
+    case "PROBE_STATE_NEW":
+      return ProbeState.PROBE_STATE_NEW;
+    case 2:
+    case "PROBE_STATE_READY":
+      return ProbeState.PROBE_STATE_READY;
+    case 3:
+    case "PROBE_STATE_MEMBER":
+      return ProbeState.PROBE_STATE_MEMBER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ProbeState.UNRECOGNIZED;
+  }
+}
+
+export function probeStateToJSON(object: ProbeState): string {
+  switch (object) {
+    case ProbeState.PROBE_STATE_UNSPECIFIED:
+      return "PROBE_STATE_UNSPECIFIED";
+    case ProbeState.PROBE_STATE_NEW:
+      return "PROBE_STATE_NEW";
+    case ProbeState.PROBE_STATE_READY:
+      return "PROBE_STATE_READY";
+    case ProbeState.PROBE_STATE_MEMBER:
+      return "PROBE_STATE_MEMBER";
+    case ProbeState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /** ApplyOutcome says what a replica did with one replicated entry. */
 export enum ApplyOutcome {
@@ -77,6 +127,39 @@ export function applyOutcomeToJSON(object: ApplyOutcome): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** ProbeRequest asks a node where it stands; it carries nothing beyond the call's metadata. */
+export interface ProbeRequest {
+}
+
+/** ProbeResponse answers a ProbeRequest. */
+export interface ProbeResponse {
+  /** Where the receiver stands. */
+  state: ProbeState;
+}
+
+/** SnapshotRequest asks for a page of a keyspace's entries. */
+export interface SnapshotRequest {
+  /** The keyspace. */
+  keyspace: string;
+  /** The page starts after this key (byte-wise order); empty for the first page. */
+  afterKey: Buffer;
+  /** At most this many entries; at most the receiver's batch limit. */
+  maxEntries: number;
+}
+
+/** SnapshotResponse is one page of a keyspace's entries. */
+export interface SnapshotResponse {
+  /** Entries in byte-wise key order, tombstones included. */
+  entries: Entry[];
+  /** True when more entries follow the last one: ask again with it as `after_key`. */
+  more: boolean;
+  /**
+   * Causal keyspaces: what the receiver had applied, per origin, when it took the page (the page
+   * holds the whole keyspace then).
+   */
+  applied: VectorClock | undefined;
 }
 
 /** ReplicateRequest carries a batch of entries for one keyspace. */
@@ -245,6 +328,296 @@ export interface ExchangeError {
   /** The reason, upper snake case (as the `replikit-reason` metadata of unary errors). */
   reason: string;
 }
+
+function createBaseProbeRequest(): ProbeRequest {
+  return {};
+}
+
+export const ProbeRequest: MessageFns<ProbeRequest> = {
+  encode(_: ProbeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProbeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ProbeRequest {
+    return {};
+  },
+
+  toJSON(_: ProbeRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseProbeResponse(): ProbeResponse {
+  return { state: 0 };
+}
+
+export const ProbeResponse: MessageFns<ProbeResponse> = {
+  encode(message: ProbeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProbeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProbeResponse {
+    return { state: isSet(object.state) ? probeStateFromJSON(object.state) : 0 };
+  },
+
+  toJSON(message: ProbeResponse): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = probeStateToJSON(message.state);
+    }
+    return obj;
+  },
+};
+
+function createBaseSnapshotRequest(): SnapshotRequest {
+  return { keyspace: "", afterKey: Buffer.alloc(0), maxEntries: 0 };
+}
+
+export const SnapshotRequest: MessageFns<SnapshotRequest> = {
+  encode(message: SnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.afterKey.length !== 0) {
+      writer.uint32(18).bytes(message.afterKey);
+    }
+    if (message.maxEntries !== 0) {
+      writer.uint32(24).uint32(message.maxEntries);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.afterKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxEntries = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      afterKey: isSet(object.afterKey)
+        ? Buffer.from(bytesFromBase64(object.afterKey))
+        : isSet(object.after_key)
+        ? Buffer.from(bytesFromBase64(object.after_key))
+        : Buffer.alloc(0),
+      maxEntries: isSet(object.maxEntries)
+        ? globalThis.Number(object.maxEntries)
+        : isSet(object.max_entries)
+        ? globalThis.Number(object.max_entries)
+        : 0,
+    };
+  },
+
+  toJSON(message: SnapshotRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.afterKey.length !== 0) {
+      obj.afterKey = base64FromBytes(message.afterKey);
+    }
+    if (message.maxEntries !== 0) {
+      obj.maxEntries = Math.round(message.maxEntries);
+    }
+    return obj;
+  },
+};
+
+function createBaseSnapshotResponse(): SnapshotResponse {
+  return { entries: [], more: false, applied: undefined };
+}
+
+export const SnapshotResponse: MessageFns<SnapshotResponse> = {
+  encode(message: SnapshotResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      Entry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.more !== false) {
+      writer.uint32(16).bool(message.more);
+    }
+    if (message.applied !== undefined) {
+      VectorClock.encode(message.applied, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(Entry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.applied = VectorClock.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => Entry.fromJSON(e)) : [],
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+      applied: isSet(object.applied) ? VectorClock.fromJSON(object.applied) : undefined,
+    };
+  },
+
+  toJSON(message: SnapshotResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => Entry.toJSON(e));
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
+    if (message.applied !== undefined) {
+      obj.applied = VectorClock.toJSON(message.applied);
+    }
+    return obj;
+  },
+};
 
 function createBaseReplicateRequest(): ReplicateRequest {
   return { keyspace: "", entries: [] };
@@ -1646,6 +2019,34 @@ export const ReplicaServiceService = {
     responseSerialize: (value: ExchangeResponse): Buffer => Buffer.from(ExchangeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExchangeResponse => ExchangeResponse.decode(value),
   },
+  /**
+   * Probe asks where the receiver stands. A node whose store holds no identity probes every peer
+   * before it serves: when all are new, the cluster forms; when any is a member, the node lost
+   * its state (or is new to a cluster with history) and recovers it before it serves or counts
+   * toward any quorum.
+   */
+  probe: {
+    path: "/replikit.v1.ReplicaService/Probe" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ProbeRequest): Buffer => Buffer.from(ProbeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ProbeRequest => ProbeRequest.decode(value),
+    responseSerialize: (value: ProbeResponse): Buffer => Buffer.from(ProbeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ProbeResponse => ProbeResponse.decode(value),
+  },
+  /**
+   * Snapshot copies a page of the receiver's entries of one keyspace, for a replica that is
+   * recovering its lost state. Only a serving replica answers; others answer UNAVAILABLE.
+   */
+  snapshot: {
+    path: "/replikit.v1.ReplicaService/Snapshot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SnapshotRequest): Buffer => Buffer.from(SnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SnapshotRequest => SnapshotRequest.decode(value),
+    responseSerialize: (value: SnapshotResponse): Buffer => Buffer.from(SnapshotResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SnapshotResponse => SnapshotResponse.decode(value),
+  },
 } as const;
 
 export interface ReplicaServiceServer extends UntypedServiceImplementation {
@@ -1680,6 +2081,18 @@ export interface ReplicaServiceServer extends UntypedServiceImplementation {
    * the stream's metadata carries the cluster and node ids once, each message its own HLC.
    */
   exchange: handleBidiStreamingCall<ExchangeRequest, ExchangeResponse>;
+  /**
+   * Probe asks where the receiver stands. A node whose store holds no identity probes every peer
+   * before it serves: when all are new, the cluster forms; when any is a member, the node lost
+   * its state (or is new to a cluster with history) and recovers it before it serves or counts
+   * toward any quorum.
+   */
+  probe: handleUnaryCall<ProbeRequest, ProbeResponse>;
+  /**
+   * Snapshot copies a page of the receiver's entries of one keyspace, for a replica that is
+   * recovering its lost state. Only a serving replica answers; others answer UNAVAILABLE.
+   */
+  snapshot: handleUnaryCall<SnapshotRequest, SnapshotResponse>;
 }
 
 export interface ReplicaServiceClient extends Client {
@@ -1774,6 +2187,46 @@ export interface ReplicaServiceClient extends Client {
   exchange(): ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
   exchange(options: Partial<CallOptions>): ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
   exchange(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
+  /**
+   * Probe asks where the receiver stands. A node whose store holds no identity probes every peer
+   * before it serves: when all are new, the cluster forms; when any is a member, the node lost
+   * its state (or is new to a cluster with history) and recovers it before it serves or counts
+   * toward any quorum.
+   */
+  probe(
+    request: ProbeRequest,
+    callback: (error: ServiceError | null, response: ProbeResponse) => void,
+  ): ClientUnaryCall;
+  probe(
+    request: ProbeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ProbeResponse) => void,
+  ): ClientUnaryCall;
+  probe(
+    request: ProbeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ProbeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Snapshot copies a page of the receiver's entries of one keyspace, for a replica that is
+   * recovering its lost state. Only a serving replica answers; others answer UNAVAILABLE.
+   */
+  snapshot(
+    request: SnapshotRequest,
+    callback: (error: ServiceError | null, response: SnapshotResponse) => void,
+  ): ClientUnaryCall;
+  snapshot(
+    request: SnapshotRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SnapshotResponse) => void,
+  ): ClientUnaryCall;
+  snapshot(
+    request: SnapshotRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SnapshotResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ReplicaServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,163 @@
+import { apAsync, type ApAsyncOptions } from '../policy/ap/ap-async.js';
+import { causal, type CausalOptions } from '../policy/causal/causal.js';
+import { cpQuorum, type CpQuorumOptions } from '../policy/cp-quorum.js';
+import { compareVersion, type Entry } from '../storage/entry.js';
+import { checkCausalConsistency } from '../testing/causal-checker.js';
+import { pairOperations, type HistoryEvent, type Operation } from '../testing/history.js';
+import { checkLinearizability } from '../testing/linearizability.js';
+import { CAUSAL_KEYSPACE, runCausalWorkload } from './causal-workload.js';
+import type { FaultEvent } from './nemesis.js';
+import { runRegisterWorkload } from './register-workload.js';
+import type { SimCluster } from './sim-cluster.js';
+import { checkVersionOrder } from './version-order.js';
+
+export type SimPolicy = 'cp' | 'ap' | 'causal';
+
+/** Deliberately broken variants the harness must catch (see each option's documentation). */
+export interface BrokenVariant {
+  /** NodeSettings.unsafeSkipRecovery: a wiped replica serves (and counts) at once. */
+  readonly skipRecovery?: boolean;
+  /** CP: CpQuorumOptions.unsafeSingleReplicaReads. */
+  readonly singleReplicaReads?: boolean;
+  /** Causal: CausalOptions.unsafeSkipDependencyCheck. */
+  readonly skipDependencyCheck?: boolean;
+  /** CP: CpQuorumOptions.unsafeReadInFlight: replicas vouch for writes not yet durable. */
+  readonly readInFlight?: boolean;
+  /** NodeSettings.unsafeIgnoreClockHighWater: a restarted node's clock may go back. */
+  readonly ignoreClockHighWater?: boolean;
+}
+
+/** What went wrong in one seed. */
+export interface SeedViolation {
+  /** Which check failed: linearizability, causality, convergence, durability or version order. */
+  readonly kind: 'linearizability' | 'causality' | 'convergence' | 'lost-write' | 'version-order' | 'run';
+  readonly explanation: string;
+  /** The operations of the history, to cut a window from. */
+  readonly operations: readonly Operation[];
+  /** The key the violation is about, when one is. */
+  readonly key?: string;
+}
+
+export interface SeedResult {
+  readonly policy: SimPolicy;
+  readonly seed: number;
+  /** Completions by type and the faults that landed (SimFaultStats), for totals. */
+  readonly stats: Record<string, number>;
+  readonly schedule: readonly FaultEvent[];
+  readonly violation?: SeedViolation;
+}
+
+/** The AP options of the simulations: short intervals, so a run converges in virtual seconds. */
+export const SIM_AP_OPTIONS: ApAsyncOptions = { antiEntropyIntervalMs: 200, hintReplayIntervalMs: 100, callTimeoutMs: 100 };
+/** After the heal, AP replicas must agree within this long (two anti-entropy intervals, plus time for clocks that ran ahead). */
+const AP_CONVERGENCE_MS = 2 * 200 + 4_000;
+/** Causal replicas must agree within this long after the heal (clocks that ran ahead by up to 3 s included). */
+const CAUSAL_CONVERGENCE_MS = 5_000;
+const decoder = new TextDecoder();
+
+/**
+ * Runs one seed of one policy's simulation under every fault kind and checks it with that
+ * policy's checkers: CP with the linearizability checker; AP for convergence after the heal and
+ * every acknowledged write kept; causal with the causal checker and convergence; all three for
+ * the version order of each node's writes. The tests and `npm run sim` share it.
+ */
+export async function runSeed(policy: SimPolicy, seed: number, broken: BrokenVariant = {}): Promise<SeedResult> {
+  try {
+    if (policy === 'causal') return await runCausal(seed, broken);
+    return await runRegister(policy, seed, broken);
+  } catch (error) {
+    return { policy, seed, stats: {}, schedule: [], violation: { kind: 'run', explanation: error instanceof Error ? (error.stack ?? error.message) : String(error), operations: [] } };
+  }
+}
+
+async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVariant): Promise<SeedResult> {
+  const cpOptions: CpQuorumOptions = { unsafeSingleReplicaReads: broken.singleReplicaReads, unsafeReadInFlight: broken.readInFlight };
+  const run = await runRegisterWorkload({
+    seed,
+    policy: policy === 'cp' ? cpQuorum(cpOptions) : apAsync(SIM_AP_OPTIONS),
+    quorumAckRate: policy === 'ap' ? 0.5 : 0,
+    unsafeSkipRecovery: broken.skipRecovery,
+    unsafeIgnoreClockHighWater: broken.ignoreClockHighWater,
+  });
+  const base = { policy, seed, stats: run.stats, schedule: run.schedule };
+  const operations = pairOperations(run.events);
+  const order = checkVersionOrder(run.acknowledged);
+  if (order !== undefined) return { ...base, violation: { kind: 'version-order', explanation: order, operations } };
+  if (policy === 'cp') {
+    const result = checkLinearizability(operations, { timeoutMs: 10_000 });
+    if (result.verdict !== 'linearizable') {
+      const key = result.keys.find((k) => k.verdict !== 'linearizable')?.key;
+      return { ...base, violation: { kind: 'linearizability', explanation: `${result.verdict}: ${result.explanation ?? ''}`, operations, key } };
+    }
+    return base;
+  }
+  const converged = await timeToConverge(run.cluster, 'register', AP_CONVERGENCE_MS);
+  if (converged < 0) {
+    return { ...base, violation: { kind: 'convergence', explanation: `replicas differ ${AP_CONVERGENCE_MS} ms after the heal:\n${describeStates(run.cluster, 'register')}`, operations } };
+  }
+  for (const id of run.cluster.nodeIds) {
+    const state = stateOf(run.cluster, id, 'register');
+    for (const w of run.acknowledged) {
+      const held = state.get(w.key);
+      const lost =
+        held === undefined
+          ? `${id} holds nothing for ${w.key}`
+          : compareVersion(held.version, w.version) < 0
+            ? `${id} holds an older version of ${w.key}`
+            : compareVersion(held.version, w.version) === 0 && (held.tombstone !== (w.value === null) || (w.value !== null && decoder.decode(held.value) !== w.value))
+              ? `${id} holds another value under the same version of ${w.key}`
+              : undefined;
+      if (lost !== undefined) {
+        return { ...base, violation: { kind: 'lost-write', explanation: `${lost} than the write acknowledged by ${w.node} at ${w.completedAtMs} ms (${JSON.stringify(w.version)})`, operations, key: w.key } };
+      }
+    }
+  }
+  return base;
+}
+
+async function runCausal(seed: number, broken: BrokenVariant): Promise<SeedResult> {
+  const options: CausalOptions = { callTimeoutMs: 100, unsafeSkipDependencyCheck: broken.skipDependencyCheck };
+  const run = await runCausalWorkload({ seed, policy: causal(options), unsafeSkipRecovery: broken.skipRecovery, unsafeIgnoreClockHighWater: broken.ignoreClockHighWater });
+  const base = { policy: 'causal' as const, seed, stats: run.stats, schedule: run.schedule };
+  const order = checkVersionOrder(run.acknowledged);
+  if (order !== undefined) return { ...base, violation: { kind: 'version-order', explanation: order, operations: run.operations } };
+  const result = checkCausalConsistency(run.operations);
+  if (!result.valid) return { ...base, violation: { kind: 'causality', explanation: result.explanation ?? 'causal violation', operations: run.operations } };
+  if ((await timeToConverge(run.cluster, CAUSAL_KEYSPACE, CAUSAL_CONVERGENCE_MS)) < 0) {
+    return { ...base, violation: { kind: 'convergence', explanation: `replicas differ ${CAUSAL_CONVERGENCE_MS} ms after the heal:\n${describeStates(run.cluster, CAUSAL_KEYSPACE)}`, operations: run.operations } };
+  }
+  return base;
+}
+
+/** What `id`'s disk holds durably: the state a crash now would leave, and what must converge. */
+function stateOf(cluster: SimCluster, id: string, keyspace: string): Map<string, Entry> {
+  return new Map(cluster.stores.get(id)!.durableEntries(keyspace).map((e) => [decoder.decode(e.key), e]));
+}
+
+function describeStates(cluster: SimCluster, keyspace: string): string {
+  return cluster.nodeIds.map((id) => `  ${id}: ${describeState(stateOf(cluster, id, keyspace))}`).join('\n');
+}
+
+function describeState(state: Map<string, Entry>): string {
+  return JSON.stringify([...state].map(([k, e]) => [k, e.tombstone ? null : decoder.decode(e.value), `${e.version.hlc.wallMs}.${e.version.hlc.logical}@${e.version.nodeId}`]).sort());
+}
+
+/** Runs virtual time until every replica holds the same entries; returns the ms it took, or -1. */
+export async function timeToConverge(cluster: SimCluster, keyspace: string, limitMs: number): Promise<number> {
+  const start = cluster.scheduler.nowMs();
+  for (;;) {
+    const states = cluster.nodeIds.map((id) => describeState(stateOf(cluster, id, keyspace)));
+    if (states.every((s) => s === states[0])) return cluster.scheduler.nowMs() - start;
+    if (cluster.scheduler.nowMs() - start >= limitMs) return -1;
+    // A node that stopped on a failed sync is restarted, as an operator would.
+    for (const id of cluster.nodeIds) if (!cluster.isUp(id)) cluster.start(id);
+    await cluster.scheduler.advance(10);
+  }
+}
+
+/** Adds one seed's stats into running totals. */
+export function addStats(totals: Record<string, number>, stats: Record<string, number>): void {
+  for (const [k, v] of Object.entries(stats)) totals[k] = (totals[k] ?? 0) + v;
+}
+
+export type { HistoryEvent };

@@ -1,0 +1,129 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runCampaign } from '../../src/sim/campaign.js';
+import { historyWindow, shortestWindow } from '../../src/sim/history-window.js';
+import type { SeedViolation } from '../../src/sim/seed-check.js';
+import type { Operation, OpFunction, Outcome, Value } from '../../src/testing/history.js';
+import { checkLinearizability } from '../../src/testing/linearizability.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `npm run sim -- …`, as the package script runs it. */
+function sim(...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/sim.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('npm run sim', () => {
+  it('runs a cp campaign on two workers and prints the summary and the fault totals', async () => {
+    const run = await sim('--policy', 'cp', '--seeds', '40', '--workers', '2');
+    expect(run.stderr).toContain('40/40 seeds'); // the progress line (not a TTY: one line per 10 %)
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/summary \(cp\): 40 seeds run, 0 violations, [\d.]+ s elapsed, [\d.]+ seeds\/s/);
+    const faults = /faults: (.*)/.exec(run.stdout)?.[1] ?? '';
+    const counts = Object.fromEntries([...faults.matchAll(/(\w+) (\d+)/g)].map((m) => [m[1], Number(m[2])]));
+    for (const k of ['crashes', 'crashesWithWritesInFlight', 'amnesia', 'clockStepsBack', 'clockStepsForward', 'syncFailures', 'slowDisks', 'powerLosses', 'partitions', 'recoveries']) {
+      expect(counts[k], k).toBeTypeOf('number');
+    }
+    expect(counts.crashes).toBeGreaterThan(0);
+    expect(counts.partitions).toBeGreaterThan(0);
+    expect(run.stdout).toMatch(/operations: ok [1-9]\d*, fail \d+, info \d+/);
+  });
+
+  it('catches the broken skip-recovery variant of cp, with the seed, its fault schedule, a window and the replay command', async () => {
+    const run = await sim('--policy', 'cp', '--broken', 'skip-recovery', '--seeds', '30', '--from', '1', '--workers', '2');
+    expect(run.code, run.stdout + run.stderr).toBe(0); // with --broken, 0 means it was caught
+    expect(run.stdout).toMatch(/summary \(cp\): 30 seeds run, [1-9]\d* violations?/);
+    // Seed 17 is the first seed of 1..30 known to fail with skip-recovery (sim of 2026-11-30).
+    const first = run.stdout.slice(run.stdout.indexOf('violation 1 of'));
+    expect(first).toMatch(/^violation 1 of \d+: policy cp, seed 17, linearizability \(key "k\d"\)/);
+    expect(first).toMatch(/fault schedule \(\d+ actions, virtual ms\):\n\s+[\d.]+ {2}\S/);
+    expect(first).toContain('restart n');
+    expect(first).toMatch(/history window \(\d+ operations of the run's \d+\): key "k\d": its history as of [\d.]+ ms is the shortest prefix/);
+    expect(first).toMatch(/\n {2}\* (read|write|cas|delete) /); // an operation the window marks
+    expect(first).toContain('replay: npm run sim -- --policy cp --seeds 1 --from 17 --broken skip-recovery');
+    expect(run.stdout).toContain('broken variant skip-recovery caught for cp');
+  });
+
+  it('exits 2 naming the flag on a bad command line', async () => {
+    const [seeds, policy] = await Promise.all([sim('--policy', 'cp', '--seeds', '-3'), sim('--policy', 'sideways')]);
+    expect(seeds.code).toBe(2);
+    expect(seeds.stderr).toContain('--seeds must be a positive integer');
+    expect(policy.code).toBe(2);
+    expect(policy.stderr).toContain('--policy must be cp, ap, causal or all');
+  });
+});
+
+describe('runCampaign', () => {
+  it('runs seeds on worker threads from a process not started with tsx, and adds up their stats', async () => {
+    const seen: number[] = [];
+    const result = await runCampaign({ policy: 'ap', seeds: 4, from: 7, workers: 2, onProgress: (p) => seen.push(p.done) });
+    expect(result.seedsRun).toBe(4);
+    expect(result.workers).toBe(2);
+    expect(seen).toEqual([1, 2, 3, 4]);
+    expect(result.violations).toEqual([]);
+    expect(result.totals.ok).toBeGreaterThan(0);
+  });
+});
+
+describe('shortestWindow', () => {
+  let id = 0;
+  const op = (process: number, f: OpFunction, value: Value, call: number, ret: number, outcome: Outcome = 'ok', key = 'x'): Operation => ({
+    id: id++,
+    process,
+    f,
+    key,
+    value,
+    call,
+    return: ret,
+    outcome,
+  });
+  // Key x: a stale read at [8, 9] returns 1 after 2 was written and read. Key y is fine.
+  const history = [
+    op(0, 'write', 1, 0, 1),
+    op(1, 'read', 1, 2, 3),
+    op(9, 'write', 'y1', 2.5, 3.5, 'ok', 'y'),
+    op(0, 'write', 2, 4, 5),
+    op(1, 'read', 2, 6, 7),
+    op(2, 'write', 9, 7.5, 20), // still running when the stale read returns
+    op(3, 'write', 5, 7.6, 7.7, 'fail'),
+    op(1, 'read', 1, 8, 9), // the stale read
+    op(0, 'write', 3, 10, 11),
+    op(1, 'read', 3, 12, 13),
+    op(9, 'read', 'y1', 14, 15, 'ok', 'y'),
+  ];
+  const violation: SeedViolation = { kind: 'linearizability', explanation: 'test', operations: history, key: 'x' };
+
+  it('is the key\'s history as of the first completion that makes it non-linearizable, as the checker saw it', () => {
+    expect(checkLinearizability(history).verdict).toBe('not-linearizable');
+    const window = shortestWindow(violation);
+    // Key x's operations invoked by 9, without the failed write; the write still running at 9 as unknown.
+    expect(window.map((o) => o.id)).toEqual([0, 1, 3, 4, 5, 7]);
+    expect(window.find((o) => o.id === 5)).toMatchObject({ outcome: 'info', return: Infinity });
+    expect(checkLinearizability(window).verdict).toBe('not-linearizable');
+    // One completion earlier (as of 7) the history passes: the window is the shortest prefix.
+    expect(checkLinearizability(window.filter((o) => o.id !== 7)).verdict).toBe('linearizable');
+  });
+
+  it('shows the last operations of that prefix when it is longer than the window, marking the one that completed last', () => {
+    const window = historyWindow(violation, 2);
+    expect(window.operations.map((o) => o.id)).toEqual([5, 7]);
+    expect(window.named).toContain(7);
+    expect(window.description).toContain('as of 9 ms is the shortest prefix the checker rejects');
+    expect(window.description).toContain('the last 2 of them by invocation (the 4 before set');
+  });
+});
