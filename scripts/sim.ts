@@ -20,7 +20,7 @@ const BROKEN: Record<string, { readonly variant: BrokenVariant; readonly policie
   'skip-recovery': { variant: { skipRecovery: true }, policies: ['cp', 'ap', 'causal'] },
   'single-replica-reads': { variant: { singleReplicaReads: true }, policies: ['cp'] },
   'skip-dependency-check': { variant: { skipDependencyCheck: true }, policies: ['causal'] },
-  'read-in-flight': { variant: { readInFlight: true }, policies: ['cp'] },
+  'read-in-flight': { variant: { readInFlight: true }, policies: ['cp', 'causal'] },
   'ignore-clock-high-water': { variant: { ignoreClockHighWater: true }, policies: ['cp', 'ap', 'causal'] },
 };
 /** Seeds are taken modulo 2^32 by the random generator, so larger ones would repeat smaller ones. */
@@ -56,7 +56,7 @@ checked by that policy's checkers, spread over worker threads.
                     skip-recovery          a node with an empty disk serves at once (every policy)
                     single-replica-reads   CP reads from one replica (cp)
                     skip-dependency-check  causal writes applied before their dependencies (causal)
-                    read-in-flight         CP replicas vouch for writes not yet durable (cp)
+                    read-in-flight         replicas answer with writes not yet durable (cp, causal)
                     ignore-clock-high-water  a restarted node's clock may go back (every policy)
                   the exit status is then 0 only if the campaign found at least one violation
   --help          this text

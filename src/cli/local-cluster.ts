@@ -14,6 +14,8 @@ export interface LocalClusterOptions {
   readonly size?: number;
   /** Extra `serve` flags for every node (e.g. ['--policy', 'ap']). */
   readonly serveArgs?: readonly string[];
+  /** Keep every node's data in memory (`--memory`) instead of a data directory. @default false */
+  readonly memory?: boolean;
   /** Where child stderr goes; dropped by default. */
   readonly onLog?: (nodeId: string, line: string) => void;
 }
@@ -88,7 +90,7 @@ export class LocalCluster {
     const peers = this.#members.filter((m) => m.id !== id).map((m) => `${m.id}=127.0.0.1:${m.port}`).join(',');
     const args = [
       BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${member.port}`, '--peers', peers,
-      '--data-dir', member.dataDir, ...(this.#options.serveArgs ?? []), ...extraArgs,
+      ...(this.#options.memory ? ['--memory'] : ['--data-dir', member.dataDir]), ...(this.#options.serveArgs ?? []), ...extraArgs,
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env === undefined ? process.env : { ...process.env, ...options.env } });
     member.child = child;

@@ -431,6 +431,7 @@ export class NodeCore implements ReplicaHandler {
     const n = peers.length + 1;
     const needed = policy.recoveryNeeds === 'all' ? peers.length : n - majority(n) + 1;
     const copied = new Set<string>();
+    const lastError = new Map<string, string>();
     while (copied.size < needed) {
       for (const peer of peers) {
         if (copied.has(peer) || this.#closed) continue;
@@ -444,14 +445,16 @@ export class NodeCore implements ReplicaHandler {
             afterKey = page.entries[page.entries.length - 1]!.key;
           }
           copied.add(peer);
-        } catch {
+        } catch (error) {
           // Not serving, unreachable or failed mid-way: another round asks again (pages are idempotent).
+          lastError.set(peer, describeError(error).slice(0, 200));
         }
       }
       if (this.#closed || this.#phase === 'failed') return;
       if (copied.size < needed) {
         const missing = peers.filter((p) => !copied.has(p));
-        waiting(`keyspace ${name} has copied the state of ${copied.size} of the ${needed} peers it needs; waiting for ${missing.join(', ')} to serve`);
+        const why = missing.map((p) => (lastError.has(p) ? `${p}: ${lastError.get(p)}` : p)).join('; ');
+        waiting(`keyspace ${name} has copied the state of ${copied.size} of the ${needed} peers it needs; waiting for ${why}`);
         await this.#pause(RETRY_PAUSE_MS);
       }
     }

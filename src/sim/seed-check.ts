@@ -21,7 +21,7 @@ export interface BrokenVariant {
   readonly singleReplicaReads?: boolean;
   /** Causal: CausalOptions.unsafeSkipDependencyCheck. */
   readonly skipDependencyCheck?: boolean;
-  /** CP: CpQuorumOptions.unsafeReadInFlight: replicas vouch for writes not yet durable. */
+  /** CP and causal: unsafeReadInFlight: replicas answer with writes not yet durable. */
   readonly readInFlight?: boolean;
   /** NodeSettings.unsafeIgnoreClockHighWater: a restarted node's clock may go back. */
   readonly ignoreClockHighWater?: boolean;
@@ -30,7 +30,7 @@ export interface BrokenVariant {
 /** What went wrong in one seed. */
 export interface SeedViolation {
   /** Which check failed: linearizability, causality, convergence, durability or version order. */
-  readonly kind: 'linearizability' | 'causality' | 'convergence' | 'lost-write' | 'version-order' | 'run';
+  readonly kind: 'linearizability' | 'causality' | 'convergence' | 'lost-write' | 'version-order' | 'recovery' | 'run';
   readonly explanation: string;
   /** The operations of the history, to cut a window from. */
   readonly operations: readonly Operation[];
@@ -81,6 +81,8 @@ async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVari
   });
   const base = { policy, seed, stats: run.stats, schedule: run.schedule };
   const operations = pairOperations(run.events);
+  const stuck = unrecovered(run.stats);
+  if (stuck !== undefined) return { ...base, violation: { kind: 'recovery', explanation: stuck, operations } };
   const order = checkVersionOrder(run.acknowledged);
   if (order !== undefined) return { ...base, violation: { kind: 'version-order', explanation: order, operations } };
   if (policy === 'cp') {
@@ -116,9 +118,11 @@ async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVari
 }
 
 async function runCausal(seed: number, broken: BrokenVariant): Promise<SeedResult> {
-  const options: CausalOptions = { callTimeoutMs: 100, unsafeSkipDependencyCheck: broken.skipDependencyCheck };
+  const options: CausalOptions = { callTimeoutMs: 100, unsafeSkipDependencyCheck: broken.skipDependencyCheck, unsafeReadInFlight: broken.readInFlight };
   const run = await runCausalWorkload({ seed, policy: causal(options), unsafeSkipRecovery: broken.skipRecovery, unsafeIgnoreClockHighWater: broken.ignoreClockHighWater });
   const base = { policy: 'causal' as const, seed, stats: run.stats, schedule: run.schedule };
+  const stuck = unrecovered(run.stats);
+  if (stuck !== undefined) return { ...base, violation: { kind: 'recovery', explanation: stuck, operations: run.operations } };
   const order = checkVersionOrder(run.acknowledged);
   if (order !== undefined) return { ...base, violation: { kind: 'version-order', explanation: order, operations: run.operations } };
   const result = checkCausalConsistency(run.operations);
@@ -130,6 +134,13 @@ async function runCausal(seed: number, broken: BrokenVariant): Promise<SeedResul
 }
 
 /** What `id`'s disk holds durably: the state a crash now would leave, and what must converge. */
+/** Every wiped replica must have recovered and served again by the end of its run. */
+function unrecovered(stats: Record<string, number>): string | undefined {
+  const wiped = stats.amnesia ?? 0;
+  const recovered = stats.recoveries ?? 0;
+  return wiped === recovered ? undefined : `${wiped} replicas lost their disks but ${recovered} recovered and served again by the end of the run`;
+}
+
 function stateOf(cluster: SimCluster, id: string, keyspace: string): Map<string, Entry> {
   return new Map(cluster.stores.get(id)!.durableEntries(keyspace).map((e) => [decoder.decode(e.key), e]));
 }

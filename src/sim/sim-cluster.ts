@@ -185,6 +185,9 @@ export class SimCluster {
       },
     );
     this.#nodes.set(id, node);
+    // A wiped node whose identity is on disk again finished its recovery in an earlier life (its
+    // identity is written only after the recovered state is durable) and serves at once.
+    if (node.phase === 'serving' && this.recovering.delete(id)) this.faults.recoveries++;
     this.network.attach(id, { handler: node, clock });
     void node.start();
     return node;

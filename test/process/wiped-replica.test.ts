@@ -2,7 +2,9 @@ import { rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/cli/local-cluster.js';
 import { BUILT } from '../support/cli.js';
+import { healthCheck } from '../support/ops.js';
 import { retryUnavailable, statusOf, TestKvClient } from '../support/kv-client.js';
+import { status } from '../support/status-client.js';
 
 let cluster: LocalCluster | undefined;
 const clients: TestKvClient[] = [];
@@ -27,7 +29,7 @@ interface Observed {
  * never the old one. Returns what reads through both answered meanwhile, and after the third
  * replica (which holds the new value) is back.
  */
-async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ during: Observed; after: Observed }> {
+async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ during: Observed; after: Observed; statusWhileRecovering: string[]; healthWhileRecovering: string }> {
   cluster = await LocalCluster.create({ size: 3, serveArgs: ['--heartbeat-interval-ms', '100'] });
   const c = cluster;
   await c.startAll();
@@ -74,6 +76,8 @@ async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ dur
     return seen;
   };
   const during = await readAll(['n1', 'n3'], 3_000);
+  const statusWhileRecovering = (await status(c.address('n1'))).notServingReasons;
+  const healthWhileRecovering = await healthCheck(c.address('n1'));
 
   await c.start('n2');
   // n1 recovers from n2 and n3 and serves again; then every node answers the new value.
@@ -82,12 +86,12 @@ async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ dur
     if (value !== 'new') throw Object.assign(new Error(`n1 answered ${value}`), { code: 14 });
   }, 15_000);
   const after = await readAll(['n1', 'n2', 'n3'], 500);
-  return { during, after };
+  return { during, after, statusWhileRecovering, healthWhileRecovering };
 }
 
 describe.skipIf(!BUILT)('a wiped replica and a stale one, together, on real serve processes (LMDB)', () => {
   it('never answer the overwritten value: they refuse, naming the recovery, until the replica holding the latest is back', async () => {
-    const { during, after } = await wipedAndStaleTogether();
+    const { during, after, statusWhileRecovering, healthWhileRecovering } = await wipedAndStaleTogether();
     console.log(
       `wiped n1 + stale n3: ${during.newValue} new, ${during.oldValue} old, ${during.unavailable} UNAVAILABLE, e.g. ${[...during.refusals].slice(0, 2).join(' | ')}; ` +
         `after n2 returned: ${after.newValue} new, ${after.oldValue} old, ${after.unavailable} UNAVAILABLE`,
@@ -98,6 +102,35 @@ describe.skipIf(!BUILT)('a wiped replica and a stale one, together, on real serv
     expect([...during.refusals].some((m) => /recover/.test(m))).toBe(true);
     expect(after.oldValue).toBe(0);
     expect(after.newValue).toBeGreaterThan(0);
+    // Status and health say that n1 is recovering, and what it waits for.
+    expect(healthWhileRecovering).toBe('NOT_SERVING');
+    expect(statusWhileRecovering.join(' ')).toMatch(/node n1 is recovering: keyspace default has copied the state of \d of the 2 peers it needs; waiting for n2/);
+  }, 60_000);
+
+  it('a --memory node restarted (an empty store every time) recovers its peers\' state before it serves, then holds every acknowledged write', async () => {
+    cluster = await LocalCluster.create({ size: 3, memory: true, serveArgs: ['--heartbeat-interval-ms', '100', '--keyspace', 'a=ap'] });
+    const c = cluster;
+    await c.startAll();
+    const kv = (id: string) => {
+      const made = new TestKvClient(c.address(id));
+      clients.push(made);
+      return made;
+    };
+    const n1 = kv('n1');
+    for (let i = 0; i < 50; i++) await retryUnavailable(() => n1.put(`k${i}`, `v${i}`, { keyspace: 'a' }));
+    await c.kill('n3', 'SIGKILL');
+    for (let i = 50; i < 100; i++) await retryUnavailable(() => n1.put(`k${i}`, `v${i}`, { keyspace: 'a' }));
+    // The AP writes reach n2 in the background; wait until it holds them all.
+    const n2 = kv('n2');
+    await retryUnavailable(async () => {
+      for (let i = 0; i < 100; i++) if ((await n2.get(`k${i}`, { keyspace: 'a' })).value.toString() !== `v${i}`) throw Object.assign(new Error(`n2 lacks k${i}`), { code: 14 });
+    }, 10_000);
+    const t0 = performance.now();
+    await c.start('n3'); // its ready line comes once it has recovered
+    console.log(`--memory n3 recovered and served ${(performance.now() - t0).toFixed(0)} ms after its restart`);
+    // An AP read is answered by the local replica alone: n3 holds every write, the 50 it missed included.
+    const n3 = kv('n3');
+    for (let i = 0; i < 100; i++) expect((await n3.get(`k${i}`, { keyspace: 'a' })).value.toString(), `k${i} through n3`).toBe(`v${i}`);
   }, 60_000);
 
   it('does answer the overwritten value with recovery switched off (REPLIKIT_UNSAFE_SKIP_RECOVERY=1), so the test above can fail', async () => {

@@ -1,25 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { apAsync } from '../../src/policy/ap/ap-async.js';
 import { runRegisterWorkload } from '../../src/sim/register-workload.js';
-import { addStats, runSeed, SIM_AP_OPTIONS } from '../../src/sim/seed-check.js';
+import { runSeed, SIM_AP_OPTIONS } from '../../src/sim/seed-check.js';
 import { pairOperations } from '../../src/testing/history.js';
 import { checkLinearizability } from '../../src/testing/linearizability.js';
-import { expectFaultsLanded } from './fault-totals.js';
+import { expectFaultsLanded, runSeeds } from './sim-support.js';
 
 const SEED_COUNT = 500;
 const SEEDS = process.env.REPLIKIT_SEED ? [Number(process.env.REPLIKIT_SEED)] : Array.from({ length: SEED_COUNT }, (_, i) => i + 1);
 
 describe('AP async under disk, clock, crash and network faults', () => {
   it(`converges after the heal, keeps every acknowledged write and orders each node's versions (${SEEDS.length} seeds)`, async () => {
-    const totals: Record<string, number> = {};
-    for (const seed of SEEDS) {
-      const result = await runSeed('ap', seed);
-      addStats(totals, result.stats);
-      if (result.violation !== undefined) {
-        throw new Error(`seed ${seed}: ${result.violation.kind}\n${result.violation.explanation}\nreplay: npm run sim -- --policy ap --seeds 1 --from ${seed}`);
-      }
-    }
-    console.log(`AP simulation totals over ${SEEDS.length} seeds: ${JSON.stringify(totals)}`);
+    const totals = await runSeeds('ap', SEEDS);
     if (SEEDS.length < SEED_COUNT) return;
     expect(totals.ok).toBeGreaterThan(SEEDS.length * 100);
     expectFaultsLanded(totals, SEEDS.length);

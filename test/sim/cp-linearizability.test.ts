@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { cpQuorum } from '../../src/policy/cp-quorum.js';
 import { runRegisterWorkload } from '../../src/sim/register-workload.js';
-import { addStats, runSeed } from '../../src/sim/seed-check.js';
+import { runSeed } from '../../src/sim/seed-check.js';
 import { pairOperations } from '../../src/testing/history.js';
 import { checkLinearizability } from '../../src/testing/linearizability.js';
-import { expectFaultsLanded } from './fault-totals.js';
+import { expectFaultsLanded, runSeeds } from './sim-support.js';
 
 /**
  * The CP policy's proof: seeded simulations on simulated disks under partitions, crashes (inside
@@ -18,15 +18,7 @@ const SEEDS = process.env.REPLIKIT_SEED ? [Number(process.env.REPLIKIT_SEED)] : 
 
 describe('CP quorum under disk, clock, crash and network faults', () => {
   it(`is linearizable on every one of ${SEEDS.length} seeds, with every fault kind landing many times`, async () => {
-    const totals: Record<string, number> = {};
-    for (const seed of SEEDS) {
-      const result = await runSeed('cp', seed);
-      addStats(totals, result.stats);
-      if (result.violation !== undefined) {
-        throw new Error(`seed ${seed}: ${result.violation.kind}\n${result.violation.explanation}\nreplay: npm run sim -- --policy cp --seeds 1 --from ${seed}`);
-      }
-    }
-    console.log(`CP simulation totals over ${SEEDS.length} seeds: ${JSON.stringify(totals)}`);
+    const totals = await runSeeds('cp', SEEDS);
     if (SEEDS.length < SEED_COUNT) return;
     // The runs must have completed real work and exercised every fault, or they prove nothing.
     expect(totals.ok).toBeGreaterThan(SEEDS.length * 100);

@@ -166,7 +166,8 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   }
 
   async get(key: Uint8Array): Promise<ReadResult> {
-    const entry = this.#ctx.store.get(this.#ctx.keyspace, key);
+    // From durable state, like every answer a replica gives: never a write a crash could take away.
+    const entry = await this.#ctx.store.readDurable(this.#ctx.keyspace, key);
     return {
       value: entry === undefined || entry.tombstone ? undefined : entry.value,
       version: entry?.version,

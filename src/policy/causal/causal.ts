@@ -43,6 +43,13 @@ export interface CausalOptions {
    * @default false
    */
   readonly unsafeSkipDependencyCheck?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: reads answer the store's latest write
+   * of a key, durable or not (as before reads came from durable state only). The disk-fault
+   * simulation must catch it: a session sees a write that a crash then takes away.
+   * @default false
+   */
+  readonly unsafeReadInFlight?: boolean;
 }
 
 export const CAUSAL_DEFAULTS = {
@@ -99,7 +106,11 @@ interface Waiter {
 
 export class CausalKeyspace implements KeyspacePolicy {
   readonly #ctx: PolicyContext;
-  readonly #o: Required<Omit<CausalOptions, 'unsafeSkipDependencyCheck'>> & { retryMaxMs: number; unsafeSkipDependencyCheck?: boolean };
+  readonly #o: Required<Omit<CausalOptions, 'unsafeSkipDependencyCheck' | 'unsafeReadInFlight'>> & {
+    retryMaxMs: number;
+    unsafeSkipDependencyCheck?: boolean;
+    unsafeReadInFlight?: boolean;
+  };
   readonly #log: OriginLog;
   readonly #senders = new Map<string, PeerSender>();
   /** What this replica has applied, per origin: contiguous sequences (some may still be committing). */
@@ -157,7 +168,9 @@ export class CausalKeyspace implements KeyspacePolicy {
 
   async get(key: Uint8Array, options: OperationOptions): Promise<ReadResult> {
     const context = await this.#catchUp(options);
-    const entry = this.#ctx.store.get(this.#ctx.keyspace, key);
+    // From durable state: a session that saw a write a crash then took away would go back in
+    // time (and the lost write's sequence number would be reused by the next one).
+    const entry = this.#o.unsafeReadInFlight ? this.#ctx.store.get(this.#ctx.keyspace, key) : await this.#ctx.store.readDurable(this.#ctx.keyspace, key);
     const after = entry === undefined ? context : context.merge(observed(entry));
     return {
       value: entry === undefined || entry.tombstone ? undefined : entry.value,
@@ -290,14 +303,7 @@ export class CausalKeyspace implements KeyspacePolicy {
     // The entry, its log record and the new applied clock are issued in one turn: one commit.
     const applied = this.#applied.with(ctx.selfId, seq);
     this.#applied = applied;
-    const durable = Promise.all([ctx.store.apply(ctx.keyspace, [entry]), this.#log.append(entry), this.#persistApplied()]);
-    this.#inFlight.add(durable);
-    try {
-      await durable;
-    } finally {
-      this.#inFlight.delete(durable);
-    }
-    this.#durableApplied = this.#durableApplied.merge(applied);
+    await this.#commit(applied, [ctx.store.apply(ctx.keyspace, [entry]), this.#log.append(entry)]);
     this.#log.markDurable(seq);
     this.#wakeWaiters();
     for (const s of this.#senders.values()) s.kick();
@@ -360,18 +366,26 @@ export class CausalKeyspace implements KeyspacePolicy {
           this.#ctx.clock.update(e.version.hlc);
         }
         this.#applied = applied;
-        const durable = Promise.all([this.#ctx.store.apply(this.#ctx.keyspace, ready), this.#persistApplied()]);
-        this.#inFlight.add(durable);
-        try {
-          await durable;
-        } finally {
-          this.#inFlight.delete(durable);
-        }
-        this.#durableApplied = this.#durableApplied.merge(applied);
+        await this.#commit(applied, [this.#ctx.store.apply(this.#ctx.keyspace, ready)]);
         this.#wakeWaiters();
       }
     });
     return this.#draining;
+  }
+
+  /**
+   * Waits for `writes` and the applied clock (issued with them, in the same turn: one commit) to
+   * be durable, counted in flight meanwhile; then `applied` may be answered as applied.
+   */
+  async #commit(applied: VectorClock, writes: Promise<unknown>[]): Promise<void> {
+    const durable = Promise.all([...writes, this.#persistApplied()]);
+    this.#inFlight.add(durable);
+    try {
+      await durable;
+    } finally {
+      this.#inFlight.delete(durable);
+    }
+    this.#durableApplied = this.#durableApplied.merge(applied);
   }
 
   #persistApplied(): Promise<void> {

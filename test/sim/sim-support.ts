@@ -1,4 +1,22 @@
 import { expect } from 'vitest';
+import { addStats, runSeed, type SimPolicy } from '../../src/sim/seed-check.js';
+
+/**
+ * Runs `seeds` of one policy's disk-fault simulation, failing on the first violation with its
+ * seed, explanation and replay command; returns the totals of completions and faults landed.
+ */
+export async function runSeeds(policy: SimPolicy, seeds: readonly number[]): Promise<Record<string, number>> {
+  const totals: Record<string, number> = {};
+  for (const seed of seeds) {
+    const result = await runSeed(policy, seed);
+    addStats(totals, result.stats);
+    if (result.violation !== undefined) {
+      throw new Error(`seed ${seed}: ${result.violation.kind}\n${result.violation.explanation}\nreplay: npm run sim -- --policy ${policy} --seeds 1 --from ${seed}`);
+    }
+  }
+  console.log(`${policy} simulation totals over ${seeds.length} seeds: ${JSON.stringify(totals)}`);
+  return totals;
+}
 
 /**
  * The fault kinds every policy's simulation must have landed, many times, over a test's seeds:
