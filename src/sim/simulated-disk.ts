@@ -90,7 +90,7 @@ export class SimulatedDisk implements Store {
   readonly #scheduler: Scheduler;
   readonly #random: SeededRandom;
   #profile: DiskProfile;
-  /** Multiplies commit durations while the disk is slow. */
+  /** Multiplies commit durations (stalls excepted) while the disk is slow. */
   slowFactor = 1;
   readonly stats: DiskStats = { commits: 0, crashesWithWritesInFlight: 0, writesLost: 0, syncFailures: 0, wipes: 0 };
 
@@ -407,7 +407,10 @@ export class SimulatedDisk implements Store {
   #commitDurationMs(): number {
     const p = this.#profile;
     const roll = this.#random.next();
-    const range = roll < p.stallRate ? p.stallMs : roll < p.stallRate + p.slowRate ? p.slowMs : p.fastMs;
+    // A stall is the worst a disk does: a slow disk stretches its other commits, not its stalls
+    // (which would make single commits of seconds).
+    if (roll < p.stallRate) return this.#random.between(p.stallMs[0], p.stallMs[1]);
+    const range = roll < p.stallRate + p.slowRate ? p.slowMs : p.fastMs;
     return this.#random.between(range[0], range[1]) * this.slowFactor;
   }
 
