@@ -38,6 +38,12 @@ export interface ReplicaNodeConfig {
   readonly maxValueBytes?: number;
   /** The most entries one Replicate or Read call may carry. @default 1024 */
   readonly maxBatchEntries?: number;
+  /**
+   * The most bytes of entries one batch carries (Replicate, a Read's answer, AP and causal
+   * replication, anti-entropy, hints, snapshots); one entry larger than this travels alone.
+   * @default 524288
+   */
+  readonly maxBatchBytes?: number;
   /** How far a peer's HLC may run ahead of this node's wall clock, in milliseconds. @default 500 */
   readonly maxClockOffsetMs?: number;
   /**
@@ -67,8 +73,14 @@ export const NODE_DEFAULTS = {
   maxKeyBytes: 1024,
   /** Bounds the memory one request can pin on every replica; grpc-js's own default cap is 4 MiB. */
   maxValueBytes: 1024 * 1024,
-  /** Bounds the work one peer message can ask for; its size in bytes is bounded by the gRPC message limit. */
+  /** Bounds the work one peer message can ask for; its size in bytes is bounded by maxBatchBytes. */
   maxBatchEntries: 1024,
+  /**
+   * Half the peer message limit (maxValueBytes + 64 KiB): a batch and its framing always fit in
+   * one gRPC message, whose limit would otherwise fail the whole Exchange stream it travels on;
+   * batches of small entries are unaffected (1,024 entries of 100 bytes are 150 KiB).
+   */
+  maxBatchBytes: 512 * 1024,
   /** Matches CockroachDB's default max-offset spirit at LAN scale; beyond it HLC tags drift from real time. */
   maxClockOffsetMs: 500,
 } as const;
@@ -123,6 +135,7 @@ export function validateNodeConfig(config: ReplicaNodeConfig): void {
   positive('maxKeyBytes', config.maxKeyBytes);
   positive('maxValueBytes', config.maxValueBytes);
   positive('maxBatchEntries', config.maxBatchEntries);
+  positive('maxBatchBytes', config.maxBatchBytes);
   positive('maxClockOffsetMs', config.maxClockOffsetMs);
   if ((config.maxKeyBytes ?? NODE_DEFAULTS.maxKeyBytes) > 64 * 1024) {
     throw new ConfigError(`maxKeyBytes (${config.maxKeyBytes}) must be at most 65536`);

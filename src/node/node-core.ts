@@ -15,6 +15,7 @@ import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ProbeAnswer, ReplicaHandler, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
 import { majority } from '../policy/quorum-call.js';
 import { ClockHighWaterStore } from './clock-high-water.js';
+import { ENTRY_OVERHEAD_BYTES, entryBytes } from '../storage/entry-size.js';
 import { FailStopStore } from './fail-stop-store.js';
 import { sessionTokenCodec, type SessionCodec } from '../transport/session-token.js';
 import { BatchingReplicaSet } from '../transport/batching-replica-set.js';
@@ -61,6 +62,8 @@ const FORMING_META = 'node.forming';
 const PROBE_TIMEOUT_MS = 500;
 const SNAPSHOT_TIMEOUT_MS = 2_000;
 const RETRY_PAUSE_MS = 200;
+/** Distinct keys a Read answer reads from the store at a time (see #answerWithinBudget). */
+const READ_CHUNK_KEYS = 16;
 const FORMING_PAUSE_MS = 10;
 /**
  * Client requests that may wait at once for a starting or recovering node; beyond it they fail at
@@ -78,6 +81,7 @@ export interface NodeSettings {
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
   readonly maxBatchEntries: number;
+  readonly maxBatchBytes: number;
   readonly maxClockOffsetMs: number;
   /** Keys the HMAC of session tokens; see sessionTokenCodec. */
   readonly sessionSecret?: string;
@@ -143,7 +147,7 @@ export class NodeCore implements ReplicaHandler {
     this.sessions = sessionTokenCodec(settings.clusterId, settings.sessionSecret);
     const replicaIds = [settings.nodeId, ...settings.peers.map((p) => p.id)];
     // Calls to one peer issued in the same turn travel as one batch (see BatchingReplicaSet).
-    this.replicas = new BatchingReplicaSet(runtime.replicas, runtime.scheduler, settings.maxBatchEntries);
+    this.replicas = new BatchingReplicaSet(runtime.replicas, runtime.scheduler, { maxBatchEntries: settings.maxBatchEntries, maxBatchBytes: settings.maxBatchBytes });
     for (const [name, policy] of Object.entries(settings.keyspaces)) {
       this.#policies.set(name, {
         name: policy.name,
@@ -158,6 +162,7 @@ export class NodeCore implements ReplicaHandler {
           liveness: runtime.liveness,
           logger: runtime.logger,
           sessions: this.sessions,
+          limits: { maxBatchEntries: settings.maxBatchEntries, maxBatchBytes: settings.maxBatchBytes },
         }),
       });
     }
@@ -206,7 +211,9 @@ export class NodeCore implements ReplicaHandler {
    */
   start(): Promise<void> {
     this.#started ??= this.#bootstrap().catch((error: unknown) => {
-      if (!this.#closed && this.#phase !== 'failed') this.runtime.logger.error('node start-up failed', { error: String(error) });
+      // Whatever stopped the start-up (the store failing, most likely) stops the node: a node left
+      // starting for ever would neither serve nor say why.
+      if (!this.#closed) this.#failStop(error);
     });
     return this.#started;
   }
@@ -253,7 +260,38 @@ export class NodeCore implements ReplicaHandler {
     this.#assertServing();
     this.#checkBatch(keys.length);
     for (const key of keys) this.#checkKey(key);
-    return policy.readLocal(from, keys);
+    return this.#answerWithinBudget(keys, (chunk) => policy.readLocal(from, chunk));
+  }
+
+  /**
+   * The answer to a peer's Read: each distinct key read once, in chunks, and the answer cut to the
+   * longest prefix of `keys` whose entries fit `maxBatchBytes` (never empty: one entry larger than
+   * the budget goes alone). The caller asks again for the rest (BatchingReplicaSet does). So one
+   * small Read naming a large value a thousand times costs one entry and one budget of memory,
+   * not a thousand copies.
+   */
+  async #answerWithinBudget(keys: readonly Uint8Array[], read: (keys: Uint8Array[]) => Promise<(Entry | undefined)[]>): Promise<(Entry | undefined)[]> {
+    const { maxBatchBytes } = this.settings;
+    const found = new Map<string, Entry | undefined>();
+    const answer: (Entry | undefined)[] = [];
+    let bytes = 0;
+    for (let at = 0; at < keys.length; ) {
+      // The next few distinct keys not yet read, a chunk at a time (memory: a chunk of entries).
+      const chunk: Uint8Array[] = [];
+      for (let i = at; i < keys.length && chunk.length < READ_CHUNK_KEYS; i++) {
+        const id = latin1(keys[i]!);
+        if (!found.has(id) && !chunk.some((k) => latin1(k) === id)) chunk.push(keys[i]!);
+      }
+      if (chunk.length > 0) (await read(chunk)).forEach((entry, i) => found.set(latin1(chunk[i]!), entry));
+      for (; at < keys.length && found.has(latin1(keys[at]!)); at++) {
+        const entry = found.get(latin1(keys[at]!));
+        const size = entry === undefined ? keys[at]!.byteLength + ENTRY_OVERHEAD_BYTES : entryBytes(entry);
+        if (answer.length > 0 && bytes + size > maxBatchBytes) return answer;
+        answer.push(entry);
+        bytes += size;
+      }
+    }
+    return answer;
   }
 
   async syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer> {
@@ -268,7 +306,7 @@ export class NodeCore implements ReplicaHandler {
 
   async probe(_from: string): Promise<ProbeAnswer> {
     if (this.#phase !== 'starting') return 'member';
-    return this.runtime.store.getMeta(FORMING_META) === undefined ? 'new' : 'ready';
+    return this.store.getMeta(FORMING_META) === undefined ? 'new' : 'ready';
   }
 
   async snapshot(_from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
@@ -364,7 +402,7 @@ export class NodeCore implements ReplicaHandler {
     while (peers.length > 0) {
       const answers = await Promise.all(peers.map((p) => this.replicas.probe(p, PROBE_TIMEOUT_MS).catch(() => undefined)));
       if (this.#closed || this.#phase !== 'starting' || this.#serving !== undefined) return;
-      const ready = this.runtime.store.getMeta(FORMING_META) !== undefined;
+      const ready = this.store.getMeta(FORMING_META) !== undefined;
       const silent = peers.filter((_, i) => answers[i] === undefined);
       if (!ready && answers.some((a) => a === 'member')) {
         recover = true;
@@ -417,7 +455,7 @@ export class NodeCore implements ReplicaHandler {
    * than refuse the call and fail the peer's first requests.
    */
   async #joinIfFormed(): Promise<void> {
-    if (this.#phase === 'starting' && this.runtime.store.getMeta(FORMING_META) !== undefined) await this.#serve('formed');
+    if (this.#phase === 'starting' && this.store.getMeta(FORMING_META) !== undefined) await this.#serve('formed');
   }
 
   /**
@@ -522,6 +560,10 @@ export class NodeCore implements ReplicaHandler {
   }
 }
 
+function latin1(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
 function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -541,6 +583,7 @@ export function settle(config: {
   maxKeyBytes?: number;
   maxValueBytes?: number;
   maxBatchEntries?: number;
+  maxBatchBytes?: number;
   maxClockOffsetMs?: number;
   sessionSecret?: string;
   unsafeSkipRecovery?: boolean;
@@ -555,6 +598,7 @@ export function settle(config: {
     maxKeyBytes: config.maxKeyBytes ?? NODE_DEFAULTS.maxKeyBytes,
     maxValueBytes: config.maxValueBytes ?? NODE_DEFAULTS.maxValueBytes,
     maxBatchEntries: config.maxBatchEntries ?? NODE_DEFAULTS.maxBatchEntries,
+    maxBatchBytes: config.maxBatchBytes ?? NODE_DEFAULTS.maxBatchBytes,
     maxClockOffsetMs: config.maxClockOffsetMs ?? NODE_DEFAULTS.maxClockOffsetMs,
     sessionSecret: config.sessionSecret,
     unsafeSkipRecovery: config.unsafeSkipRecovery,

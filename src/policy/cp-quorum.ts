@@ -183,7 +183,7 @@ class CpQuorumKeyspace implements KeyspacePolicy {
   readonly recoveryNeeds = 'majority';
 
   async snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
-    return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries);
+    return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries, this.#ctx.limits.maxBatchBytes);
   }
 
   async absorb(page: SnapshotPage): Promise<void> {

@@ -31,6 +31,14 @@ export interface PolicyContext {
   readonly logger: Logger;
   /** Session tokens of this cluster (causal keyspaces issue and check them). */
   readonly sessions: SessionCodec;
+  /** What one batch to a peer may carry (see NODE_DEFAULTS.maxBatchBytes). */
+  readonly limits: BatchLimits;
+}
+
+/** What one batch to a peer may carry: entries and bytes (one larger entry travels alone). */
+export interface BatchLimits {
+  readonly maxBatchEntries: number;
+  readonly maxBatchBytes: number;
 }
 
 export interface OperationOptions {

@@ -1,5 +1,7 @@
 import type { Scheduler } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
+import { entryBytes } from '../storage/entry-size.js';
+import type { BatchLimits } from '../policy/policy.js';
 import type { DigestAnswer, ProbeAnswer, ReplicaSet, SnapshotPage } from './replica-set.js';
 
 interface Pending<I, O> {
@@ -12,7 +14,13 @@ interface Pending<I, O> {
 interface Queue<I, O> {
   pending: Pending<I, O>[];
   size: number;
+  bytes: number;
   scheduled: boolean;
+}
+
+/** A key's bytes as a Map key. */
+function keyId(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
 }
 
 /**
@@ -20,7 +28,14 @@ interface Queue<I, O> {
  * Read per (peer, keyspace): under load, 64 concurrent quorum operations cost a few calls per
  * peer instead of 128. Each caller still gets exactly its own results, and a failure of the
  * shared call fails each of them (the semantics of a call to a peer are unchanged: order-free and
- * idempotent). A batch holds at most `maxBatchEntries` items; larger demand goes in several calls.
+ * idempotent).
+ *
+ * Limits: a batch holds at most `maxBatchEntries` items and `maxBatchBytes` bytes of entries (a
+ * Replicate's entries; a Read's keys), and is split, never merged past them: one call larger than
+ * the byte budget travels alone. A Read asks for each key once, however many callers want it, and
+ * when the replica answers only a prefix (its answer would exceed its own byte budget, see
+ * NodeCore.read) the rest is asked for again, so callers always get every key.
+ *
  * The shared call gets the longest timeout among its callers, so none is cut short; callers with
  * shorter deadlines give up on their own (callQuorum's timer).
  */
@@ -29,26 +44,26 @@ export class BatchingReplicaSet implements ReplicaSet {
   readonly peerIds: readonly string[];
   readonly #inner: ReplicaSet;
   readonly #scheduler: Scheduler;
-  readonly #maxBatchEntries: number;
+  readonly #limits: BatchLimits;
   readonly #replicates = new Map<string, Queue<Entry, ApplyOutcome>>();
   readonly #reads = new Map<string, Queue<Uint8Array, Entry | undefined>>();
   /** Calls made to peers, and items carried, for tests and benchmarks. */
   readonly stats = { calls: 0, items: 0 };
 
-  constructor(inner: ReplicaSet, scheduler: Scheduler, maxBatchEntries: number) {
+  constructor(inner: ReplicaSet, scheduler: Scheduler, limits: BatchLimits) {
     this.selfId = inner.selfId;
     this.peerIds = inner.peerIds;
     this.#inner = inner;
     this.#scheduler = scheduler;
-    this.#maxBatchEntries = maxBatchEntries;
+    this.#limits = limits;
   }
 
   replicate(peer: string, keyspace: string, entries: readonly Entry[], timeoutMs: number): Promise<ApplyOutcome[]> {
-    return this.#enqueue(this.#replicates, peer, keyspace, entries, timeoutMs, (items, t) => this.#inner.replicate(peer, keyspace, items, t));
+    return this.#enqueue(this.#replicates, peer, keyspace, entries, entryBytes, timeoutMs, (items, t) => this.#inner.replicate(peer, keyspace, items, t));
   }
 
   read(peer: string, keyspace: string, keys: readonly Uint8Array[], timeoutMs: number): Promise<(Entry | undefined)[]> {
-    return this.#enqueue(this.#reads, peer, keyspace, keys, timeoutMs, (items, t) => this.#inner.read(peer, keyspace, items, t));
+    return this.#enqueue(this.#reads, peer, keyspace, keys, (key) => key.byteLength, timeoutMs, (items, t) => this.#readEach(peer, keyspace, items, t));
   }
 
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
@@ -63,30 +78,54 @@ export class BatchingReplicaSet implements ReplicaSet {
     return this.#inner.snapshot(peer, keyspace, afterKey, maxEntries, timeoutMs);
   }
 
+  /**
+   * Reads `keys` from `peer`, each distinct key once, asking again for what a short answer left
+   * out (a replica answers a prefix when the whole answer would exceed its byte budget).
+   */
+  async #readEach(peer: string, keyspace: string, keys: Uint8Array[], timeoutMs: number): Promise<(Entry | undefined)[]> {
+    const distinct = new Map<string, Uint8Array>();
+    for (const key of keys) distinct.set(keyId(key), key);
+    const wanted = [...distinct.values()];
+    const found = new Map<string, Entry | undefined>();
+    const started = this.#scheduler.nowMs();
+    while (found.size < wanted.length) {
+      const rest = wanted.slice(found.size);
+      const remainingMs = Math.max(1, timeoutMs - (this.#scheduler.nowMs() - started));
+      const answer = await this.#inner.read(peer, keyspace, rest, remainingMs);
+      if (answer.length === 0) throw new Error(`${peer} answered a Read of ${rest.length} keys with none`);
+      answer.forEach((entry, i) => found.set(keyId(rest[i]!), entry));
+    }
+    return keys.map((key) => found.get(keyId(key)));
+  }
+
   #enqueue<I, O>(
     queues: Map<string, Queue<I, O>>,
     peer: string,
     keyspace: string,
     items: readonly I[],
+    sizeOf: (item: I) => number,
     timeoutMs: number,
     send: (items: I[], timeoutMs: number) => Promise<O[]>,
   ): Promise<O[]> {
+    let bytes = 0;
+    for (const item of items) bytes += sizeOf(item);
     // A call that fills a batch by itself gains nothing from waiting.
-    if (items.length >= this.#maxBatchEntries) {
+    if (items.length >= this.#limits.maxBatchEntries || bytes >= this.#limits.maxBatchBytes) {
       this.stats.calls++;
       this.stats.items += items.length;
       return send([...items], timeoutMs);
     }
     const id = `${peer}\u0000${keyspace}`;
     let queue = queues.get(id);
-    if (queue === undefined) queues.set(id, (queue = { pending: [], size: 0, scheduled: false }));
+    if (queue === undefined) queues.set(id, (queue = { pending: [], size: 0, bytes: 0, scheduled: false }));
     return new Promise<O[]>((resolve, reject) => {
-      // Split, never merge past the limit: what is queued leaves first when this call would
-      // take the batch over it.
-      if (queue.size + items.length > this.#maxBatchEntries) this.#flush(queue, send);
+      // Split, never merge past the limits: what is queued leaves first when this call would
+      // take the batch over either of them.
+      if (queue.size + items.length > this.#limits.maxBatchEntries || queue.bytes + bytes > this.#limits.maxBatchBytes) this.#flush(queue, send);
       queue.pending.push({ items, timeoutMs, resolve, reject });
       queue.size += items.length;
-      if (queue.size >= this.#maxBatchEntries) {
+      queue.bytes += bytes;
+      if (queue.size >= this.#limits.maxBatchEntries || queue.bytes >= this.#limits.maxBatchBytes) {
         this.#flush(queue, send);
       } else if (!queue.scheduled) {
         queue.scheduled = true;
@@ -100,6 +139,7 @@ export class BatchingReplicaSet implements ReplicaSet {
     const batch = queue.pending;
     queue.pending = [];
     queue.size = 0;
+    queue.bytes = 0;
     queue.scheduled = false;
     if (batch.length === 0) return;
     const items: I[] = [];

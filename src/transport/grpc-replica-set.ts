@@ -106,7 +106,8 @@ export class GrpcReplicaSet implements ReplicaSet {
       timeoutMs,
       (md, options, done: UnaryCallback<ReadResponse>) => client.read({ keyspace, keys: keys.map(asBuffer) }, md, options, done),
       (response) => {
-        if (response.entries.length !== keys.length) {
+        // A replica may answer a prefix of the keys, when all of them would exceed its byte budget.
+        if (response.entries.length > keys.length || (keys.length > 0 && response.entries.length === 0)) {
           throw new PeerCallError(peer, 'rejected', `answered ${response.entries.length} entries for ${keys.length} keys`);
         }
         return response.entries.map((e, i) => optionalEntryFromWire(e, `${peer}'s entry ${i}`));

@@ -33,10 +33,41 @@ function recordingPeers(fail = false) {
 }
 
 describe('BatchingReplicaSet', () => {
+  it('splits batches by bytes too: large entries travel alone or a few at a time, never past the byte budget', async () => {
+    const scheduler = new VirtualScheduler();
+    const { inner, calls } = recordingPeers();
+    const batching = new BatchingReplicaSet(inner, scheduler, { maxBatchEntries: 1024, maxBatchBytes: 1000 });
+    const big = (key: string, size: number): Entry => ({ ...entry(key), value: new Uint8Array(size) });
+    const writes = [big('a', 400), big('b', 400), big('c', 400), big('d', 2000), big('e', 10)].map((e) => batching.replicate('n2', 'ks', [e], 100));
+    await scheduler.advance(1);
+    await Promise.all(writes);
+    // a+b fit (2 × (400 + 49)); c would pass 1000; d alone is over the budget and goes alone; e follows.
+    expect(calls.map((c) => c.keys)).toEqual([['a', 'b'], ['d'], ['c', 'e']]);
+  });
+
+  it('reads each key once however many callers ask, and asks again for what a short answer left out', async () => {
+    const scheduler = new VirtualScheduler();
+    const asked: string[][] = [];
+    const inner: ReplicaSet = {
+      ...recordingPeers().inner,
+      // A replica whose answers carry at most two entries (its byte budget), as NodeCore.read does.
+      async read(_peer, _ks, keys) {
+        asked.push(keys.map((k) => Buffer.from(k).toString()));
+        return keys.slice(0, 2).map((k) => entry(Buffer.from(k).toString()));
+      },
+    };
+    const batching = new BatchingReplicaSet(inner, scheduler, { maxBatchEntries: 1024, maxBatchBytes: 512 * 1024 });
+    const reads = ['x', 'y', 'x', 'z', 'w', 'x'].map((k) => batching.read('n2', 'ks', [Buffer.from(k)], 100));
+    await scheduler.advance(1);
+    const results = await Promise.all(reads);
+    expect(results.map(([e]) => Buffer.from(e!.key).toString())).toEqual(['x', 'y', 'x', 'z', 'w', 'x']);
+    expect(asked).toEqual([['x', 'y', 'z', 'w'], ['z', 'w']]);
+  });
+
   it('never sends a batch over its limit: two 256-entry calls under a 300 limit travel apart', async () => {
     const scheduler = new VirtualScheduler();
     const { inner, calls } = recordingPeers();
-    const batching = new BatchingReplicaSet(inner, scheduler, 300);
+    const batching = new BatchingReplicaSet(inner, scheduler, { maxBatchEntries: 300, maxBatchBytes: 512 * 1024 });
     const many = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => entry(`${prefix}${i}`));
     const a = batching.replicate('n2', 'ks', many('a', 256), 100);
     const b = batching.replicate('n2', 'ks', many('b', 256), 100);
@@ -51,7 +82,7 @@ describe('BatchingReplicaSet', () => {
   it('sends the calls of one turn to a peer as one call and gives each caller its own results', async () => {
     const scheduler = new VirtualScheduler();
     const { inner, calls } = recordingPeers();
-    const batching = new BatchingReplicaSet(inner, scheduler, 1024);
+    const batching = new BatchingReplicaSet(inner, scheduler, { maxBatchEntries: 1024, maxBatchBytes: 512 * 1024 });
     const a = batching.replicate('n2', 'ks', [entry('a')], 100);
     const b = batching.replicate('n2', 'ks', [entry('old-b'), entry('c')], 100);
     const c = batching.replicate('n3', 'ks', [entry('d')], 100);
@@ -73,7 +104,7 @@ describe('BatchingReplicaSet', () => {
 
   it('fails every caller of a failed batch', async () => {
     const scheduler = new VirtualScheduler();
-    const batching = new BatchingReplicaSet(recordingPeers(true).inner, scheduler, 1024);
+    const batching = new BatchingReplicaSet(recordingPeers(true).inner, scheduler, { maxBatchEntries: 1024, maxBatchBytes: 512 * 1024 });
     const a = batching.replicate('n2', 'ks', [entry('a')], 100);
     const b = batching.replicate('n2', 'ks', [entry('b')], 100);
     a.catch(() => {});
@@ -86,7 +117,7 @@ describe('BatchingReplicaSet', () => {
   it('never sends more than the batch limit in one call', async () => {
     const scheduler = new VirtualScheduler();
     const { inner, calls } = recordingPeers();
-    const batching = new BatchingReplicaSet(inner, scheduler, 3);
+    const batching = new BatchingReplicaSet(inner, scheduler, { maxBatchEntries: 3, maxBatchBytes: 512 * 1024 });
     const all = Array.from({ length: 7 }, (_, i) => batching.replicate('n2', 'ks', [entry(`k${i}`)], 100));
     await scheduler.advance(1);
     await Promise.all(all);

@@ -1,6 +1,7 @@
 import { invalidArgument, outcomeUnknown } from '../../errors.js';
 import type { DigestAnswer, SnapshotPage } from '../../transport/replica-set.js';
 import { pageOf } from '../snapshot-page.js';
+import { entryBytes, prefixWithin } from '../../storage/entry-size.js';
 import type { TimerHandle } from '../../clock/index.js';
 import type { ApplyOutcome, Entry } from '../../storage/entry.js';
 import type { ConflictResolver } from '../../storage/store.js';
@@ -140,7 +141,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
           context.replicas,
           context.scheduler,
           hints,
-          { ...this.#o, batchEntries: this.#o.batchEntries },
+          { ...this.#o, batchEntries: this.#o.batchEntries, batchBytes: context.limits.maxBatchBytes },
           context.logger,
         ),
       );
@@ -188,7 +189,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   readonly recoveryNeeds = 'majority';
 
   async snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
-    return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries);
+    return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries, this.#ctx.limits.maxBatchBytes);
   }
 
   async absorb(page: SnapshotPage): Promise<void> {
@@ -202,7 +203,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     }
     const differingBuckets = this.#digest.differing(hashes);
     if (differingBuckets.length === 0) this.#lastMatchWallMs.set(from, this.#ctx.clock.now().wallMs);
-    const { entries, truncated } = this.#entriesIn(differingBuckets, maxEntries);
+    const { entries, truncated } = this.#entriesIn(differingBuckets, maxEntries, this.#ctx.limits.maxBatchBytes);
     return { differingBuckets, entries, truncated };
   }
 
@@ -254,13 +255,18 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     this.#digest.set(key, entry === undefined ? 0n : entryHash(entry));
   }
 
-  #entriesIn(buckets: readonly number[], maxEntries: number): { entries: Entry[]; truncated: boolean } {
+  /** The entries in `buckets`, at most `maxEntries` and `maxBytes` of them (one larger entry alone). */
+  #entriesIn(buckets: readonly number[], maxEntries: number, maxBytes: number): { entries: Entry[]; truncated: boolean } {
     const entries: Entry[] = [];
+    let bytes = 0;
     for (const b of buckets) {
       for (const key of this.#digest.keysIn(b)) {
         if (entries.length >= maxEntries) return { entries, truncated: true };
         const entry = this.#ctx.store.get(this.#ctx.keyspace, key);
-        if (entry !== undefined) entries.push(entry);
+        if (entry === undefined) continue;
+        if (entries.length > 0 && bytes + entryBytes(entry) > maxBytes) return { entries, truncated: true };
+        entries.push(entry);
+        bytes += entryBytes(entry);
       }
     }
     return { entries, truncated: false };
@@ -289,9 +295,13 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     if (answer.differingBuckets.length === 0) {
       this.#lastMatchWallMs.set(peer, clock.now().wallMs);
     } else {
-      const { entries } = this.#entriesIn(answer.differingBuckets, Number.MAX_SAFE_INTEGER);
-      for (let i = 0; i < entries.length && !this.#closed; i += this.#o.batchEntries) {
-        await replicas.replicate(peer, keyspace, entries.slice(i, i + this.#o.batchEntries), this.#o.callTimeoutMs);
+      // Ours in the same buckets, in batches within both limits; a round sends at most ten of
+      // them, and the next round carries on where the digests still differ.
+      let { entries } = this.#entriesIn(answer.differingBuckets, 10 * this.#o.batchEntries, 10 * this.#ctx.limits.maxBatchBytes);
+      while (entries.length > 0 && !this.#closed) {
+        const batch = prefixWithin(entries, entryBytes, this.#ctx.limits.maxBatchBytes, this.#o.batchEntries);
+        await replicas.replicate(peer, keyspace, batch, this.#o.callTimeoutMs);
+        entries = entries.slice(batch.length);
       }
     }
     await this.#collectGarbage();

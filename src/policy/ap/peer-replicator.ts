@@ -1,6 +1,7 @@
 import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import type { Logger } from '../../logging/logger.js';
 import { compareVersion, type Entry, type Version } from '../../storage/entry.js';
+import { entryBytes, prefixWithin } from '../../storage/entry-size.js';
 import type { ReplicaSet } from '../../transport/replica-set.js';
 import { keyId } from './entry-digest.js';
 import type { HintLog } from './hint-log.js';
@@ -9,6 +10,8 @@ import type { HintLog } from './hint-log.js';
 export interface ReplicatorLimits {
   readonly maxQueuedKeys: number;
   readonly batchEntries: number;
+  /** Bytes of entries per batch; one larger entry travels alone. */
+  readonly batchBytes: number;
   readonly callTimeoutMs: number;
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
@@ -94,13 +97,17 @@ export class PeerReplicator {
     this.#inFlight = true;
     const ids: string[] = [];
     const entries: Entry[] = [];
+    let bytes = 0;
     for (const [id, key] of this.#queue) {
       if (entries.length >= this.limits.batchEntries) break;
-      this.#queue.delete(id);
       const entry = this.read(key);
+      // The batch is full in bytes: this key waits for the next one (one larger entry goes alone).
+      if (entry !== undefined && entries.length > 0 && bytes + entryBytes(entry) > this.limits.batchBytes) break;
+      this.#queue.delete(id);
       if (entry === undefined) continue;
       ids.push(id);
       entries.push(entry);
+      bytes += entryBytes(entry);
     }
     try {
       if (entries.length > 0) {
@@ -162,8 +169,10 @@ export class PeerReplicator {
   /** Offers the hint log to the peer, a batch at a time, while it takes them. */
   async #replay(): Promise<void> {
     while (!this.#closed && this.hints.size > 0 && !this.#inFlight) {
-      const hinted = this.hints.oldest(this.limits.batchEntries);
-      const entries = hinted.map((h) => this.read(h.key)).filter((e): e is Entry => e !== undefined);
+      const offered = this.hints.oldest(this.limits.batchEntries).map((hint) => ({ hint, entry: this.read(hint.key) }));
+      const taken = prefixWithin(offered, (o) => (o.entry === undefined ? 0 : entryBytes(o.entry)), this.limits.batchBytes);
+      const hinted = taken.map((o) => o.hint);
+      const entries = taken.map((o) => o.entry).filter((e): e is Entry => e !== undefined);
       try {
         if (entries.length > 0) await this.replicas.replicate(this.peer, this.keyspace, entries, this.limits.callTimeoutMs);
         entries.forEach((entry) => this.#acknowledge(keyId(entry.key), entry.version));

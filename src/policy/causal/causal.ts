@@ -2,6 +2,7 @@ import type { TimerHandle } from '../../clock/index.js';
 import { VectorClock } from '../../clock/index.js';
 import { failedPrecondition, invalidArgument, unavailable } from '../../errors.js';
 import type { SnapshotPage } from '../../transport/replica-set.js';
+import { entryBytes } from '../../storage/entry-size.js';
 import type { ApplyOutcome, Entry } from '../../storage/entry.js';
 import type {
   ConsistencyPolicy,
@@ -140,7 +141,7 @@ export class CausalKeyspace implements KeyspacePolicy {
     for (const peer of context.replicaIds.filter((id) => id !== context.selfId)) {
       this.#senders.set(
         peer,
-        new PeerSender(peer, context.keyspace, this.#log, context.replicas, context.scheduler, this.#o, context.logger, () => this.#truncateLog()),
+        new PeerSender(peer, context.keyspace, this.#log, context.replicas, context.scheduler, { ...this.#o, batchBytes: context.limits.maxBatchBytes }, context.logger, () => this.#truncateLog()),
       );
     }
   }
@@ -236,7 +237,7 @@ export class CausalKeyspace implements KeyspacePolicy {
    * is in flight, so that the entries hold exactly the writes the clock names and all of it is
    * durable. One page: a consistent snapshot cannot be cut into pages without a snapshot
    * isolation the store does not offer, so a causal keyspace recovers only while it fits one
-   * message (maxBatchEntries entries).
+   * batch (maxBatchEntries entries and maxBatchBytes bytes).
    */
   async snapshot(_afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
     for (let round = 0; this.#inFlight.size > 0; round++) {
@@ -246,10 +247,11 @@ export class CausalKeyspace implements KeyspacePolicy {
       await Promise.allSettled([...this.#inFlight]);
     }
     const entries = this.#ctx.store.entries(this.#ctx.keyspace);
-    if (entries.length > maxEntries) {
+    const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
+    if (entries.length > maxEntries || bytes > this.#ctx.limits.maxBatchBytes) {
       throw failedPrecondition(
         'SNAPSHOT_TOO_LARGE',
-        `causal keyspace ${this.#ctx.keyspace} holds ${entries.length} entries and a recovery snapshot carries at most ${maxEntries}`,
+        `causal keyspace ${this.#ctx.keyspace} holds ${entries.length} entries (${bytes} bytes) and a recovery snapshot carries at most ${maxEntries} entries and ${this.#ctx.limits.maxBatchBytes} bytes`,
       );
     }
     return { entries, more: false, applied: this.#applied };

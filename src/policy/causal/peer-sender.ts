@@ -1,11 +1,14 @@
 import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import type { Logger } from '../../logging/logger.js';
 import type { Entry } from '../../storage/entry.js';
+import { entryBytes } from '../../storage/entry-size.js';
 import type { ReplicaSet } from '../../transport/replica-set.js';
 import type { OriginLog } from './origin-log.js';
 
 export interface SenderLimits {
   readonly batchEntries: number;
+  /** Bytes of entries per batch; one larger entry travels alone. */
+  readonly batchBytes: number;
   readonly callTimeoutMs: number;
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
@@ -63,10 +66,13 @@ export class PeerSender {
     const to = Math.min(this.log.durableSeq, from + this.limits.batchEntries - 1);
     if (from > to) return;
     const batch: Entry[] = [];
+    let bytes = 0;
     for (let seq = from; seq <= to; seq++) {
       const entry = this.log.read(seq);
       if (entry === undefined) break;
+      if (batch.length > 0 && bytes + entryBytes(entry) > this.limits.batchBytes) break;
       batch.push(entry);
+      bytes += entryBytes(entry);
     }
     if (batch.length === 0) return;
     this.#inFlight = true;
