@@ -129,6 +129,13 @@ export class LocalCluster {
     });
   }
 
+  /** Resolves with node `id`'s exit status (or null when a signal ended it) once it exits. */
+  exitCode(id: string): Promise<number | null> {
+    const child = this.#member(id).child;
+    if (child === undefined || !this.isRunning(id)) return Promise.resolve(child?.exitCode ?? null);
+    return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
   /** Sends `signal` to one node; for SIGKILL and SIGTERM waits until it has exited. */
   async kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.#member(id).child;

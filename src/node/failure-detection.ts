@@ -12,6 +12,8 @@ import type { PeerConfig } from './config.js';
  * an offset estimate follows a clock step within about 8 s; ClockSync is one tiny unary call.
  */
 const CLOCK_SYNC_INTERVAL_MS = 1_000;
+/** Distinct reasons the refusal counter (and its metrics label) keeps; the rest count as `other`. */
+const MAX_REFUSAL_REASONS = 32;
 /** A ClockSync sample that takes longer than this is worthless for offset estimation anyway. */
 const CLOCK_SYNC_DEADLINE_MS = 1_000;
 
@@ -122,8 +124,15 @@ export class FailureDetection {
     this.view.recordEvidence(peer, ok, now, Math.min(sinceMs ?? now, now));
   }
 
+  /**
+   * Counts a refused beat or peer call under a label from a bounded set: the reason with its
+   * numbers and quoted names blanked out (they come from the peer, so an incarnation per beat
+   * would be a metrics series per beat), and past {@link MAX_REFUSAL_REASONS} distinct reasons,
+   * `other`.
+   */
   countRefused(reason: string): void {
-    const key = reason.replace(/"[^"]*"/g, '…').slice(0, 80);
+    let key = reason.replace(/"[^"]*"/g, '…').replace(/-?\d+(\.\d+)?/g, 'N').slice(0, 80);
+    if (!this.refused.has(key) && this.refused.size >= MAX_REFUSAL_REASONS) key = 'other';
     this.refused.set(key, (this.refused.get(key) ?? 0) + 1);
   }
 

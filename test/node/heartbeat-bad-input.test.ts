@@ -111,4 +111,31 @@ describe('heartbeat streams refuse bad input without touching the others', () =>
     expect(before.length).toBe(3);
     expect(n3!.failureDetection.streams.connectedPeers().sort()).toEqual(['n1', 'n2']);
   });
+
+  it('keeps the refusal counter (a metrics label) to a bounded set of reasons whatever the beats carry', async () => {
+    const [, , n3] = await startCluster();
+    // 300 streams, each claiming to be n1 and sending a beat with another odd incarnation or a
+    // foreign node id: every one is refused, and the reasons stay few.
+    for (let i = 0; i < 300; i++) {
+      const raw = openRawStream(n3!.address!, peerMetadata('replikit', 'n1'));
+      const beat = HeartbeatRequest.encode({
+        beat: {
+          nodeId: i % 2 === 0 ? `n1-${i}` : 'n1',
+          clusterId: i % 3 === 0 ? `c-${i}` : 'replikit',
+          incarnation: i % 2 === 0 ? 1n : BigInt(Number.MAX_SAFE_INTEGER) + BigInt(i),
+          sequence: 1n,
+          sendWallTimeMs: BigInt(Date.now()),
+          hlc: { wallTimeMs: BigInt(Date.now()), logical: 0 },
+        },
+      }).finish();
+      raw.stream.write(Buffer.from(beat));
+      await raw.closed;
+      raw.client.close();
+    }
+    const reasons = [...n3!.failureDetection.refused.keys()];
+    expect(reasons.length).toBeLessThanOrEqual(33);
+    expect(reasons.length).toBeLessThan(10);
+    expect([...n3!.failureDetection.refused.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(300);
+  }, 60_000);
 });
+

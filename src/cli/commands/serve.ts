@@ -13,6 +13,12 @@ import type { Store } from '../../storage/store.js';
 import { hostPortFlag, intFlag, parseArgs, UsageError } from '../args.js';
 import type { Command } from '../main.js';
 
+/**
+ * How long `serve` may take to drain after SIGTERM before it exits anyway (status 3): the node's
+ * own grace for calls in flight is 2 s; a stopped peer must not hold the process beyond this.
+ */
+const SHUTDOWN_BOUND_MS = 5_000;
+
 const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,...]
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
@@ -30,6 +36,9 @@ and clients must present a certificate that CA signed, and peers' certificates a
 against it. Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace has no quorum or
 this node's clock is off against a majority of peers) and gRPC server reflection.
 --clock-skew-ms N adds N ms to this node's wall clock: a fault-injection drill, never for production.
+Exit status: 0 drained cleanly after SIGTERM or SIGINT; 1 the store failed (a failed sync or a full
+disk: the node stopped acknowledging at once); 2 bad flags; 3 it did not drain within 5 s of the
+signal (calls to a stopped peer, say) and exited anyway.
 Policies available: ${Object.keys(POLICIES).join(', ')}.`;
 
 const SPEC = {
@@ -198,9 +207,24 @@ export const serveCommand: Command = {
     const why = first === 'serving' ? await stop : first;
     logger.info('shutting down', { signal: why });
     const storeFailed = why === 'store failure' || (await Promise.race([failed, Promise.resolve('')])) === 'store failure';
-    await metricsEndpoint?.close();
-    await node.close();
-    await store.close().catch(() => {});
-    return storeFailed ? 1 : 0;
+    // Drain within a bound whatever the peers do: calls to a peer that stopped answering are
+    // abandoned when the node closes, and whatever still holds the process past the bound (a
+    // channel to a stopped peer) does not keep it running.
+    const drained = await Promise.race([
+      (async () => {
+        await metricsEndpoint?.close();
+        await node.close();
+        await store.close().catch(() => {});
+        return true;
+      })(),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), SHUTDOWN_BOUND_MS).unref()),
+    ]);
+    if (!drained) logger.warn(`did not drain within ${SHUTDOWN_BOUND_MS} ms of ${why}; exiting anyway`, { boundMs: SHUTDOWN_BOUND_MS });
+    const code = storeFailed ? 1 : drained ? 0 : 3;
+    logger.info('stopped', { code, drained });
+    // Exit even if a handle (a socket to a stopped peer) would keep the event loop alive: the
+    // timer is unref'd, so it fires only then, after the log lines above have been written.
+    setTimeout(() => process.exit(code), 200).unref();
+    return code;
   },
 };
