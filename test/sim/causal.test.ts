@@ -135,6 +135,35 @@ describe('session tokens', () => {
     expect(await kindOf(foreign)).toMatch(/^failed-precondition: the session token was issued by cluster "another-cluster"/);
   });
 
+  it('bound forged or runaway input: far-future sequences cannot keep an origin\'s real writes out, and made-up dependency nodes are refused', async () => {
+    const c = cluster();
+    const forged = (seq: number) => ({
+      key: Buffer.from(`forged-${seq}`),
+      value: Buffer.from('x'),
+      version: { hlc: { wallMs: 1_800_000_000_000, logical: 0 }, nodeId: 'n2' },
+      tombstone: false,
+      originSequence: seq,
+    });
+    // Ten calls of 1,000 entries each, as if from n2, far ahead of anything n2 wrote.
+    for (let call = 0; call < 10; call++) {
+      const outcomes = await c.node('n1').replicate('n2', 'c', Array.from({ length: 1000 }, (_, i) => forged(5_000 + call * 1000 + i)));
+      expect(new Set(outcomes)).toEqual(new Set(['buffered']));
+    }
+    expect((c.node('n1').policyOf('c') as CausalKeyspace).stats().bufferedEntries).toBe(0);
+    // n2's real writes still reach n1.
+    const write = c.node('n2').keyspace('c').put('real', 'v');
+    await c.scheduler.runUntilSettled(write, 1_000);
+    await c.scheduler.advance(500);
+    const read = c.node('n1').keyspace('c').get('real', { sessionToken: (await write).sessionToken, timeoutMs: 500 });
+    await c.scheduler.runUntilSettled(read, 1_000);
+    expect((await read).text()).toBe('v');
+    // A dependency clock naming nodes that are not replicas is refused outright.
+    const made = { ...forged(1), dependencies: VectorClock.from(Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`ghost-${i}`, 1]))) };
+    const refused = await c.node('n1').replicate('n2', 'c', [made]).catch((e: unknown) => e);
+    expect((refused as ReplikitError).kind).toBe('invalid-argument');
+    expect((refused as Error).message).toMatch(/depends on node "ghost-0", which is not a replica/);
+  });
+
   it('make a replica that is behind wait, then answer UNAVAILABLE saying it is behind the session', async () => {
     const c = cluster();
     c.network.partition([['n1'], ['n2', 'n3']]);

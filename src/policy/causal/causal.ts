@@ -34,6 +34,14 @@ export interface CausalOptions {
   readonly maxUnreplicatedWrites?: number;
   /** Entries per Replicate batch. @default 256 */
   readonly batchEntries?: number;
+  /**
+   * How far past what it has applied from an origin a replica accepts that origin's writes into
+   * its buffer; later ones are refused for now (their sender offers them again). Four batches:
+   * a sender with one batch in flight never needs more, and a forged or runaway origin can hold
+   * at most this many buffer places, so the others' writes always find room.
+   * @default 1024
+   */
+  readonly sequenceWindow?: number;
   /** Deadline of one background Replicate call, in ms. @default 1000 */
   readonly callTimeoutMs?: number;
   /** First retry delay after a failed or partly buffered batch, doubling up to 1 s. @default 20 */
@@ -57,6 +65,7 @@ export const CAUSAL_DEFAULTS = {
   maxBufferedEntries: 10_000,
   maxUnreplicatedWrites: 100_000,
   batchEntries: 256,
+  sequenceWindow: 1_024,
   callTimeoutMs: 1_000,
   retryInitialMs: 20,
   retryMaxMs: 1_000,
@@ -190,6 +199,20 @@ export class CausalKeyspace implements KeyspacePolicy {
       }
       if (!this.#ctx.replicaIds.includes(origin)) {
         throw invalidArgument('UNKNOWN_ORIGIN', `an entry names origin ${JSON.stringify(origin)}, which is not a replica of this keyspace`);
+      }
+      // A dependency clock names replicas of the keyspace only: a clock of thousands of made-up
+      // node ids would cost its size in memory for as long as the entry waits.
+      for (const node of entry.dependencies?.nodes() ?? []) {
+        if (!this.#ctx.replicaIds.includes(node)) {
+          throw invalidArgument('UNKNOWN_DEPENDENCY', `an entry depends on node ${JSON.stringify(node.slice(0, 80))}, which is not a replica of this keyspace`);
+        }
+      }
+      // Only a window ahead of what is applied: entries far in an origin's future (forged, or
+      // from a runaway sender) would fill the buffer and keep the origin's real next writes out.
+      if (seq > this.#applied.get(origin) + this.#o.sequenceWindow) {
+        this.#stats.bufferRefusals++;
+        outcomes.push('buffered');
+        continue;
       }
       if (seq <= this.#durableApplied.get(origin)) {
         outcomes.push('superseded');
