@@ -109,6 +109,8 @@ export interface CallOptions {
   readonly sessionToken?: Uint8Array;
   /** AP keyspaces: replicas that must hold a write before it is acknowledged. */
   readonly ack?: OperationOptions['ack'];
+  /** Aborted when the caller gives up (a cancelled gRPC call): waits end at once. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -344,10 +346,13 @@ export class NodeCore implements ReplicaHandler {
     const served = await new Promise<boolean>((resolve) => {
       const waiter = (ok: boolean) => {
         timer.cancel();
+        options.signal?.removeEventListener('abort', cancel);
         this.#serveWaiters.delete(waiter);
         resolve(ok);
       };
-      const timer = scheduler.setTimer(options.timeoutMs, () => waiter(false));
+      const cancel = () => waiter(false);
+      const timer = scheduler.setTimer(options.timeoutMs, cancel);
+      options.signal?.addEventListener('abort', cancel, { once: true });
       this.#serveWaiters.add(waiter);
     });
     if (!served) this.#assertServing();
@@ -556,7 +561,7 @@ export class NodeCore implements ReplicaHandler {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
       throw invalidArgument('BAD_TIMEOUT', `timeoutMs must be a positive number of milliseconds, not ${timeoutMs}`);
     }
-    return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack };
+    return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack, signal: options.signal };
   }
 }
 

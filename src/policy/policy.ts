@@ -48,6 +48,8 @@ export interface OperationOptions {
   readonly sessionToken?: Uint8Array;
   /** AP keyspaces: how many replicas must hold the write before it is acknowledged. */
   readonly ack?: AckLevel;
+  /** Aborted when the caller gives up: a policy's waits (a session catch-up) end at once. */
+  readonly signal?: AbortSignal;
 }
 
 export interface WriteResult {

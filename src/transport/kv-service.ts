@@ -29,11 +29,18 @@ function ackFromWire(ack: AckLevel): CallOptions['ack'] {
  * core; every failure becomes exactly one gRPC status (status.ts).
  */
 export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer {
-  const options = (call: ServerUnaryCall<unknown, unknown>, token: Buffer, ack?: AckLevel): CallOptions => ({
-    timeoutMs: remainingMs(call.getDeadline(), wallClock()),
-    sessionToken: token.byteLength > 0 ? token : undefined,
-    ack: ack === undefined ? undefined : ackFromWire(ack),
-  });
+  const options = (call: ServerUnaryCall<unknown, unknown>, token: Buffer, ack?: AckLevel): CallOptions => {
+    // A client that cancels (or whose deadline passes, or whose connection drops) releases what
+    // its request waits for at once: a session catch-up, a node's start.
+    const cancelled = new AbortController();
+    call.once('cancelled', () => cancelled.abort());
+    return {
+      timeoutMs: remainingMs(call.getDeadline(), wallClock()),
+      sessionToken: token.byteLength > 0 ? token : undefined,
+      ack: ack === undefined ? undefined : ackFromWire(ack),
+      signal: cancelled.signal,
+    };
+  };
 
   return {
     put(call: ServerUnaryCall<PutRequest, PutResponse>, callback: sendUnaryData<PutResponse>) {

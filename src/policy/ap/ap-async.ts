@@ -68,6 +68,8 @@ export const AP_DEFAULTS = {
 /** Counters of one AP keyspace, for Status, metrics and tests. */
 export interface ApStats {
   readonly queuedKeys: number;
+  /** Writes waiting for peers' acknowledgements (ack levels quorum and all) now. */
+  readonly ackWaiters: number;
   readonly hints: number;
   readonly hintsDropped: number;
   readonly mergeFailures: number;
@@ -152,10 +154,14 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   /** Counters for Status, metrics and tests. */
   stats(): ApStats {
     let queuedKeys = 0;
-    for (const r of this.#replicators.values()) queuedKeys += r.queued;
+    let ackWaiters = 0;
+    for (const r of this.#replicators.values()) {
+      queuedKeys += r.queued;
+      ackWaiters += r.waiting;
+    }
     let hints = 0;
     for (const h of this.#hints.values()) hints += h.size;
-    return { queuedKeys, hints, ...this.#stats };
+    return { queuedKeys, ackWaiters, hints, ...this.#stats };
   }
 
   put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult> {
@@ -220,14 +226,23 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     let done: () => void = () => {};
     const allAcked = new Promise<void>((resolve) => (done = resolve));
     if (needed === 0) done();
+    const forget: (() => void)[] = [];
     for (const r of this.#replicators.values()) {
-      r.enqueue(entry.key, entry.version, needed === 0 ? undefined : () => ++acked >= needed && done());
+      forget.push(r.enqueue(entry.key, entry.version, needed === 0 ? undefined : () => ++acked >= needed && done()));
     }
     if (needed > 0) {
       let timer: TimerHandle | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => (timer = this.#ctx.scheduler.setTimer(options.timeoutMs, () => resolve('timeout'))));
+      let giveUp: () => void = () => {};
+      const timedOut = new Promise<'timeout'>((resolve) => {
+        giveUp = () => resolve('timeout');
+        timer = this.#ctx.scheduler.setTimer(options.timeoutMs, giveUp);
+        options.signal?.addEventListener('abort', giveUp, { once: true });
+      });
       const outcome = await Promise.race([allAcked, timedOut]);
       timer?.cancel();
+      options.signal?.removeEventListener('abort', giveUp);
+      // The write stops waiting, so its acknowledgement callbacks go too (it still replicates).
+      for (const f of forget) f();
       if (outcome === 'timeout') {
         throw outcomeUnknown(
           'ACK_LEVEL_NOT_REACHED',

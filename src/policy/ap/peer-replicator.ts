@@ -63,18 +63,37 @@ export class PeerReplicator {
     return this.#queue.size;
   }
 
-  /** Queues `key` for shipping; resolves `onAck` (if given) once the peer holds `version` or newer. */
-  enqueue(key: Uint8Array, version: Version, onAck?: () => void): void {
-    if (this.#closed) return;
+  /**
+   * Queues `key` for shipping; calls `onAck` (if given) once the peer holds `version` or newer.
+   * Returns a function that forgets `onAck` (the writer stopped waiting: its deadline passed or
+   * its caller left), so waiters never outlive their write's request.
+   */
+  enqueue(key: Uint8Array, version: Version, onAck?: () => void): () => void {
+    if (this.#closed) return () => {};
     const id = keyId(key);
     this.#queue.set(id, key);
+    let forget = () => {};
     if (onAck !== undefined) {
+      const waiter: Waiter = { version, resolve: onAck };
       const list = this.#waiters.get(id) ?? [];
-      list.push({ version, resolve: onAck });
+      list.push(waiter);
       this.#waiters.set(id, list);
+      forget = () => {
+        const left = (this.#waiters.get(id) ?? []).filter((w) => w !== waiter);
+        if (left.length === 0) this.#waiters.delete(id);
+        else this.#waiters.set(id, left);
+      };
     }
     if (this.#queue.size > this.limits.maxQueuedKeys) this.#spill('queue full').catch(() => {});
     this.#kick(0);
+    return forget;
+  }
+
+  /** Writers waiting for this peer's acknowledgement (for stats and tests). */
+  get waiting(): number {
+    let count = 0;
+    for (const list of this.#waiters.values()) count += list.length;
+    return count;
   }
 
   close(): void {

@@ -42,6 +42,13 @@ export interface CausalOptions {
    * @default 1024
    */
   readonly sequenceWindow?: number;
+  /**
+   * Requests that may wait at once for this replica to catch up with their session; beyond it
+   * they are refused at once (UNAVAILABLE). Each waiter is a closure and a timer: 10,000 cost
+   * about a megabyte, and a replica that far behind is better left for another.
+   * @default 10000
+   */
+  readonly maxSessionWaiters?: number;
   /** Deadline of one background Replicate call, in ms. @default 1000 */
   readonly callTimeoutMs?: number;
   /** First retry delay after a failed or partly buffered batch, doubling up to 1 s. @default 20 */
@@ -66,6 +73,7 @@ export const CAUSAL_DEFAULTS = {
   maxUnreplicatedWrites: 100_000,
   batchEntries: 256,
   sequenceWindow: 1_024,
+  maxSessionWaiters: 10_000,
   callTimeoutMs: 1_000,
   retryInitialMs: 20,
   retryMaxMs: 1_000,
@@ -83,6 +91,8 @@ export interface CausalStats {
   readonly unreplicatedWrites: number;
   /** Requests that waited for this replica to catch up with their session. */
   readonly sessionWaits: number;
+  /** Requests waiting for it now. */
+  readonly waitingRequests: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -159,6 +169,7 @@ export class CausalKeyspace implements KeyspacePolicy {
     return {
       bufferedEntries: this.#buffer.size,
       unreplicatedWrites: this.#log.size,
+      waitingRequests: this.#waiters.length,
       ...this.#stats,
     };
   }
@@ -344,16 +355,28 @@ export class CausalKeyspace implements KeyspacePolicy {
       }
     }
     if (this.#applied.dominates(context)) return context;
+    if (this.#waiters.length >= this.#o.maxSessionWaiters) {
+      throw unavailable(
+        'TOO_MANY_SESSION_WAITS',
+        `this replica is behind the session and ${this.#waiters.length} requests already wait for it to catch up (the limit, maxSessionWaiters, is ${this.#o.maxSessionWaiters}); nothing was done: retry on another node`,
+      );
+    }
     this.#stats.sessionWaits++;
     const caughtUp = await new Promise<boolean>((resolve) => {
-      const waiter: Waiter = { needed: context, resolve: () => resolve(true) };
-      this.#waiters.push(waiter);
-      const timer = this.#ctx.scheduler.setTimer(options.timeoutMs, () => {
+      // Ends one way only: caught up, the deadline, or the caller gone (a cancelled call).
+      const end = (ok: boolean) => {
+        timer.cancel();
         this.#timers.delete(timer);
+        options.signal?.removeEventListener('abort', giveUp);
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        resolve(false);
-      });
+        resolve(ok);
+      };
+      const giveUp = () => end(false);
+      const waiter: Waiter = { needed: context, resolve: () => end(true) };
+      this.#waiters.push(waiter);
+      const timer = this.#ctx.scheduler.setTimer(options.timeoutMs, giveUp);
       this.#timers.add(timer);
+      options.signal?.addEventListener('abort', giveUp, { once: true });
     });
     if (!caughtUp || !this.#applied.dominates(context)) {
       throw unavailable(
