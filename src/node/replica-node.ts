@@ -256,6 +256,19 @@ export class ReplicaNode {
       new Server({
         'grpc.max_receive_message_length': maxMessageBytes,
         'grpc.max_send_message_length': maxMessageBytes,
+        // A peer needs three streams (Exchange, Heartbeat, the odd unary call) and a client one per
+        // call in flight; 1,000 per connection is far above either and bounds what one connection
+        // can ask of the node (grpc-js sets no limit).
+        'grpc.max_concurrent_streams': 1_000,
+        // Ping connections quiet for 10 s and drop those that do not answer within 5 s: a client
+        // or peer whose machine vanished frees its streams in seconds, not at the next TCP timeout.
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        // Close a connection that carried no call for 5 minutes (clients reconnect on their own).
+        'grpc.max_connection_idle_ms': 5 * 60_000,
+        // HTTP/2 session memory per connection, in MiB: room for a few maximal messages (1 MiB
+        // values) in flight, beyond which grpc-js refuses new streams on that connection.
+        'grpc-node.max_session_memory': 32,
         interceptors: [
           // First, so that it times the calls the other interceptors refuse too.
           metrics.serverInterceptor(),
@@ -303,6 +316,7 @@ export class ReplicaNode {
         return observed.kind === 'too-far-ahead' ? { code: status.FAILED_PRECONDITION, details: describeTooFarAhead(observed, "caller's") } : undefined;
       },
       stampMessageHlc: () => hlcToWire(clock.now()),
+      onStreamCut: (peer, why) => logger.warn(`cut off the Exchange stream of ${peer || 'an unnamed caller'}: ${why}`, { peer, why }),
       // On an application's server replikit's interceptors are absent: check identity and carry
       // the HLC in the handlers instead, so a foreign peer is refused all the same.
       guard: ownsServer

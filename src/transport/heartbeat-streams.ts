@@ -11,6 +11,11 @@ import { hlcFromWire, hlcToWire } from './wire.js';
 const REOPEN_BACKOFF_INITIAL_MS = 50;
 /** The longest wait between attempts: a restarted peer is found again within about this long. */
 const REOPEN_BACKOFF_MAX_MS = 1_000;
+/**
+ * Beat intervals a newly accepted stream may stay silent before it is closed: a real peer beats
+ * at once on a stream it opens, so five intervals (500 ms on a LAN) is generous.
+ */
+const CANDIDATE_IDLE_BEATS = 5;
 
 /** Where accepted beats go (the membership view), and who is allowed to send them. */
 export interface BeatSink {
@@ -59,6 +64,8 @@ export class HeartbeatStreams {
   readonly #backoffMs = new Map<string, number>();
   #sequence = 0;
   #closed = false;
+  /** Per peer, the one stream it opened that has not carried a beat yet (see accept). */
+  readonly #candidates = new Map<string, ServerDuplexStream<HeartbeatRequest, HeartbeatResponse>>();
 
   constructor(options: HeartbeatStreamsOptions) {
     this.#o = options;
@@ -91,7 +98,24 @@ export class HeartbeatStreams {
       return;
     }
     // The stream replaces the peer's current one only once it has carried a valid beat, so a
-    // stream that sends garbage from the start never disturbs the one that works.
+    // stream that sends garbage from the start never disturbs the one that works. At most one
+    // such candidate per peer: a newer one replaces it, and one that sends no beat within a few
+    // intervals is closed, so idle streams claiming a member's id cannot pile up.
+    const previous = this.#candidates.get(peer);
+    if (previous !== undefined) this.#drop(previous, 'replaced by a newer heartbeat stream from the same peer');
+    this.#candidates.set(peer, stream);
+    const idle = this.#o.scheduler.setTimer(CANDIDATE_IDLE_BEATS * this.#o.heartbeatIntervalMs, () => {
+      if (this.#candidates.get(peer) !== stream) return;
+      this.#candidates.delete(peer);
+      this.#drop(stream, 'no beat on a new heartbeat stream');
+    });
+    const settle = () => {
+      idle.cancel();
+      if (this.#candidates.get(peer) === stream) this.#candidates.delete(peer);
+    };
+    stream.once('data', settle);
+    stream.once('error', settle);
+    stream.once('close', settle);
     this.#attach(peer, stream, false);
   }
 

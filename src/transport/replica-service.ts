@@ -48,6 +48,8 @@ export interface ReplicaServiceHandlers {
   readonly observeMessageHlc: (hlc: Hlc | undefined) => { code: Status; details: string } | undefined;
   /** Stamps this node's HLC on an answer. */
   readonly stampMessageHlc: () => Hlc;
+  /** Told when a stream is cut off or replaced, for a log line. */
+  readonly onStreamCut?: (peer: string, why: string) => void;
 }
 
 /**
@@ -58,10 +60,19 @@ export interface ReplicaServiceHandlers {
 export const MAX_EXCHANGE_CALLS_IN_FLIGHT = 4096;
 
 /**
+ * Bytes of answers one Exchange stream may have written and not yet flushed to its peer. Eight
+ * full batches (maxBatchBytes, 512 KiB): a peer that reads keeps far below it, and a peer that
+ * stops reading is cut off at it instead of holding the node's memory for as long as it likes.
+ */
+export const MAX_EXCHANGE_UNSENT_BYTES = 8 * 512 * 1024;
+
+/**
  * ReplicaService over the node's replica half. The peer-identity interceptor has already checked
  * the caller's cluster and node id; here every entry is validated before the core sees it.
  */
 export function replicaService(handlers: ReplicaServiceHandlers): ReplicaServiceServer {
+  /** The live Exchange stream of each peer, by the function that cuts it. */
+  const exchanges = new Map<string, (why: string) => void>();
   const guarded = <Req, Res>(path: string, handle: (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const refusal = handlers.guard?.(call.metadata, path);
@@ -107,10 +118,31 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       const caller = typeof callerValue === 'string' ? callerValue : '';
       let inFlight = 0;
       let open = true;
+      let unsentBytes = 0;
+      const cut = (code: Status, why: string): void => {
+        if (!open) return;
+        open = false;
+        if (exchanges.get(caller) === cutThis) exchanges.delete(caller);
+        handlers.onStreamCut?.(caller, why);
+        stream.emit('error', { code, details: why });
+      };
+      const cutThis = (why: string) => cut(10 as Status, why); // ABORTED: the peer opens a new one
+      // One live Exchange stream per peer: a node opens one at a time, so a newer one replaces
+      // the older (a reconnect after a break, or a misbehaving caller opening thousands).
+      exchanges.get(caller)?.('replaced by a newer Exchange stream from the same peer');
+      exchanges.set(caller, cutThis);
       const answer = (callId: bigint, body: Omit<ExchangeResponse, 'callId' | 'hlc'>): void => {
         if (!open) return;
+        const message: ExchangeResponse = { callId, hlc: handlers.stampMessageHlc(), ...body };
+        const bytes = answerBytes(message);
+        if (unsentBytes + bytes > MAX_EXCHANGE_UNSENT_BYTES) {
+          // Backpressure: the peer is not reading its answers.
+          cut(8 as Status, `the peer read none of ${Math.round(unsentBytes / 1024)} KiB of answers (the limit is ${MAX_EXCHANGE_UNSENT_BYTES / 1024} KiB); stream cut off`);
+          return;
+        }
+        unsentBytes += bytes;
         try {
-          stream.write({ callId, hlc: handlers.stampMessageHlc(), ...body });
+          stream.write(message, () => (unsentBytes -= bytes));
         } catch {
           // The stream closed while the call ran; the caller has already failed it.
         }
@@ -140,10 +172,14 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       const close = () => {
         if (!open) return;
         open = false;
+        if (exchanges.get(caller) === cutThis) exchanges.delete(caller);
         stream.end();
       };
       stream.on('end', close);
-      stream.on('error', () => (open = false));
+      stream.on('error', () => {
+        open = false;
+        if (exchanges.get(caller) === cutThis) exchanges.delete(caller);
+      });
     },
     syncDigests: guarded(ReplicaServiceService.syncDigests.path, (call: ServerUnaryCall<SyncDigestsRequest, SyncDigestsResponse>, callback: sendUnaryData<SyncDigestsResponse>) => {
       respond(callback, async () => {
@@ -178,4 +214,12 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       handlers.heartbeat(stream);
     },
   };
+}
+
+/** An answer's size on the wire, near enough for the unsent-bytes budget. */
+function answerBytes(message: ExchangeResponse): number {
+  let bytes = 64;
+  for (const e of message.read?.entries ?? []) bytes += e.key.byteLength + e.value.byteLength + 48;
+  bytes += (message.replicate?.outcomes.length ?? 0) * 2 + (message.error?.message.length ?? 0);
+  return bytes;
 }

@@ -137,5 +137,20 @@ describe('heartbeat streams refuse bad input without touching the others', () =>
     expect(reasons.length).toBeLessThan(10);
     expect([...n3!.failureDetection.refused.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(300);
   }, 60_000);
+
+  it('keeps at most one idle heartbeat stream per peer: a newer one replaces it, a silent one is closed', async () => {
+    const [, , n3] = await startCluster();
+    // 500 streams claiming to be n1 (which does open n3's stream), none of which ever beats.
+    const raws = Array.from({ length: 500 }, () => openRawStream(n3!.address!, peerMetadata('replikit', 'n1')));
+    const ends = await Promise.race([
+      Promise.all(raws.map((r) => r.closed)),
+      new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5_000)),
+    ]);
+    expect(ends, 'every idle stream was closed').not.toBe('timeout');
+    expect((ends as string[]).filter((why) => /replaced by a newer heartbeat stream|no beat on a new heartbeat stream/.test(why)).length).toBe(500);
+    for (const r of raws) r.client.close();
+    // n1's real stream still beats.
+    await waitFor(async () => n3!.members().find((m) => m.id === 'n1')?.state === 'ALIVE', 2_000, 'n1 stays ALIVE at n3');
+  }, 60_000);
 });
 

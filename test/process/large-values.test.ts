@@ -105,4 +105,35 @@ describe.skipIf(!BUILT)('large values on real serve processes', () => {
     expect(answers).toEqual([1, 1, 1, 1, 1]);
     expect(grownMb).toBeLessThan(100);
   }, 60_000);
+
+  it('an Exchange stream that sends Reads of a 600 KiB value and never reads the answers is cut off, and the node stays small', async () => {
+    const logs: string[] = [];
+    cluster = await LocalCluster.create({ size: 3, serveArgs: ['--heartbeat-interval-ms', '100'], onLog: (id, line) => id === 'n2' && logs.push(line) });
+    const c = cluster;
+    await c.startAll();
+    const n1 = new TestKvClient(c.address('n1'));
+    clients.push(n1);
+    await retryUnavailable(() => n1.put('big', Buffer.alloc(600 * 1024, 7)));
+    const pid = c.pid('n2')!;
+    const before = rssMb(pid);
+    const peer = new ReplicaServiceClient(c.address('n2'), credentials.createInsecure());
+    clients.push(peer);
+    const md = new Metadata();
+    md.set(NODE_ID_METADATA_KEY, 'n3');
+    md.set(CLUSTER_ID_METADATA_KEY, 'replikit');
+    const stream = peer.exchange(md);
+    stream.pause(); // never reads an answer
+    stream.on('error', () => {});
+    for (let i = 0; i < 1200; i++) stream.write({ callId: BigInt(i + 1), hlc: undefined, read: { keyspace: 'default', keys: [Buffer.from('big')] } });
+    const deadline = performance.now() + 15_000;
+    while (performance.now() < deadline && !logs.some((l) => l.includes('cut off the Exchange stream'))) await new Promise((r) => setTimeout(r, 100));
+    const grownMb = rssMb(pid) - before;
+    console.log(`non-reading Exchange stream: ${logs.filter((l) => l.includes('cut off')).length} cut-off line(s); n2 RSS +${grownMb.toFixed(0)} MB`);
+    expect(logs.some((l) => /cut off the Exchange stream of n3: the peer read none of \d+ KiB of answers/.test(l))).toBe(true);
+    expect(grownMb).toBeLessThan(150);
+    // The real peers' streams are untouched: writes and reads go on.
+    await retryUnavailable(() => n1.put('after', 'v'));
+    expect((await retryUnavailable(() => new TestKvClient(c.address('n2')).get('after'))).value.toString()).toBe('v');
+  }, 60_000);
 });
+
