@@ -13,7 +13,7 @@ import type { PeerConfig } from './config.js';
  */
 const CLOCK_SYNC_INTERVAL_MS = 1_000;
 /** Distinct reasons the refusal counter (and its metrics label) keeps; the rest count as `other`. */
-const MAX_REFUSAL_REASONS = 32;
+export const MAX_REFUSAL_REASONS = 32;
 /** A ClockSync sample that takes longer than this is worthless for offset estimation anyway. */
 const CLOCK_SYNC_DEADLINE_MS = 1_000;
 

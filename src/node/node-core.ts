@@ -69,7 +69,7 @@ const FORMING_PAUSE_MS = 10;
  * Client requests that may wait at once for a starting or recovering node; beyond it they fail at
  * once. Each waiter is a closure and a timer, so 10,000 cost about a megabyte.
  */
-const MAX_SERVE_WAITERS = 10_000;
+export const MAX_SERVE_WAITERS = 10_000;
 
 /** The settled configuration a node core runs with (defaults applied, validated). */
 export interface NodeSettings {

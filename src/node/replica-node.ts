@@ -40,7 +40,24 @@ import { NodeCore, settle } from './node-core.js';
 import { nextIncarnation } from './incarnation.js';
 
 /** Bytes of framing a peer message may carry beyond one maximal value (key, version, clocks). */
-const MESSAGE_HEADROOM_BYTES = 64 * 1024;
+export const MESSAGE_HEADROOM_BYTES = 64 * 1024;
+/** The limits replikit sets on its gRPC server, each with its reason (grpc-js sets none of them). */
+export const SERVER_LIMITS = {
+  // A peer needs three streams (Exchange, Heartbeat, the odd unary call) and a client one per
+  // call in flight; 1,000 per connection is far above either and bounds what one connection
+  // can ask of the node (grpc-js sets no limit).
+  'grpc.max_concurrent_streams': 1_000,
+  // Ping connections quiet for 10 s and drop those that do not answer within 5 s: a client
+  // or peer whose machine vanished frees its streams in seconds, not at the next TCP timeout.
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  // Close a connection that carried no call for 5 minutes (clients reconnect on their own).
+  'grpc.max_connection_idle_ms': 5 * 60_000,
+  // HTTP/2 session memory per connection, in MiB: room for a few maximal messages (1 MiB
+  // values) in flight, beyond which grpc-js refuses new streams on that connection.
+  'grpc-node.max_session_memory': 32,
+} as const;
+
 /** ClockSync is answered even to a caller whose clock runs too far ahead, so it can learn it. */
 const CLOCK_SYNC_PATH = ReplicaServiceService.clockSync.path;
 /** Probe too: a node whose clock is off must still learn whether its cluster is new (its HLC is not merged). */
@@ -256,19 +273,7 @@ export class ReplicaNode {
       new Server({
         'grpc.max_receive_message_length': maxMessageBytes,
         'grpc.max_send_message_length': maxMessageBytes,
-        // A peer needs three streams (Exchange, Heartbeat, the odd unary call) and a client one per
-        // call in flight; 1,000 per connection is far above either and bounds what one connection
-        // can ask of the node (grpc-js sets no limit).
-        'grpc.max_concurrent_streams': 1_000,
-        // Ping connections quiet for 10 s and drop those that do not answer within 5 s: a client
-        // or peer whose machine vanished frees its streams in seconds, not at the next TCP timeout.
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-        // Close a connection that carried no call for 5 minutes (clients reconnect on their own).
-        'grpc.max_connection_idle_ms': 5 * 60_000,
-        // HTTP/2 session memory per connection, in MiB: room for a few maximal messages (1 MiB
-        // values) in flight, beyond which grpc-js refuses new streams on that connection.
-        'grpc-node.max_session_memory': 32,
+        ...SERVER_LIMITS,
         interceptors: [
           // First, so that it times the calls the other interceptors refuse too.
           metrics.serverInterceptor(),

@@ -15,7 +15,7 @@ const REOPEN_BACKOFF_MAX_MS = 1_000;
  * Beat intervals a newly accepted stream may stay silent before it is closed: a real peer beats
  * at once on a stream it opens, so five intervals (500 ms on a LAN) is generous.
  */
-const CANDIDATE_IDLE_BEATS = 5;
+export const CANDIDATE_IDLE_BEATS = 5;
 
 /** Where accepted beats go (the membership view), and who is allowed to send them. */
 export interface BeatSink {

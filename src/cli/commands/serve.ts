@@ -17,7 +17,7 @@ import type { Command } from '../main.js';
  * How long `serve` may take to drain after SIGTERM before it exits anyway (status 3): the node's
  * own grace for calls in flight is 2 s; a stopped peer must not hold the process beyond this.
  */
-const SHUTDOWN_BOUND_MS = 5_000;
+export const SHUTDOWN_BOUND_MS = 5_000;
 
 const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,...]
                      [--data-dir DIR | --memory] [--cluster-id ID]

@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { SHUTDOWN_BOUND_MS } from '../../src/cli/commands/serve.js';
+import { MAX_REFUSAL_REASONS } from '../../src/node/failure-detection.js';
+import { NODE_DEFAULTS } from '../../src/node/config.js';
+import { MAX_SERVE_WAITERS } from '../../src/node/node-core.js';
+import { MESSAGE_HEADROOM_BYTES, SERVER_LIMITS } from '../../src/node/replica-node.js';
+import { AP_DEFAULTS } from '../../src/policy/ap/ap-async.js';
+import { CAUSAL_DEFAULTS } from '../../src/policy/causal/causal.js';
+import { CANDIDATE_IDLE_BEATS } from '../../src/transport/heartbeat-streams.js';
+import { MAX_EXCHANGE_CALLS_IN_FLIGHT, MAX_EXCHANGE_UNSENT_BYTES } from '../../src/transport/replica-service.js';
+import { MAX_PENDING_CALLS_PER_PEER } from '../../src/transport/streaming-replica-set.js';
+
+const scope: Record<string, unknown> = {
+  NODE_DEFAULTS,
+  AP_DEFAULTS,
+  CAUSAL_DEFAULTS,
+  SERVER_LIMITS,
+  MESSAGE_HEADROOM_BYTES,
+  MAX_SERVE_WAITERS,
+  MAX_EXCHANGE_CALLS_IN_FLIGHT,
+  MAX_EXCHANGE_UNSENT_BYTES,
+  MAX_PENDING_CALLS_PER_PEER,
+  CANDIDATE_IDLE_BEATS,
+  MAX_REFUSAL_REASONS,
+  SHUTDOWN_BOUND_MS,
+};
+
+/** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
+function valueOf(name: string): unknown {
+  const m = /^(\w+)(?:\.(\w+)|\['([^']+)'\])?$/.exec(name);
+  if (m === null) throw new Error(`cannot read the name ${name}`);
+  const base = scope[m[1]!] as Record<string, unknown> | number | undefined;
+  const field = m[2] ?? m[3];
+  return field === undefined ? base : (base as Record<string, unknown> | undefined)?.[field];
+}
+
+describe('docs/limits.md', () => {
+  it('lists every limit with the default the code has', () => {
+    const doc = readFileSync(new URL('../../docs/limits.md', import.meta.url), 'utf8');
+    const rows = [...doc.matchAll(/^\| `([^`]+)` \| (\d+) \|/gm)].map((m) => ({ name: m[1]!, documented: Number(m[2]) }));
+    expect(rows.length).toBeGreaterThanOrEqual(25);
+    for (const { name, documented } of rows) expect(valueOf(name), name).toBe(documented);
+    // Every limit of the node's defaults and the policies' is in the table.
+    const named = new Set(rows.map((r) => r.name));
+    for (const key of ['maxKeyBytes', 'maxValueBytes', 'maxBatchEntries', 'maxBatchBytes', 'requestTimeoutMs', 'maxClockOffsetMs']) expect(named, key).toContain(`NODE_DEFAULTS.${key}`);
+    for (const key of ['maxBufferedEntries', 'sequenceWindow', 'maxUnreplicatedWrites', 'maxSessionWaiters', 'batchEntries']) expect(named, key).toContain(`CAUSAL_DEFAULTS.${key}`);
+    for (const key of ['maxQueuedKeys', 'maxHintsPerPeer', 'batchEntries']) expect(named, key).toContain(`AP_DEFAULTS.${key}`);
+    for (const key of Object.keys(SERVER_LIMITS)) expect(named, key).toContain(`SERVER_LIMITS['${key}']`);
+  });
+});
