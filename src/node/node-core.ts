@@ -311,13 +311,13 @@ export class NodeCore implements ReplicaHandler {
     return this.store.getMeta(FORMING_META) === undefined ? 'new' : 'ready';
   }
 
-  async snapshot(_from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+  async snapshot(from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
     const policy = this.#policyOf(keyspace);
     // Only a serving replica is a source: a recovering one holds part of the state at most.
     this.#assertServing();
     this.#checkBatch(maxEntries);
     if (afterKey !== undefined) this.#checkKey(afterKey);
-    return policy.snapshot(afterKey, Math.max(1, maxEntries));
+    return policy.snapshot(afterKey, Math.max(1, maxEntries), from);
   }
 
   get closed(): boolean {

@@ -11,11 +11,19 @@ export const METRICS_PATH = '/metrics';
  * numbers (their age is in the `x-replikit-metrics-age-ms` header) beat a timed-out scrape.
  */
 export const DEFAULT_FRESH_WAIT_MS = 25;
+/**
+ * The least time between two collections of the node's metrics: scrapes that come sooner share
+ * the last one (and scrapes that come together share one collection), so any number of scrapers
+ * cost the node at most one collection a second. Prometheus scrapes every 15 s or more.
+ */
+export const MIN_COLLECTION_INTERVAL_MS = 1_000;
 
 /** A running `/metrics` endpoint. */
 export interface MetricsEndpoint {
   /** The bound HOST:PORT (port 0 picks one). */
   readonly address: string;
+  /** How many times the node's metrics were collected (scrapes share collections). */
+  readonly collections: number;
   close(): Promise<void>;
 }
 
@@ -93,8 +101,25 @@ export async function startMetricsEndpoint(
     // The worker holds one snapshot and a small HTTP server; keep it small.
     resourceLimits: { maxOldGenerationSizeMb: 64 },
   });
+  let collections = 0;
+  let latest: { text: string; atMs: number } | undefined;
+  let collecting: Promise<string> | undefined;
+  const collect = (): Promise<string> => {
+    if (collecting !== undefined) return collecting;
+    if (latest !== undefined && performance.now() - latest.atMs < MIN_COLLECTION_INTERVAL_MS) return Promise.resolve(latest.text);
+    collections++;
+    collecting = metrics.scrape().then((text) => {
+      latest = { text, atMs: performance.now() };
+      return text;
+    });
+    collecting.then(
+      () => (collecting = undefined),
+      () => (collecting = undefined),
+    );
+    return collecting;
+  };
   const send = (id: number | undefined) =>
-    metrics.scrape().then(
+    collect().then(
       (text) => worker.postMessage({ type: 'text', id, text }),
       (err: unknown) => logger.error('metrics collection failed', { error: err instanceof Error ? err.message : String(err) }),
     );
@@ -114,6 +139,9 @@ export async function startMetricsEndpoint(
   await send(undefined);
   return {
     address: listen.replace(/:\d+$/, `:${port}`),
+    get collections() {
+      return collections;
+    },
     close: async () => {
       const closed = new Promise<void>((resolve) => worker.on('message', (msg: { type: string }) => msg.type === 'closed' && resolve()));
       worker.postMessage({ type: 'close' });

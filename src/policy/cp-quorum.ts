@@ -182,7 +182,7 @@ class CpQuorumKeyspace implements KeyspacePolicy {
 
   readonly recoveryNeeds = 'majority';
 
-  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number, _from: string): Promise<SnapshotPage> {
     return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries, this.#ctx.limits.maxBatchBytes);
   }
 

@@ -81,7 +81,7 @@ export interface KeyspacePolicy {
    * Replica: a page of this replica's state, entries after `afterKey` in key order, for a peer
    * that lost its own. Read-only.
    */
-  snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage>;
+  snapshot(afterKey: Uint8Array | undefined, maxEntries: number, from: string): Promise<SnapshotPage>;
   /**
    * Recovery: takes in a page of a serving peer's state (idempotent; pages of several peers may
    * arrive in any order). Resolves once what it took in is durable.

@@ -8,6 +8,8 @@ import { SimCluster } from './sim-cluster.js';
 import { Nemesis, type FaultEvent } from './nemesis.js';
 import type { AcknowledgedWrite } from './register-workload.js';
 import { heldElsewhere } from './wipe-safety.js';
+import { nameOf, valueToWrite } from './large-values.js';
+import { NODE_DEFAULTS } from '../node/config.js';
 
 export interface CausalWorkloadOptions {
   readonly seed: number;
@@ -42,6 +44,8 @@ export interface CausalWorkloadResult {
 }
 
 export const CAUSAL_KEYSPACE = 'causal';
+/** The share of writes whose value is padded to 64 KiB – 1 MiB (see large-values.ts). */
+const LARGE_VALUE_RATE = 0.03;
 const decoder = new TextDecoder();
 const STORMY: NetworkFaults = { dropRate: 0.05, duplicateRate: 0.05, minDelayMs: 0.5, maxDelayMs: 60 };
 
@@ -78,6 +82,8 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
   cluster.crashListeners.push((id) => calls.crashed(id));
 
   const session = async (id: number, random: SeededRandom): Promise<void> => {
+    // Value sizes come from a stream of their own, so the operations a seed runs do not depend on them.
+    const sizes = cluster.random.fork(5_000 + id);
     let node = random.pick(cluster.nodeIds);
     let token: Uint8Array = new Uint8Array(0);
     for (let n = 0; n < opsPerSession; n++) {
@@ -100,14 +106,14 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
       const servedBy = node;
       await calls.run(node, handle, () =>
         write
-          ? ks.put(key, value, { sessionToken: token }).then((r) => () => {
+          ? ks.put(key, valueToWrite(value, sizes, LARGE_VALUE_RATE, NODE_DEFAULTS.maxValueBytes), { sessionToken: token }).then((r) => () => {
               acknowledged.push({ key, value, version: r.version, node: servedBy, invokedAtMs, completedAtMs: scheduler.nowMs() });
               token = r.sessionToken;
               handle.ok();
             })
           : ks.get(key, { sessionToken: token }).then((r) => () => {
               token = r.sessionToken;
-              handle.ok(r.value === undefined ? null : decoder.decode(r.value));
+              handle.ok(r.value === undefined ? null : nameOf(r.value));
             }),
       );
     }

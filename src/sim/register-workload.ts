@@ -1,6 +1,8 @@
 import type { ConsistencyPolicy } from '../policy/policy.js';
 import { HistoryRecorder, type HistoryEvent, type OpFunction } from '../testing/history.js';
 import { Nemesis, type FaultEvent } from './nemesis.js';
+import { nameOf, valueToWrite } from './large-values.js';
+import { NODE_DEFAULTS } from '../node/config.js';
 import { heldElsewhere } from './wipe-safety.js';
 import { RecordedCalls } from './recorded-call.js';
 import { SimCluster } from './sim-cluster.js';
@@ -58,6 +60,8 @@ export interface AcknowledgedWrite {
 }
 
 const KEYSPACE = 'register';
+/** The share of writes whose value is padded to 64 KiB – 1 MiB (see large-values.ts). */
+const LARGE_VALUE_RATE = 0.03;
 const decoder = new TextDecoder();
 
 /**
@@ -98,6 +102,8 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   cluster.crashListeners.push((id) => calls.crashed(id));
 
   const client = async (process: number, random: SeededRandom): Promise<void> => {
+    // Value sizes come from a stream of their own, so the operations a seed runs do not depend on them.
+    const sizes = cluster.random.fork(5_000 + process);
     for (let n = 0; n < opsPerClient; n++) {
       await sleep(random.between(0, 5));
       const nodeId = random.pick(cluster.nodeIds);
@@ -118,9 +124,9 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
         acknowledged.push({ key, value, version, node: nodeId, invokedAtMs, completedAtMs: scheduler.nowMs() });
       await calls.run(nodeId, handle, () =>
         f === 'read'
-          ? ks.get(key).then((r) => () => handle.ok(r.value === undefined ? null : decoder.decode(r.value)))
+          ? ks.get(key).then((r) => () => handle.ok(r.value === undefined ? null : nameOf(r.value)))
           : f === 'write'
-            ? ks.put(key, value!, { ack }).then((r) => () => {
+            ? ks.put(key, valueToWrite(value!, sizes, LARGE_VALUE_RATE, NODE_DEFAULTS.maxValueBytes), { ack }).then((r) => () => {
                 acked(r.version);
                 handle.ok();
               })

@@ -10,6 +10,7 @@ import type { FaultEvent } from './nemesis.js';
 import { runRegisterWorkload } from './register-workload.js';
 import type { SimCluster } from './sim-cluster.js';
 import { checkVersionOrder } from './version-order.js';
+import { nameOf } from './large-values.js';
 
 export type SimPolicy = 'cp' | 'ap' | 'causal';
 
@@ -106,7 +107,7 @@ async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVari
           ? `${id} holds nothing for ${w.key}`
           : compareVersion(held.version, w.version) < 0
             ? `${id} holds an older version of ${w.key}`
-            : compareVersion(held.version, w.version) === 0 && (held.tombstone !== (w.value === null) || (w.value !== null && decoder.decode(held.value) !== w.value))
+            : compareVersion(held.version, w.version) === 0 && (held.tombstone !== (w.value === null) || (w.value !== null && nameOf(held.value) !== w.value))
               ? `${id} holds another value under the same version of ${w.key}`
               : undefined;
       if (lost !== undefined) {
@@ -150,7 +151,7 @@ function describeStates(cluster: SimCluster, keyspace: string): string {
 }
 
 function describeState(state: Map<string, Entry>): string {
-  return JSON.stringify([...state].map(([k, e]) => [k, e.tombstone ? null : decoder.decode(e.value), `${e.version.hlc.wallMs}.${e.version.hlc.logical}@${e.version.nodeId}`]).sort());
+  return JSON.stringify([...state].map(([k, e]) => [k, e.tombstone ? null : `${nameOf(e.value)} (${e.value.byteLength} B)`, `${e.version.hlc.wallMs}.${e.version.hlc.logical}@${e.version.nodeId}`]).sort());
 }
 
 /** Runs virtual time until every replica holds the same entries; returns the ms it took, or -1. */

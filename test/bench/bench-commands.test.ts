@@ -77,4 +77,13 @@ describe.skipIf(!BUILT)('the documented benchmark commands, small', () => {
     expect(stdout).toMatch(/AP convergence after a partition/);
     expect(stdout).toMatch(/buffer/i);
   }, 150_000);
+
+  it('npm run soak -- --minutes 0.25 runs mixed load with large values, a paused peer and a misbehaving client, and loses nothing', async () => {
+    const stdout = await run('npm', ['run', '--silent', 'soak', '--', '--minutes', '0.25'], 150_000);
+    expect(stdout).toMatch(/minute \| CP ops p50\/p99 ms/);
+    expect(stdout).toMatch(/missing after the run: \{"default":0,"a":0,"c":0\}/);
+    expect(stdout).toMatch(/max RSS per node: .* MB \(ceiling 400 MB\)/);
+    expect(stdout).not.toMatch(/FAIL/);
+  }, 180_000);
 });
+

@@ -10,6 +10,7 @@ import { CAUSAL_DEFAULTS } from '../../src/policy/causal/causal.js';
 import { CANDIDATE_IDLE_BEATS } from '../../src/transport/heartbeat-streams.js';
 import { MAX_EXCHANGE_CALLS_IN_FLIGHT, MAX_EXCHANGE_UNSENT_BYTES } from '../../src/transport/replica-service.js';
 import { MAX_PENDING_CALLS_PER_PEER } from '../../src/transport/streaming-replica-set.js';
+import { MIN_COLLECTION_INTERVAL_MS } from '../../src/ops/metrics-server.js';
 
 const scope: Record<string, unknown> = {
   NODE_DEFAULTS,
@@ -24,6 +25,7 @@ const scope: Record<string, unknown> = {
   CANDIDATE_IDLE_BEATS,
   MAX_REFUSAL_REASONS,
   SHUTDOWN_BOUND_MS,
+  MIN_COLLECTION_INTERVAL_MS,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
@@ -44,7 +46,7 @@ describe('docs/limits.md', () => {
     // Every limit of the node's defaults and the policies' is in the table.
     const named = new Set(rows.map((r) => r.name));
     for (const key of ['maxKeyBytes', 'maxValueBytes', 'maxBatchEntries', 'maxBatchBytes', 'requestTimeoutMs', 'maxClockOffsetMs']) expect(named, key).toContain(`NODE_DEFAULTS.${key}`);
-    for (const key of ['maxBufferedEntries', 'sequenceWindow', 'maxUnreplicatedWrites', 'maxSessionWaiters', 'batchEntries']) expect(named, key).toContain(`CAUSAL_DEFAULTS.${key}`);
+    for (const key of ['maxBufferedEntries', 'maxBufferedBytes', 'sequenceWindow', 'maxUnreplicatedWrites', 'maxSessionWaiters', 'batchEntries']) expect(named, key).toContain(`CAUSAL_DEFAULTS.${key}`);
     for (const key of ['maxQueuedKeys', 'maxHintsPerPeer', 'batchEntries']) expect(named, key).toContain(`AP_DEFAULTS.${key}`);
     for (const key of Object.keys(SERVER_LIMITS)) expect(named, key).toContain(`SERVER_LIMITS['${key}']`);
   });

@@ -19,7 +19,7 @@ describe('AP async under disk, clock, crash and network faults', () => {
 
   it('keeps the clock counterexamples the disk-fault simulation found as regressions: each fails without the high-water mark and passes with it', async () => {
     // Without the clock's high-water mark, a node restarted with its wall clock stepped back gave
-    // a later write of a key an older version than its earlier one (13 of the first 60 seeds when this was written), so
+    // a later write of a key an older version than its earlier one (10 of the first 60 seeds when this was written), so
     // last-writer-wins dropped the acknowledged later write.
     for (const seed of [3, 5, 7]) {
       expect((await runSeed('ap', seed, { ignoreClockHighWater: true })).violation?.kind, `seed ${seed}`).toBe('version-order');

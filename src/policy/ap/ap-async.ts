@@ -194,7 +194,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   /** A majority of the others holds every write acknowledged at ack level quorum or all. */
   readonly recoveryNeeds = 'majority';
 
-  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
+  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number, _from: string): Promise<SnapshotPage> {
     return pageOf(this.#ctx.store.entries(this.#ctx.keyspace), afterKey, maxEntries, this.#ctx.limits.maxBatchBytes);
   }
 

@@ -2,6 +2,7 @@ import type { TimerHandle } from '../../clock/index.js';
 import { VectorClock } from '../../clock/index.js';
 import { failedPrecondition, invalidArgument, unavailable } from '../../errors.js';
 import type { SnapshotPage } from '../../transport/replica-set.js';
+import { pageOf } from '../snapshot-page.js';
 import { entryBytes } from '../../storage/entry-size.js';
 import type { ApplyOutcome, Entry } from '../../storage/entry.js';
 import type {
@@ -25,6 +26,12 @@ export interface CausalOptions {
    * @default 10000
    */
   readonly maxBufferedEntries?: number;
+  /**
+   * The bytes those writes may take together: 64 MiB holds thousands of ordinary writes and a
+   * few dozen maximal ones, and bounds a replica's memory whatever its peers send.
+   * @default 67108864
+   */
+  readonly maxBufferedBytes?: number;
   /**
    * This node's writes not yet acknowledged by every peer. Beyond it new writes are refused with
    * UNAVAILABLE: a peer that is down that long is better caught up by an operator than by an
@@ -70,6 +77,7 @@ export interface CausalOptions {
 
 export const CAUSAL_DEFAULTS = {
   maxBufferedEntries: 10_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
   maxUnreplicatedWrites: 100_000,
   batchEntries: 256,
   sequenceWindow: 1_024,
@@ -99,6 +107,8 @@ const EMPTY = new Uint8Array(0);
 const APPLIED_META = (keyspace: string) => `causal.${keyspace}.applied`;
 /** Rounds a recovery snapshot waits for writes in flight before it gives up (the caller retries). */
 const SNAPSHOT_QUIESCE_ROUNDS = 50;
+/** How long a snapshot a recovering peer copies in pages is kept: far beyond copying a page at a time. */
+const SNAPSHOT_KEPT_MS = 60_000;
 
 /**
  * Causal+ consistency, after COPS (Lloyd et al. 2011). Writes apply to the local replica and
@@ -137,10 +147,14 @@ export class CausalKeyspace implements KeyspacePolicy {
   #applied: VectorClock;
   /** What of that is durable: "already applied" is answered only for these. */
   #durableApplied: VectorClock;
+  /** Snapshots being copied by recovering peers, by peer (see snapshot). */
+  readonly #snapshots = new Map<string, { entries: Entry[]; applied: VectorClock; expiry: TimerHandle }>();
   /** Local writes and drains under way (a recovery snapshot waits for none to be). */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** The next sequence number of this node's own writes. */
   #nextSeq: number;
+  /** The bytes of the writes waiting (see maxBufferedBytes). */
+  #bufferedBytes = 0;
   /** Remote writes waiting, by `origin:seq`. */
   readonly #buffer = new Map<string, Entry>();
   #waiters: Waiter[] = [];
@@ -236,13 +250,14 @@ export class CausalKeyspace implements KeyspacePolicy {
       }
       const id = `${origin}:${seq}`;
       if (!this.#buffer.has(id)) {
-        if (this.#buffer.size >= this.#o.maxBufferedEntries) {
+        if (this.#buffer.size >= this.#o.maxBufferedEntries || this.#bufferedBytes + entryBytes(entry) > this.#o.maxBufferedBytes) {
           // Refused for now: the sender keeps it and offers it again later.
           this.#stats.bufferRefusals++;
           outcomes.push('buffered');
           continue;
         }
         this.#buffer.set(id, entry);
+        this.#bufferedBytes += entryBytes(entry);
         this.#stats.maxBufferedEntries = Math.max(this.#stats.maxBufferedEntries, this.#buffer.size);
       }
       outcomes.push('buffered');
@@ -267,28 +282,38 @@ export class CausalKeyspace implements KeyspacePolicy {
   readonly recoveryNeeds = 'all';
 
   /**
-   * The whole keyspace and the applied clock, taken together at a moment when no write or apply
-   * is in flight, so that the entries hold exactly the writes the clock names and all of it is
-   * durable. One page: a consistent snapshot cannot be cut into pages without a snapshot
-   * isolation the store does not offer, so a causal keyspace recovers only while it fits one
-   * batch (maxBatchEntries entries and maxBatchBytes bytes).
+   * A page of a consistent snapshot: the whole keyspace and the applied clock, taken together (on
+   * the first page a peer asks for) at a moment when no write or apply is in flight, so that the
+   * entries hold exactly the writes the clock names and all of it is durable. The store has no
+   * snapshot isolation, so the snapshot is kept (one per asking peer, for at most a minute) and
+   * served in pages from it; a later page whose snapshot expired is refused and the peer starts
+   * over. Every page carries the clock.
    */
-  async snapshot(_afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage> {
-    for (let round = 0; this.#inFlight.size > 0; round++) {
-      if (round >= SNAPSHOT_QUIESCE_ROUNDS) {
-        throw unavailable('REPLICA_BUSY', `keyspace ${this.#ctx.keyspace} had writes in flight through ${round} rounds; nothing was done: retry`);
+  async snapshot(afterKey: Uint8Array | undefined, maxEntries: number, from: string): Promise<SnapshotPage> {
+    let taken = this.#snapshots.get(from);
+    if (afterKey === undefined) {
+      for (let round = 0; this.#inFlight.size > 0; round++) {
+        if (round >= SNAPSHOT_QUIESCE_ROUNDS) {
+          throw unavailable('REPLICA_BUSY', `keyspace ${this.#ctx.keyspace} had writes in flight through ${round} rounds; nothing was done: retry`);
+        }
+        await Promise.allSettled([...this.#inFlight]);
       }
-      await Promise.allSettled([...this.#inFlight]);
+      taken?.expiry.cancel();
+      const snapshot = { entries: this.#ctx.store.entries(this.#ctx.keyspace), applied: this.#applied };
+      const expiry = this.#ctx.scheduler.setTimer(SNAPSHOT_KEPT_MS, () => {
+        if (this.#snapshots.get(from) === taken) this.#snapshots.delete(from);
+      });
+      taken = { ...snapshot, expiry };
+      this.#snapshots.set(from, taken);
+    } else if (taken === undefined) {
+      throw failedPrecondition('SNAPSHOT_EXPIRED', `the snapshot of keyspace ${this.#ctx.keyspace} being copied expired or was never taken; start again from its first page`);
     }
-    const entries = this.#ctx.store.entries(this.#ctx.keyspace);
-    const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
-    if (entries.length > maxEntries || bytes > this.#ctx.limits.maxBatchBytes) {
-      throw failedPrecondition(
-        'SNAPSHOT_TOO_LARGE',
-        `causal keyspace ${this.#ctx.keyspace} holds ${entries.length} entries (${bytes} bytes) and a recovery snapshot carries at most ${maxEntries} entries and ${this.#ctx.limits.maxBatchBytes} bytes`,
-      );
+    const page = pageOf(taken.entries, afterKey, maxEntries, this.#ctx.limits.maxBatchBytes);
+    if (!page.more) {
+      taken.expiry.cancel();
+      this.#snapshots.delete(from);
     }
-    return { entries, more: false, applied: this.#applied };
+    return { ...page, applied: taken.applied };
   }
 
   /**
@@ -310,6 +335,8 @@ export class CausalKeyspace implements KeyspacePolicy {
     this.#closed = true;
     for (const s of this.#senders.values()) s.close();
     for (const t of this.#timers) t.cancel();
+    for (const snapshot of this.#snapshots.values()) snapshot.expiry.cancel();
+    this.#snapshots.clear();
     for (const w of this.#waiters) w.resolve();
     this.#waiters = [];
   }
@@ -405,6 +432,7 @@ export class CausalKeyspace implements KeyspacePolicy {
           ready.push(entry);
           next.set(origin, seq);
           this.#buffer.delete(id);
+          this.#bufferedBytes -= entryBytes(entry);
         }
         if (ready.length === 0 || this.#closed) return;
         let applied = this.#applied;
