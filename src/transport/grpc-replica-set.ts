@@ -59,11 +59,13 @@ export class GrpcReplicaSet implements ReplicaSet {
   readonly peerIds: readonly string[];
   readonly #clients = new Map<string, ReplicaServiceClient>();
   readonly #waitForReady: (peer: string) => boolean;
+  readonly #maxMessageBytes: number;
   /** Per peer, how to abandon each call in flight. */
   readonly #inFlight = new Map<string, Set<(why: string) => void>>();
 
   constructor(options: GrpcReplicaSetOptions) {
     this.#waitForReady = options.waitForReady ?? (() => false);
+    this.#maxMessageBytes = options.maxMessageBytes;
     this.selfId = options.selfId;
     this.peerIds = options.peers.map((p) => p.id);
     for (const peer of options.peers) {
@@ -157,6 +159,11 @@ export class GrpcReplicaSet implements ReplicaSet {
         applied: response.applied === undefined ? undefined : vectorClockFromWire(response.applied, `${peer}'s applied clock`),
       }),
     );
+  }
+
+  /** The largest message sent to or taken from a peer, in bytes. */
+  get maxMessageBytes(): number {
+    return this.#maxMessageBytes;
   }
 
   /**

@@ -119,6 +119,12 @@ export class StreamingReplicaSet implements ReplicaSet {
     if (s.pending.size >= MAX_PENDING_CALLS_PER_PEER) {
       return Promise.reject(new PeerCallError(peer, 'unreachable', `${s.pending.size} calls already wait for this peer`));
     }
+    // A call whose message would pass the limit fails alone: sent, it would fail the stream and
+    // every call it carries. (Batches are kept far below it; this is the last guard.)
+    const bytes = requestBytes(body);
+    if (bytes > this.#o.unary.maxMessageBytes) {
+      return Promise.reject(new PeerCallError(peer, 'rejected', `a message of about ${bytes} bytes is over the peer message limit (${this.#o.unary.maxMessageBytes})`));
+    }
     const callId = this.#nextCallId++;
     return new Promise<ExchangeResponse>((resolve, reject) => {
       const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
@@ -179,4 +185,12 @@ export class StreamingReplicaSet implements ReplicaSet {
     }
     s.pending.clear();
   }
+}
+
+/** A request's size on the wire, near enough to keep it under the message limit. */
+function requestBytes(body: Pick<ExchangeRequest, 'replicate' | 'read'>): number {
+  let bytes = 64;
+  for (const e of body.replicate?.entries ?? []) bytes += e.key.byteLength + e.value.byteLength + 48 + Object.keys(e.dependencies?.counters ?? {}).length * 24;
+  for (const key of body.read?.keys ?? []) bytes += key.byteLength + 4;
+  return bytes;
 }

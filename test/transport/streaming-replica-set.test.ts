@@ -48,6 +48,23 @@ function streamingTo(address: string) {
 }
 
 describe('StreamingReplicaSet', () => {
+  it('fails a call whose message would pass the message limit alone; the stream and the other calls carry on', async () => {
+    const peer = await scriptedPeer((req, stream) =>
+      stream.write({ callId: req.callId, hlc: undefined, replicate: { outcomes: req.replicate!.entries.map(() => 1) } }),
+    );
+    cleanups.push(() => peer.server.forceShutdown());
+    const set = streamingTo(peer.address);
+    const entry = (size: number) => ({ key: Buffer.from('k'), value: Buffer.alloc(size), version: { hlc: { wallMs: 1, logical: 0 }, nodeId: 'n1' }, tombstone: false });
+    const huge = set.replicate('n2', 'ks', [entry(5 << 20)], 2_000);
+    const small = set.replicate('n2', 'ks', [entry(10)], 2_000);
+    const err = await huge.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PeerCallError);
+    expect((err as PeerCallError).failure).toBe('rejected');
+    expect((err as Error).message).toMatch(/over the peer message limit/);
+    expect(await small).toEqual(['applied']);
+    expect(await set.replicate('n2', 'ks', [entry(10)], 2_000)).toEqual(['applied']);
+  });
+
   it('matches answers to calls by id, in any order', async () => {
     const held: [ExchangeRequest, ServerDuplexStream<ExchangeRequest, ExchangeResponse>][] = [];
     const peer = await scriptedPeer((req, stream) => {
