@@ -177,23 +177,24 @@ for (const id of cluster.ids) await cluster.kill(id, 'SIGCONT');
 // own replica, once they have converged (up to 60 s).
 const missing = new Map<Keyspace, number>();
 const deadline = performance.now() + 60_000;
+const readBack = async (keyspace: Keyspace, key: string, size: number, id: string): Promise<boolean> => {
+  for (;;) {
+    const res = await call<{ found: boolean; value: Buffer }>((done) =>
+      kv.get(id)!.get({ keyspace, key: Buffer.from(key), sessionToken: Buffer.alloc(0) }, new Metadata(), { deadline: Date.now() + 5_000 }, done),
+    ).catch(() => undefined);
+    if (res?.found && res.value.length === size) return true;
+    if (performance.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+};
 for (const keyspace of KEYSPACES) {
   const nodes = keyspace === 'default' ? ['n1'] : cluster.ids;
+  const checks = [...acknowledged.get(keyspace)!].flatMap(([key, size]) => nodes.map((id) => ({ key, size, id })));
   let lost = 0;
-  for (const [key, size] of acknowledged.get(keyspace)!) {
-    for (const id of nodes) {
-      for (;;) {
-        const res = await call<{ found: boolean; value: Buffer }>((done) =>
-          kv.get(id)!.get({ keyspace, key: Buffer.from(key), sessionToken: Buffer.alloc(0) }, new Metadata(), { deadline: Date.now() + 5_000 }, done),
-        ).catch(() => undefined);
-        if (res?.found && res.value.length === size) break;
-        if (performance.now() > deadline) {
-          lost++;
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
+  // 64 reads at a time: hundreds of thousands of keys one by one would take longer than the load.
+  for (let at = 0; at < checks.length; at += 64) {
+    const found = await Promise.all(checks.slice(at, at + 64).map((c) => readBack(keyspace, c.key, c.size, c.id)));
+    lost += found.filter((ok) => !ok).length;
   }
   missing.set(keyspace, lost);
 }
@@ -209,12 +210,18 @@ const perMinute = Array.from({ length: minutes }, (_, m) =>
   ),
 );
 const maxRss = Object.fromEntries([...rss].map(([id, xs]) => [id, Math.round(Math.max(0, ...xs))]));
+// The largest RSS of any node in each minute (samples every 2 s), to tell a plateau from growth.
+const samplesPerMinute = 30;
+const rssPerMinute = Array.from({ length: minutes }, (_, m) =>
+  Math.round(Math.max(0, ...[...rss.values()].flatMap((xs) => xs.slice(m * samplesPerMinute, (m + 1) * samplesPerMinute)))),
+);
 const report = {
   minutes: MINUTES,
   acknowledged: Object.fromEntries(KEYSPACES.map((k) => [k, acknowledged.get(k)!.size])),
   missing: Object.fromEntries(missing),
   errors: Object.fromEntries(errors),
   maxRssMb: maxRss,
+  maxRssPerMinuteMb: rssPerMinute,
   rssCeilingMb: RSS_CEILING_MB,
   perMinute,
 };
@@ -223,7 +230,7 @@ perMinute.forEach((m, i) =>
   console.log(`${i + 1} | ${m.default!.ops} ${m.default!.p50Ms}/${m.default!.p99Ms} | ${m.a!.ops} ${m.a!.p50Ms}/${m.a!.p99Ms} | ${m.c!.ops} ${m.c!.p50Ms}/${m.c!.p99Ms}`),
 );
 console.log(`acknowledged: ${JSON.stringify(report.acknowledged)}; missing after the run: ${JSON.stringify(report.missing)}; errors: ${JSON.stringify(report.errors)}`);
-console.log(`max RSS per node: ${JSON.stringify(maxRss)} MB (ceiling ${RSS_CEILING_MB} MB)`);
+console.log(`max RSS per node: ${JSON.stringify(maxRss)} MB (ceiling ${RSS_CEILING_MB} MB); per minute, any node: ${rssPerMinute.join(', ')} MB`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results/soak-latest.json', import.meta.url), JSON.stringify(report, null, 2) + '\n');
 for (const client of kv.values()) client.close();

@@ -140,9 +140,11 @@ export class LocalCluster {
   async kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.#member(id).child;
     if (child === undefined || !this.isRunning(id)) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    // Only signals that end the process get an exit listener (SIGSTOP/SIGCONT would pile them up).
+    const ends = signal === 'SIGKILL' || signal === 'SIGTERM' || signal === 'SIGINT';
+    const exited = ends ? new Promise<void>((resolve) => child.once('exit', () => resolve())) : Promise.resolve();
     child.kill(signal);
-    if (signal === 'SIGKILL' || signal === 'SIGTERM' || signal === 'SIGINT') await exited;
+    await exited;
   }
 
   /** Kills every node (SIGCONT first, in case one is stopped) and removes the data. */

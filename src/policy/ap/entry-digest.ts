@@ -87,7 +87,9 @@ export class KeyspaceDigest {
     const id = keyId(key);
     const bucket = bucketOf(key, this.buckets);
     const old = this.#keyHashes.get(id) ?? 0n;
-    this.#bucketKeys[bucket]!.set(id, key);
+    // A copy: a key decoded from a peer's message may be a view into the whole message, and
+    // keeping the view would keep the message (up to a batch of large values) alive with it.
+    if (!this.#bucketKeys[bucket]!.has(id)) this.#bucketKeys[bucket]!.set(id, Uint8Array.prototype.slice.call(key));
     if (old === hash) return bucket;
     this.#bucketHashes[bucket] = this.#bucketHashes[bucket]! ^ old ^ hash;
     this.#keyHashes.set(id, hash);
