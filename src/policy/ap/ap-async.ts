@@ -265,7 +265,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
 
   #track(key: Uint8Array, entry: Entry | undefined): void {
     const id = keyId(key);
-    // A copy: the key may be a view into a peer's whole message, which it would keep alive.
+    // A copy of exactly its size (see KeyspaceDigest.set): not a slice of a shared pool or message.
     if (entry?.tombstone) this.#tombstones.set(id, Uint8Array.prototype.slice.call(key));
     else this.#tombstones.delete(id);
     this.#digest.set(key, entry === undefined ? 0n : entryHash(entry));

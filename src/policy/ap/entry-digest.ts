@@ -87,8 +87,9 @@ export class KeyspaceDigest {
     const id = keyId(key);
     const bucket = bucketOf(key, this.buckets);
     const old = this.#keyHashes.get(id) ?? 0n;
-    // A copy: a key decoded from a peer's message may be a view into the whole message, and
-    // keeping the view would keep the message (up to a batch of large values) alive with it.
+    // A copy of exactly its size: a small Buffer decoded from a message is a slice of Node's
+    // shared 8 KiB allocation pool (or a view into a larger buffer), and keeping it for as long as
+    // the key lives would keep all of that alive with it.
     if (!this.#bucketKeys[bucket]!.has(id)) this.#bucketKeys[bucket]!.set(id, Uint8Array.prototype.slice.call(key));
     if (old === hash) return bucket;
     this.#bucketHashes[bucket] = this.#bucketHashes[bucket]! ^ old ^ hash;
