@@ -475,6 +475,7 @@ export class NodeCore implements ReplicaHandler {
     const needed = policy.recoveryNeeds === 'all' ? peers.length : n - majority(n) + 1;
     const copied = new Set<string>();
     const lastError = new Map<string, string>();
+    waiting(`keyspace ${name} is copying the state of ${needed} of its peers (${peers.join(', ')})`);
     while (copied.size < needed) {
       for (const peer of peers) {
         if (copied.has(peer) || this.#closed) continue;
