@@ -65,6 +65,8 @@ async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ dur
             else if (value === 'old') (seen as { oldValue: number }).oldValue++;
             else seen.other.push(`value ${JSON.stringify(value)}`);
           } catch (err: unknown) {
+            // A deadline is "outcome unknown": no value was returned, old or new.
+            if (statusOf(err) === 'DEADLINE_EXCEEDED') return;
             if (statusOf(err) === 'UNAVAILABLE') {
               (seen as { unavailable: number }).unavailable++;
               seen.refusals.add(String((err as Error).message).replace(/\d+(\.\d+)? ms/g, 'N ms').slice(0, 300));
