@@ -152,45 +152,44 @@ async function main(): Promise<void> {
   process.stdout.write(`${markdown}\nprofile: wrote ${outFile}${PROFILE ? `; raw profiles in ${profileDir}` : ""}\n`);
 }
 
-/** The CP phase counters one node exports (see src/ops/metrics.ts), keyspace "default". */
+/** The Raft counters one node exports for keyspace "default" (see src/ops/metrics.ts). */
 interface PhaseCounters {
-  readonly readPhases: number;
-  readonly readSeconds: number;
-  readonly writePhases: number;
-  readonly writeSeconds: number;
-  readonly hedgedReads: number;
-  readonly writeBacks: number;
+  readonly syncs: number;
+  readonly syncSeconds: number;
+  readonly entries: number;
+  readonly commits: number;
+  readonly commitSeconds: number;
 }
 
 async function scrapePhases(address: string): Promise<PhaseCounters> {
   const body = await (await fetch(`http://${address}/metrics`)).text();
   const value = (name: string): number => sampleMetric(body, name, { keyspace: 'default' }) ?? Number.NaN;
   return {
-    readPhases: value('replikit_cp_read_phases'),
-    readSeconds: value('replikit_cp_read_phase_seconds_sum'),
-    writePhases: value('replikit_cp_write_phases'),
-    writeSeconds: value('replikit_cp_write_phase_seconds_sum'),
-    hedgedReads: value('replikit_cp_hedged_reads'),
-    writeBacks: value('replikit_cp_write_backs'),
+    syncs: value('replikit_raft_syncs'),
+    syncSeconds: value('replikit_raft_sync_seconds_sum'),
+    entries: value('replikit_raft_entries_persisted'),
+    commits: value('replikit_raft_commits'),
+    commitSeconds: value('replikit_raft_commit_seconds_sum'),
   };
 }
 
-/** Mean time of each CP phase over the measured window, per coordinating node, from its metrics. */
+/** Each node's log syncs and (on the leader) commits over the measured window, from its metrics. */
 function renderPhases(ids: readonly string[], before: readonly PhaseCounters[], after: readonly PhaseCounters[]): string {
-  if (before.length !== ids.length || after.length !== ids.length) return '_(the nodes\' CP phase metrics could not be scraped)_';
+  if (before.length !== ids.length || after.length !== ids.length) return '_(the nodes\' Raft metrics could not be scraped)_';
   const rows = ids.map((id, i) => {
     const [b, a] = [before[i]!, after[i]!];
-    const reads = a.readPhases - b.readPhases;
-    const writes = a.writePhases - b.writePhases;
+    const syncs = a.syncs - b.syncs;
+    const entries = a.entries - b.entries;
+    const commits = a.commits - b.commits;
     const mean = (seconds: number, count: number) => (count > 0 ? ((seconds * 1000) / count).toFixed(3) : '—');
-    return `| ${id} | ${reads} | ${mean(a.readSeconds - b.readSeconds, reads)} | ${writes} | ${mean(a.writeSeconds - b.writeSeconds, writes)} | ${a.hedgedReads - b.hedgedReads} | ${a.writeBacks - b.writeBacks} |`;
+    return `| ${id} | ${syncs} | ${mean(a.syncSeconds - b.syncSeconds, syncs)} | ${entries} | ${syncs > 0 ? (entries / syncs).toFixed(1) : '—'} | ${commits} | ${mean(a.commitSeconds - b.commitSeconds, commits)} |`;
   });
   return [
-    '### CP phases, as each coordinator timed them (its metrics, over the measured window)',
+    '### Raft log syncs and commits, as each node timed them (its metrics, over the measured window)',
     '',
-    'A put is a read phase (a majority\'s versions) then a write phase (a majority holds it durably); a get is a read phase, plus a write phase only when its quorum disagreed (write-back). The rest of a call\'s latency is the client\'s unary call and the KvService around the policy.',
+    'Every node makes the log entries it receives durable in syncs (group commit: every append that arrived meanwhile shares one); the leader times each of its proposals from proposal to applied (a commit: its own sync, the followers\' syncs and the round trip). The rest of a call\'s latency is the client\'s unary call, forwarding from a follower, and the KvService around the policy.',
     '',
-    '| coordinator | read phases | mean ms | write phases | mean ms | hedged reads | write-backs |',
+    '| node | syncs | mean sync ms | entries | entries per sync | commits (leader) | mean commit ms |',
     '|---|--:|--:|--:|--:|--:|--:|',
     ...rows,
   ].join('\n');

@@ -29,7 +29,7 @@ function put(c: KvServiceClient, key: string, token: Buffer): Promise<PutRespons
 
 function get(c: KvServiceClient, key: string): Promise<GetResponse> {
   return new Promise((resolve, reject) =>
-    c.get({ keyspace: 'default', key: Buffer.from(key), sessionToken: Buffer.alloc(0) }, new Metadata(), { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r))),
+    c.get({ keyspace: 'default', key: Buffer.from(key), sessionToken: Buffer.alloc(0) , consistency: 0 }, new Metadata(), { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r))),
   );
 }
 

@@ -8,7 +8,10 @@
  * not LMDB's file mapping) is sampled every 2 s.
  *
  * At the end every node is resumed and every acknowledged write (each to a key of its own) is
- * read back: CP through a quorum, AP and causal from each node's own replica once they converge.
+ * read back once: CP through a quorum; AP and causal from the local replica of a node other than
+ * the one that acknowledged it, so the write must have been replicated, not just kept. 64 reads
+ * are in flight at a time (a 10-minute run acknowledges ~190,000 writes; reading each from all three
+ * nodes, 64 at a time, took longer than 25 minutes).
  * Prints p50/p99 latency and RSS per minute; exits 1 when an acknowledged write is missing or a
  * node's anonymous RSS went over the ceiling (--rss-ceiling-mb, default 400). Writes
  * bench/results/soak-latest.json.
@@ -76,7 +79,8 @@ const kv = new Map(cluster.ids.map((id) => [id, new KvServiceClient(cluster.addr
 const random = new SeededRandom(20261130);
 const started = performance.now();
 const endAt = started + MINUTES * 60_000;
-const acknowledged = new Map<Keyspace, Map<string, number>>(KEYSPACES.map((k) => [k, new Map()]));
+/** Per keyspace: key → the value's size and the node that acknowledged it. */
+const acknowledged = new Map<Keyspace, Map<string, { size: number; ackedBy: string }>>(KEYSPACES.map((k) => [k, new Map()]));
 const latencies: { minute: number; keyspace: Keyspace; ms: number }[] = [];
 const errors = new Map<string, number>();
 const rss = new Map<string, number[]>(cluster.ids.map((id) => [id, []]));
@@ -96,7 +100,7 @@ const worker = async (w: number): Promise<void> => {
       await call((done) =>
         kv.get(id)!.put({ keyspace, key: Buffer.from(key), value: Buffer.alloc(size, n % 251), sessionToken: Buffer.alloc(0), ack: 0 }, new Metadata(), { deadline: Date.now() + 5_000 }, done),
       );
-      acknowledged.get(keyspace)!.set(key, size);
+      acknowledged.get(keyspace)!.set(key, { size, ackedBy: id });
       latencies.push({ minute: minuteOf(), keyspace, ms: performance.now() - t0 });
     } catch (err) {
       const code = String((err as { code?: number }).code ?? 'other');
@@ -173,31 +177,50 @@ clearInterval(sampler);
 clearInterval(progress);
 for (const id of cluster.ids) await cluster.kill(id, 'SIGCONT');
 
-// Every acknowledged write, back: CP through a quorum (any node); AP and causal from every node's
-// own replica, once they have converged (up to 60 s).
-const missing = new Map<Keyspace, number>();
-const deadline = performance.now() + 60_000;
-const readBack = async (keyspace: Keyspace, key: string, size: number, id: string): Promise<boolean> => {
-  for (;;) {
+// Every acknowledged write, back, once (see the header): CP from any node (a quorum read); AP and
+// causal from another node's replica. A read that answers "absent" or a value of another size is
+// asked again until 60 s after the load (AP and causal converge meanwhile), then counts as
+// missing. A read that fails (a deadline on a loaded machine) proves nothing either way: it is
+// retried, up to 10 times a second apart, and then counts as unreadable, which fails the run too.
+const READS_IN_FLIGHT = 64;
+const READ_ATTEMPTS = 10;
+const missing = new Map<Keyspace, number>(KEYSPACES.map((k) => [k, 0]));
+const unreadable = new Map<Keyspace, number>(KEYSPACES.map((k) => [k, 0]));
+const convergedBy = performance.now() + 60_000;
+const readBack = async (keyspace: Keyspace, key: string, size: number, id: string): Promise<'found' | 'missing' | 'unreadable'> => {
+  for (let failures = 0; ; ) {
     const res = await call<{ found: boolean; value: Buffer }>((done) =>
-      kv.get(id)!.get({ keyspace, key: Buffer.from(key), sessionToken: Buffer.alloc(0) }, new Metadata(), { deadline: Date.now() + 5_000 }, done),
+      kv.get(id)!.get({ keyspace, key: Buffer.from(key), sessionToken: Buffer.alloc(0), consistency: 0 }, new Metadata(), { deadline: Date.now() + 10_000 }, done),
     ).catch(() => undefined);
-    if (res?.found && res.value.length === size) return true;
-    if (performance.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 200));
+    if (res === undefined) {
+      if (++failures >= READ_ATTEMPTS) return 'unreadable';
+    } else if (res.found && res.value.length === size) {
+      return 'found';
+    } else if (performance.now() > convergedBy) {
+      return 'missing';
+    }
+    await new Promise((r) => setTimeout(r, res === undefined ? 1_000 : 200));
   }
 };
-for (const keyspace of KEYSPACES) {
-  const nodes = keyspace === 'default' ? ['n1'] : cluster.ids;
-  const checks = [...acknowledged.get(keyspace)!].flatMap(([key, size]) => nodes.map((id) => ({ key, size, id })));
-  let lost = 0;
-  // 64 reads at a time: hundreds of thousands of keys one by one would take longer than the load.
-  for (let at = 0; at < checks.length; at += 64) {
-    const found = await Promise.all(checks.slice(at, at + 64).map((c) => readBack(keyspace, c.key, c.size, c.id)));
-    lost += found.filter((ok) => !ok).length;
-  }
-  missing.set(keyspace, lost);
-}
+const checks = KEYSPACES.flatMap((keyspace) =>
+  [...acknowledged.get(keyspace)!].map(([key, { size, ackedBy }], i) => {
+    const others = cluster.ids.filter((x) => x !== ackedBy);
+    return { keyspace, key, size, id: keyspace === 'default' ? cluster.ids[i % cluster.ids.length]! : others[i % others.length]! };
+  }),
+);
+const readStarted = performance.now();
+let next = 0;
+await Promise.all(
+  Array.from({ length: READS_IN_FLIGHT }, async () => {
+    while (next < checks.length) {
+      const c = checks[next++]!;
+      const outcome = await readBack(c.keyspace, c.key, c.size, c.id);
+      if (outcome === 'missing') missing.set(c.keyspace, missing.get(c.keyspace)! + 1);
+      if (outcome === 'unreadable') unreadable.set(c.keyspace, unreadable.get(c.keyspace)! + 1);
+    }
+  }),
+);
+const readBackSeconds = Math.round((performance.now() - readStarted) / 100) / 10;
 
 const pct = (xs: number[], p: number) => (xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!);
 const minutes = Math.ceil(MINUTES);
@@ -219,6 +242,8 @@ const report = {
   minutes: MINUTES,
   acknowledged: Object.fromEntries(KEYSPACES.map((k) => [k, acknowledged.get(k)!.size])),
   missing: Object.fromEntries(missing),
+  unreadable: Object.fromEntries(unreadable),
+  readBackSeconds,
   errors: Object.fromEntries(errors),
   maxRssMb: maxRss,
   maxRssPerMinuteMb: rssPerMinute,
@@ -229,14 +254,16 @@ console.log('minute | CP ops p50/p99 ms | AP ops p50/p99 ms | causal ops p50/p99
 perMinute.forEach((m, i) =>
   console.log(`${i + 1} | ${m.default!.ops} ${m.default!.p50Ms}/${m.default!.p99Ms} | ${m.a!.ops} ${m.a!.p50Ms}/${m.a!.p99Ms} | ${m.c!.ops} ${m.c!.p50Ms}/${m.c!.p99Ms}`),
 );
-console.log(`acknowledged: ${JSON.stringify(report.acknowledged)}; missing after the run: ${JSON.stringify(report.missing)}; errors: ${JSON.stringify(report.errors)}`);
+console.log(`acknowledged: ${JSON.stringify(report.acknowledged)}; missing after the run: ${JSON.stringify(report.missing)}, unreadable: ${JSON.stringify(report.unreadable)} (read back in ${readBackSeconds} s); errors: ${JSON.stringify(report.errors)}`);
 console.log(`max RSS per node: ${JSON.stringify(maxRss)} MB (ceiling ${RSS_CEILING_MB} MB); per minute, any node: ${rssPerMinute.join(', ')} MB`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results/soak-latest.json', import.meta.url), JSON.stringify(report, null, 2) + '\n');
 for (const client of kv.values()) client.close();
 await stopAll();
 const lostAny = [...missing.values()].some((n) => n > 0);
+const unreadableAny = [...unreadable.values()].some((n) => n > 0);
 const overCeiling = Object.values(maxRss).some((mb) => mb > RSS_CEILING_MB);
 if (lostAny) console.log('FAIL: acknowledged writes are missing');
+if (unreadableAny) console.log('FAIL: some acknowledged writes could not be read back (no answer in 10 attempts)');
 if (overCeiling) console.log(`FAIL: a node went over ${RSS_CEILING_MB} MB`);
-process.exit(lostAny || overCeiling ? 1 : 0);
+process.exit(lostAny || unreadableAny || overCeiling ? 1 : 0);

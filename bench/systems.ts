@@ -187,7 +187,7 @@ export function replikitDriver(addresses: readonly string[], name: string): Repl
     });
   const get: LoadOp = (n, caller) =>
     new Promise((resolve, reject) => {
-      const request = { keyspace: 'default', key: keyOf(n), sessionToken: sessions[caller] ?? EMPTY };
+      const request = { keyspace: 'default', key: keyOf(n), sessionToken: sessions[caller] ?? EMPTY, consistency: 0 };
       clients[n % clients.length]!.get(request, new Metadata(), deadline(), (err: ServiceError | null, res) => {
         if (err) return reject(err);
         keep(caller, res.sessionToken);
@@ -200,7 +200,7 @@ export function replikitDriver(addresses: readonly string[], name: string): Repl
       await prefillWith(put);
       // Call 0 goes to node 0, which the prefill also wrote key 0 through.
       const res = await new Promise<{ found: boolean; value: Buffer }>((resolve, reject) =>
-        clients[0]!.get({ keyspace: 'default', key: keyOf(0), sessionToken: sessions[0] ?? EMPTY }, new Metadata(), deadline(), (err, r) =>
+        clients[0]!.get({ keyspace: 'default', key: keyOf(0), sessionToken: sessions[0] ?? EMPTY, consistency: 0 }, new Metadata(), deadline(), (err, r) =>
           err ? reject(err) : resolve(r),
         ),
       );

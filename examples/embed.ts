@@ -21,6 +21,9 @@ const [n1, n2, n3] = nodes as [ReplicaNode, ReplicaNode, ReplicaNode];
 // CP: linearizable; refuses (UNAVAILABLE) rather than answer without a majority.
 await n1.keyspace('accounts').put('alice', '100');
 console.log('accounts/alice via n2:', (await n2.keyspace('accounts').get('alice')).text());
+// Compare-and-set: writes only if the key still holds what we read.
+const swap = await n3.keyspace('accounts').compareAndSet('alice', '100', '90');
+console.log('swapped:', swap.swapped, 'at revision', swap.revision);
 
 // AP: answers at once from the local replica, replicates in the background.
 await n2.keyspace('sessions').put('token-42', 'alice');

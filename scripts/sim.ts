@@ -18,9 +18,10 @@ const POLICIES: readonly SimPolicy[] = ['cp', 'ap', 'causal'];
 /** Each broken variant, its option and the policies it applies to. */
 const BROKEN: Record<string, { readonly variant: BrokenVariant; readonly policies: readonly SimPolicy[] }> = {
   'skip-recovery': { variant: { skipRecovery: true }, policies: ['cp', 'ap', 'causal'] },
-  'single-replica-reads': { variant: { singleReplicaReads: true }, policies: ['cp'] },
+  'commit-without-majority': { variant: { commitWithoutMajority: true }, policies: ['cp'] },
+  'read-index-without-quorum': { variant: { readIndexWithoutQuorum: true }, policies: ['cp'] },
   'skip-dependency-check': { variant: { skipDependencyCheck: true }, policies: ['causal'] },
-  'read-in-flight': { variant: { readInFlight: true }, policies: ['cp', 'causal'] },
+  'read-in-flight': { variant: { readInFlight: true }, policies: ['causal'] },
   'ignore-clock-high-water': { variant: { ignoreClockHighWater: true }, policies: ['cp', 'ap', 'causal'] },
 };
 /** Seeds are taken modulo 2^32 by the random generator, so larger ones would repeat smaller ones. */
@@ -53,10 +54,12 @@ checked by that policy's checkers, spread over worker threads.
   --from S        the first seed (default 1): runs S … S+N-1
   --workers W     worker threads (default: all cores, ${availableParallelism()} here)
   --broken V      run a DELIBERATELY BROKEN variant, which the campaign should catch:
-                    skip-recovery          a node with an empty disk serves at once (every policy)
-                    single-replica-reads   CP reads from one replica (cp)
+                    skip-recovery          a node with an empty disk serves at once, as new (every
+                                           policy; on CP it votes again, having forgotten its votes)
+                    commit-without-majority  the Raft leader commits on its own copy alone (cp)
+                    read-index-without-quorum  the leader reads without confirming it leads (cp)
                     skip-dependency-check  causal writes applied before their dependencies (causal)
-                    read-in-flight         replicas answer with writes not yet durable (cp, causal)
+                    read-in-flight         replicas answer with writes not yet durable (causal)
                     ignore-clock-high-water  a restarted node's clock may go back (every policy)
                   the exit status is then 0 only if the campaign found at least one violation
   --help          this text

@@ -13,6 +13,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   put: async () => (await import('./commands/kv.js')).putCommand,
   get: async () => (await import('./commands/kv.js')).getCommand,
   delete: async () => (await import('./commands/kv.js')).deleteCommand,
+  txn: async () => (await import('./commands/txn.js')).txnCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   check: async () => (await import('./commands/check.js')).checkCommand,

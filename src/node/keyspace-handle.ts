@@ -1,5 +1,6 @@
 import type { ReadResult, WriteResult } from '../policy/policy.js';
 import type { CallOptions, NodeCore } from './node-core.js';
+import { CompareResult, CompareTarget, type TxnRequest, type TxnResponse } from '../gen/replikit/v1/kv_service.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -95,4 +96,37 @@ export class KeyspaceHandle {
       text: () => (result.value === undefined ? undefined : decoder.decode(result.value)),
     };
   }
+
+  /** A transaction (CP keyspaces): compares, then the success or the failure operations, atomically. */
+  txn(request: Omit<TxnRequest, 'keyspace'>, options?: CallOptions): Promise<TxnResponse> {
+    return this.node.txn({ ...request, keyspace: this.name }, options);
+  }
+
+  /**
+   * Compare-and-set (CP keyspaces): writes `value` only if the key holds exactly `expected` (null:
+   * only if the key is absent). Answers whether it swapped, the revision, and otherwise what the
+   * key holds now (undefined when absent).
+   */
+  async compareAndSet(key: Bytes, expected: Bytes | null, value: Bytes, options?: CallOptions): Promise<CompareAndSetResult> {
+    const k = Buffer.from(toBytes(key));
+    const compare =
+      expected === null
+        ? { key: k, target: CompareTarget.COMPARE_TARGET_CREATE_REVISION, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.alloc(0), number: 0n }
+        : { key: k, target: CompareTarget.COMPARE_TARGET_VALUE, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.from(toBytes(expected)), number: 0n };
+    const response = await this.txn({ compares: [compare], success: [{ put: { key: k, value: Buffer.from(toBytes(value)) } }], failure: [{ get: { key: k } }] }, options);
+    const current = response.responses[0]?.get?.kv;
+    return {
+      swapped: response.succeeded,
+      revision: Number(response.revision),
+      current: response.succeeded || current === undefined ? undefined : { value: current.value, keyVersion: Number(current.version), modRevision: Number(current.modRevision) },
+    };
+  }
+}
+
+export interface CompareAndSetResult {
+  readonly swapped: boolean;
+  /** The keyspace's revision after the transaction. */
+  readonly revision: number;
+  /** When it did not swap: what the key holds (undefined when absent). */
+  readonly current?: { readonly value: Uint8Array; readonly keyVersion: number; readonly modRevision: number };
 }

@@ -12,8 +12,11 @@ import type {
 } from '../policy/policy.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
+import type { RaftLogStore } from '../storage/raft-log-store.js';
+import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
+import type { RaftMessage } from '../raft/types.js';
 import type { DigestAnswer, ProbeAnswer, ReplicaHandler, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
-import { majority } from '../policy/quorum-call.js';
+import { majority } from '../policy/majority.js';
 import { ClockHighWaterStore } from './clock-high-water.js';
 import { ENTRY_OVERHEAD_BYTES, entryBytes } from '../storage/entry-size.js';
 import { FailStopStore } from './fail-stop-store.js';
@@ -32,6 +35,13 @@ export interface NodeRuntime {
   readonly liveness: LivenessOracle;
   /** The node's HLC; created from `wallClock` when absent. */
   readonly clock?: HybridLogicalClock;
+  /**
+   * The Raft log store of a CP keyspace on this node (on the same disk as `store`). Required when
+   * the node has CP keyspaces.
+   */
+  readonly raftLog?: (keyspace: string) => RaftLogStore;
+  /** Random numbers for Raft's election timeouts: seeded in the simulation; Math.random by default. */
+  readonly random?: () => number;
   /**
    * Called once when the store fails (a failed sync): the node has stopped acknowledging and the
    * process should exit; a simulation crashes the node.
@@ -111,7 +121,15 @@ export interface CallOptions {
   readonly ack?: OperationOptions['ack'];
   /** Aborted when the caller gives up (a cancelled gRPC call): waits end at once. */
   readonly signal?: AbortSignal;
+  /** CP keyspaces: how a read is answered (linearizable by default). */
+  readonly consistency?: OperationOptions['consistency'];
 }
+
+/**
+ * Set once a node recovered from a lost disk in a cluster with history: its CP keyspaces' Raft
+ * groups never vote or campaign again from this disk (it forgot its votes; see failure-model.md).
+ */
+export const RAFT_NO_VOTE_META = 'raft.no-vote';
 
 /**
  * The heart of a replica: keyspaces bound to policies over one store, one HLC and one replica set.
@@ -134,6 +152,7 @@ export class NodeCore implements ReplicaHandler {
   #waitingFor = '';
   #started: Promise<void> | undefined;
   #serving: Promise<void> | undefined;
+  #opened: Promise<void> | undefined;
   /** Client requests waiting for the node to serve (see #whenServing). */
   readonly #serveWaiters = new Set<(served: boolean) => void>();
 
@@ -165,6 +184,10 @@ export class NodeCore implements ReplicaHandler {
           logger: runtime.logger,
           sessions: this.sessions,
           limits: { maxBatchEntries: settings.maxBatchEntries, maxBatchBytes: settings.maxBatchBytes },
+          valueLimits: { maxKeyBytes: settings.maxKeyBytes, maxValueBytes: settings.maxValueBytes },
+          raftLog: runtime.raftLog === undefined ? undefined : () => runtime.raftLog!(name),
+          random: runtime.random ?? Math.random,
+          onFatal: (error) => this.#failStop(error),
         }),
       });
     }
@@ -245,6 +268,15 @@ export class NodeCore implements ReplicaHandler {
     return policy.delete(key, await this.#whenServing(this.#operationOptions(options)));
   }
 
+  /** A transaction (compare-and-set and more) on a CP keyspace; see TxnRequest. */
+  async txn(request: TxnRequest, options: CallOptions = {}): Promise<TxnResponse> {
+    const policy = this.#policyOf(request.keyspace);
+    if (policy.txn === undefined) {
+      throw failedPrecondition('TXN_NOT_SUPPORTED', `keyspace ${JSON.stringify(request.keyspace)} is ${this.#policies.get(request.keyspace)!.name}; transactions need a CP keyspace`);
+    }
+    return policy.txn(request, await this.#whenServing(this.#operationOptions(options)));
+  }
+
   // The replica half, called by the transport when a peer's request arrives.
 
   async replicate(from: string, keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
@@ -320,16 +352,33 @@ export class NodeCore implements ReplicaHandler {
     return policy.snapshot(afterKey, Math.max(1, maxEntries), from);
   }
 
+  async raft(from: string, keyspace: string, messages: readonly RaftMessage[]): Promise<void> {
+    // Taken in while the node closes too: a leader handing over needs its followers' answers.
+    const policy = this.#closed ? this.#policies.get(keyspace)?.policy : this.#policyOf(keyspace);
+    if (policy === undefined) return;
+    if (policy.raftMessages === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} has no Raft group`);
+    await this.#joinIfFormed();
+    policy.raftMessages(from, messages);
+  }
+
+  async forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
+    const policy = this.#policyOf(request.keyspace);
+    if (policy.forwarded === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(request.keyspace)} has no Raft group`);
+    this.#assertServing();
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalidArgument('BAD_TIMEOUT', `a forwarded call needs a positive timeout, not ${timeoutMs}`);
+    return policy.forwarded(from, request, Math.min(timeoutMs, this.settings.requestTimeoutMs * 4));
+  }
+
   get closed(): boolean {
     return this.#closed;
   }
 
   /** Stops the policies' background work. The store is closed by whoever opened it. */
-  async close(): Promise<void> {
+  async close(options: { readonly abrupt?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#wakeServeWaiters(false);
-    await Promise.all([...this.#policies.values()].map((p) => p.policy.close()));
+    await Promise.all([...this.#policies.values()].map((p) => p.policy.close(options)));
   }
 
   /**
@@ -390,6 +439,7 @@ export class NodeCore implements ReplicaHandler {
   }
 
   async #bootstrap(): Promise<void> {
+    if (this.#phase === 'serving') return this.#openPolicies();
     if (this.#phase !== 'starting') return;
     const peers = this.settings.peers.map((p) => p.id);
     const { logger } = this.runtime;
@@ -434,7 +484,7 @@ export class NodeCore implements ReplicaHandler {
       for (const [name, { policy }] of this.#policies) await this.#recoverKeyspace(name, policy, waiting);
       if (this.#closed) return;
     }
-    await this.#serve(recover ? 'recovered' : 'formed');
+    await this.#serve(recover && !this.settings.unsafeSkipRecovery ? 'recovered' : 'formed');
   }
 
   /**
@@ -443,6 +493,8 @@ export class NodeCore implements ReplicaHandler {
    */
   #serve(how: 'formed' | 'recovered'): Promise<void> {
     this.#serving ??= (async () => {
+      if (how === 'recovered') await this.store.putMeta(RAFT_NO_VOTE_META, new Uint8Array([1]));
+      await this.#openPolicies();
       await this.store.putMeta(IDENTITY_META, identityRecord(this.settings.nodeId, this.settings.clusterId));
       if (this.#closed || (this.#phase as NodePhase) === 'failed') return;
       this.#phase = 'serving';
@@ -472,6 +524,7 @@ export class NodeCore implements ReplicaHandler {
   async #recoverKeyspace(name: string, policy: KeyspacePolicy, waiting: (why: string) => void): Promise<void> {
     const peers = this.settings.peers.map((p) => p.id);
     const n = peers.length + 1;
+    if (policy.recoveryNeeds === 'none') return;
     const needed = policy.recoveryNeeds === 'all' ? peers.length : n - majority(n) + 1;
     const copied = new Set<string>();
     const lastError = new Map<string, string>();
@@ -502,6 +555,15 @@ export class NodeCore implements ReplicaHandler {
         await this.#pause(RETRY_PAUSE_MS);
       }
     }
+  }
+
+  /** Opens what keyspaces load before serving (CP keyspaces' Raft logs); once. */
+  #openPolicies(): Promise<void> {
+    this.#opened ??= (async () => {
+      const amnesiac = this.store.getMeta(RAFT_NO_VOTE_META) !== undefined;
+      for (const { policy } of this.#policies.values()) await policy.open?.({ amnesiac });
+    })();
+    return this.#opened;
   }
 
   #pause(ms: number): Promise<void> {
@@ -562,7 +624,10 @@ export class NodeCore implements ReplicaHandler {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
       throw invalidArgument('BAD_TIMEOUT', `timeoutMs must be a positive number of milliseconds, not ${timeoutMs}`);
     }
-    return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack, signal: options.signal };
+    if (options.consistency !== undefined && options.consistency !== 'linearizable' && options.consistency !== 'serializable') {
+      throw invalidArgument('BAD_CONSISTENCY', `consistency must be linearizable or serializable, not ${String(options.consistency)}`);
+    }
+    return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack, signal: options.signal, consistency: options.consistency };
   }
 }
 

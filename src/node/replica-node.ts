@@ -23,8 +23,12 @@ import { NodeHealth } from '../ops/health.js';
 import { NodeMetrics } from '../ops/metrics.js';
 import { addReflection } from '../ops/reflection.js';
 import { observeTlsRefusals, peerTlsFailureInterceptor, tlsRefusalLogger } from '../ops/tls.js';
-import { cpQuorum } from '../policy/cp-quorum.js';
+import { cpQuorum } from '../policy/cp/cp-quorum.js';
 import { MemoryStore } from '../storage/memory-store.js';
+import { LmdbStore } from '../storage/lmdb-store.js';
+import { LmdbRaftLogStore } from '../storage/lmdb-raft-log-store.js';
+import { MemoryRaftLogStore } from '../storage/memory-raft-log-store.js';
+import type { RaftLogStore } from '../storage/raft-log-store.js';
 import type { Store } from '../storage/store.js';
 import { handleClockSync } from '../transport/clock-sync-service.js';
 import { clusterService, type StatusSource } from '../transport/cluster-service.js';
@@ -236,6 +240,7 @@ export class ReplicaNode {
     let reportFailure: (error: unknown) => void = () => {};
     const failed = new Promise<unknown>((resolve) => (reportFailure = resolve));
     const core = new NodeCore(settings, {
+      raftLog: raftLogOf(store),
       replicas: peers,
       scheduler,
       wallClock,
@@ -300,12 +305,14 @@ export class ReplicaNode {
       clock,
       peers: settings.peers,
       keyspaces: () => core.keyspaceNames(),
+      raftStatus: (keyspace) => core.policyOf(keyspace).raftStatus?.(),
       isAlive: (id) => failureDetection.view.isAlive(id),
       member: (id) => memberFields(failureDetection.view.member(id, scheduler.nowMs())),
       notServingReasons: () => health.reasons,
     };
     server.addService(ReplicaServiceService, replicaService({
       replica: core,
+      selfId: settings.nodeId,
       maxBatchEntries: settings.maxBatchEntries,
       clockSync: (request) => handleClockSync(request, { wallClock, clock, nodeId: settings.nodeId }),
       heartbeat: (stream) => failureDetection.streams.accept(stream),
@@ -435,4 +442,16 @@ function shutdown(server: Server, graceMs: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/**
+ * Where a CP keyspace's Raft log lives: in the node's LMDB environment when the store is LMDB (one
+ * commit, one sync, carries log appends and state together), in memory when the store is.
+ */
+function raftLogOf(store: Store): (keyspace: string) => RaftLogStore {
+  if (store instanceof LmdbStore) return (keyspace) => LmdbRaftLogStore.open(store, keyspace);
+  if (store instanceof MemoryStore) return () => new MemoryRaftLogStore();
+  return (keyspace) => {
+    throw new Error(`keyspace ${keyspace} is CP and needs a Raft log beside the store; replikit has one for LmdbStore and MemoryStore, not for ${store.constructor.name}`);
+  };
 }

@@ -96,16 +96,22 @@ export class NodeMetrics {
     perKeyspace('replikit_ap_hints_dropped', 'Hints dropped since start because a peer exceeded the hint bound (AP keyspaces).', stat('hintsDropped'));
     perKeyspace('replikit_causal_buffered_entries', 'Remote writes buffered until their causal dependencies are applied (causal keyspaces).', stat('bufferedEntries'));
     perKeyspace('replikit_causal_unreplicated_writes', "This node's writes not yet acknowledged by every peer (causal keyspaces).", stat('unreplicatedWrites'));
-    perKeyspace('replikit_cp_read_phases', 'Quorum read phases run since start (CP keyspaces: a get, and the first phase of a put).', stat('readPhases'));
-    perKeyspace('replikit_cp_read_phase_seconds_sum', 'Time spent in those read phases since start (CP keyspaces); divide the increase by that of replikit_cp_read_phases for the mean.', (k) =>
-      secondsOf(numberField(source.policyStats(k.name), 'readPhaseMs')),
+    perKeyspace('replikit_raft_term', "The Raft term of the keyspace's group on this node (CP keyspaces).", stat('term'));
+    perKeyspace('replikit_raft_is_leader', '1 when this node leads the keyspace\'s Raft group (CP keyspaces), else 0.', stat('isLeader'));
+    perKeyspace('replikit_raft_leader_changes', 'Leader changes this node has seen since start (CP keyspaces).', stat('leaderChanges'));
+    perKeyspace('replikit_raft_proposals_pending', 'Writes this leader proposed that are not committed yet (CP keyspaces).', stat('proposalsPending'));
+    perKeyspace('replikit_raft_commits', 'Writes this leader proposed and saw committed and applied, since start (CP keyspaces).', stat('commits'));
+    perKeyspace('replikit_raft_commit_seconds_sum', 'Time from proposal to applied for those writes (divide by replikit_raft_commits for the mean).', (k) =>
+      secondsOf(numberField(source.policyStats(k.name), 'commitMs')),
     );
-    perKeyspace('replikit_cp_write_phases', 'Quorum write phases run since start (CP keyspaces: the second phase of a put, and write-backs).', stat('writePhases'));
-    perKeyspace('replikit_cp_write_phase_seconds_sum', 'Time spent in those write phases since start (CP keyspaces).', (k) =>
-      secondsOf(numberField(source.policyStats(k.name), 'writePhaseMs')),
+    perKeyspace('replikit_raft_syncs', 'Durable log writes (one sync each, carrying every append that arrived meanwhile), since start.', stat('syncs'));
+    perKeyspace('replikit_raft_sync_seconds_sum', 'Time spent in those log writes (divide by replikit_raft_syncs for the mean sync latency).', (k) =>
+      secondsOf(numberField(source.policyStats(k.name), 'syncMs')),
     );
-    perKeyspace('replikit_cp_hedged_reads', 'Thrifty read phases that had to ask the remaining replicas (a chosen peer failed or was slower than the hedge delay), since start.', stat('hedgedReads'));
-    perKeyspace('replikit_cp_write_backs', 'Reads that found their quorum disagreeing and wrote the newest version back first, since start (CP keyspaces).', stat('writeBacks'));
+    perKeyspace('replikit_raft_entries_persisted', 'Log entries made durable since start; divided by replikit_raft_syncs, the mean batch size.', stat('entriesPersisted'));
+    perKeyspace('replikit_raft_snapshots_sent', 'Snapshots sent to followers that fell behind the compacted log, since start.', stat('snapshotsSent'));
+    perKeyspace('replikit_raft_snapshots_taken', 'Snapshots of the state machine taken (each lets the log drop what it covers), since start.', stat('snapshotsTaken'));
+    perKeyspace('replikit_raft_applied_index', 'The highest log index this node has applied (CP keyspaces).', stat('appliedIndex'));
     perKeyspace('replikit_keyspace_quorum_reachable', '1 when enough replicas of the keyspace are alive for a quorum (or may be, during startup), else 0.', (k) =>
       source.quorum(k.name).state === 'unreachable' ? 0 : 1,
     );

@@ -1,6 +1,6 @@
 import { apAsync } from './ap/ap-async.js';
 import { causal } from './causal/causal.js';
-import { cpQuorum } from './cp-quorum.js';
+import { cpQuorum } from './cp/cp-quorum.js';
 import type { ConsistencyPolicy, PolicyName } from './policy.js';
 
 export type {
@@ -14,7 +14,8 @@ export type {
   ReadResult,
   WriteResult,
 } from './policy.js';
-export { cpQuorum, CP_DEFAULTS, type CpQuorumOptions, type CpStats } from './cp-quorum.js';
+export { cpQuorum, type CpQuorumOptions } from './cp/cp-quorum.js';
+export { RAFT_GROUP_DEFAULTS, type RaftGroupTiming, type RaftGroupStatus } from './cp/raft-group.js';
 export { apAsync, AP_DEFAULTS, type ApAsyncOptions, type ApStats } from './ap/ap-async.js';
 export type { MergeFunction } from './ap/conflict.js';
 export { causal, CAUSAL_DEFAULTS, type CausalOptions, type CausalStats } from './causal/causal.js';

@@ -3,6 +3,10 @@ import type { Logger } from '../logging/logger.js';
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
+import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
+import type { RaftMessage } from '../raft/types.js';
+import type { RaftLogStore } from '../storage/raft-log-store.js';
+import type { RaftGroupStatus } from './cp/raft-group.js';
 import type { SessionCodec } from '../transport/session-token.js';
 
 /** The policy names used in config, on the CLI and in Status. */
@@ -33,6 +37,14 @@ export interface PolicyContext {
   readonly sessions: SessionCodec;
   /** What one batch to a peer may carry (see NODE_DEFAULTS.maxBatchBytes). */
   readonly limits: BatchLimits;
+  /** The largest key and value a client may write (for validating transactions). */
+  readonly valueLimits: { readonly maxKeyBytes: number; readonly maxValueBytes: number };
+  /** CP keyspaces: the durable home of the keyspace's Raft log (one per keyspace and node). */
+  readonly raftLog?: () => RaftLogStore;
+  /** Seeded in the simulation; Math.random otherwise (Raft's election timeouts). */
+  readonly random: () => number;
+  /** The keyspace's durable state failed: the node stops (fail-stop). */
+  readonly onFatal: (error: unknown) => void;
 }
 
 /** What one batch to a peer may carry: entries and bytes (one larger entry travels alone). */
@@ -50,11 +62,30 @@ export interface OperationOptions {
   readonly ack?: AckLevel;
   /** Aborted when the caller gives up: a policy's waits (a session catch-up) end at once. */
   readonly signal?: AbortSignal;
+  /**
+   * CP keyspaces: `serializable` answers a read from the local replica at once (possibly stale);
+   * `linearizable` (the default) sees every write acknowledged before the read began.
+   */
+  readonly consistency?: 'linearizable' | 'serializable';
 }
 
 export interface WriteResult {
   readonly version: Version;
   readonly sessionToken: Uint8Array;
+  /** CP keyspaces: the keyspace's revision after the write. */
+  readonly revision?: number;
+}
+
+/** What a CP keyspace says about a key and the read itself. */
+export interface CpReadMeta {
+  /** The keyspace's revision the read saw. */
+  readonly revision: number;
+  /** When found: the revision that created the key, that of its last write, writes since created. */
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly keyVersion: number;
+  /** A serializable read: answered without confirming the replica is current. */
+  readonly possiblyStale: boolean;
 }
 
 export interface ReadResult {
@@ -63,6 +94,8 @@ export interface ReadResult {
   /** The version read (of the value or the tombstone); undefined when never written. */
   readonly version: Version | undefined;
   readonly sessionToken: Uint8Array;
+  /** CP keyspaces only. */
+  readonly cp?: CpReadMeta;
 }
 
 /** One keyspace bound to a policy: the coordinator half and the replica half. */
@@ -91,11 +124,24 @@ export interface KeyspacePolicy {
    * Which peers a replica that lost its state must copy before it serves: enough that any
    * majority meets them (`majority`), or every other replica (`all`).
    */
-  readonly recoveryNeeds: 'majority' | 'all';
+  readonly recoveryNeeds: 'majority' | 'all' | 'none';
+  /**
+   * Called once the node knows how it starts, before it serves: `amnesiac` when its disk was lost
+   * in a cluster with history (a CP keyspace then never votes again; see docs/failure-model.md).
+   */
+  open?(how: { readonly amnesiac: boolean }): Promise<void>;
+  /** Coordinator: a client's transaction (CP keyspaces). */
+  txn?(request: TxnRequest, options: OperationOptions): Promise<TxnResponse>;
+  /** Replica: Raft messages from a peer (CP keyspaces). */
+  raftMessages?(from: string, messages: readonly RaftMessage[]): void;
+  /** Leader: a transaction a follower forwarded (CP keyspaces). */
+  forwarded?(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
+  /** CP keyspaces: the Raft group as this node sees it, for Status and metrics. */
+  raftStatus?(): RaftGroupStatus | undefined;
   /** Replica: one anti-entropy exchange (AP keyspaces only). */
   syncDigests?(from: string, bucketHashes: readonly bigint[], maxEntries: number): Promise<DigestAnswer>;
   /** Stops background work; in-flight operations finish or fail. */
-  close(): Promise<void>;
+  close(options?: { readonly abrupt?: boolean }): Promise<void>;
 }
 
 /** A consistency policy: a factory of keyspace policies, as bound in the node's config. */

@@ -27,6 +27,11 @@ export interface RegisterWorkloadOptions {
    * disks, failed syncs, drops, duplicates and delays. @default true
    */
   readonly faults?: boolean;
+  /**
+   * CP keyspaces: the share of operations that are compare-and-sets, from the value the client
+   * last read of the key to a new one (checked against the cas register model). @default 0
+   */
+  readonly casRate?: number;
   /** AP keyspaces: the share of writes that ask for ack level quorum (the rest: one). @default 0 */
   readonly quorumAckRate?: number;
   /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeSkipRecovery). @default false */
@@ -81,6 +86,7 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   const timeoutMs = options.timeoutMs ?? 300;
   const injectFaults = options.faults ?? true;
   const quorumAckRate = options.quorumAckRate ?? 0;
+  const casRate = options.casRate ?? 0;
   const cluster = new SimCluster({
     seed: options.seed,
     keyspaces: { [KEYSPACE]: options.policy },
@@ -104,15 +110,21 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   const client = async (process: number, random: SeededRandom): Promise<void> => {
     // Value sizes come from a stream of their own, so the operations a seed runs do not depend on them.
     const sizes = cluster.random.fork(5_000 + process);
+    // The value (bytes) this client last read of each key: what its compare-and-sets expect.
+    const lastRead = new Map<string, Uint8Array>();
+    const casRolls = cluster.random.fork(6_000 + process);
     for (let n = 0; n < opsPerClient; n++) {
       await sleep(random.between(0, 5));
       const nodeId = random.pick(cluster.nodeIds);
       const key = random.pick(keys);
       const roll = random.next();
-      const f: OpFunction = roll < 0.5 ? 'read' : roll < 0.9 ? 'write' : 'delete';
+      const expected = lastRead.get(key);
+      // A separate stream decides cas, so that seeds run without cas keep their operations.
+      const cas = casRate > 0 && casRolls.chance(casRate) && expected !== undefined;
+      const f: OpFunction = cas ? 'cas' : roll < 0.5 ? 'read' : roll < 0.9 ? 'write' : 'delete';
       const value = f === 'write' ? `${process}-${n}` : null;
       const ack = random.chance(quorumAckRate) ? 'quorum' : undefined;
-      const handle = recorder.invoke(process, f, key, value);
+      const handle = recorder.invoke(process, f, key, f === 'cas' ? [nameOf(expected!), `${process}-${n}`] : value);
       if (!cluster.isUp(nodeId)) {
         // Connection refused: the request never left the client.
         calls.refused(handle);
@@ -123,8 +135,17 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
       const acked = (version: Version) =>
         acknowledged.push({ key, value, version, node: nodeId, invokedAtMs, completedAtMs: scheduler.nowMs() });
       await calls.run(nodeId, handle, () =>
-        f === 'read'
-          ? ks.get(key).then((r) => () => handle.ok(r.value === undefined ? null : nameOf(r.value)))
+        f === 'cas'
+          ? ks.compareAndSet(key, expected!, valueToWrite(`${process}-${n}`, sizes, LARGE_VALUE_RATE, NODE_DEFAULTS.maxValueBytes)).then((r) => () => {
+              if (!r.swapped) return handle.fail();
+              handle.ok();
+            })
+          : f === 'read'
+          ? ks.get(key).then((r) => () => {
+              if (r.value === undefined) lastRead.delete(key);
+              else lastRead.set(key, r.value);
+              handle.ok(r.value === undefined ? null : nameOf(r.value));
+            })
           : f === 'write'
             ? ks.put(key, valueToWrite(value!, sizes, LARGE_VALUE_RATE, NODE_DEFAULTS.maxValueBytes), { ack }).then((r) => () => {
                 acked(r.version);
@@ -138,10 +159,19 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
     }
   };
 
+  // A CP replica that lost its disk never votes again (it forgot its votes; membership changes
+  // replace it): one such node leaves the other two to elect leaders, a second would leave none.
+  // So the nemesis wipes one node per run, as often as it likes.
+  const wipedCp = new Set<string>();
   const nemesis = new Nemesis(cluster, cluster.random.fork(99), {
     isolateWholeNodes: true,
     pauseMs: [20, 120],
-    canWipe: (id) => options.policy.name === 'cp' || heldElsewhere(cluster, id, KEYSPACE, 1),
+    canWipe: (id) => {
+      if (options.policy.name !== 'cp') return heldElsewhere(cluster, id, KEYSPACE, 1);
+      if (wipedCp.size > 0 && !wipedCp.has(id)) return false;
+      wipedCp.add(id);
+      return true;
+    },
   }, stats);
 
   // The cluster forms first (every node new, two probe rounds); the faults start once it serves.

@@ -1,6 +1,6 @@
 import { apAsync, type ApAsyncOptions } from '../policy/ap/ap-async.js';
 import { causal, type CausalOptions } from '../policy/causal/causal.js';
-import { cpQuorum, type CpQuorumOptions } from '../policy/cp-quorum.js';
+import { cpQuorum, type CpQuorumOptions } from '../policy/cp/cp-quorum.js';
 import { compareVersion, type Entry } from '../storage/entry.js';
 import { checkCausalConsistency } from '../testing/causal-checker.js';
 import { pairOperations, type HistoryEvent, type Operation } from '../testing/history.js';
@@ -10,6 +10,7 @@ import type { FaultEvent } from './nemesis.js';
 import { runRegisterWorkload } from './register-workload.js';
 import type { SimCluster } from './sim-cluster.js';
 import { checkVersionOrder } from './version-order.js';
+import { checkRaftAgreement } from './raft-agreement.js';
 import { nameOf } from './large-values.js';
 
 export type SimPolicy = 'cp' | 'ap' | 'causal';
@@ -18,20 +19,22 @@ export type SimPolicy = 'cp' | 'ap' | 'causal';
 export interface BrokenVariant {
   /** NodeSettings.unsafeSkipRecovery: a wiped replica serves (and counts) at once. */
   readonly skipRecovery?: boolean;
-  /** CP: CpQuorumOptions.unsafeSingleReplicaReads. */
-  readonly singleReplicaReads?: boolean;
   /** Causal: CausalOptions.unsafeSkipDependencyCheck. */
   readonly skipDependencyCheck?: boolean;
-  /** CP and causal: unsafeReadInFlight: replicas answer with writes not yet durable. */
+  /** Causal: unsafeReadInFlight: replicas answer with writes not yet durable. */
   readonly readInFlight?: boolean;
   /** NodeSettings.unsafeIgnoreClockHighWater: a restarted node's clock may go back. */
   readonly ignoreClockHighWater?: boolean;
+  /** CP: CpQuorumOptions.unsafeCommitWithoutMajority: the leader commits on its own copy alone. */
+  readonly commitWithoutMajority?: boolean;
+  /** CP: CpQuorumOptions.unsafeReadIndexWithoutQuorum: the leader reads without confirming it leads. */
+  readonly readIndexWithoutQuorum?: boolean;
 }
 
 /** What went wrong in one seed. */
 export interface SeedViolation {
   /** Which check failed: linearizability, causality, convergence, durability or version order. */
-  readonly kind: 'linearizability' | 'causality' | 'convergence' | 'lost-write' | 'version-order' | 'recovery' | 'run';
+  readonly kind: 'linearizability' | 'raft-agreement' | 'causality' | 'convergence' | 'lost-write' | 'version-order' | 'recovery' | 'run';
   readonly explanation: string;
   /** The operations of the history, to cut a window from. */
   readonly operations: readonly Operation[];
@@ -49,6 +52,14 @@ export interface SeedResult {
 }
 
 /** The AP options of the simulations: short intervals, so a run converges in virtual seconds. */
+/**
+ * Raft in the simulation: 10 ms ticks and a 10-tick election timeout (100–200 ms), on the scale of
+ * the simulated network's delays and the workload's 300 ms deadlines, so that a run of a few
+ * virtual seconds sees elections, leader changes and catch-ups rather than one long term. A
+ * snapshot every 50 entries, so that compaction and snapshot transfer happen in every run.
+ */
+export const SIM_RAFT_TIMING = { tickMs: 10, electionTicks: 10, snapshotEvery: 50 } as const;
+
 export const SIM_AP_OPTIONS: ApAsyncOptions = { antiEntropyIntervalMs: 200, hintReplayIntervalMs: 100, callTimeoutMs: 100 };
 /** After the heal, AP replicas must agree within this long (two anti-entropy intervals, plus time for clocks that ran ahead). */
 const AP_CONVERGENCE_MS = 2 * 200 + 4_000;
@@ -72,10 +83,11 @@ export async function runSeed(policy: SimPolicy, seed: number, broken: BrokenVar
 }
 
 async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVariant): Promise<SeedResult> {
-  const cpOptions: CpQuorumOptions = { unsafeSingleReplicaReads: broken.singleReplicaReads, unsafeReadInFlight: broken.readInFlight };
+  const cpOptions: CpQuorumOptions = { timing: SIM_RAFT_TIMING, unsafeCommitWithoutMajority: broken.commitWithoutMajority, unsafeReadIndexWithoutQuorum: broken.readIndexWithoutQuorum };
   const run = await runRegisterWorkload({
     seed,
     policy: policy === 'cp' ? cpQuorum(cpOptions) : apAsync(SIM_AP_OPTIONS),
+    casRate: policy === 'cp' ? 0.15 : 0,
     quorumAckRate: policy === 'ap' ? 0.5 : 0,
     unsafeSkipRecovery: broken.skipRecovery,
     unsafeIgnoreClockHighWater: broken.ignoreClockHighWater,
@@ -84,6 +96,11 @@ async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVari
   const operations = pairOperations(run.events);
   const stuck = unrecovered(run.stats);
   if (stuck !== undefined) return { ...base, violation: { kind: 'recovery', explanation: stuck, operations } };
+  if (policy === 'cp') {
+    const logs = new Map(run.cluster.nodeIds.map((id) => [id, run.cluster.stores.get(id)!.durableRaftLog('register')]));
+    const disagreement = checkRaftAgreement(logs);
+    if (disagreement !== undefined) return { ...base, violation: { kind: 'raft-agreement', explanation: disagreement, operations } };
+  }
   const order = checkVersionOrder(run.acknowledged);
   if (order !== undefined) return { ...base, violation: { kind: 'version-order', explanation: order, operations } };
   if (policy === 'cp') {

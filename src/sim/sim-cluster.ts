@@ -95,6 +95,8 @@ export class SimCluster {
   /** Nodes wiped and not yet serving again: at most a minority may be, or the model is broken. */
   readonly recovering = new Set<string>();
   readonly #nodes = new Map<string, NodeCore>();
+  /** Node starts so far: each start draws its election timeouts from a stream of its own. */
+  #starts = 0;
   readonly #detection = new Map<string, Detection>();
   readonly #skews = new Map<string, number>();
   readonly #options: SimClusterOptions;
@@ -172,6 +174,12 @@ export class SimCluster {
         wallClock,
         clock,
         store,
+        raftLog: (keyspace) => this.stores.get(id)!.openRaftLog(keyspace),
+        // Election timeouts from the seed: a start's own stream, so a seed replays exactly.
+        random: (() => {
+          const r = this.random.fork(7_000 + this.#starts++);
+          return () => r.next();
+        })(),
         logger: this.#options.logger ?? silent,
         liveness: this.#options.liveness?.(id) ?? livenessOf(detection!.view, this.scheduler, this.#detectorConfig),
         // A failed sync stops the node, as `serve` exits: the simulation crashes it.
@@ -206,7 +214,8 @@ export class SimCluster {
     this.faults.crashes++;
     // The disk first: nothing the dying node's code does from here on reaches it.
     if (this.stores.get(id)!.crash()) this.faults.crashesWithWritesInFlight++;
-    void node.close().catch(() => {});
+    // Abrupt: a crashed node hands nothing over (its network and disk are already gone).
+    void node.close({ abrupt: true }).catch(() => {});
     for (const listener of this.crashListeners) listener(id);
   }
 

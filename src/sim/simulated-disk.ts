@@ -3,7 +3,11 @@ import { compareVersion, type ApplyOutcome, type Entry, type Version } from '../
 import { copyEntry } from '../storage/entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from '../storage/limits.js';
 import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from '../storage/store.js';
+import type { RaftRestoredState } from '../raft/types.js';
+import type { RaftLogStore } from '../storage/raft-log-store.js';
+import { RaftLogImage } from '../storage/raft-log-support.js';
 import type { SeededRandom } from './seeded-random.js';
+import { SimulatedRaftLog } from './simulated-raft-log.js';
 
 /**
  * How long the simulated disk takes to commit, in virtual milliseconds, and how often it fails.
@@ -57,6 +61,8 @@ interface Write {
   /** Per keyspace, by latin1 key: the entry to store, or null to remove. */
   readonly entries: Map<string, Map<string, Entry | null>>;
   readonly meta: Map<string, Uint8Array>;
+  /** Raft log writes (simulated-raft-log.ts): each applies itself to its group's durable log. */
+  readonly effects: (() => void)[];
   readonly durable: Promise<void>;
   resolve(): void;
   reject(error: Error): void;
@@ -96,6 +102,8 @@ export class SimulatedDisk implements Store {
 
   readonly #durable = new Map<string, Map<string, Entry>>();
   readonly #durableMeta = new Map<string, Uint8Array>();
+  /** The durable Raft log of each group (see {@link openRaftLog}). */
+  readonly #raftLogs = new Map<string, RaftLogImage>();
   /** Issued, waiting for the next commit. */
   #queued: Write[] = [];
   /** Inside the commit under way. */
@@ -281,6 +289,44 @@ export class SimulatedDisk implements Store {
   }
 
   /**
+   * The Raft log of group `keyspace` as one process sees it (a {@link RaftLogStore}; one per group
+   * per node start). Its writes go through this disk's commits like every other write: they
+   * share commits with the Store's writes and with each other, take the commit's virtual time,
+   * are lost by a crash until their commit is done and by a wipe always, and fail with the
+   * commit when its sync fails (stopping the disk, as for the Store). Like {@link open}, the
+   * handle is fenced: once the disk has crashed its calls throw `StoreClosedError`. Closing it
+   * leaves the disk open; closing the disk (the Store) closes it.
+   */
+  openRaftLog(keyspace: string): RaftLogStore {
+    assertKeyspaceName(keyspace);
+    const epoch = this.#epoch;
+    const live = (): boolean => this.#epoch === epoch;
+    return new SimulatedRaftLog({
+      image: () => {
+        let image = this.#raftLogs.get(keyspace);
+        if (image === undefined) this.#raftLogs.set(keyspace, (image = new RaftLogImage()));
+        return image;
+      },
+      live,
+      check: () => {
+        if (!live()) throw new StoreClosedError();
+        this.#assertUsable();
+      },
+      issue: (effect) => {
+        const write = this.#newWrite();
+        write.effects.push(effect);
+        this.#issue(write);
+        return write.durable;
+      },
+    });
+  }
+
+  /** What a crash now would leave of group `keyspace`'s Raft log (for the simulation's oracles). */
+  durableRaftLog(keyspace: string): RaftRestoredState {
+    return (this.#raftLogs.get(keyspace) ?? new RaftLogImage()).restored();
+  }
+
+  /**
    * The process using the disk died: every write not yet durable is lost (its promise never
    * settles: nobody is left to hear), a commit under way never finishes, and the disk is ready for
    * the restarted process. Returns true when writes were in flight.
@@ -308,6 +354,7 @@ export class SimulatedDisk implements Store {
     this.stats.wipes++;
     this.#durable.clear();
     this.#durableMeta.clear();
+    this.#raftLogs.clear();
   }
 
   #newWrite(): Write {
@@ -319,7 +366,7 @@ export class SimulatedDisk implements Store {
     });
     // A write whose apply was abandoned must not crash the simulation as an unhandled rejection.
     durable.catch(() => {});
-    return { entries: new Map(), meta: new Map(), durable, resolve, reject };
+    return { entries: new Map(), meta: new Map(), effects: [], durable, resolve, reject };
   }
 
   #stage(write: Write, keyspace: string, k: string, value: Entry | null): void {
@@ -393,6 +440,7 @@ export class SimulatedDisk implements Store {
       }
     }
     for (const [name, value] of write.meta) this.#durableMeta.set(name, value);
+    for (const effect of write.effects) effect();
   }
 
   /** Drops the in-flight marks that still point at `write` (a newer write of the key keeps its own). */

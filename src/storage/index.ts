@@ -12,3 +12,7 @@ export {
 } from './limits.js';
 export { MemoryStore } from './memory-store.js';
 export { LmdbStore } from './lmdb-store.js';
+export type { RaftLogStore, RaftLogStoreFactory, RaftLogWrite } from './raft-log-store.js';
+export { INITIAL_HARD_STATE, RaftLogCorruptionError } from './raft-log-store.js';
+export { MemoryRaftLogStore, MemorySyncError } from './memory-raft-log-store.js';
+export { LmdbRaftLogStore } from './lmdb-raft-log-store.js';

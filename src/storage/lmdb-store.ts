@@ -9,6 +9,8 @@ import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from '
 const ENTRIES_DB = 'entries';
 /** The named database holding metadata, keyed by name. */
 const META_DB = 'meta';
+/** The named database holding every Raft group's log (see lmdb-raft-log-store.ts). */
+const RAFT_DB = 'raft';
 
 /** Ends a keyspace's name in a database key; keyspace names never contain it (see limits.ts). */
 const KEYSPACE_SEPARATOR = 0x00;
@@ -41,7 +43,7 @@ export const LMDB_OPEN_OPTIONS = Object.freeze({
   // turn joins one transaction, started on the next turn. (lmdb's `commitDelay` only applies
   // with this off, which would let a transaction close in the middle of an apply.)
   eventTurnBatching: true,
-  // Two named databases (entries, meta) and room for a few more formats without a reopen.
+  // Three named databases (entries, meta, raft) and room for a few more formats without a reopen.
   maxDbs: 8,
 } as const);
 
@@ -92,6 +94,7 @@ export class LmdbStore implements Store {
   readonly #root: RootDatabase;
   readonly #entries: Database<Buffer, Buffer>;
   readonly #meta: Database<Buffer, string>;
+  #raft: Database<Buffer, Buffer> | undefined;
   /** Writes issued and not yet visible in the database, per keyspace, by latin1 key; null is a removal. */
   readonly #overlay = new Map<string, Map<string, PendingWrite<Entry | null>>>();
   readonly #metaOverlay = new Map<string, PendingWrite<Uint8Array>>();
@@ -225,6 +228,21 @@ export class LmdbStore implements Store {
     const stored = new Uint8Array(value);
     const write = this.#track(this.#metaOverlay, name, stored, this.#meta.put(name, Buffer.from(stored)));
     await write.durable;
+  }
+
+  /**
+   * The named database `raft` of this store's environment, where `LmdbRaftLogStore` keeps
+   * the log of every Raft group (keyed by group; see lmdb-raft-log-store.ts). Being in the same
+   * environment, its writes join the same transactions as `apply`'s: what one event-loop turn
+   * writes to either commits, and is fsynced, together, and the store's durability options
+   * (`unsafeNoSync` included) hold for it too. Opened on first use (a short write transaction
+   * when it does not exist yet). Throws {@link StoreClosedError} after `close()`, which waits for
+   * the log's writes in flight as for the store's own (lmdb's close does).
+   */
+  raftLogDatabase(): Database<Buffer, Buffer> {
+    this.#assertOpen();
+    this.#raft ??= this.#root.openDB<Buffer, Buffer>({ name: RAFT_DB, keyEncoding: 'binary', encoding: 'binary' });
+    return this.#raft;
   }
 
   /**

@@ -1,8 +1,11 @@
+import type { RaftMessage } from '../raft/types.js';
+import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
+import { raftMessageBytes } from './raft-wire.js';
 import type { Scheduler } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import { entryBytes } from '../storage/entry-size.js';
 import type { BatchLimits } from '../policy/policy.js';
-import type { DigestAnswer, ProbeAnswer, ReplicaSet, SnapshotPage } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type ProbeAnswer, type ReplicaSet, type SnapshotPage } from './replica-set.js';
 
 interface Pending<I, O> {
   readonly items: readonly I[];
@@ -37,7 +40,7 @@ function keyId(key: Uint8Array): string {
  * NodeCore.read) the rest is asked for again, so callers always get every key.
  *
  * The shared call gets the longest timeout among its callers, so none is cut short; callers with
- * shorter deadlines give up on their own (callQuorum's timer).
+ * shorter deadlines give up on their own.
  */
 export class BatchingReplicaSet implements ReplicaSet {
   readonly selfId: string;
@@ -76,6 +79,41 @@ export class BatchingReplicaSet implements ReplicaSet {
 
   snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage> {
     return this.#inner.snapshot(peer, keyspace, afterKey, maxEntries, timeoutMs);
+  }
+
+  /**
+   * Raft messages travel in calls of at most `maxBatchBytes` (one larger message, a snapshot or a
+   * large entry, alone), so that no call nears the message limit and fails the stream it shares.
+   */
+  async raft(peer: string, keyspace: string, messages: readonly RaftMessage[], timeoutMs: number): Promise<void> {
+    const send = this.#inner.raft;
+    if (send === undefined) throw new PeerCallError(peer, 'rejected', 'this transport carries no Raft messages');
+    let chunk: RaftMessage[] = [];
+    let bytes = 0;
+    const calls: Promise<void>[] = [];
+    for (const m of messages) {
+      const size = raftMessageBytes(m);
+      if (chunk.length > 0 && bytes + size > this.#limits.maxBatchBytes) {
+        calls.push(send.call(this.#inner, peer, keyspace, chunk, timeoutMs));
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(m);
+      bytes += size;
+    }
+    if (chunk.length > 0) calls.push(send.call(this.#inner, peer, keyspace, chunk, timeoutMs));
+    this.stats.calls += calls.length;
+    await Promise.all(calls);
+  }
+
+  isConnected(peer: string): boolean | undefined {
+    return this.#inner.isConnected?.(peer);
+  }
+
+  forward(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
+    const forward = this.#inner.forward;
+    if (forward === undefined) return Promise.reject(new PeerCallError(peer, 'rejected', 'this transport cannot forward calls'));
+    return forward.call(this.#inner, peer, request, timeoutMs);
   }
 
   /**

@@ -10,7 +10,9 @@ import {
 import { PolicyKind } from '../gen/replikit/v1/types.js';
 import type { PeerConfig } from '../node/config.js';
 import type { PolicyName } from '../policy/policy.js';
-import { majority } from '../policy/quorum-call.js';
+import { majority } from '../policy/majority.js';
+import type { RaftGroupStatus } from '../policy/cp/raft-group.js';
+import type { RaftStatus } from '../gen/replikit/v1/cluster_service.js';
 import { VERSION } from '../version.js';
 import { respond } from './kv-service.js';
 import { hlcToWire } from './wire.js';
@@ -24,6 +26,8 @@ export interface StatusSource {
   readonly clock: HybridLogicalClock;
   readonly peers: readonly PeerConfig[];
   keyspaces(): { name: string; policy: PolicyName }[];
+  /** A CP keyspace's Raft group as this node sees it (undefined for the others, or before it opens). */
+  raftStatus?(keyspace: string): RaftGroupStatus | undefined;
   isAlive(peerId: string): boolean;
   /** Liveness details of one peer, when a failure detector runs. */
   member?(peerId: string): Partial<Member> | undefined;
@@ -91,8 +95,24 @@ export function buildStatus(source: StatusSource): StatusResponse {
       aliveReplicas: alive,
       quorumSize: quorum,
       quorumReachable: alive >= quorum,
+      raft: raftToWire(source.raftStatus?.(k.name)),
     })),
     version: VERSION,
     notServingReasons: [...(source.notServingReasons?.() ?? [])],
+  };
+}
+
+function raftToWire(s: RaftGroupStatus | undefined): RaftStatus | undefined {
+  if (s === undefined) return undefined;
+  return {
+    role: s.role,
+    term: BigInt(s.term),
+    leader: s.leader ?? '',
+    commitIndex: BigInt(s.commitIndex),
+    appliedIndex: BigInt(s.appliedIndex),
+    revision: BigInt(s.revision),
+    followers: s.followers.map((f) => ({ nodeId: f.id, matchIndex: BigInt(f.match), lag: BigInt(f.lag) })),
+    leaderChanges: BigInt(s.leaderChanges),
+    proposalsPending: s.proposalsPending,
   };
 }

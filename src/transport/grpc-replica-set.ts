@@ -1,4 +1,4 @@
-import { credentials, Metadata, status, type ChannelCredentials, type ClientUnaryCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, credentials, Metadata, status, type ChannelCredentials, type ClientUnaryCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import {
   ProbeState,
   ReplicaServiceClient,
@@ -80,6 +80,22 @@ export class GrpcReplicaSet implements ReplicaSet {
   }
 
   /** The client of one peer, for heartbeats and clock sync. */
+  /** See ReplicaSet.isConnected: from the peer channel's state. */
+  isConnected(peerId: string): boolean | undefined {
+    const channel = this.#clients.get(peerId)?.getChannel();
+    if (channel === undefined) return undefined;
+    const state = channel.getConnectivityState(false);
+    if (state === connectivityState.READY) {
+      this.#everReady.add(peerId);
+      return true;
+    }
+    // IDLE or CONNECTING after having been READY: the connection dropped (grpc-js goes IDLE when
+    // the peer closes it) and has not come back.
+    return this.#everReady.has(peerId) ? false : state === connectivityState.TRANSIENT_FAILURE ? false : undefined;
+  }
+
+  readonly #everReady = new Set<string>();
+
   client(peerId: string): ReplicaServiceClient {
     const client = this.#clients.get(peerId);
     if (client === undefined) throw new PeerCallError(peerId, 'rejected', 'not a member of this cluster');

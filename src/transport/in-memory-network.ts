@@ -6,6 +6,9 @@ import { describeTooFarAhead, observeHlc, stampHlc } from '../interceptors/index
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import { Entry as WireEntry } from '../gen/replikit/v1/types.js';
 import { entryFromWire, entryToWire } from './wire.js';
+import { raftMessageFromWire, raftMessageToWire } from './raft-wire.js';
+import { RaftMessage as WireRaftMessage } from '../gen/replikit/v1/replica_service.js';
+import { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import { PeerCallError, type DigestAnswer, type ReplicaHandler, type ReplicaSet, type SnapshotPage } from './replica-set.js';
 
 /** The network's misbehaviour; every random choice comes from the seeded generator. */
@@ -114,6 +117,24 @@ export class InMemoryNetwork {
           const page = await h.snapshot(from, keyspace, afterKey, maxEntries);
           return { ...page, entries: page.entries.map(overTheWire) };
         }),
+      // A crashed peer refuses connections, which a real node sees at once; a partition does not show.
+      isConnected: (peer) => this.#nodes.has(peer),
+      raft: (peer, keyspace, messages, timeoutMs) => {
+        const wire = messages.map(raftMessageToWire);
+        return this.#call<void>(selfId, peer, timeoutMs, (h, from) =>
+          h.raft(from, keyspace, wire.map((m) => raftMessageFromWire(WireRaftMessage.decode(WireRaftMessage.encode(m).finish()), from, peer))),
+        );
+      },
+      forward: async (peer, request, timeoutMs) => {
+        const wire = TxnRequest.decode(TxnRequest.encode(request).finish());
+        try {
+          return await this.#call<TxnResponse>(selfId, peer, timeoutMs, async (h, from) => TxnResponse.decode(TxnResponse.encode(await h.forward(from, wire, timeoutMs)).finish()));
+        } catch (error: unknown) {
+          // The leader's own error travels as a status (code, reason, message), as on gRPC.
+          if (error instanceof PeerCallError && error.cause instanceof ReplikitError) throw new ReplikitError(error.cause.kind, error.cause.reason, error.cause.message);
+          throw error;
+        }
+      },
     };
   }
 

@@ -1,6 +1,6 @@
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type { WallClock } from '../clock/index.js';
-import { AckLevel, type KvServiceServer, type DeleteRequest, type DeleteResponse, type GetRequest, type GetResponse, type PutRequest, type PutResponse } from '../gen/replikit/v1/kv_service.js';
+import { AckLevel, Consistency, type KvServiceServer, type TxnRequest, type TxnResponse, type DeleteRequest, type DeleteResponse, type GetRequest, type GetResponse, type PutRequest, type PutResponse } from '../gen/replikit/v1/kv_service.js';
 import { invalidArgument } from '../errors.js';
 import type { NodeCore, CallOptions } from '../node/node-core.js';
 import { remainingMs } from './call-deadline.js';
@@ -24,12 +24,25 @@ function ackFromWire(ack: AckLevel): CallOptions['ack'] {
   }
 }
 
+function consistencyFromWire(c: Consistency): CallOptions['consistency'] {
+  switch (c) {
+    case Consistency.CONSISTENCY_UNSPECIFIED:
+      return undefined;
+    case Consistency.CONSISTENCY_LINEARIZABLE:
+      return 'linearizable';
+    case Consistency.CONSISTENCY_SERIALIZABLE:
+      return 'serializable';
+    default:
+      throw invalidArgument('CONSISTENCY_INVALID', `unknown consistency ${c}; use LINEARIZABLE or SERIALIZABLE`);
+  }
+}
+
 /**
  * KvService over a NodeCore: every node coordinates any request. Requests are validated by the
  * core; every failure becomes exactly one gRPC status (status.ts).
  */
 export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer {
-  const options = (call: ServerUnaryCall<unknown, unknown>, token: Buffer, ack?: AckLevel): CallOptions => {
+  const options = (call: ServerUnaryCall<unknown, unknown>, token: Buffer, ack?: AckLevel, consistency?: Consistency): CallOptions => {
     // A client that cancels (or whose deadline passes, or whose connection drops) releases what
     // its request waits for at once: a session catch-up, a node's start.
     const cancelled = new AbortController();
@@ -39,6 +52,7 @@ export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer
       sessionToken: token.byteLength > 0 ? token : undefined,
       ack: ack === undefined ? undefined : ackFromWire(ack),
       signal: cancelled.signal,
+      consistency: consistency === undefined ? undefined : consistencyFromWire(consistency),
     };
   };
 
@@ -47,18 +61,23 @@ export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer
       const req = call.request;
       respond(callback, async () => {
         const result = await core.put(req.keyspace, req.key, req.value, options(call, req.sessionToken, req.ack));
-        return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken) };
+        return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken), revision: BigInt(result.revision ?? 0) };
       });
     },
     get(call: ServerUnaryCall<GetRequest, GetResponse>, callback: sendUnaryData<GetResponse>) {
       const req = call.request;
       respond(callback, async () => {
-        const result = await core.get(req.keyspace, req.key, options(call, req.sessionToken));
+        const result = await core.get(req.keyspace, req.key, options(call, req.sessionToken, undefined, req.consistency));
         return {
           found: result.value !== undefined,
           value: result.value === undefined ? EMPTY : asBuffer(result.value),
           version: result.version === undefined ? undefined : versionToWire(result.version),
           sessionToken: asBuffer(result.sessionToken),
+          revision: BigInt(result.cp?.revision ?? 0),
+          createRevision: BigInt(result.cp?.createRevision ?? 0),
+          modRevision: BigInt(result.cp?.modRevision ?? 0),
+          keyVersion: BigInt(result.cp?.keyVersion ?? 0),
+          possiblyStale: result.cp?.possiblyStale ?? false,
         };
       });
     },
@@ -66,8 +85,11 @@ export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer
       const req = call.request;
       respond(callback, async () => {
         const result = await core.delete(req.keyspace, req.key, options(call, req.sessionToken, req.ack));
-        return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken) };
+        return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken), revision: BigInt(result.revision ?? 0) };
       });
+    },
+    txn(call: ServerUnaryCall<TxnRequest, TxnResponse>, callback: sendUnaryData<TxnResponse>) {
+      respond(callback, () => core.txn(call.request, options(call, EMPTY)));
     },
   };
 }

@@ -11,6 +11,8 @@ import {
   type HeartbeatRequest,
   type HeartbeatResponse,
   type ReadRequest,
+  type RaftRequest,
+  type ForwardRequest,
   type ReadResponse,
   type ReplicaServiceServer,
   type ReplicateRequest,
@@ -27,6 +29,8 @@ import type { ReplicaHandler } from './replica-set.js';
 import { respond } from './kv-service.js';
 import { NODE_ID_METADATA_KEY } from '../interceptors/metadata-keys.js';
 import { entryFromWire, entryToWire, missingEntryToWire, outcomeToWire, vectorClockToWire } from './wire.js';
+import { raftMessageFromWire } from './raft-wire.js';
+import type { TxnResponse } from '../gen/replikit/v1/kv_service.js';
 
 export interface ReplicaServiceHandlers {
   readonly replica: ReplicaHandler;
@@ -36,6 +40,8 @@ export interface ReplicaServiceHandlers {
   heartbeat(stream: ServerDuplexStream<HeartbeatRequest, HeartbeatResponse>): void;
   /** The most entries one call may carry. */
   readonly maxBatchEntries: number;
+  /** This node's id: Raft messages must be addressed to it. */
+  readonly selfId: string;
   /**
    * Checks a call's metadata before its handler runs, answering with the returned status when it
    * refuses. For a node attached to an application's server, whose interceptors are not replikit's.
@@ -70,6 +76,13 @@ export const MAX_EXCHANGE_UNSENT_BYTES = 8 * 512 * 1024;
  * ReplicaService over the node's replica half. The peer-identity interceptor has already checked
  * the caller's cluster and node id; here every entry is validated before the core sees it.
  */
+/**
+ * The most Raft messages one RaftRequest may carry: a node sends each peer what one Ready holds
+ * (a handful, unless it is catching up many ReadIndex rounds), so 1,024 is far above honest use
+ * and bounds what a forged request costs.
+ */
+export const MAX_RAFT_MESSAGES_PER_CALL = 1024;
+
 export function replicaService(handlers: ReplicaServiceHandlers): ReplicaServiceServer {
   /** The live Exchange stream of each peer, by the function that cuts it. */
   const exchanges = new Map<string, (why: string) => void>();
@@ -94,6 +107,17 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
     const entries = req.entries.map((e, i) => entryFromWire(e, `entry ${i}`));
     const outcomes = await handlers.replica.replicate(caller, req.keyspace, entries);
     return { outcomes: outcomes.map(outcomeToWire) };
+  };
+  const raft = async (caller: string, req: RaftRequest): Promise<void> => {
+    if (req.messages.length > MAX_RAFT_MESSAGES_PER_CALL) {
+      throw invalidArgument('BATCH_TOO_LARGE', `a RaftRequest carries ${req.messages.length} messages; the limit is ${MAX_RAFT_MESSAGES_PER_CALL}`);
+    }
+    const messages = req.messages.map((m) => raftMessageFromWire(m, caller, handlers.selfId));
+    await handlers.replica.raft(caller, req.keyspace, messages);
+  };
+  const forward = (caller: string, req: ForwardRequest): Promise<TxnResponse> => {
+    if (req.txn === undefined) return Promise.reject(invalidArgument('FORWARD_EMPTY', 'a ForwardRequest carries no transaction'));
+    return handlers.replica.forward(caller, req.txn, req.timeoutMs);
   };
   const read = async (caller: string, req: ReadRequest): Promise<ReadResponse> => {
     checkBatch(req.keys.length, 'Read');
@@ -166,7 +190,11 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
             ? replicate(caller, req.replicate).then((r) => answer(req.callId, { replicate: r }))
             : req.read !== undefined
               ? read(caller, req.read).then((r) => answer(req.callId, { read: r }))
-              : Promise.reject(invalidArgument('EXCHANGE_EMPTY', 'an Exchange request carries neither replicate nor read'));
+              : req.raft !== undefined
+                ? raft(caller, req.raft).then(() => answer(req.callId, { raft: {} }))
+                : req.forward !== undefined
+                  ? forward(caller, req.forward).then((r) => answer(req.callId, { forward: r }))
+                  : Promise.reject(invalidArgument('EXCHANGE_EMPTY', 'an Exchange request carries no call'));
         work.catch((err: unknown) => fail(req.callId, err)).finally(() => inFlight--);
       });
       const close = () => {
@@ -220,6 +248,7 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
 function answerBytes(message: ExchangeResponse): number {
   let bytes = 64;
   for (const e of message.read?.entries ?? []) bytes += e.key.byteLength + e.value.byteLength + 48;
+  for (const r of message.forward?.responses ?? []) bytes += (r.get?.kv?.key.byteLength ?? 0) + (r.get?.kv?.value.byteLength ?? 0) + 48;
   bytes += (message.replicate?.outcomes.length ?? 0) * 2 + (message.error?.message.length ?? 0);
   return bytes;
 }

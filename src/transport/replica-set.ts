@@ -1,5 +1,7 @@
 import type { VectorClock } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
+import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
+import type { RaftMessage } from '../raft/types.js';
 
 /**
  * Where a node stands, as it tells a peer that probes it: `new` (an empty store, not yet part of
@@ -48,6 +50,28 @@ export interface ReplicaSet {
 
   /** Copies a page of `peer`'s entries of `keyspace` after `afterKey` (from the start when undefined). */
   snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage>;
+
+  /**
+   * Raft messages of a CP keyspace's group to `peer`, one way: resolves once the peer took them
+   * in. Raft resends whatever matters, so a caller may ignore failures. Absent on transports that
+   * carry no Raft (the unary one).
+   */
+  raft?(peer: string, keyspace: string, messages: readonly RaftMessage[], timeoutMs: number): Promise<void>;
+
+  /**
+   * A client's transaction, to the leader `peer` of its CP keyspace. Rejects with the leader's
+   * ReplikitError when it answered with one, or a PeerCallError when the call itself failed.
+   */
+  forward?(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
+
+  /**
+   * False when the connection to `peer` broke and has not come back (a refused or dropped
+   * connection: the peer's process is gone, as far as the network can tell), true when it is up,
+   * undefined when the transport cannot tell (never connected yet). Faster than the failure
+   * detector, which needs missed heartbeats; a partition that silently drops packets is the
+   * detector's to find.
+   */
+  isConnected?(peer: string): boolean | undefined;
 }
 
 /** A replica's answer to a digest exchange. */
@@ -61,8 +85,10 @@ export interface DigestAnswer {
 
 /** Why a call to a peer failed. */
 export type PeerFailure =
-  /** The peer could not be reached (connection refused, crashed); the request was likely not delivered. */
+  /** The peer could not be reached (connection refused, not running): the request was not delivered. */
   | 'unreachable'
+  /** The connection broke while the call was in flight: the request may have been delivered. */
+  | 'lost'
   /** No answer within the timeout; the request may or may not have been applied. */
   | 'timeout'
   /** The peer answered with an error (its message is kept). */
@@ -90,4 +116,6 @@ export interface ReplicaHandler {
   syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer>;
   probe(from: string): Promise<ProbeAnswer>;
   snapshot(from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage>;
+  raft(from: string, keyspace: string, messages: readonly RaftMessage[]): Promise<void>;
+  forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
 }

@@ -55,3 +55,9 @@ export function fromGrpcError(err: ServiceError): ReplikitError {
 export function statusName(code: number): string {
   return Status[code] ?? `CODE_${code}`;
 }
+
+/** An error a peer answered on an Exchange stream, as the same domain error it threw. */
+export function fromExchangeError(error: { code: number; message: string; reason: string }): ReplikitError {
+  const kind = KIND_OF_CODE.get(error.code as Status) ?? 'internal';
+  return new ReplikitError(kind, error.reason || (Status[error.code] ?? 'UNKNOWN'), error.message);
+}

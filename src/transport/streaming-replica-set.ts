@@ -5,6 +5,10 @@ import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { GrpcReplicaSet } from './grpc-replica-set.js';
 import { PeerCallError, type DigestAnswer, type ProbeAnswer, type SnapshotPage, type ReplicaSet } from './replica-set.js';
+import { raftMessageToWire } from './raft-wire.js';
+import { fromExchangeError } from './status.js';
+import type { RaftMessage } from '../raft/types.js';
+import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import { asBuffer, entryToWire, hlcFromWire, hlcToWire, optionalEntryFromWire, outcomeFromWire } from './wire.js';
 
 /**
@@ -18,6 +22,7 @@ interface Pending {
   readonly resolve: (response: ExchangeResponse) => void;
   readonly reject: (err: PeerCallError) => void;
   readonly timer: TimerHandle;
+  readonly keepErrors: boolean;
 }
 
 interface PeerStream {
@@ -78,6 +83,23 @@ export class StreamingReplicaSet implements ReplicaSet {
   }
 
   /** The unary client of one peer (heartbeats, ClockSync). */
+  async raft(peer: string, keyspace: string, messages: readonly RaftMessage[], timeoutMs: number): Promise<void> {
+    const response = await this.#call(peer, timeoutMs, { raft: { keyspace, messages: messages.map(raftMessageToWire) } });
+    if (response.raft === undefined) throw new PeerCallError(peer, 'rejected', 'answered Raft messages with something else');
+  }
+
+  /** See ReplicaSet.forward: the leader's own error comes back as the same ReplikitError. */
+  async forward(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
+    const response = await this.#call(peer, timeoutMs, { forward: { txn: request, timeoutMs: Math.max(1, Math.round(timeoutMs)) } }, true);
+    if (response.error !== undefined) throw fromExchangeError(response.error);
+    if (response.forward === undefined) throw new PeerCallError(peer, 'rejected', 'answered a forwarded transaction with something else');
+    return response.forward;
+  }
+
+  isConnected(peer: string): boolean | undefined {
+    return this.#o.unary.isConnected(peer);
+  }
+
   client(peer: string) {
     return this.#o.unary.client(peer);
   }
@@ -113,7 +135,8 @@ export class StreamingReplicaSet implements ReplicaSet {
     this.#streams.clear();
   }
 
-  #call(peer: string, timeoutMs: number, body: Pick<ExchangeRequest, 'replicate' | 'read'>): Promise<ExchangeResponse> {
+  /** `keepErrors`: an ExchangeError resolves (the caller reads it) instead of rejecting. */
+  #call(peer: string, timeoutMs: number, body: Pick<ExchangeRequest, 'replicate' | 'read' | 'raft' | 'forward'>, keepErrors = false): Promise<ExchangeResponse> {
     if (this.#closed) return Promise.reject(new PeerCallError(peer, 'unreachable', 'the node is closing'));
     const s = this.#streamTo(peer);
     if (s.pending.size >= MAX_PENDING_CALLS_PER_PEER) {
@@ -130,7 +153,7 @@ export class StreamingReplicaSet implements ReplicaSet {
       const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
         if (s.pending.delete(callId)) reject(new PeerCallError(peer, 'timeout', `no answer within ${timeoutMs} ms`));
       });
-      s.pending.set(callId, { resolve, reject, timer });
+      s.pending.set(callId, { resolve, reject, timer, keepErrors });
       try {
         s.stream.write({ callId, hlc: hlcToWire(this.#o.clock.now()), ...body });
       } catch (err: unknown) {
@@ -154,18 +177,22 @@ export class StreamingReplicaSet implements ReplicaSet {
       if (waiting === undefined) return; // timed out meanwhile
       s.pending.delete(response.callId);
       waiting.timer.cancel();
-      if (response.error !== undefined) {
+      if (response.error !== undefined && !waiting.keepErrors) {
         waiting.reject(new PeerCallError(peer, 'rejected', `${status[response.error.code] ?? response.error.code}: ${response.error.message}`));
       } else {
         waiting.resolve(response);
       }
     });
-    const broken = (why: string) => {
+    // Until the peer's response headers arrive, a stream that fails never reached it when the
+    // connection itself was refused: its calls were not delivered.
+    let reached = false;
+    stream.once('metadata', () => (reached = true));
+    const broken = (why: string, delivered: boolean) => {
       if (this.#streams.get(peer) === s) this.#streams.delete(peer);
-      this.#failAll(peer, s, why);
+      this.#failAll(peer, s, why, delivered);
     };
-    stream.on('error', (err: Error) => broken(err.message));
-    stream.on('end', () => broken('the peer ended the stream'));
+    stream.on('error', (err: Error & { code?: number }) => broken(err.message, reached || !(err.code === status.UNAVAILABLE && /ECONNREFUSED|No connection established/i.test(err.message))));
+    stream.on('end', () => broken('the peer ended the stream', true));
     return s;
   }
 
@@ -178,18 +205,26 @@ export class StreamingReplicaSet implements ReplicaSet {
     }
   }
 
-  #failAll(peer: string, s: PeerStream, why: string): void {
+  /** `delivered`: the calls may have reached the peer (the stream was up, or broke for another reason). */
+  #failAll(peer: string, s: PeerStream, why: string, delivered = true): void {
     for (const [, waiting] of s.pending) {
       waiting.timer.cancel();
-      waiting.reject(new PeerCallError(peer, 'unreachable', why));
+      waiting.reject(new PeerCallError(peer, delivered ? 'lost' : 'unreachable', why));
     }
     s.pending.clear();
   }
 }
 
 /** A request's size on the wire, near enough to keep it under the message limit. */
-function requestBytes(body: Pick<ExchangeRequest, 'replicate' | 'read'>): number {
+function requestBytes(body: Pick<ExchangeRequest, 'replicate' | 'read' | 'raft' | 'forward'>): number {
   let bytes = 64;
+  for (const m of body.raft?.messages ?? []) {
+    bytes += 64 + (m.snapshot?.data.byteLength ?? 0);
+    for (const e of m.entries) bytes += e.data.byteLength + 24;
+  }
+  const txn = body.forward?.txn;
+  for (const op of txn === undefined ? [] : [...txn.success, ...txn.failure]) bytes += (op.put?.key ?? op.get?.key ?? op.delete?.key)!.byteLength + (op.put?.value.byteLength ?? 0) + 16;
+  for (const c of txn?.compares ?? []) bytes += c.key.byteLength + c.value.byteLength + 16;
   for (const e of body.replicate?.entries ?? []) bytes += e.key.byteLength + e.value.byteLength + 48 + Object.keys(e.dependencies?.counters ?? {}).length * 24;
   for (const key of body.read?.keys ?? []) bytes += key.byteLength + 4;
   return bytes;

@@ -23,15 +23,15 @@ function run(command: string, args: readonly string[], timeoutMs = 90_000): Prom
  * rots: each must finish and print (or write) what the docs say. The numbers are not judged here.
  */
 describe.skipIf(!BUILT)('the documented benchmark commands, small', () => {
-  it('npm run bench:profile writes the profile summary with the CP phase table', async () => {
+  it('npm run bench:profile writes the profile summary with the Raft sync and commit table', async () => {
     await run('npm', ['run', '--silent', 'bench:profile', '--', '--concurrency', '4', '--op', 'put', '--duration-ms', '1000', '--out', out]);
     const report = readFileSync(join(out, 'profile-cp-put-x4.md'), 'utf8');
     expect(report).toContain('### All three nodes');
     const phases = [...report.matchAll(/^\| (n\d) \| (\d+) \| ([\d.]+) \| (\d+) \| ([\d.]+) \|/gm)];
     expect(phases.map((m) => m[1])).toEqual(['n1', 'n2', 'n3']);
     for (const m of phases) {
-      expect(Number(m[2])).toBeGreaterThan(0); // read phases in the window
-      expect(Number(m[4])).toBeGreaterThan(0); // write phases
+      expect(Number(m[2])).toBeGreaterThan(0); // log syncs in the window
+      expect(Number(m[4])).toBeGreaterThan(0); // entries they made durable
     }
     // Without the profiler: the phase table only.
     await run('npm', ['run', '--silent', 'bench:profile', '--', '--no-cpu-prof', '--concurrency', '4', '--op', 'put', '--duration-ms', '1000', '--out', out]);

@@ -11,6 +11,10 @@ import { CANDIDATE_IDLE_BEATS } from '../../src/transport/heartbeat-streams.js';
 import { MAX_EXCHANGE_CALLS_IN_FLIGHT, MAX_EXCHANGE_UNSENT_BYTES } from '../../src/transport/replica-service.js';
 import { MAX_PENDING_CALLS_PER_PEER } from '../../src/transport/streaming-replica-set.js';
 import { MIN_COLLECTION_INTERVAL_MS } from '../../src/ops/metrics-server.js';
+import { MAX_TXN_OPS } from '../../src/policy/cp/txn-validation.js';
+import { RAFT_DEFAULTS } from '../../src/raft/raft-core.js';
+import { RAFT_GROUP_DEFAULTS } from '../../src/policy/cp/raft-group.js';
+import { MAX_RAFT_MESSAGES_PER_CALL } from '../../src/transport/replica-service.js';
 
 const scope: Record<string, unknown> = {
   NODE_DEFAULTS,
@@ -26,6 +30,10 @@ const scope: Record<string, unknown> = {
   MAX_REFUSAL_REASONS,
   SHUTDOWN_BOUND_MS,
   MIN_COLLECTION_INTERVAL_MS,
+  MAX_TXN_OPS,
+  RAFT_DEFAULTS,
+  RAFT_GROUP_DEFAULTS,
+  MAX_RAFT_MESSAGES_PER_CALL,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
@@ -49,5 +57,6 @@ describe('docs/limits.md', () => {
     for (const key of ['maxBufferedEntries', 'maxBufferedBytes', 'sequenceWindow', 'maxUnreplicatedWrites', 'maxSessionWaiters', 'batchEntries']) expect(named, key).toContain(`CAUSAL_DEFAULTS.${key}`);
     for (const key of ['maxQueuedKeys', 'maxHintsPerPeer', 'batchEntries']) expect(named, key).toContain(`AP_DEFAULTS.${key}`);
     for (const key of Object.keys(SERVER_LIMITS)) expect(named, key).toContain(`SERVER_LIMITS['${key}']`);
+    for (const key of ['maxPendingProposals', 'maxPendingProposalBytes', 'maxInflightAppends', 'maxAppendEntries', 'maxAppendBytes']) expect(named, key).toContain(`RAFT_DEFAULTS.${key}`);
   });
 });

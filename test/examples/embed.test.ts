@@ -25,6 +25,7 @@ describe('the README', () => {
         ),
       );
       expect(out).toContain('accounts/alice via n2: 100');
+      expect(out).toMatch(/swapped: true at revision \d+/);
       expect(out).toContain('feed/post-1 via n3, same session: hello');
     } finally {
       rmSync(cwd, { recursive: true, force: true });

@@ -16,6 +16,11 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+/** A command line split as a POSIX shell would, for single-quoted words. */
+function shellWords(line: string): string[] {
+  return [...line.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+}
+
 /** The README's "A cluster of three by hand" commands, run as written but on free ports. */
 describe.skipIf(!BUILT)('README commands', () => {
   it('the three-node cluster by hand works as documented', async () => {
@@ -50,5 +55,21 @@ describe.skipIf(!BUILT)('README commands', () => {
     expect(outputs[1]!.trim()).toBe('hello');
     expect(outputs[2]).toMatch(/default\s+cp\s+3\/3/);
     expect(existsSync(join(dataDir, 'replikit-data/n1/data.mdb'))).toBe(true); // the LMDB default
+
+    // The compare-and-set block, on the same cluster: each line's exit status as its comment says.
+    const casBlock = /serializable get answers[^`]*```sh\n([\s\S]*?)```/.exec(readme);
+    expect(casBlock, 'README compare-and-set block').not.toBeNull();
+    const casOutputs: string[] = [];
+    for (const raw of casBlock![1]!.trim().split('\n')) {
+      const [command, comment] = raw.split(/\s+# /) as [string, string | undefined];
+      const line = command.replace(/700([123])/g, (_, n: string) => String(ports[Number(n) - 1]));
+      const expected = Number(/exit (\d+)/.exec(comment ?? '')?.[1] ?? 0);
+      const result = await cli(shellWords(line).slice(2));
+      expect(result.code, `${line}\n${result.stderr}`).toBe(expected);
+      if (comment !== undefined) expect(result.stderr).toContain(comment.replace(/^exit \d+: /, ''));
+      casOutputs.push(result.stdout);
+    }
+    expect(casOutputs[3]).toMatch(/^SUCCEEDED revision \d+\nput OK revision \d+\nput OK revision \d+/);
+    expect(casOutputs[4]!.trim()).toBe('2');
   });
 });

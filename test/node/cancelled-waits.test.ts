@@ -24,7 +24,7 @@ describe('requests that wait release what they hold when their caller gives up',
     const token = Buffer.from(n1.core.sessions.encode('c', VectorClock.from({ n2: 1_000_000 })));
     const client = new KvServiceClient(n1.address!, credentials.createInsecure());
     const calls = Array.from({ length: 1_000 }, () =>
-      client.get({ keyspace: 'c', key: Buffer.from('k'), sessionToken: token }, new Metadata(), { deadline: Date.now() + 120_000 }, () => {}),
+      client.get({ keyspace: 'c', key: Buffer.from('k'), sessionToken: token , consistency: 0 }, new Metadata(), { deadline: Date.now() + 120_000 }, () => {}),
     );
     const policy = n1.core.policyOf('c') as CausalKeyspace;
     await waitFor(async () => policy.stats().waitingRequests === 1_000, 30_000, 'every get waits');

@@ -103,17 +103,17 @@ describe.skipIf(!BUILT)('Prometheus metrics of a real serve process (--metrics-l
       expect(sample(m, 'replikit_ap_hints', { keyspace: 'default' })).toBeUndefined();
       expect(sample(m, 'replikit_causal_buffered_entries', { keyspace: 'c' })).toBe(0);
       expect(sample(m, 'replikit_causal_unreplicated_writes', { keyspace: 'c' })).toBeTypeOf('number');
-      // 20 CP puts (a read phase and a write phase each) and one CP get (a read phase, and a
-      // write phase only if its quorum disagreed and it wrote back).
+      // 20 CP puts: 20 log entries (and the leader's no-op) applied on every node, each made
+      // durable by some sync; this node leads or follows.
       const cp = { keyspace: 'default' };
-      const writeBacks = sample(m, 'replikit_cp_write_backs', cp)!;
-      expect(sample(m, 'replikit_cp_read_phases', cp)).toBe(21);
-      expect(sample(m, 'replikit_cp_write_phases', cp)).toBe(20 + writeBacks);
-      expect(writeBacks).toBeLessThanOrEqual(1);
-      expect(sample(m, 'replikit_cp_read_phase_seconds_sum', cp)).toBeGreaterThan(0);
-      expect(sample(m, 'replikit_cp_write_phase_seconds_sum', cp)).toBeGreaterThan(0);
-      expect(sample(m, 'replikit_cp_hedged_reads', cp)).toBeTypeOf('number');
-      expect(sample(m, 'replikit_cp_read_phases', { keyspace: 'a' })).toBeUndefined();
+      expect(sample(m, 'replikit_raft_term', cp)).toBeGreaterThanOrEqual(1);
+      expect(sample(m, 'replikit_raft_applied_index', cp)).toBeGreaterThanOrEqual(21);
+      expect(sample(m, 'replikit_raft_entries_persisted', cp)).toBeGreaterThanOrEqual(20);
+      expect(sample(m, 'replikit_raft_syncs', cp)).toBeGreaterThan(0);
+      expect(sample(m, 'replikit_raft_sync_seconds_sum', cp)).toBeGreaterThan(0);
+      expect([0, 1]).toContain(sample(m, 'replikit_raft_is_leader', cp));
+      expect(sample(m, 'replikit_raft_proposals_pending', cp)).toBe(0);
+      expect(sample(m, 'replikit_raft_term', { keyspace: 'a' })).toBeUndefined();
       expect(sample(m, 'replikit_serving')).toBe(1);
       expect(sample(m, 'process_cpu_user_seconds_total')).toBeTypeOf('number');
 

@@ -46,6 +46,7 @@ describe.skipIf(!BUILT)('gRPC server reflection on a real serve process', () => 
       'Put(.replikit.v1.PutRequest) .replikit.v1.PutResponse',
       'Get(.replikit.v1.GetRequest) .replikit.v1.GetResponse',
       'Delete(.replikit.v1.DeleteRequest) .replikit.v1.DeleteResponse',
+      'Txn(.replikit.v1.TxnRequest) .replikit.v1.TxnResponse',
     ]);
     // The new Status field is described too, so tools show it.
     const cluster_ = await reflect(address, 'v1alpha', { fileContainingSymbol: 'replikit.v1.StatusResponse' });

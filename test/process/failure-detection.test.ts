@@ -89,8 +89,11 @@ describe.skipIf(!BUILT)('failure detection between real serve processes (100 ms 
       const err = await kv.put('k', 'v', { timeoutMs: 10_000 }).catch((e: unknown) => e);
       const tookMs = performance.now() - t0;
       console.log(`CP put with n3 dead and n2 stopped failed after ${tookMs.toFixed(0)} ms: ${(err as Error).message}`);
-      expect(statusOf(err)).toBe('UNAVAILABLE');
-      expect(tookMs).toBeLessThan(2_000);
+      // UNAVAILABLE when n1 had not yet proposed it (no majority, or no leader); when n1 led and
+      // had proposed it, or had handed it to n2 as the leader, n2 may still hold it and commit it
+      // after SIGCONT: the outcome is unknown, and says so once n1 steps down or suspects n2.
+      expect(['UNAVAILABLE', 'DEADLINE_EXCEEDED']).toContain(statusOf(err));
+      expect(tookMs).toBeLessThan(2_500);
     } finally {
       kv.close();
       await c.kill('n2', 'SIGCONT');

@@ -84,7 +84,9 @@ describe.skipIf(!BUILT)('large values on real serve processes', () => {
 
   it('a 5 KB Read naming a 600 KiB key 1,024 times is answered within the byte budget, and the replica stays small', async () => {
     const { c, kv } = await start();
-    await retryUnavailable(() => kv('n1').put('big', Buffer.alloc(600 * 1024, 7)));
+    // An AP keyspace: its replicas answer peers' Reads (a CP keyspace replicates through its Raft log).
+    await retryUnavailable(() => kv('n1').put('big', Buffer.alloc(600 * 1024, 7), { keyspace: 'a' }));
+    while (!(await kv('n2').get('big', { keyspace: 'a' })).found) await new Promise((r) => setTimeout(r, 50));
     const pid = c.pid('n2')!;
     const before = rssMb(pid);
     const peer = new ReplicaServiceClient(c.address('n2'), credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
@@ -95,7 +97,7 @@ describe.skipIf(!BUILT)('large values on real serve processes', () => {
     const answers: number[] = [];
     for (let round = 0; round < 5; round++) {
       const res = await new Promise<ReadResponse>((resolve, reject) =>
-        peer.read({ keyspace: 'default', keys: Array.from({ length: 1024 }, () => Buffer.from('big')) }, md, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(err) : resolve(r!))),
+        peer.read({ keyspace: 'a', keys: Array.from({ length: 1024 }, () => Buffer.from('big')) }, md, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(err) : resolve(r!))),
       );
       answers.push(res.entries.length);
     }
@@ -108,12 +110,15 @@ describe.skipIf(!BUILT)('large values on real serve processes', () => {
 
   it('an Exchange stream that sends Reads of a 600 KiB value and never reads the answers is cut off, and the node stays small', async () => {
     const logs: string[] = [];
-    cluster = await LocalCluster.create({ size: 3, serveArgs: ['--heartbeat-interval-ms', '100'], onLog: (id, line) => id === 'n2' && logs.push(line) });
+    cluster = await LocalCluster.create({ size: 3, serveArgs: ['--heartbeat-interval-ms', '100', '--keyspace', 'a=ap'], onLog: (id, line) => id === 'n2' && logs.push(line) });
     const c = cluster;
     await c.startAll();
     const n1 = new TestKvClient(c.address('n1'));
     clients.push(n1);
-    await retryUnavailable(() => n1.put('big', Buffer.alloc(600 * 1024, 7)));
+    await retryUnavailable(() => n1.put('big', Buffer.alloc(600 * 1024, 7), { keyspace: 'a' }));
+    const n2 = new TestKvClient(c.address('n2'));
+    clients.push(n2);
+    while (!(await n2.get('big', { keyspace: 'a' })).found) await new Promise((r) => setTimeout(r, 50));
     const pid = c.pid('n2')!;
     const before = rssMb(pid);
     const peer = new ReplicaServiceClient(c.address('n2'), credentials.createInsecure());
@@ -124,7 +129,7 @@ describe.skipIf(!BUILT)('large values on real serve processes', () => {
     const stream = peer.exchange(md);
     stream.pause(); // never reads an answer
     stream.on('error', () => {});
-    for (let i = 0; i < 1200; i++) stream.write({ callId: BigInt(i + 1), hlc: undefined, read: { keyspace: 'default', keys: [Buffer.from('big')] } });
+    for (let i = 0; i < 1200; i++) stream.write({ callId: BigInt(i + 1), hlc: undefined, read: { keyspace: 'a', keys: [Buffer.from('big')] } });
     const deadline = performance.now() + 15_000;
     while (performance.now() < deadline && !logs.some((l) => l.includes('cut off the Exchange stream'))) await new Promise((r) => setTimeout(r, 100));
     const grownMb = rssMb(pid) - before;

@@ -26,7 +26,8 @@ interface Observed {
 /**
  * An acknowledged overwrite, then the two replicas that do not hold it — one that missed it, one
  * whose data directory was wiped — are all that runs: they must answer the new value or refuse,
- * never the old one. Returns what reads through both answered meanwhile, and after the third
+ * never the old one. (With Raft: the wiped one forgot its votes and never votes again, so the
+ * stale one cannot be elected with its help; switched off, it is, and serves the old value.) Returns what reads through both answered meanwhile, and after the third
  * replica (which holds the new value) is back.
  */
 async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ during: Observed; after: Observed; statusWhileRecovering: string[]; healthWhileRecovering: string }> {
@@ -44,7 +45,13 @@ async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ dur
   for (const id of c.ids) expect((await retryUnavailable(() => client(id).get('k'))).value.toString()).toBe('old');
 
   await c.kill('n3', 'SIGKILL');
-  await retryUnavailable(() => n1.put('k', 'new'));
+  // When n3 led, the put waits out an election; an outcome-unknown answer (the put was handed to
+  // n3 as it died) is retried too: putting the same value again is harmless.
+  await retryUnavailable(() =>
+    n1.put('k', 'new').catch((err: unknown) => {
+      throw statusOf(err) === 'DEADLINE_EXCEEDED' ? Object.assign(new Error('outcome unknown'), { code: 14 }) : err;
+    }),
+  );
   // The overwrite is acknowledged by n1 and n2. Both go down; n1 comes back with an empty disk,
   // n3 with the old value.
   await c.kill('n1', 'SIGKILL');
@@ -78,22 +85,30 @@ async function wipedAndStaleTogether(env: NodeJS.ProcessEnv = {}): Promise<{ dur
     return seen;
   };
   const during = await readAll(['n1', 'n3'], 3_000);
-  const statusWhileRecovering = (await status(c.address('n1'))).notServingReasons;
+  const statusWhileRecovering = (await status(c.address('n1'))).keyspaces.filter((k) => k.name === 'default').map((k) => k.raft?.leader ?? 'no raft status');
   const healthWhileRecovering = await healthCheck(c.address('n1'));
 
   await c.start('n2');
   // n1 recovers from n2 and n3 and serves again; then every node answers the new value.
-  await retryUnavailable(async () => {
-    const value = (await client('n1').get('k', { timeoutMs: 500 })).value.toString();
-    if (value !== 'new') throw Object.assign(new Error(`n1 answered ${value}`), { code: 14 });
-  }, 15_000);
+  // With the guard switched off the acknowledged write is gone for good (the stale node led
+  // with the wiped one's vote and overwrote it): there is no recovery to wait for.
+  if (env.REPLIKIT_UNSAFE_SKIP_RECOVERY === undefined) {
+    // (A read that hits its deadline while the nodes elect a leader had no effect: asked again.)
+    await retryUnavailable(async () => {
+      const res = await client('n1').get('k', { timeoutMs: 500 }).catch((err: unknown) => {
+        throw statusOf(err) === 'DEADLINE_EXCEEDED' ? Object.assign(new Error('deadline'), { code: 14 }) : err;
+      });
+      const value = res.value.toString();
+      if (value !== 'new') throw Object.assign(new Error(`n1 answered ${value}`), { code: 14 });
+    }, 15_000);
+  }
   const after = await readAll(['n1', 'n2', 'n3'], 500);
   return { during, after, statusWhileRecovering, healthWhileRecovering };
 }
 
 describe.skipIf(!BUILT)('a wiped replica and a stale one, together, on real serve processes (LMDB)', () => {
-  it('never answer the overwritten value: they refuse, naming the recovery, until the replica holding the latest is back', async () => {
-    const { during, after, statusWhileRecovering, healthWhileRecovering } = await wipedAndStaleTogether();
+  it('never answer the overwritten value: they refuse (the wiped replica never votes again, so no leader can be elected), until the replica holding the latest is back', async () => {
+    const { during, after, statusWhileRecovering } = await wipedAndStaleTogether();
     console.log(
       `wiped n1 + stale n3: ${during.newValue} new, ${during.oldValue} old, ${during.unavailable} UNAVAILABLE, e.g. ${[...during.refusals].slice(0, 2).join(' | ')}; ` +
         `after n2 returned: ${after.newValue} new, ${after.oldValue} old, ${after.unavailable} UNAVAILABLE`,
@@ -101,12 +116,11 @@ describe.skipIf(!BUILT)('a wiped replica and a stale one, together, on real serv
     expect(during.oldValue).toBe(0);
     expect(during.other).toEqual([]);
     expect(during.unavailable).toBeGreaterThan(0);
-    expect([...during.refusals].some((m) => /recover/.test(m))).toBe(true);
+    expect([...during.refusals].some((m) => /no leader|quorum needs/.test(m))).toBe(true);
     expect(after.oldValue).toBe(0);
     expect(after.newValue).toBeGreaterThan(0);
-    // Status and health say that n1 is recovering, and what it waits for.
-    expect(healthWhileRecovering).toBe('NOT_SERVING');
-    expect(statusWhileRecovering.join(' ')).toMatch(/node n1 is recovering: keyspace default (is copying|has copied) the state of/);
+    // Status shows the CP keyspace without a leader meanwhile (or not open yet, while n1 starts).
+    expect(['', 'no raft status']).toContain(statusWhileRecovering[0]);
   }, 60_000);
 
   it('a --memory node restarted (an empty store every time) recovers its peers\' state before it serves, then holds every acknowledged write', async () => {

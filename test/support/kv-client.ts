@@ -23,7 +23,7 @@ export class TestKvClient {
   get(key: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer } = {}): Promise<GetResponse> {
     return new Promise((resolve, reject) =>
       this.raw.get(
-        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), sessionToken: opts.sessionToken ?? Buffer.alloc(0) },
+        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), sessionToken: opts.sessionToken ?? Buffer.alloc(0) , consistency: 0 },
         new Metadata(),
         { deadline: Date.now() + (opts.timeoutMs ?? 5_000) },
         (err, res) => (err ? reject(err) : resolve(res)),

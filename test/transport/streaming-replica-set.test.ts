@@ -99,14 +99,14 @@ describe('StreamingReplicaSet', () => {
     expect(await set.replicate('n2', 'ks', [], 2_000)).toEqual([]);
   });
 
-  it('fails calls in flight as unreachable when the stream breaks or the calls are abandoned', async () => {
+  it('fails calls in flight as lost (maybe delivered) when the stream breaks or the calls are abandoned', async () => {
     const peer = await scriptedPeer((_req, stream) => {
       stream.emit('error', { code: 14, details: 'going away' });
     });
     cleanups.push(() => peer.server.forceShutdown());
     const set = streamingTo(peer.address);
     const broken = await set.read('n2', 'ks', [Buffer.from('k')], 2_000).catch((e: unknown) => e);
-    expect((broken as PeerCallError).failure).toBe('unreachable');
+    expect((broken as PeerCallError).failure).toBe('lost'); // it had reached the peer
 
     const silent = await scriptedPeer(() => {});
     cleanups.push(() => silent.server.forceShutdown());
@@ -115,7 +115,7 @@ describe('StreamingReplicaSet', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     quiet.abandonCalls('n2', 'n2 is SUSPECT (phi)');
     const abandoned = await pending;
-    expect((abandoned as PeerCallError).failure).toBe('unreachable');
+    expect((abandoned as PeerCallError).failure).toBe('lost');
     expect((abandoned as Error).message).toMatch(/SUSPECT/);
   });
 

@@ -60,7 +60,7 @@ export const demoCommand: Command = {
     const put = (id: string, key: string, value: string) =>
       unary(client(id).put.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: Buffer.alloc(0), ack: 0 }, CALL_TIMEOUT_MS);
     const get = async (id: string, key: string) => {
-      const res = await unary(client(id).get.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), sessionToken: Buffer.alloc(0) }, CALL_TIMEOUT_MS);
+      const res = await unary(client(id).get.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), sessionToken: Buffer.alloc(0) , consistency: 0 }, CALL_TIMEOUT_MS);
       return res.found ? res.value.toString() : '(not found)';
     };
 

@@ -1,9 +1,10 @@
-import { KvServiceClient, type DeleteResponse, type GetResponse, type PutResponse, DeleteResponse as DeleteJson, GetResponse as GetJson, PutResponse as PutJson } from '../../gen/replikit/v1/kv_service.js';
+import { EXIT_COMPARE_FAILED } from './txn.js';
+import { CompareResult, CompareTarget, Consistency, TxnResponse as TxnJson, type Compare, KvServiceClient, type DeleteResponse, type GetResponse, type PutResponse, DeleteResponse as DeleteJson, GetResponse as GetJson, PutResponse as PutJson } from '../../gen/replikit/v1/kv_service.js';
 import { parseArgs, UsageError } from '../args.js';
 import { CLIENT_FLAGS, clientSettings, reportCallError, sessionFlag, TLS_CLIENT_USAGE, unary } from '../client.js';
 import type { Command } from '../main.js';
 
-const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {} } as const;
+const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {}, 'if-value': {}, 'if-version': {}, 'if-absent': { boolean: true }, consistency: {} } as const;
 
 /** Exit status of `get` for a key that holds nothing, so scripts can tell it from an error. */
 export const EXIT_NOT_FOUND = 3;
@@ -18,10 +19,41 @@ function tokenLine(token: Buffer): string {
   return token.byteLength > 0 ? `\nsession ${token.toString('base64')}` : '';
 }
 
+const EXTRA_USAGE: Readonly<Record<string, string>> = {
+  put: '[--if-value OLD | --if-version N | --if-absent] ',
+  get: '[--consistency linearizable|serializable] ',
+  delete: '',
+};
+
+/**
+ * The compare of `put --if-*` (CP keyspaces), or undefined for a plain put. --if-version compares
+ * the key's version (writes since created); --if-absent: the key does not exist.
+ */
+function conditionOf(args: ReturnType<typeof parseArgs>, key: Buffer): Compare | undefined {
+  const given = ['if-value', 'if-version', 'if-absent'].filter((f) => args.flags.has(f) || args.switches.has(f));
+  if (given.length > 1) throw new UsageError(`give at most one of --if-value, --if-version and --if-absent (got ${given.map((g) => '--' + g).join(', ')})`);
+  const base = { key, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.alloc(0), number: 0n };
+  if (args.switches.has('if-absent')) return { ...base, target: CompareTarget.COMPARE_TARGET_CREATE_REVISION };
+  const value = args.flags.get('if-value');
+  if (value !== undefined) return { ...base, target: CompareTarget.COMPARE_TARGET_VALUE, value: Buffer.from(value, 'utf8') };
+  const version = args.flags.get('if-version');
+  if (version !== undefined) {
+    if (!/^\d+$/.test(version)) throw new UsageError(`--if-version must be a whole number, not ${JSON.stringify(version)}`);
+    return { ...base, target: CompareTarget.COMPARE_TARGET_VERSION, number: BigInt(version) };
+  }
+  return undefined;
+}
+
+function consistencyOf(text: string | undefined): Consistency {
+  if (text === undefined || text === 'linearizable') return text === undefined ? Consistency.CONSISTENCY_UNSPECIFIED : Consistency.CONSISTENCY_LINEARIZABLE;
+  if (text === 'serializable') return Consistency.CONSISTENCY_SERIALIZABLE;
+  throw new UsageError(`--consistency must be linearizable or serializable, not ${JSON.stringify(text)}`);
+}
+
 function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary: string, want: number): Command {
   return {
     summary,
-    usage: `usage: replikit ${name} ${COMMON} ${positionals}`,
+    usage: `usage: replikit ${name} ${COMMON} ${EXTRA_USAGE[name]}${positionals}`,
     async run(argv) {
       const args = parseArgs(argv, SPEC);
       const settings = clientSettings(args);
@@ -29,11 +61,31 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
         throw new UsageError(`${name} takes ${positionals}; got ${args.positionals.length} argument(s)`);
       }
       const [key, value] = args.positionals as [string, string | undefined];
+      for (const flag of ['if-value', 'if-version', 'if-absent'] as const) {
+        if (name !== 'put' && (args.flags.has(flag) || args.switches.has(flag))) throw new UsageError(`--${flag} is a flag of put`);
+      }
+      if (name !== 'get' && args.flags.has('consistency')) throw new UsageError('--consistency is a flag of get');
+      const condition = name === 'put' ? conditionOf(args, Buffer.from(key, 'utf8')) : undefined;
+      const consistency = consistencyOf(args.flags.get('consistency'));
       const keyspace = args.flags.get('keyspace') ?? 'default';
       const sessionToken = sessionFlag(args.flags.get('session'));
       const client = new KvServiceClient(settings.target, settings.credentials);
       try {
         const request = { keyspace, key: Buffer.from(key, 'utf8'), sessionToken };
+        if (condition !== undefined) {
+          const k = Buffer.from(key, 'utf8');
+          const res = await unary(client.txn.bind(client), { keyspace, compares: [condition], success: [{ put: { key: k, value: Buffer.from(value!, 'utf8') } }], failure: [{ get: { key: k } }] }, settings.timeoutMs);
+          if (settings.json) print(true, TxnJson.toJSON(res), () => '');
+          if (res.succeeded) {
+            if (!settings.json) print(false, undefined, () => `OK revision ${res.revision}`);
+            return 0;
+          }
+          const kv = res.responses[0]?.get?.kv;
+          process.stderr.write(
+            `replikit put: compare failed: ${kv === undefined ? `${key} is absent` : `${key} is at version ${kv.version} (mod revision ${kv.modRevision}), holding ${JSON.stringify(kv.value.toString('utf8'))}`}\n`,
+          );
+          return EXIT_COMPARE_FAILED;
+        }
         if (name === 'put') {
           const res: PutResponse = await unary(client.put.bind(client), { ...request, value: Buffer.from(value!, 'utf8'), ack: 0 }, settings.timeoutMs);
           print(settings.json, PutJson.toJSON(res), () => `OK ${formatVersion(res.version)}${tokenLine(res.sessionToken)}`);
@@ -44,7 +96,7 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
           print(settings.json, DeleteJson.toJSON(res), () => `OK deleted ${formatVersion(res.version)}${tokenLine(res.sessionToken)}`);
           return 0;
         }
-        const res: GetResponse = await unary(client.get.bind(client), request, settings.timeoutMs);
+        const res: GetResponse = await unary(client.get.bind(client), { ...request, consistency }, settings.timeoutMs);
         if (!res.found && !settings.json) {
           process.stderr.write(`replikit get: not found: key ${JSON.stringify(key)} in keyspace ${keyspace}${tokenLine(res.sessionToken)}\n`);
           return EXIT_NOT_FOUND;

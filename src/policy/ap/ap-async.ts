@@ -13,7 +13,7 @@ import type {
   ReadResult,
   WriteResult,
 } from '../policy.js';
-import { majority } from '../quorum-call.js';
+import { majority } from '../majority.js';
 import { withDefaults } from '../options.js';
 import { lastWriterWins, mergeResolver, type MergeFailure, type MergeFunction } from './conflict.js';
 import { entryHash, keyId, KeyspaceDigest } from './entry-digest.js';

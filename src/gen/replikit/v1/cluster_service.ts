@@ -147,6 +147,40 @@ export interface KeyspaceStatus {
   quorumSize: number;
   /** True when `alive_replicas` reaches `quorum_size`. A CP keyspace refuses requests otherwise. */
   quorumReachable: boolean;
+  /** CP keyspaces: this node's view of the keyspace's Raft group; unset for the others. */
+  raft: RaftStatus | undefined;
+}
+
+/** RaftStatus is one CP keyspace's Raft group as one node sees it. */
+export interface RaftStatus {
+  /** This node's role: follower, pre-candidate, candidate or leader. */
+  role: string;
+  /** The current term. */
+  term: bigint;
+  /** The leader's node id, when known. */
+  leader: string;
+  /** The highest log index known committed. */
+  commitIndex: bigint;
+  /** The highest index this node has applied. */
+  appliedIndex: bigint;
+  /** The keyspace's revision on this node. */
+  revision: bigint;
+  /** On the leader: each follower's progress. */
+  followers: RaftFollower[];
+  /** Leader changes this node has seen since it started. */
+  leaderChanges: bigint;
+  /** On the leader: writes proposed and not yet committed. */
+  proposalsPending: number;
+}
+
+/** RaftFollower is the leader's view of one follower. */
+export interface RaftFollower {
+  /** The follower's node id. */
+  nodeId: string;
+  /** The highest index known to match the leader's log. */
+  matchIndex: bigint;
+  /** How many entries it is behind the leader's last index. */
+  lag: bigint;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -614,7 +648,15 @@ export const Member: MessageFns<Member> = {
 };
 
 function createBaseKeyspaceStatus(): KeyspaceStatus {
-  return { name: "", policy: 0, replicaCount: 0, aliveReplicas: 0, quorumSize: 0, quorumReachable: false };
+  return {
+    name: "",
+    policy: 0,
+    replicaCount: 0,
+    aliveReplicas: 0,
+    quorumSize: 0,
+    quorumReachable: false,
+    raft: undefined,
+  };
 }
 
 export const KeyspaceStatus: MessageFns<KeyspaceStatus> = {
@@ -636,6 +678,9 @@ export const KeyspaceStatus: MessageFns<KeyspaceStatus> = {
     }
     if (message.quorumReachable !== false) {
       writer.uint32(48).bool(message.quorumReachable);
+    }
+    if (message.raft !== undefined) {
+      RaftStatus.encode(message.raft, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -701,6 +746,14 @@ export const KeyspaceStatus: MessageFns<KeyspaceStatus> = {
             message.quorumReachable = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.raft = RaftStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -737,6 +790,7 @@ export const KeyspaceStatus: MessageFns<KeyspaceStatus> = {
         : isSet(object.quorum_reachable)
         ? globalThis.Boolean(object.quorum_reachable)
         : false,
+      raft: isSet(object.raft) ? RaftStatus.fromJSON(object.raft) : undefined,
     };
   },
 
@@ -759,6 +813,336 @@ export const KeyspaceStatus: MessageFns<KeyspaceStatus> = {
     }
     if (message.quorumReachable !== false) {
       obj.quorumReachable = message.quorumReachable;
+    }
+    if (message.raft !== undefined) {
+      obj.raft = RaftStatus.toJSON(message.raft);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftStatus(): RaftStatus {
+  return {
+    role: "",
+    term: 0n,
+    leader: "",
+    commitIndex: 0n,
+    appliedIndex: 0n,
+    revision: 0n,
+    followers: [],
+    leaderChanges: 0n,
+    proposalsPending: 0,
+  };
+}
+
+export const RaftStatus: MessageFns<RaftStatus> = {
+  encode(message: RaftStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.role !== "") {
+      writer.uint32(10).string(message.role);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.term);
+    }
+    if (message.leader !== "") {
+      writer.uint32(26).string(message.leader);
+    }
+    if (message.commitIndex !== 0n) {
+      if (BigInt.asUintN(64, message.commitIndex) !== message.commitIndex) {
+        throw new globalThis.Error("value provided for field message.commitIndex of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.commitIndex);
+    }
+    if (message.appliedIndex !== 0n) {
+      if (BigInt.asUintN(64, message.appliedIndex) !== message.appliedIndex) {
+        throw new globalThis.Error("value provided for field message.appliedIndex of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.appliedIndex);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.revision);
+    }
+    for (const v of message.followers) {
+      RaftFollower.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.leaderChanges !== 0n) {
+      if (BigInt.asUintN(64, message.leaderChanges) !== message.leaderChanges) {
+        throw new globalThis.Error("value provided for field message.leaderChanges of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.leaderChanges);
+    }
+    if (message.proposalsPending !== 0) {
+      writer.uint32(72).uint32(message.proposalsPending);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leader = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.commitIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.appliedIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.followers.push(RaftFollower.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.leaderChanges = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.proposalsPending = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftStatus {
+    return {
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      leader: isSet(object.leader) ? globalThis.String(object.leader) : "",
+      commitIndex: isSet(object.commitIndex)
+        ? BigInt(object.commitIndex)
+        : isSet(object.commit_index)
+        ? BigInt(object.commit_index)
+        : 0n,
+      appliedIndex: isSet(object.appliedIndex)
+        ? BigInt(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? BigInt(object.applied_index)
+        : 0n,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      followers: globalThis.Array.isArray(object?.followers)
+        ? object.followers.map((e: any) => RaftFollower.fromJSON(e))
+        : [],
+      leaderChanges: isSet(object.leaderChanges)
+        ? BigInt(object.leaderChanges)
+        : isSet(object.leader_changes)
+        ? BigInt(object.leader_changes)
+        : 0n,
+      proposalsPending: isSet(object.proposalsPending)
+        ? globalThis.Number(object.proposalsPending)
+        : isSet(object.proposals_pending)
+        ? globalThis.Number(object.proposals_pending)
+        : 0,
+    };
+  },
+
+  toJSON(message: RaftStatus): unknown {
+    const obj: any = {};
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.leader !== "") {
+      obj.leader = message.leader;
+    }
+    if (message.commitIndex !== 0n) {
+      obj.commitIndex = message.commitIndex.toString();
+    }
+    if (message.appliedIndex !== 0n) {
+      obj.appliedIndex = message.appliedIndex.toString();
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.followers?.length) {
+      obj.followers = message.followers.map((e) => RaftFollower.toJSON(e));
+    }
+    if (message.leaderChanges !== 0n) {
+      obj.leaderChanges = message.leaderChanges.toString();
+    }
+    if (message.proposalsPending !== 0) {
+      obj.proposalsPending = Math.round(message.proposalsPending);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftFollower(): RaftFollower {
+  return { nodeId: "", matchIndex: 0n, lag: 0n };
+}
+
+export const RaftFollower: MessageFns<RaftFollower> = {
+  encode(message: RaftFollower, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.matchIndex !== 0n) {
+      if (BigInt.asUintN(64, message.matchIndex) !== message.matchIndex) {
+        throw new globalThis.Error("value provided for field message.matchIndex of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.matchIndex);
+    }
+    if (message.lag !== 0n) {
+      if (BigInt.asUintN(64, message.lag) !== message.lag) {
+        throw new globalThis.Error("value provided for field message.lag of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.lag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftFollower {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftFollower();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.matchIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lag = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftFollower {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      matchIndex: isSet(object.matchIndex)
+        ? BigInt(object.matchIndex)
+        : isSet(object.match_index)
+        ? BigInt(object.match_index)
+        : 0n,
+      lag: isSet(object.lag) ? BigInt(object.lag) : 0n,
+    };
+  },
+
+  toJSON(message: RaftFollower): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.matchIndex !== 0n) {
+      obj.matchIndex = message.matchIndex.toString();
+    }
+    if (message.lag !== 0n) {
+      obj.lag = message.lag.toString();
     }
     return obj;
   },

@@ -24,6 +24,55 @@ export const protobufPackage = "replikit.v1";
 
 export const protobufFileName = "replikit/v1/kv_service.proto";
 
+/** Consistency says how a CP keyspace answers a read. */
+export enum Consistency {
+  /** CONSISTENCY_UNSPECIFIED - LINEARIZABLE. */
+  CONSISTENCY_UNSPECIFIED = 0,
+  /**
+   * CONSISTENCY_LINEARIZABLE - The leader confirms it still leads (ReadIndex) and answers once its replica has applied
+   * everything committed before the read began: the read sees every write acknowledged before it.
+   */
+  CONSISTENCY_LINEARIZABLE = 1,
+  /**
+   * CONSISTENCY_SERIALIZABLE - The node that takes the call answers from its own replica at once, without asking any peer:
+   * the answer may be stale (it says so), never from the future or invented.
+   */
+  CONSISTENCY_SERIALIZABLE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function consistencyFromJSON(object: any): Consistency {
+  switch (object) {
+    case 0:
+    case "CONSISTENCY_UNSPECIFIED":
+      return Consistency.CONSISTENCY_UNSPECIFIED;
+    case 1:
+    case "CONSISTENCY_LINEARIZABLE":
+      return Consistency.CONSISTENCY_LINEARIZABLE;
+    case 2:
+    case "CONSISTENCY_SERIALIZABLE":
+      return Consistency.CONSISTENCY_SERIALIZABLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Consistency.UNRECOGNIZED;
+  }
+}
+
+export function consistencyToJSON(object: Consistency): string {
+  switch (object) {
+    case Consistency.CONSISTENCY_UNSPECIFIED:
+      return "CONSISTENCY_UNSPECIFIED";
+    case Consistency.CONSISTENCY_LINEARIZABLE:
+      return "CONSISTENCY_LINEARIZABLE";
+    case Consistency.CONSISTENCY_SERIALIZABLE:
+      return "CONSISTENCY_SERIALIZABLE";
+    case Consistency.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * AckLevel says how many replicas must hold a write before an AP keyspace acknowledges it, like
  * Cassandra's ONE / QUORUM / ALL. CP keyspaces always wait for a majority; causal keyspaces
@@ -78,6 +127,120 @@ export function ackLevelToJSON(object: AckLevel): string {
   }
 }
 
+/** CompareTarget is what a Compare looks at. */
+export enum CompareTarget {
+  /** COMPARE_TARGET_UNSPECIFIED - Not allowed (INVALID_ARGUMENT). */
+  COMPARE_TARGET_UNSPECIFIED = 0,
+  /** COMPARE_TARGET_VALUE - The value's bytes, compared lexicographically. A missing key fails every value compare. */
+  COMPARE_TARGET_VALUE = 1,
+  /** COMPARE_TARGET_VERSION - The key's version (writes since created); 0 when the key is absent. */
+  COMPARE_TARGET_VERSION = 2,
+  /** COMPARE_TARGET_CREATE_REVISION - The key's create revision; 0 when the key is absent (so EQUAL 0 means "absent"). */
+  COMPARE_TARGET_CREATE_REVISION = 3,
+  /** COMPARE_TARGET_MOD_REVISION - The key's modification revision; 0 when the key is absent. */
+  COMPARE_TARGET_MOD_REVISION = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function compareTargetFromJSON(object: any): CompareTarget {
+  switch (object) {
+    case 0:
+    case "COMPARE_TARGET_UNSPECIFIED":
+      return CompareTarget.COMPARE_TARGET_UNSPECIFIED;
+    case 1:
+    case "COMPARE_TARGET_VALUE":
+      return CompareTarget.COMPARE_TARGET_VALUE;
+    case 2:
+    case "COMPARE_TARGET_VERSION":
+      return CompareTarget.COMPARE_TARGET_VERSION;
+    case 3:
+    case "COMPARE_TARGET_CREATE_REVISION":
+      return CompareTarget.COMPARE_TARGET_CREATE_REVISION;
+    case 4:
+    case "COMPARE_TARGET_MOD_REVISION":
+      return CompareTarget.COMPARE_TARGET_MOD_REVISION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CompareTarget.UNRECOGNIZED;
+  }
+}
+
+export function compareTargetToJSON(object: CompareTarget): string {
+  switch (object) {
+    case CompareTarget.COMPARE_TARGET_UNSPECIFIED:
+      return "COMPARE_TARGET_UNSPECIFIED";
+    case CompareTarget.COMPARE_TARGET_VALUE:
+      return "COMPARE_TARGET_VALUE";
+    case CompareTarget.COMPARE_TARGET_VERSION:
+      return "COMPARE_TARGET_VERSION";
+    case CompareTarget.COMPARE_TARGET_CREATE_REVISION:
+      return "COMPARE_TARGET_CREATE_REVISION";
+    case CompareTarget.COMPARE_TARGET_MOD_REVISION:
+      return "COMPARE_TARGET_MOD_REVISION";
+    case CompareTarget.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** CompareResult is the relation a Compare asks for: target RESULT operand. */
+export enum CompareResult {
+  /** COMPARE_RESULT_UNSPECIFIED - Not allowed (INVALID_ARGUMENT). */
+  COMPARE_RESULT_UNSPECIFIED = 0,
+  /** COMPARE_RESULT_EQUAL - Equal. */
+  COMPARE_RESULT_EQUAL = 1,
+  /** COMPARE_RESULT_NOT_EQUAL - Not equal. */
+  COMPARE_RESULT_NOT_EQUAL = 2,
+  /** COMPARE_RESULT_GREATER - The target is greater than the operand. */
+  COMPARE_RESULT_GREATER = 3,
+  /** COMPARE_RESULT_LESS - The target is less than the operand. */
+  COMPARE_RESULT_LESS = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function compareResultFromJSON(object: any): CompareResult {
+  switch (object) {
+    case 0:
+    case "COMPARE_RESULT_UNSPECIFIED":
+      return CompareResult.COMPARE_RESULT_UNSPECIFIED;
+    case 1:
+    case "COMPARE_RESULT_EQUAL":
+      return CompareResult.COMPARE_RESULT_EQUAL;
+    case 2:
+    case "COMPARE_RESULT_NOT_EQUAL":
+      return CompareResult.COMPARE_RESULT_NOT_EQUAL;
+    case 3:
+    case "COMPARE_RESULT_GREATER":
+      return CompareResult.COMPARE_RESULT_GREATER;
+    case 4:
+    case "COMPARE_RESULT_LESS":
+      return CompareResult.COMPARE_RESULT_LESS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CompareResult.UNRECOGNIZED;
+  }
+}
+
+export function compareResultToJSON(object: CompareResult): string {
+  switch (object) {
+    case CompareResult.COMPARE_RESULT_UNSPECIFIED:
+      return "COMPARE_RESULT_UNSPECIFIED";
+    case CompareResult.COMPARE_RESULT_EQUAL:
+      return "COMPARE_RESULT_EQUAL";
+    case CompareResult.COMPARE_RESULT_NOT_EQUAL:
+      return "COMPARE_RESULT_NOT_EQUAL";
+    case CompareResult.COMPARE_RESULT_GREATER:
+      return "COMPARE_RESULT_GREATER";
+    case CompareResult.COMPARE_RESULT_LESS:
+      return "COMPARE_RESULT_LESS";
+    case CompareResult.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** PutRequest writes one key. */
 export interface PutRequest {
   /** The keyspace; must be one the cluster serves. */
@@ -100,6 +263,8 @@ export interface PutResponse {
     | undefined;
   /** The client's causal context after this write; pass it to the next request. */
   sessionToken: Buffer;
+  /** CP keyspaces: the keyspace's revision after this write (the write's own revision). 0 elsewhere. */
+  revision: bigint;
 }
 
 /** GetRequest reads one key. */
@@ -110,6 +275,8 @@ export interface GetRequest {
   key: Buffer;
   /** The session token of an earlier response, or empty. */
   sessionToken: Buffer;
+  /** CP keyspaces: how to read (linearizable by default). Ignored by the others. */
+  consistency: Consistency;
 }
 
 /** GetResponse answers a GetRequest. */
@@ -127,6 +294,22 @@ export interface GetResponse {
     | undefined;
   /** The client's causal context after this read. */
   sessionToken: Buffer;
+  /** CP keyspaces: the keyspace's revision the read saw. 0 elsewhere. */
+  revision: bigint;
+  /** CP keyspaces: the revision that created the key (since it was last absent), when found. */
+  createRevision: bigint;
+  /** CP keyspaces: the revision of the key's last write, when found. */
+  modRevision: bigint;
+  /**
+   * CP keyspaces: how many times the key was written since it was created, when found (1 after
+   * the first put).
+   */
+  keyVersion: bigint;
+  /**
+   * True when the answer came from a replica without confirming it is current (a serializable
+   * read): it may miss recent writes.
+   */
+  possiblyStale: boolean;
 }
 
 /** DeleteRequest removes one key. */
@@ -149,6 +332,133 @@ export interface DeleteResponse {
     | undefined;
   /** The client's causal context after this delete. */
   sessionToken: Buffer;
+  /** CP keyspaces: the keyspace's revision after this delete. 0 elsewhere. */
+  revision: bigint;
+}
+
+/**
+ * TxnRequest: when every compare holds, run `success`, else `failure`; all of it atomically at
+ * one revision. At most 128 compares and 128 operations per branch (INVALID_ARGUMENT beyond).
+ */
+export interface TxnRequest {
+  /** The keyspace; must be a CP keyspace. */
+  keyspace: string;
+  /** Conditions, all of which must hold. None: `success` runs. */
+  compares: Compare[];
+  /** Run when every compare holds. */
+  success: RequestOp[];
+  /** Run otherwise. */
+  failure: RequestOp[];
+}
+
+/** Compare is one condition of a TxnRequest. */
+export interface Compare {
+  /** The key compared, 1 to 1024 bytes. */
+  key: Buffer;
+  /** What of the key is compared. */
+  target: CompareTarget;
+  /** The relation. */
+  result: CompareResult;
+  /** The operand for COMPARE_TARGET_VALUE. */
+  value: Buffer;
+  /** The operand for COMPARE_TARGET_VERSION, _CREATE_REVISION and _MOD_REVISION. */
+  number: bigint;
+}
+
+/** RequestOp is one operation of a transaction branch. */
+export interface RequestOp {
+  /** Writes a key. */
+  put?:
+    | TxnPut
+    | undefined;
+  /** Reads a key (at the transaction's revision, seeing the branch's earlier writes). */
+  get?:
+    | TxnGet
+    | undefined;
+  /** Deletes a key (nothing happens when it is absent). */
+  delete?: TxnDelete | undefined;
+}
+
+/** TxnPut writes one key inside a transaction. */
+export interface TxnPut {
+  /** The key, 1 to 1024 bytes. */
+  key: Buffer;
+  /** The value. */
+  value: Buffer;
+}
+
+/** TxnGet reads one key inside a transaction. */
+export interface TxnGet {
+  /** The key, 1 to 1024 bytes. */
+  key: Buffer;
+}
+
+/** TxnDelete deletes one key inside a transaction. */
+export interface TxnDelete {
+  /** The key, 1 to 1024 bytes. */
+  key: Buffer;
+}
+
+/** KeyValue is a key as a CP keyspace holds it. */
+export interface KeyValue {
+  /** The key. */
+  key: Buffer;
+  /** The value. */
+  value: Buffer;
+  /** The revision that created the key (since it was last absent). */
+  createRevision: bigint;
+  /** The revision of its last write. */
+  modRevision: bigint;
+  /** Writes since it was created (1 after the first put). */
+  version: bigint;
+}
+
+/** ResponseOp answers one RequestOp, in order. */
+export interface ResponseOp {
+  /** A put: the revision it wrote at. */
+  put?:
+    | TxnPutResult
+    | undefined;
+  /** A get: the key, when present. */
+  get?:
+    | TxnGetResult
+    | undefined;
+  /** A delete: whether the key was there. */
+  delete?: TxnDeleteResult | undefined;
+}
+
+/** TxnPutResult answers a TxnPut. */
+export interface TxnPutResult {
+  /** The transaction's revision. */
+  revision: bigint;
+  /** The version the write carries (the leader's HLC when it proposed it, and its id). */
+  version: Version | undefined;
+}
+
+/** TxnGetResult answers a TxnGet. */
+export interface TxnGetResult {
+  /** True when the key is present. */
+  found: boolean;
+  /** The key, when found. */
+  kv: KeyValue | undefined;
+}
+
+/** TxnDeleteResult answers a TxnDelete. */
+export interface TxnDeleteResult {
+  /** How many keys were removed (0 or 1). */
+  deleted: number;
+  /** The version of the transaction that removed it. */
+  version: Version | undefined;
+}
+
+/** TxnResponse answers a TxnRequest. */
+export interface TxnResponse {
+  /** True when every compare held and `success` ran; false when `failure` ran. */
+  succeeded: boolean;
+  /** One answer per operation of the branch that ran, in order. */
+  responses: ResponseOp[];
+  /** The keyspace's revision after the transaction (unchanged when it wrote nothing). */
+  revision: bigint;
 }
 
 function createBasePutRequest(): PutRequest {
@@ -276,7 +586,7 @@ export const PutRequest: MessageFns<PutRequest> = {
 };
 
 function createBasePutResponse(): PutResponse {
-  return { version: undefined, sessionToken: Buffer.alloc(0) };
+  return { version: undefined, sessionToken: Buffer.alloc(0), revision: 0n };
 }
 
 export const PutResponse: MessageFns<PutResponse> = {
@@ -286,6 +596,12 @@ export const PutResponse: MessageFns<PutResponse> = {
     }
     if (message.sessionToken.length !== 0) {
       writer.uint32(18).bytes(message.sessionToken);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.revision);
     }
     return writer;
   },
@@ -319,6 +635,14 @@ export const PutResponse: MessageFns<PutResponse> = {
             message.sessionToken = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -339,6 +663,7 @@ export const PutResponse: MessageFns<PutResponse> = {
         : isSet(object.session_token)
         ? Buffer.from(bytesFromBase64(object.session_token))
         : Buffer.alloc(0),
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
     };
   },
 
@@ -350,12 +675,15 @@ export const PutResponse: MessageFns<PutResponse> = {
     if (message.sessionToken.length !== 0) {
       obj.sessionToken = base64FromBytes(message.sessionToken);
     }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
     return obj;
   },
 };
 
 function createBaseGetRequest(): GetRequest {
-  return { keyspace: "", key: Buffer.alloc(0), sessionToken: Buffer.alloc(0) };
+  return { keyspace: "", key: Buffer.alloc(0), sessionToken: Buffer.alloc(0), consistency: 0 };
 }
 
 export const GetRequest: MessageFns<GetRequest> = {
@@ -368,6 +696,9 @@ export const GetRequest: MessageFns<GetRequest> = {
     }
     if (message.sessionToken.length !== 0) {
       writer.uint32(26).bytes(message.sessionToken);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(32).int32(message.consistency);
     }
     return writer;
   },
@@ -409,6 +740,14 @@ export const GetRequest: MessageFns<GetRequest> = {
             message.sessionToken = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -430,6 +769,7 @@ export const GetRequest: MessageFns<GetRequest> = {
         : isSet(object.session_token)
         ? Buffer.from(bytesFromBase64(object.session_token))
         : Buffer.alloc(0),
+      consistency: isSet(object.consistency) ? consistencyFromJSON(object.consistency) : 0,
     };
   },
 
@@ -444,12 +784,25 @@ export const GetRequest: MessageFns<GetRequest> = {
     if (message.sessionToken.length !== 0) {
       obj.sessionToken = base64FromBytes(message.sessionToken);
     }
+    if (message.consistency !== 0) {
+      obj.consistency = consistencyToJSON(message.consistency);
+    }
     return obj;
   },
 };
 
 function createBaseGetResponse(): GetResponse {
-  return { found: false, value: Buffer.alloc(0), version: undefined, sessionToken: Buffer.alloc(0) };
+  return {
+    found: false,
+    value: Buffer.alloc(0),
+    version: undefined,
+    sessionToken: Buffer.alloc(0),
+    revision: 0n,
+    createRevision: 0n,
+    modRevision: 0n,
+    keyVersion: 0n,
+    possiblyStale: false,
+  };
 }
 
 export const GetResponse: MessageFns<GetResponse> = {
@@ -465,6 +818,33 @@ export const GetResponse: MessageFns<GetResponse> = {
     }
     if (message.sessionToken.length !== 0) {
       writer.uint32(34).bytes(message.sessionToken);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.revision);
+    }
+    if (message.createRevision !== 0n) {
+      if (BigInt.asUintN(64, message.createRevision) !== message.createRevision) {
+        throw new globalThis.Error("value provided for field message.createRevision of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.createRevision);
+    }
+    if (message.modRevision !== 0n) {
+      if (BigInt.asUintN(64, message.modRevision) !== message.modRevision) {
+        throw new globalThis.Error("value provided for field message.modRevision of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.modRevision);
+    }
+    if (message.keyVersion !== 0n) {
+      if (BigInt.asUintN(64, message.keyVersion) !== message.keyVersion) {
+        throw new globalThis.Error("value provided for field message.keyVersion of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.keyVersion);
+    }
+    if (message.possiblyStale !== false) {
+      writer.uint32(72).bool(message.possiblyStale);
     }
     return writer;
   },
@@ -514,6 +894,46 @@ export const GetResponse: MessageFns<GetResponse> = {
             message.sessionToken = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.createRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.modRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.keyVersion = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.possiblyStale = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -536,6 +956,27 @@ export const GetResponse: MessageFns<GetResponse> = {
         : isSet(object.session_token)
         ? Buffer.from(bytesFromBase64(object.session_token))
         : Buffer.alloc(0),
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      createRevision: isSet(object.createRevision)
+        ? BigInt(object.createRevision)
+        : isSet(object.create_revision)
+        ? BigInt(object.create_revision)
+        : 0n,
+      modRevision: isSet(object.modRevision)
+        ? BigInt(object.modRevision)
+        : isSet(object.mod_revision)
+        ? BigInt(object.mod_revision)
+        : 0n,
+      keyVersion: isSet(object.keyVersion)
+        ? BigInt(object.keyVersion)
+        : isSet(object.key_version)
+        ? BigInt(object.key_version)
+        : 0n,
+      possiblyStale: isSet(object.possiblyStale)
+        ? globalThis.Boolean(object.possiblyStale)
+        : isSet(object.possibly_stale)
+        ? globalThis.Boolean(object.possibly_stale)
+        : false,
     };
   },
 
@@ -552,6 +993,21 @@ export const GetResponse: MessageFns<GetResponse> = {
     }
     if (message.sessionToken.length !== 0) {
       obj.sessionToken = base64FromBytes(message.sessionToken);
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.createRevision !== 0n) {
+      obj.createRevision = message.createRevision.toString();
+    }
+    if (message.modRevision !== 0n) {
+      obj.modRevision = message.modRevision.toString();
+    }
+    if (message.keyVersion !== 0n) {
+      obj.keyVersion = message.keyVersion.toString();
+    }
+    if (message.possiblyStale !== false) {
+      obj.possiblyStale = message.possiblyStale;
     }
     return obj;
   },
@@ -667,7 +1123,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
 };
 
 function createBaseDeleteResponse(): DeleteResponse {
-  return { version: undefined, sessionToken: Buffer.alloc(0) };
+  return { version: undefined, sessionToken: Buffer.alloc(0), revision: 0n };
 }
 
 export const DeleteResponse: MessageFns<DeleteResponse> = {
@@ -677,6 +1133,12 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     }
     if (message.sessionToken.length !== 0) {
       writer.uint32(18).bytes(message.sessionToken);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.revision);
     }
     return writer;
   },
@@ -710,6 +1172,14 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
             message.sessionToken = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -730,6 +1200,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
         : isSet(object.session_token)
         ? Buffer.from(bytesFromBase64(object.session_token))
         : Buffer.alloc(0),
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
     };
   },
 
@@ -740,6 +1211,1068 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     }
     if (message.sessionToken.length !== 0) {
       obj.sessionToken = base64FromBytes(message.sessionToken);
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnRequest(): TxnRequest {
+  return { keyspace: "", compares: [], success: [], failure: [] };
+}
+
+export const TxnRequest: MessageFns<TxnRequest> = {
+  encode(message: TxnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    for (const v of message.compares) {
+      Compare.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.success) {
+      RequestOp.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.failure) {
+      RequestOp.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.compares.push(Compare.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.success.push(RequestOp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.failure.push(RequestOp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      compares: globalThis.Array.isArray(object?.compares) ? object.compares.map((e: any) => Compare.fromJSON(e)) : [],
+      success: globalThis.Array.isArray(object?.success) ? object.success.map((e: any) => RequestOp.fromJSON(e)) : [],
+      failure: globalThis.Array.isArray(object?.failure) ? object.failure.map((e: any) => RequestOp.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: TxnRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.compares?.length) {
+      obj.compares = message.compares.map((e) => Compare.toJSON(e));
+    }
+    if (message.success?.length) {
+      obj.success = message.success.map((e) => RequestOp.toJSON(e));
+    }
+    if (message.failure?.length) {
+      obj.failure = message.failure.map((e) => RequestOp.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseCompare(): Compare {
+  return { key: Buffer.alloc(0), target: 0, result: 0, value: Buffer.alloc(0), number: 0n };
+}
+
+export const Compare: MessageFns<Compare> = {
+  encode(message: Compare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.target !== 0) {
+      writer.uint32(16).int32(message.target);
+    }
+    if (message.result !== 0) {
+      writer.uint32(24).int32(message.result);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(34).bytes(message.value);
+    }
+    if (message.number !== 0n) {
+      if (BigInt.asUintN(64, message.number) !== message.number) {
+        throw new globalThis.Error("value provided for field message.number of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.number);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Compare {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompare();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.target = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.result = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.number = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Compare {
+    return {
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      target: isSet(object.target) ? compareTargetFromJSON(object.target) : 0,
+      result: isSet(object.result) ? compareResultFromJSON(object.result) : 0,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      number: isSet(object.number) ? BigInt(object.number) : 0n,
+    };
+  },
+
+  toJSON(message: Compare): unknown {
+    const obj: any = {};
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.target !== 0) {
+      obj.target = compareTargetToJSON(message.target);
+    }
+    if (message.result !== 0) {
+      obj.result = compareResultToJSON(message.result);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    if (message.number !== 0n) {
+      obj.number = message.number.toString();
+    }
+    return obj;
+  },
+};
+
+function createBaseRequestOp(): RequestOp {
+  return { put: undefined, get: undefined, delete: undefined };
+}
+
+export const RequestOp: MessageFns<RequestOp> = {
+  encode(message: RequestOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.put !== undefined) {
+      TxnPut.encode(message.put, writer.uint32(10).fork()).join();
+    }
+    if (message.get !== undefined) {
+      TxnGet.encode(message.get, writer.uint32(18).fork()).join();
+    }
+    if (message.delete !== undefined) {
+      TxnDelete.encode(message.delete, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.put = TxnPut.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.get = TxnGet.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.delete = TxnDelete.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestOp {
+    return {
+      put: isSet(object.put) ? TxnPut.fromJSON(object.put) : undefined,
+      get: isSet(object.get) ? TxnGet.fromJSON(object.get) : undefined,
+      delete: isSet(object.delete) ? TxnDelete.fromJSON(object.delete) : undefined,
+    };
+  },
+
+  toJSON(message: RequestOp): unknown {
+    const obj: any = {};
+    if (message.put !== undefined) {
+      obj.put = TxnPut.toJSON(message.put);
+    }
+    if (message.get !== undefined) {
+      obj.get = TxnGet.toJSON(message.get);
+    }
+    if (message.delete !== undefined) {
+      obj.delete = TxnDelete.toJSON(message.delete);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnPut(): TxnPut {
+  return { key: Buffer.alloc(0), value: Buffer.alloc(0) };
+}
+
+export const TxnPut: MessageFns<TxnPut> = {
+  encode(message: TxnPut, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnPut {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnPut();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnPut {
+    return {
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TxnPut): unknown {
+    const obj: any = {};
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnGet(): TxnGet {
+  return { key: Buffer.alloc(0) };
+}
+
+export const TxnGet: MessageFns<TxnGet> = {
+  encode(message: TxnGet, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnGet {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnGet();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnGet {
+    return { key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: TxnGet): unknown {
+    const obj: any = {};
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnDelete(): TxnDelete {
+  return { key: Buffer.alloc(0) };
+}
+
+export const TxnDelete: MessageFns<TxnDelete> = {
+  encode(message: TxnDelete, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnDelete {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnDelete();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnDelete {
+    return { key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: TxnDelete): unknown {
+    const obj: any = {};
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    return obj;
+  },
+};
+
+function createBaseKeyValue(): KeyValue {
+  return { key: Buffer.alloc(0), value: Buffer.alloc(0), createRevision: 0n, modRevision: 0n, version: 0n };
+}
+
+export const KeyValue: MessageFns<KeyValue> = {
+  encode(message: KeyValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    if (message.createRevision !== 0n) {
+      if (BigInt.asUintN(64, message.createRevision) !== message.createRevision) {
+        throw new globalThis.Error("value provided for field message.createRevision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.createRevision);
+    }
+    if (message.modRevision !== 0n) {
+      if (BigInt.asUintN(64, message.modRevision) !== message.modRevision) {
+        throw new globalThis.Error("value provided for field message.modRevision of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.modRevision);
+    }
+    if (message.version !== 0n) {
+      if (BigInt.asUintN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.createRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.modRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.version = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyValue {
+    return {
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      createRevision: isSet(object.createRevision)
+        ? BigInt(object.createRevision)
+        : isSet(object.create_revision)
+        ? BigInt(object.create_revision)
+        : 0n,
+      modRevision: isSet(object.modRevision)
+        ? BigInt(object.modRevision)
+        : isSet(object.mod_revision)
+        ? BigInt(object.mod_revision)
+        : 0n,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
+    };
+  },
+
+  toJSON(message: KeyValue): unknown {
+    const obj: any = {};
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    if (message.createRevision !== 0n) {
+      obj.createRevision = message.createRevision.toString();
+    }
+    if (message.modRevision !== 0n) {
+      obj.modRevision = message.modRevision.toString();
+    }
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
+    }
+    return obj;
+  },
+};
+
+function createBaseResponseOp(): ResponseOp {
+  return { put: undefined, get: undefined, delete: undefined };
+}
+
+export const ResponseOp: MessageFns<ResponseOp> = {
+  encode(message: ResponseOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.put !== undefined) {
+      TxnPutResult.encode(message.put, writer.uint32(10).fork()).join();
+    }
+    if (message.get !== undefined) {
+      TxnGetResult.encode(message.get, writer.uint32(18).fork()).join();
+    }
+    if (message.delete !== undefined) {
+      TxnDeleteResult.encode(message.delete, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResponseOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResponseOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.put = TxnPutResult.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.get = TxnGetResult.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.delete = TxnDeleteResult.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResponseOp {
+    return {
+      put: isSet(object.put) ? TxnPutResult.fromJSON(object.put) : undefined,
+      get: isSet(object.get) ? TxnGetResult.fromJSON(object.get) : undefined,
+      delete: isSet(object.delete) ? TxnDeleteResult.fromJSON(object.delete) : undefined,
+    };
+  },
+
+  toJSON(message: ResponseOp): unknown {
+    const obj: any = {};
+    if (message.put !== undefined) {
+      obj.put = TxnPutResult.toJSON(message.put);
+    }
+    if (message.get !== undefined) {
+      obj.get = TxnGetResult.toJSON(message.get);
+    }
+    if (message.delete !== undefined) {
+      obj.delete = TxnDeleteResult.toJSON(message.delete);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnPutResult(): TxnPutResult {
+  return { revision: 0n, version: undefined };
+}
+
+export const TxnPutResult: MessageFns<TxnPutResult> = {
+  encode(message: TxnPutResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.revision);
+    }
+    if (message.version !== undefined) {
+      Version.encode(message.version, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnPutResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnPutResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = Version.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnPutResult {
+    return {
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
+    };
+  },
+
+  toJSON(message: TxnPutResult): unknown {
+    const obj: any = {};
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.version !== undefined) {
+      obj.version = Version.toJSON(message.version);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnGetResult(): TxnGetResult {
+  return { found: false, kv: undefined };
+}
+
+export const TxnGetResult: MessageFns<TxnGetResult> = {
+  encode(message: TxnGetResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.found !== false) {
+      writer.uint32(8).bool(message.found);
+    }
+    if (message.kv !== undefined) {
+      KeyValue.encode(message.kv, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnGetResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnGetResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.found = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kv = KeyValue.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnGetResult {
+    return {
+      found: isSet(object.found) ? globalThis.Boolean(object.found) : false,
+      kv: isSet(object.kv) ? KeyValue.fromJSON(object.kv) : undefined,
+    };
+  },
+
+  toJSON(message: TxnGetResult): unknown {
+    const obj: any = {};
+    if (message.found !== false) {
+      obj.found = message.found;
+    }
+    if (message.kv !== undefined) {
+      obj.kv = KeyValue.toJSON(message.kv);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnDeleteResult(): TxnDeleteResult {
+  return { deleted: 0, version: undefined };
+}
+
+export const TxnDeleteResult: MessageFns<TxnDeleteResult> = {
+  encode(message: TxnDeleteResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deleted !== 0) {
+      writer.uint32(8).uint32(message.deleted);
+    }
+    if (message.version !== undefined) {
+      Version.encode(message.version, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnDeleteResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnDeleteResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.deleted = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = Version.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnDeleteResult {
+    return {
+      deleted: isSet(object.deleted) ? globalThis.Number(object.deleted) : 0,
+      version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
+    };
+  },
+
+  toJSON(message: TxnDeleteResult): unknown {
+    const obj: any = {};
+    if (message.deleted !== 0) {
+      obj.deleted = Math.round(message.deleted);
+    }
+    if (message.version !== undefined) {
+      obj.version = Version.toJSON(message.version);
+    }
+    return obj;
+  },
+};
+
+function createBaseTxnResponse(): TxnResponse {
+  return { succeeded: false, responses: [], revision: 0n };
+}
+
+export const TxnResponse: MessageFns<TxnResponse> = {
+  encode(message: TxnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.succeeded !== false) {
+      writer.uint32(8).bool(message.succeeded);
+    }
+    for (const v of message.responses) {
+      ResponseOp.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.succeeded = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.responses.push(ResponseOp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnResponse {
+    return {
+      succeeded: isSet(object.succeeded) ? globalThis.Boolean(object.succeeded) : false,
+      responses: globalThis.Array.isArray(object?.responses)
+        ? object.responses.map((e: any) => ResponseOp.fromJSON(e))
+        : [],
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+    };
+  },
+
+  toJSON(message: TxnResponse): unknown {
+    const obj: any = {};
+    if (message.succeeded !== false) {
+      obj.succeeded = message.succeeded;
+    }
+    if (message.responses?.length) {
+      obj.responses = message.responses.map((e) => ResponseOp.toJSON(e));
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
     }
     return obj;
   },
@@ -785,6 +2318,20 @@ export const KvServiceService = {
     responseSerialize: (value: DeleteResponse): Buffer => Buffer.from(DeleteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
   },
+  /**
+   * Txn runs compares, then either its success or its failure operations, atomically, in the
+   * manner of etcd's Txn (CP keyspaces only; FAILED_PRECONDITION elsewhere). Compare-and-set is a
+   * Txn with one compare and one put.
+   */
+  txn: {
+    path: "/replikit.v1.KvService/Txn" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TxnRequest): Buffer => Buffer.from(TxnRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TxnRequest => TxnRequest.decode(value),
+    responseSerialize: (value: TxnResponse): Buffer => Buffer.from(TxnResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TxnResponse => TxnResponse.decode(value),
+  },
 } as const;
 
 export interface KvServiceServer extends UntypedServiceImplementation {
@@ -794,6 +2341,12 @@ export interface KvServiceServer extends UntypedServiceImplementation {
   get: handleUnaryCall<GetRequest, GetResponse>;
   /** Delete removes a key, leaving a versioned tombstone. */
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
+  /**
+   * Txn runs compares, then either its success or its failure operations, atomically, in the
+   * manner of etcd's Txn (CP keyspaces only; FAILED_PRECONDITION elsewhere). Compare-and-set is a
+   * Txn with one compare and one put.
+   */
+  txn: handleUnaryCall<TxnRequest, TxnResponse>;
 }
 
 export interface KvServiceClient extends Client {
@@ -838,6 +2391,23 @@ export interface KvServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Txn runs compares, then either its success or its failure operations, atomically, in the
+   * manner of etcd's Txn (CP keyspaces only; FAILED_PRECONDITION elsewhere). Compare-and-set is a
+   * Txn with one compare and one put.
+   */
+  txn(request: TxnRequest, callback: (error: ServiceError | null, response: TxnResponse) => void): ClientUnaryCall;
+  txn(
+    request: TxnRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TxnResponse) => void,
+  ): ClientUnaryCall;
+  txn(
+    request: TxnRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TxnResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -20,7 +20,8 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Entry, Hlc, VectorClock } from "./types.js";
+import { TxnRequest, TxnResponse } from "./kv_service.js";
+import { Entry, Hlc, VectorClock, Version } from "./types.js";
 
 export const protobufPackage = "replikit.v1";
 
@@ -124,6 +125,151 @@ export function applyOutcomeToJSON(object: ApplyOutcome): string {
     case ApplyOutcome.APPLY_OUTCOME_BUFFERED:
       return "APPLY_OUTCOME_BUFFERED";
     case ApplyOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * RaftMessageType is the kind of a RaftMessage (Ongaro and Ousterhout, "In Search of an
+ * Understandable Consensus Algorithm", extended with pre-vote, ReadIndex and leader transfer).
+ */
+export enum RaftMessageType {
+  /** RAFT_MESSAGE_TYPE_UNSPECIFIED - Not used. */
+  RAFT_MESSAGE_TYPE_UNSPECIFIED = 0,
+  /** RAFT_MESSAGE_TYPE_PRE_VOTE - A pre-candidate asks whether it could win, without raising its term. */
+  RAFT_MESSAGE_TYPE_PRE_VOTE = 1,
+  /** RAFT_MESSAGE_TYPE_PRE_VOTE_RESPONSE - The answer to PRE_VOTE. */
+  RAFT_MESSAGE_TYPE_PRE_VOTE_RESPONSE = 2,
+  /** RAFT_MESSAGE_TYPE_VOTE - RequestVote. */
+  RAFT_MESSAGE_TYPE_VOTE = 3,
+  /** RAFT_MESSAGE_TYPE_VOTE_RESPONSE - The answer to VOTE. */
+  RAFT_MESSAGE_TYPE_VOTE_RESPONSE = 4,
+  /** RAFT_MESSAGE_TYPE_APPEND - AppendEntries. */
+  RAFT_MESSAGE_TYPE_APPEND = 5,
+  /** RAFT_MESSAGE_TYPE_APPEND_RESPONSE - The answer to APPEND. */
+  RAFT_MESSAGE_TYPE_APPEND_RESPONSE = 6,
+  /** RAFT_MESSAGE_TYPE_HEARTBEAT - The leader's heartbeat (commit index, ReadIndex round). */
+  RAFT_MESSAGE_TYPE_HEARTBEAT = 7,
+  /** RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE - The answer to HEARTBEAT. */
+  RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE = 8,
+  /** RAFT_MESSAGE_TYPE_SNAPSHOT - InstallSnapshot. */
+  RAFT_MESSAGE_TYPE_SNAPSHOT = 9,
+  /** RAFT_MESSAGE_TYPE_TIMEOUT_NOW - Leadership transfer: campaign now. */
+  RAFT_MESSAGE_TYPE_TIMEOUT_NOW = 10,
+  UNRECOGNIZED = -1,
+}
+
+export function raftMessageTypeFromJSON(object: any): RaftMessageType {
+  switch (object) {
+    case 0:
+    case "RAFT_MESSAGE_TYPE_UNSPECIFIED":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_UNSPECIFIED;
+    case 1:
+    case "RAFT_MESSAGE_TYPE_PRE_VOTE":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_PRE_VOTE;
+    case 2:
+    case "RAFT_MESSAGE_TYPE_PRE_VOTE_RESPONSE":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_PRE_VOTE_RESPONSE;
+    case 3:
+    case "RAFT_MESSAGE_TYPE_VOTE":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_VOTE;
+    case 4:
+    case "RAFT_MESSAGE_TYPE_VOTE_RESPONSE":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_VOTE_RESPONSE;
+    case 5:
+    case "RAFT_MESSAGE_TYPE_APPEND":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_APPEND;
+    case 6:
+    case "RAFT_MESSAGE_TYPE_APPEND_RESPONSE":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_APPEND_RESPONSE;
+    case 7:
+    case "RAFT_MESSAGE_TYPE_HEARTBEAT":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT;
+    case 8:
+    case "RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE;
+    case 9:
+    case "RAFT_MESSAGE_TYPE_SNAPSHOT":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT;
+    case 10:
+    case "RAFT_MESSAGE_TYPE_TIMEOUT_NOW":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_TIMEOUT_NOW;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RaftMessageType.UNRECOGNIZED;
+  }
+}
+
+export function raftMessageTypeToJSON(object: RaftMessageType): string {
+  switch (object) {
+    case RaftMessageType.RAFT_MESSAGE_TYPE_UNSPECIFIED:
+      return "RAFT_MESSAGE_TYPE_UNSPECIFIED";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_PRE_VOTE:
+      return "RAFT_MESSAGE_TYPE_PRE_VOTE";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_PRE_VOTE_RESPONSE:
+      return "RAFT_MESSAGE_TYPE_PRE_VOTE_RESPONSE";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_VOTE:
+      return "RAFT_MESSAGE_TYPE_VOTE";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_VOTE_RESPONSE:
+      return "RAFT_MESSAGE_TYPE_VOTE_RESPONSE";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_APPEND:
+      return "RAFT_MESSAGE_TYPE_APPEND";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_APPEND_RESPONSE:
+      return "RAFT_MESSAGE_TYPE_APPEND_RESPONSE";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT:
+      return "RAFT_MESSAGE_TYPE_HEARTBEAT";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE:
+      return "RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT:
+      return "RAFT_MESSAGE_TYPE_SNAPSHOT";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_TIMEOUT_NOW:
+      return "RAFT_MESSAGE_TYPE_TIMEOUT_NOW";
+    case RaftMessageType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** RaftEntryKind is what a log entry holds. */
+export enum RaftEntryKind {
+  /** RAFT_ENTRY_KIND_UNSPECIFIED - Not used. */
+  RAFT_ENTRY_KIND_UNSPECIFIED = 0,
+  /** RAFT_ENTRY_KIND_COMMAND - An application command (a RaftCommand). */
+  RAFT_ENTRY_KIND_COMMAND = 1,
+  /** RAFT_ENTRY_KIND_NOOP - The empty entry a new leader appends. */
+  RAFT_ENTRY_KIND_NOOP = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function raftEntryKindFromJSON(object: any): RaftEntryKind {
+  switch (object) {
+    case 0:
+    case "RAFT_ENTRY_KIND_UNSPECIFIED":
+      return RaftEntryKind.RAFT_ENTRY_KIND_UNSPECIFIED;
+    case 1:
+    case "RAFT_ENTRY_KIND_COMMAND":
+      return RaftEntryKind.RAFT_ENTRY_KIND_COMMAND;
+    case 2:
+    case "RAFT_ENTRY_KIND_NOOP":
+      return RaftEntryKind.RAFT_ENTRY_KIND_NOOP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RaftEntryKind.UNRECOGNIZED;
+  }
+}
+
+export function raftEntryKindToJSON(object: RaftEntryKind): string {
+  switch (object) {
+    case RaftEntryKind.RAFT_ENTRY_KIND_UNSPECIFIED:
+      return "RAFT_ENTRY_KIND_UNSPECIFIED";
+    case RaftEntryKind.RAFT_ENTRY_KIND_COMMAND:
+      return "RAFT_ENTRY_KIND_COMMAND";
+    case RaftEntryKind.RAFT_ENTRY_KIND_NOOP:
+      return "RAFT_ENTRY_KIND_NOOP";
+    case RaftEntryKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -296,7 +442,15 @@ export interface ExchangeRequest {
     | ReplicateRequest
     | undefined;
   /** As the Read method. */
-  read?: ReadRequest | undefined;
+  read?:
+    | ReadRequest
+    | undefined;
+  /** Raft messages of a CP keyspace's group (one-way: answered with an empty RaftResponse). */
+  raft?:
+    | RaftRequest
+    | undefined;
+  /** A client's transaction, forwarded by a follower to the keyspace's leader. */
+  forward?: ForwardRequest | undefined;
 }
 
 /** ExchangeResponse answers one ExchangeRequest. */
@@ -316,7 +470,113 @@ export interface ExchangeResponse {
     | ReadResponse
     | undefined;
   /** The call failed; the stream goes on. */
-  error?: ExchangeError | undefined;
+  error?:
+    | ExchangeError
+    | undefined;
+  /** Raft messages were taken in. */
+  raft?:
+    | RaftResponse
+    | undefined;
+  /** The leader's answer to a forwarded transaction. */
+  forward?: TxnResponse | undefined;
+}
+
+/** RaftRequest carries Raft messages from one node to another for one CP keyspace's group. */
+export interface RaftRequest {
+  /** The keyspace whose group the messages belong to. */
+  keyspace: string;
+  /** The messages, in the order the sender produced them. */
+  messages: RaftMessage[];
+}
+
+/** RaftResponse acknowledges a RaftRequest (Raft itself answers with messages of its own). */
+export interface RaftResponse {
+}
+
+/**
+ * ForwardRequest is a client's transaction that a follower hands to the leader. Reads in it are
+ * linearizable: the leader serves them with ReadIndex, or through the log with the writes.
+ */
+export interface ForwardRequest {
+  /** The transaction, as the client sent it. */
+  txn:
+    | TxnRequest
+    | undefined;
+  /** The millisecond budget the client has left; the leader gives up past it. */
+  timeoutMs: number;
+}
+
+/** RaftEntry is one log entry. */
+export interface RaftEntry {
+  /** The term in which a leader created it. */
+  term: bigint;
+  /** Its position in the log, from 1. */
+  index: bigint;
+  /** What it holds. */
+  kind: RaftEntryKind;
+  /** For COMMAND: an encoded RaftCommand. */
+  data: Buffer;
+}
+
+/** RaftSnapshot is a group's state machine as of a log index. */
+export interface RaftSnapshot {
+  /** The last index it covers. */
+  index: bigint;
+  /** That entry's term. */
+  term: bigint;
+  /** The voters as of `index`. */
+  voters: string[];
+  /** The state machine, in the keyspace's own encoding. */
+  data: Buffer;
+}
+
+/** RaftMessage is one Raft message; which fields are set depends on `type`. */
+export interface RaftMessage {
+  /** The kind of message. */
+  type: RaftMessageType;
+  /** The sender's node id. */
+  from: string;
+  /** The receiver's node id. */
+  to: string;
+  /** The sender's term (for PRE_VOTE, the term it would campaign in). */
+  term: bigint;
+  /** PRE_VOTE, VOTE: the candidate's last log index. */
+  lastLogIndex: bigint;
+  /** PRE_VOTE, VOTE: that entry's term. */
+  lastLogTerm: bigint;
+  /** PRE_VOTE, VOTE: leadership is being transferred to the candidate. */
+  transfer: boolean;
+  /** Responses: the request was refused. */
+  reject: boolean;
+  /** APPEND: the index of the entry before `entries`. */
+  prevIndex: bigint;
+  /** APPEND: that entry's term. */
+  prevTerm: bigint;
+  /** APPEND: the entries. */
+  entries: RaftEntry[];
+  /** APPEND, HEARTBEAT: the leader's commit index. */
+  commit: bigint;
+  /** APPEND_RESPONSE: the last matching index (accepted) or the rejected prev_index. */
+  index: bigint;
+  /** APPEND_RESPONSE: when rejected, the follower's last index. */
+  hint: bigint;
+  /** HEARTBEAT, HEARTBEAT_RESPONSE: the ReadIndex round echoed (0: none). */
+  context: bigint;
+  /** SNAPSHOT: the snapshot. */
+  snapshot: RaftSnapshot | undefined;
+}
+
+/** RaftCommand is the payload of a CP log entry: what the keyspace's state machine applies. */
+export interface RaftCommand {
+  /** A transaction (a put or a delete is a transaction of one operation). */
+  txn?:
+    | TxnRequest
+    | undefined;
+  /**
+   * The version (the leader's HLC when it proposed the command, and its id) that the command's
+   * writes carry, as Put and Get report it. Revisions, not versions, order a CP keyspace's writes.
+   */
+  version: Version | undefined;
 }
 
 /** ExchangeError is a failed call on an Exchange stream: what a unary call's status would say. */
@@ -1613,7 +1873,7 @@ export const SyncDigestsResponse: MessageFns<SyncDigestsResponse> = {
 };
 
 function createBaseExchangeRequest(): ExchangeRequest {
-  return { callId: 0n, hlc: undefined, replicate: undefined, read: undefined };
+  return { callId: 0n, hlc: undefined, replicate: undefined, read: undefined, raft: undefined, forward: undefined };
 }
 
 export const ExchangeRequest: MessageFns<ExchangeRequest> = {
@@ -1632,6 +1892,12 @@ export const ExchangeRequest: MessageFns<ExchangeRequest> = {
     }
     if (message.read !== undefined) {
       ReadRequest.encode(message.read, writer.uint32(34).fork()).join();
+    }
+    if (message.raft !== undefined) {
+      RaftRequest.encode(message.raft, writer.uint32(42).fork()).join();
+    }
+    if (message.forward !== undefined) {
+      ForwardRequest.encode(message.forward, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1681,6 +1947,22 @@ export const ExchangeRequest: MessageFns<ExchangeRequest> = {
             message.read = ReadRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.raft = RaftRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.forward = ForwardRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1699,6 +1981,8 @@ export const ExchangeRequest: MessageFns<ExchangeRequest> = {
       hlc: isSet(object.hlc) ? Hlc.fromJSON(object.hlc) : undefined,
       replicate: isSet(object.replicate) ? ReplicateRequest.fromJSON(object.replicate) : undefined,
       read: isSet(object.read) ? ReadRequest.fromJSON(object.read) : undefined,
+      raft: isSet(object.raft) ? RaftRequest.fromJSON(object.raft) : undefined,
+      forward: isSet(object.forward) ? ForwardRequest.fromJSON(object.forward) : undefined,
     };
   },
 
@@ -1716,12 +2000,26 @@ export const ExchangeRequest: MessageFns<ExchangeRequest> = {
     if (message.read !== undefined) {
       obj.read = ReadRequest.toJSON(message.read);
     }
+    if (message.raft !== undefined) {
+      obj.raft = RaftRequest.toJSON(message.raft);
+    }
+    if (message.forward !== undefined) {
+      obj.forward = ForwardRequest.toJSON(message.forward);
+    }
     return obj;
   },
 };
 
 function createBaseExchangeResponse(): ExchangeResponse {
-  return { callId: 0n, hlc: undefined, replicate: undefined, read: undefined, error: undefined };
+  return {
+    callId: 0n,
+    hlc: undefined,
+    replicate: undefined,
+    read: undefined,
+    error: undefined,
+    raft: undefined,
+    forward: undefined,
+  };
 }
 
 export const ExchangeResponse: MessageFns<ExchangeResponse> = {
@@ -1743,6 +2041,12 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
     }
     if (message.error !== undefined) {
       ExchangeError.encode(message.error, writer.uint32(42).fork()).join();
+    }
+    if (message.raft !== undefined) {
+      RaftResponse.encode(message.raft, writer.uint32(50).fork()).join();
+    }
+    if (message.forward !== undefined) {
+      TxnResponse.encode(message.forward, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1800,6 +2104,22 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
             message.error = ExchangeError.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.raft = RaftResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.forward = TxnResponse.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1819,6 +2139,8 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
       replicate: isSet(object.replicate) ? ReplicateResponse.fromJSON(object.replicate) : undefined,
       read: isSet(object.read) ? ReadResponse.fromJSON(object.read) : undefined,
       error: isSet(object.error) ? ExchangeError.fromJSON(object.error) : undefined,
+      raft: isSet(object.raft) ? RaftResponse.fromJSON(object.raft) : undefined,
+      forward: isSet(object.forward) ? TxnResponse.fromJSON(object.forward) : undefined,
     };
   },
 
@@ -1838,6 +2160,856 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
     }
     if (message.error !== undefined) {
       obj.error = ExchangeError.toJSON(message.error);
+    }
+    if (message.raft !== undefined) {
+      obj.raft = RaftResponse.toJSON(message.raft);
+    }
+    if (message.forward !== undefined) {
+      obj.forward = TxnResponse.toJSON(message.forward);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftRequest(): RaftRequest {
+  return { keyspace: "", messages: [] };
+}
+
+export const RaftRequest: MessageFns<RaftRequest> = {
+  encode(message: RaftRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    for (const v of message.messages) {
+      RaftMessage.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.messages.push(RaftMessage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => RaftMessage.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RaftRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => RaftMessage.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftResponse(): RaftResponse {
+  return {};
+}
+
+export const RaftResponse: MessageFns<RaftResponse> = {
+  encode(_: RaftResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RaftResponse {
+    return {};
+  },
+
+  toJSON(_: RaftResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseForwardRequest(): ForwardRequest {
+  return { txn: undefined, timeoutMs: 0 };
+}
+
+export const ForwardRequest: MessageFns<ForwardRequest> = {
+  encode(message: ForwardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.txn !== undefined) {
+      TxnRequest.encode(message.txn, writer.uint32(10).fork()).join();
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(16).uint32(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.txn = TxnRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardRequest {
+    return {
+      txn: isSet(object.txn) ? TxnRequest.fromJSON(object.txn) : undefined,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ForwardRequest): unknown {
+    const obj: any = {};
+    if (message.txn !== undefined) {
+      obj.txn = TxnRequest.toJSON(message.txn);
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftEntry(): RaftEntry {
+  return { term: 0n, index: 0n, kind: 0, data: Buffer.alloc(0) };
+}
+
+export const RaftEntry: MessageFns<RaftEntry> = {
+  encode(message: RaftEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.term);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.index);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(34).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftEntry {
+    return {
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+      kind: isSet(object.kind) ? raftEntryKindFromJSON(object.kind) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RaftEntry): unknown {
+    const obj: any = {};
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    if (message.kind !== 0) {
+      obj.kind = raftEntryKindToJSON(message.kind);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftSnapshot(): RaftSnapshot {
+  return { index: 0n, term: 0n, voters: [], data: Buffer.alloc(0) };
+}
+
+export const RaftSnapshot: MessageFns<RaftSnapshot> = {
+  encode(message: RaftSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.index);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.term);
+    }
+    for (const v of message.voters) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(34).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.voters.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftSnapshot {
+    return {
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      voters: globalThis.Array.isArray(object?.voters) ? object.voters.map((e: any) => globalThis.String(e)) : [],
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RaftSnapshot): unknown {
+    const obj: any = {};
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.voters?.length) {
+      obj.voters = message.voters;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftMessage(): RaftMessage {
+  return {
+    type: 0,
+    from: "",
+    to: "",
+    term: 0n,
+    lastLogIndex: 0n,
+    lastLogTerm: 0n,
+    transfer: false,
+    reject: false,
+    prevIndex: 0n,
+    prevTerm: 0n,
+    entries: [],
+    commit: 0n,
+    index: 0n,
+    hint: 0n,
+    context: 0n,
+    snapshot: undefined,
+  };
+}
+
+export const RaftMessage: MessageFns<RaftMessage> = {
+  encode(message: RaftMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.from !== "") {
+      writer.uint32(18).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(26).string(message.to);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.term);
+    }
+    if (message.lastLogIndex !== 0n) {
+      if (BigInt.asUintN(64, message.lastLogIndex) !== message.lastLogIndex) {
+        throw new globalThis.Error("value provided for field message.lastLogIndex of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.lastLogIndex);
+    }
+    if (message.lastLogTerm !== 0n) {
+      if (BigInt.asUintN(64, message.lastLogTerm) !== message.lastLogTerm) {
+        throw new globalThis.Error("value provided for field message.lastLogTerm of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.lastLogTerm);
+    }
+    if (message.transfer !== false) {
+      writer.uint32(56).bool(message.transfer);
+    }
+    if (message.reject !== false) {
+      writer.uint32(64).bool(message.reject);
+    }
+    if (message.prevIndex !== 0n) {
+      if (BigInt.asUintN(64, message.prevIndex) !== message.prevIndex) {
+        throw new globalThis.Error("value provided for field message.prevIndex of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.prevIndex);
+    }
+    if (message.prevTerm !== 0n) {
+      if (BigInt.asUintN(64, message.prevTerm) !== message.prevTerm) {
+        throw new globalThis.Error("value provided for field message.prevTerm of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.prevTerm);
+    }
+    for (const v of message.entries) {
+      RaftEntry.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.commit !== 0n) {
+      if (BigInt.asUintN(64, message.commit) !== message.commit) {
+        throw new globalThis.Error("value provided for field message.commit of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.commit);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(104).uint64(message.index);
+    }
+    if (message.hint !== 0n) {
+      if (BigInt.asUintN(64, message.hint) !== message.hint) {
+        throw new globalThis.Error("value provided for field message.hint of type uint64 too large");
+      }
+      writer.uint32(112).uint64(message.hint);
+    }
+    if (message.context !== 0n) {
+      if (BigInt.asUintN(64, message.context) !== message.context) {
+        throw new globalThis.Error("value provided for field message.context of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.context);
+    }
+    if (message.snapshot !== undefined) {
+      RaftSnapshot.encode(message.snapshot, writer.uint32(130).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastLogIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lastLogTerm = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.transfer = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.reject = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.prevIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.prevTerm = reader.uint64() as bigint;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.entries.push(RaftEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.commit = reader.uint64() as bigint;
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.hint = reader.uint64() as bigint;
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.context = reader.uint64() as bigint;
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.snapshot = RaftSnapshot.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftMessage {
+    return {
+      type: isSet(object.type) ? raftMessageTypeFromJSON(object.type) : 0,
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      lastLogIndex: isSet(object.lastLogIndex)
+        ? BigInt(object.lastLogIndex)
+        : isSet(object.last_log_index)
+        ? BigInt(object.last_log_index)
+        : 0n,
+      lastLogTerm: isSet(object.lastLogTerm)
+        ? BigInt(object.lastLogTerm)
+        : isSet(object.last_log_term)
+        ? BigInt(object.last_log_term)
+        : 0n,
+      transfer: isSet(object.transfer) ? globalThis.Boolean(object.transfer) : false,
+      reject: isSet(object.reject) ? globalThis.Boolean(object.reject) : false,
+      prevIndex: isSet(object.prevIndex)
+        ? BigInt(object.prevIndex)
+        : isSet(object.prev_index)
+        ? BigInt(object.prev_index)
+        : 0n,
+      prevTerm: isSet(object.prevTerm)
+        ? BigInt(object.prevTerm)
+        : isSet(object.prev_term)
+        ? BigInt(object.prev_term)
+        : 0n,
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => RaftEntry.fromJSON(e))
+        : [],
+      commit: isSet(object.commit) ? BigInt(object.commit) : 0n,
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+      hint: isSet(object.hint) ? BigInt(object.hint) : 0n,
+      context: isSet(object.context) ? BigInt(object.context) : 0n,
+      snapshot: isSet(object.snapshot) ? RaftSnapshot.fromJSON(object.snapshot) : undefined,
+    };
+  },
+
+  toJSON(message: RaftMessage): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = raftMessageTypeToJSON(message.type);
+    }
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.lastLogIndex !== 0n) {
+      obj.lastLogIndex = message.lastLogIndex.toString();
+    }
+    if (message.lastLogTerm !== 0n) {
+      obj.lastLogTerm = message.lastLogTerm.toString();
+    }
+    if (message.transfer !== false) {
+      obj.transfer = message.transfer;
+    }
+    if (message.reject !== false) {
+      obj.reject = message.reject;
+    }
+    if (message.prevIndex !== 0n) {
+      obj.prevIndex = message.prevIndex.toString();
+    }
+    if (message.prevTerm !== 0n) {
+      obj.prevTerm = message.prevTerm.toString();
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => RaftEntry.toJSON(e));
+    }
+    if (message.commit !== 0n) {
+      obj.commit = message.commit.toString();
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    if (message.hint !== 0n) {
+      obj.hint = message.hint.toString();
+    }
+    if (message.context !== 0n) {
+      obj.context = message.context.toString();
+    }
+    if (message.snapshot !== undefined) {
+      obj.snapshot = RaftSnapshot.toJSON(message.snapshot);
+    }
+    return obj;
+  },
+};
+
+function createBaseRaftCommand(): RaftCommand {
+  return { txn: undefined, version: undefined };
+}
+
+export const RaftCommand: MessageFns<RaftCommand> = {
+  encode(message: RaftCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.txn !== undefined) {
+      TxnRequest.encode(message.txn, writer.uint32(10).fork()).join();
+    }
+    if (message.version !== undefined) {
+      Version.encode(message.version, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RaftCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRaftCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.txn = TxnRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = Version.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RaftCommand {
+    return {
+      txn: isSet(object.txn) ? TxnRequest.fromJSON(object.txn) : undefined,
+      version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
+    };
+  },
+
+  toJSON(message: RaftCommand): unknown {
+    const obj: any = {};
+    if (message.txn !== undefined) {
+      obj.txn = TxnRequest.toJSON(message.txn);
+    }
+    if (message.version !== undefined) {
+      obj.version = Version.toJSON(message.version);
     }
     return obj;
   },

@@ -1,0 +1,303 @@
+/**
+ * CP keyspaces on a replicated log: one Raft group per keyspace over the cluster's members
+ * (raft-group.ts), whose committed commands build an MVCC key-value state (kv-state-machine.ts).
+ *
+ * - A write (put, delete, a transaction that writes) is a proposal: one round trip from the
+ *   leader to a majority, which persists it, and it is acknowledged once applied.
+ * - A linearizable read uses ReadIndex: the leader notes its commit index, confirms with a
+ *   heartbeat round that a majority still follows it, and answers once it has applied that far.
+ *   No clock is trusted (no leader lease), so clock drift cannot make a read stale.
+ * - A serializable read answers from the local replica at once and says it may be stale.
+ * - Any node takes any call: a follower forwards it to the leader over its Exchange stream, and
+ *   relays the answer (one hop; a leader that lost its role meanwhile answers UNAVAILABLE).
+ *
+ * Failure answers: no majority believed alive, or no leader after an election's worth of waiting
+ * → UNAVAILABLE (nothing happened); the deadline passes after a write was proposed or forwarded →
+ * DEADLINE_EXCEEDED (the write may still commit).
+ */
+import { failedPrecondition, outcomeUnknown, ReplikitError, toReplikitError, unavailable } from '../../errors.js';
+import type { TxnRequest, TxnResponse } from '../../gen/replikit/v1/kv_service.js';
+import type { RaftMessage } from '../../raft/types.js';
+import type { Entry } from '../../storage/entry.js';
+import { PeerCallError, type SnapshotPage } from '../../transport/replica-set.js';
+import type { ConsistencyPolicy, KeyspacePolicy, OperationOptions, PolicyContext, ReadResult, WriteResult } from '../policy.js';
+import { majority } from '../majority.js';
+import { NotLeaderError, RaftGroup, RAFT_GROUP_DEFAULTS, type RaftGroupStatus, type RaftGroupTiming } from './raft-group.js';
+import { validateTxn } from './txn-validation.js';
+import { versionFromWire } from '../../transport/wire.js';
+
+export interface CpQuorumOptions {
+  /** Tick length, election timeout and snapshot interval; see RAFT_GROUP_DEFAULTS for each reason. */
+  readonly timing?: Partial<RaftGroupTiming>;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: the leader counts an entry committed
+   * once it alone holds it. The simulation must catch this variant.
+   * @default false
+   */
+  readonly unsafeCommitWithoutMajority?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: the leader answers reads without
+   * confirming it still leads (a deposed leader serves stale values). The simulation must catch it.
+   * @default false
+   */
+  readonly unsafeReadIndexWithoutQuorum?: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A Raft message call to a peer gives up after this long: Raft resends, so waiting longer buys nothing. */
+const RAFT_SEND_TIMEOUT_MS = 1_000;
+
+/** CP keyspaces on Raft. See the module comment. */
+export function cpQuorum(options: CpQuorumOptions = {}): ConsistencyPolicy {
+  return { name: 'cp', create: (context) => new CpRaftKeyspace(context, options) };
+}
+
+class CpRaftKeyspace implements KeyspacePolicy {
+  readonly recoveryNeeds = 'none' as const;
+  readonly #ctx: PolicyContext;
+  readonly #options: CpQuorumOptions;
+  readonly #timing: RaftGroupTiming;
+  #group: RaftGroup | undefined;
+  #opening: Promise<RaftGroup> | undefined;
+  readonly #openWaiters = new Set<() => void>();
+  #closed = false;
+
+  constructor(context: PolicyContext, options: CpQuorumOptions) {
+    if (context.raftLog === undefined) throw new Error(`keyspace ${context.keyspace} is CP, but the node gave it no Raft log store`);
+    this.#ctx = context;
+    this.#options = options;
+    this.#timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
+  }
+
+  open(how: { readonly amnesiac: boolean }): Promise<void> {
+    const ctx = this.#ctx;
+    this.#opening ??= RaftGroup.open({
+      keyspace: ctx.keyspace,
+      selfId: ctx.selfId,
+      voters: ctx.replicaIds,
+      log: ctx.raftLog!(),
+      scheduler: ctx.scheduler,
+      clock: ctx.clock,
+      random: ctx.random,
+      logger: ctx.logger,
+      canVote: !how.amnesiac,
+      timing: this.#options.timing,
+      unsafe: { unsafeCommitWithoutMajority: this.#options.unsafeCommitWithoutMajority, unsafeReadIndexWithoutQuorum: this.#options.unsafeReadIndexWithoutQuorum },
+      onFailure: (error) => ctx.onFatal(error),
+      send: (peer, messages) => {
+        ctx.replicas.raft?.(peer, ctx.keyspace, messages, RAFT_SEND_TIMEOUT_MS).catch(() => {});
+      },
+    }).then((group) => {
+      this.#group = group;
+      for (const wake of this.#openWaiters) wake();
+      this.#openWaiters.clear();
+      if (this.#closed) void group.close(0);
+      return group;
+    });
+    return this.#opening.then(() => undefined);
+  }
+
+  async put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult> {
+    const response = await this.txn({ keyspace: this.#ctx.keyspace, compares: [], success: [{ put: { key: Buffer.from(key), value: Buffer.from(value) } }], failure: [] }, options);
+    return this.#written(response);
+  }
+
+  async delete(key: Uint8Array, options: OperationOptions): Promise<WriteResult> {
+    const response = await this.txn({ keyspace: this.#ctx.keyspace, compares: [], success: [{ delete: { key: Buffer.from(key) } }], failure: [] }, options);
+    return this.#written(response);
+  }
+
+  async get(key: Uint8Array, options: OperationOptions): Promise<ReadResult> {
+    const request: TxnRequest = { keyspace: this.#ctx.keyspace, compares: [], success: [{ get: { key: Buffer.from(key) } }], failure: [] };
+    const serializable = options.consistency === 'serializable';
+    const response = serializable ? (await this.#opened(options)).readLocal(request) : await this.txn(request, options);
+    const kv = response.responses[0]?.get?.kv;
+    const stored = kv === undefined ? undefined : this.#group?.machine.get(kv.key);
+    return {
+      value: kv === undefined ? undefined : kv.value,
+      // The version of the write that holds the value (the leader's HLC stamp); as the version
+      // travels only in the state, read it from this replica's copy when it is the same write.
+      version: kv !== undefined && stored !== undefined && BigInt(stored.modRevision) === kv.modRevision ? stored.stamp : undefined,
+      sessionToken: EMPTY,
+      cp: {
+        revision: Number(response.revision),
+        createRevision: Number(kv?.createRevision ?? 0n),
+        modRevision: Number(kv?.modRevision ?? 0n),
+        keyVersion: Number(kv?.version ?? 0n),
+        possiblyStale: serializable,
+      },
+    };
+  }
+
+  async txn(request: TxnRequest, options: OperationOptions): Promise<TxnResponse> {
+    validateTxn(request, this.#ctx.valueLimits);
+    const group = await this.#opened(options);
+    const deadline = this.#ctx.scheduler.nowMs() + options.timeoutMs;
+    const remaining = () => Math.max(1, deadline - this.#ctx.scheduler.nowMs());
+    this.#refuseWithoutMajority();
+    let leader = group.leader;
+    for (;;) {
+      if (leader === this.#ctx.selfId) {
+        try {
+          return await group.run(request, remaining(), options.signal);
+        } catch (error: unknown) {
+          if (!(error instanceof NotLeaderError)) throw error;
+          // Lost the lead between the check and the proposal. Every retry waits a tick: the core
+          // needs a message or a tick to change its mind, so asking again at once would spin.
+          await this.#pause(this.#timing.tickMs);
+          if (this.#ctx.scheduler.nowMs() >= deadline || options.signal?.aborted) {
+            throw unavailable('NO_LEADER', `${this.#ctx.keyspace} has no leader: an election is under way; nothing was done; retry`);
+          }
+        }
+      }
+      leader = await this.#leaderOrNone(group, remaining(), options.signal);
+      if (leader === this.#ctx.selfId) continue;
+      try {
+        return await this.#forward(leader, request, remaining());
+      } catch (error: unknown) {
+        // The leader this node knows is gone (its connection refused: nothing was delivered).
+        // Until the deadline, wait a tick and ask whoever leads then: an election is under way.
+        if (!(error instanceof ReplikitError && error.reason === 'LEADER_UNREACHABLE')) throw error;
+        await this.#pause(this.#timing.tickMs);
+        if (this.#ctx.scheduler.nowMs() >= deadline || options.signal?.aborted) throw error;
+        this.#refuseWithoutMajority();
+        leader = group.leader;
+      }
+    }
+  }
+
+  async forwarded(_from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
+    validateTxn(request, this.#ctx.valueLimits);
+    const group = this.#group;
+    if (group === undefined) throw unavailable('NOT_LEADER', `this node is still opening ${this.#ctx.keyspace}; retry`);
+    try {
+      return await group.run(request, timeoutMs);
+    } catch (error: unknown) {
+      if (error instanceof NotLeaderError) {
+        throw unavailable('NOT_LEADER', `this node no longer leads ${this.#ctx.keyspace} (${error.message}); nothing was done; retry`, error.leader === undefined ? undefined : { leader: error.leader });
+      }
+      throw error;
+    }
+  }
+
+  raftMessages(_from: string, messages: readonly RaftMessage[]): void {
+    // Before the group opens nothing is lost: the sender's Raft resends what matters.
+    this.#group?.step(messages);
+  }
+
+  raftStatus(): RaftGroupStatus | undefined {
+    return this.#group?.status();
+  }
+
+  /** For metrics (ops/metrics.ts reads these fields by name). */
+  stats(): Readonly<Record<string, number>> | undefined {
+    const group = this.#group;
+    if (group === undefined) return undefined;
+    const status = group.status();
+    return {
+      ...group.stats,
+      term: status.term,
+      isLeader: status.role === 'leader' ? 1 : 0,
+      proposalsPending: status.proposalsPending,
+      appliedIndex: status.appliedIndex,
+    };
+  }
+
+  applyReplicated(): Promise<never> {
+    return Promise.reject(failedPrecondition('NOT_A_RAFT_CALL', `${this.#ctx.keyspace} is a CP keyspace: it replicates through its Raft log, not Replicate`));
+  }
+
+  readLocal(_from: string, _keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]> {
+    return Promise.reject(failedPrecondition('NOT_A_RAFT_CALL', `${this.#ctx.keyspace} is a CP keyspace: peers read it through its Raft log, not Read`));
+  }
+
+  snapshot(): Promise<SnapshotPage> {
+    return Promise.reject(failedPrecondition('NOT_A_RAFT_CALL', `${this.#ctx.keyspace} is a CP keyspace: a lagging replica gets a Raft snapshot from its leader`));
+  }
+
+  async absorb(): Promise<void> {
+    throw failedPrecondition('NOT_A_RAFT_CALL', `${this.#ctx.keyspace} is a CP keyspace: it recovers through its Raft log`);
+  }
+
+  async close(options: { readonly abrupt?: boolean } = {}): Promise<void> {
+    this.#closed = true;
+    await this.#group?.close(options.abrupt ? 0 : undefined);
+  }
+
+  #written(response: TxnResponse): WriteResult {
+    const op = response.responses[0];
+    const wire = op?.put?.version ?? op?.delete?.version;
+    return { version: versionFromWire(wire, "the leader's answer"), sessionToken: EMPTY, revision: Number(response.revision) };
+  }
+
+  async #opened(options: OperationOptions): Promise<RaftGroup> {
+    if (this.#group !== undefined) return this.#group;
+    if (this.#closed) throw new ReplikitError('cancelled', 'NODE_CLOSING', 'the node is shutting down');
+    const opened = await new Promise<boolean>((resolve) => {
+      const timer = this.#ctx.scheduler.setTimer(options.timeoutMs, () => (this.#openWaiters.delete(wake), resolve(false)));
+      const wake = () => (timer.cancel(), resolve(true));
+      this.#openWaiters.add(wake);
+    });
+    if (!opened || this.#group === undefined) throw unavailable('NOT_OPEN', `${this.#ctx.keyspace} is still loading its log on this node; retry`);
+    return this.#group;
+  }
+
+  /** Self, or a peer the failure detector believes alive whose connection is not known broken. */
+  #reachable(id: string): boolean {
+    return id === this.#ctx.selfId || (this.#ctx.liveness.isAlive(id) && this.#ctx.replicas.isConnected?.(id) !== false);
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => this.#ctx.scheduler.setTimer(ms, resolve));
+  }
+
+  /** Refuses at once, as the old quorum policy did, when the failure detector sees no majority. */
+  #refuseWithoutMajority(): void {
+    const alive = this.#ctx.replicaIds.filter((id) => this.#reachable(id));
+    const needed = majority(this.#ctx.replicaIds.length);
+    if (alive.length < needed) {
+      throw unavailable('NO_QUORUM', `${alive.length} of ${this.#ctx.replicaIds.length} replicas are alive and a quorum needs ${needed} (keyspace ${this.#ctx.keyspace}); nothing was done`, {
+        reachable: String(alive.length),
+        needed: String(needed),
+      });
+    }
+  }
+
+  /** The leader, waiting up to two election timeouts for one; UNAVAILABLE when none shows. */
+  async #leaderOrNone(group: RaftGroup, remainingMs: number, signal?: AbortSignal): Promise<string> {
+    const believedAlive = (id: string | undefined) => id !== undefined && this.#reachable(id);
+    if (believedAlive(group.leader)) return group.leader!;
+    const electionMs = 2 * this.#timing.electionTicks * this.#timing.tickMs;
+    // Four fifths of the caller's time at most: the refusal must reach it before its deadline,
+    // or it would read "outcome unknown" where nothing happened.
+    const until = this.#ctx.scheduler.nowMs() + Math.min(remainingMs * 0.8, electionMs);
+    while (this.#ctx.scheduler.nowMs() < until && !signal?.aborted) {
+      // A tick at a time, so that peers found gone meanwhile end the wait (below).
+      await group.waitForLeader(Math.min(this.#timing.tickMs, until - this.#ctx.scheduler.nowMs()), signal);
+      if (believedAlive(group.leader)) return group.leader!;
+      await this.#pause(Math.max(0, Math.min(this.#timing.tickMs, until - this.#ctx.scheduler.nowMs())));
+      // Peers found gone meanwhile: no election can succeed without a majority, so say so now.
+      this.#refuseWithoutMajority();
+    }
+    throw unavailable('NO_LEADER', `${this.#ctx.keyspace} has no leader: an election is under way, or no majority can reach each other; nothing was done; retry`);
+  }
+
+  async #forward(leader: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
+    const forward = this.#ctx.replicas.forward;
+    if (forward === undefined) throw failedPrecondition('NO_FORWARDING', 'this transport cannot forward calls to the leader');
+    try {
+      return await forward.call(this.#ctx.replicas, leader, request, timeoutMs);
+    } catch (error: unknown) {
+      if (error instanceof ReplikitError) throw error;
+      const reads = request.success.concat(request.failure).every((op) => op.get !== undefined);
+      // Only a call that certainly never reached the leader (refused, not sent) left nothing behind.
+      const maybeDelivered = !(error instanceof PeerCallError && error.failure === 'unreachable');
+      if (!maybeDelivered) throw unavailable('LEADER_UNREACHABLE', `the leader ${leader} refused the connection (${toReplikitError(error).message}); nothing was done; retry`);
+      if (maybeDelivered && !reads) {
+        throw outcomeUnknown('FORWARD_FAILED', `the write was handed to the leader ${leader}, which did not answer (${toReplikitError(error).message}); it may have taken effect`);
+      }
+      throw unavailable('FORWARD_FAILED', `could not reach the leader ${leader} (${toReplikitError(error).message}); nothing was ${reads ? 'read' : 'done'}; retry`);
+    }
+  }
+}

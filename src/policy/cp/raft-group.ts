@@ -1,0 +1,486 @@
+/**
+ * One CP keyspace's Raft group on one node: the I/O around the pure core (raft/raft-core.ts).
+ *
+ * The core says what to do; this does it, in the order Raft's safety needs (etcd-io/raft's
+ * Ready contract): persist the hard state, entries and snapshot of a Ready — one durable write,
+ * so every append that arrived meanwhile shares one sync (group commit) — then send its messages
+ * (a vote or an acknowledgement is never sent before what it promises is on disk), then apply its
+ * committed entries to the state machine and answer the proposals and reads waiting on them, then
+ * `advance`. Ticks come from the injected scheduler, so the simulation runs the same code on
+ * virtual time.
+ */
+import type { HybridLogicalClock, Scheduler, TimerHandle } from '../../clock/index.js';
+import { versionFromWire, versionToWire } from '../../transport/wire.js';
+import { invalidArgument, outcomeUnknown, ReplikitError, unavailable } from '../../errors.js';
+import { RaftCommand } from '../../gen/replikit/v1/replica_service.js';
+import type { TxnRequest, TxnResponse } from '../../gen/replikit/v1/kv_service.js';
+import type { Logger } from '../../logging/logger.js';
+import { RaftCore, type RaftConfig } from '../../raft/raft-core.js';
+import type { LogEntry, RaftMessage, RaftNodeId, RaftRole, Ready } from '../../raft/types.js';
+import type { RaftLogStore } from '../../storage/raft-log-store.js';
+import { KvStateMachine, writes } from './kv-state-machine.js';
+
+export interface RaftGroupTiming {
+  /**
+   * One Raft tick. 100 ms, etcd's heartbeat interval: a leader's heartbeat every tick keeps
+   * followers' election timers quiet with 10× margin; on loopback or a LAN a round trip is far
+   * below it.
+   */
+  readonly tickMs: number;
+  /**
+   * Ticks without a leader before a follower campaigns (randomized up to twice this). 10 ticks =
+   * 1–2 s, etcd's default: long enough that a GC pause or a loaded machine does not depose a
+   * healthy leader, short enough that a dead one is replaced within a couple of seconds.
+   */
+  readonly electionTicks: number;
+  /**
+   * Applied entries between two snapshots of the state machine. Each snapshot lets the log drop
+   * what it covers, so a restart replays at most this many entries, and the log's memory and disk
+   * stay bounded. 10,000 (etcd's --snapshot-count is 100,000 for much larger machines; ours keeps
+   * its log in memory).
+   */
+  readonly snapshotEvery: number;
+}
+
+export const RAFT_GROUP_DEFAULTS: RaftGroupTiming = { tickMs: 100, electionTicks: 10, snapshotEvery: 10_000 };
+
+export interface RaftGroupOptions {
+  readonly keyspace: string;
+  readonly selfId: RaftNodeId;
+  readonly voters: readonly RaftNodeId[];
+  readonly log: RaftLogStore;
+  readonly scheduler: Scheduler;
+  /** Stamps each proposed command with a version (the HLC when proposed, and this node's id). */
+  readonly clock: HybridLogicalClock;
+  /** Seeded in the simulation; Math.random otherwise. Spreads election timeouts. */
+  readonly random: () => number;
+  /** Sends one peer its messages (one-way, best effort: Raft resends what matters). */
+  readonly send: (peer: RaftNodeId, messages: readonly RaftMessage[]) => void;
+  readonly logger: Logger;
+  /** A durable write failed: the node stops (fail-stop; see node/fail-stop-store.ts). */
+  readonly onFailure: (error: unknown) => void;
+  /**
+   * False after this node lost its disk (amnesia): it forgot whom it voted for and what it
+   * acknowledged, so it never votes or campaigns again (see docs/failure-model.md); it still
+   * replicates and serves.
+   */
+  readonly canVote: boolean;
+  readonly timing?: Partial<RaftGroupTiming>;
+  /** Deliberately broken variants, for proving the simulation catches them. */
+  readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum'>;
+}
+
+/** Thrown when this node does not lead the group: the caller forwards to `leader`, when known. */
+export class NotLeaderError extends Error {
+  override readonly name = 'NotLeaderError';
+  constructor(readonly leader: RaftNodeId | undefined) {
+    super(leader === undefined ? 'no leader is known' : `${leader} leads`);
+  }
+}
+
+interface Waiter<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: unknown) => void;
+  readonly timer: TimerHandle;
+}
+
+interface PendingProposal extends Waiter<TxnResponse> {
+  readonly term: number;
+}
+
+interface PendingRead extends Waiter<TxnResponse> {
+  readonly txn: TxnRequest;
+  /** Set once the leader confirmed its leadership: answer when applied reaches it. */
+  index: number | undefined;
+}
+
+export interface RaftGroupStatus {
+  readonly role: RaftRole;
+  readonly term: number;
+  readonly leader: RaftNodeId | undefined;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly revision: number;
+  readonly followers: readonly { readonly id: RaftNodeId; readonly match: number; readonly lag: number }[];
+  readonly leaderChanges: number;
+  readonly proposalsPending: number;
+}
+
+/** What the group has done since it opened, for metrics. */
+export interface RaftGroupStats {
+  syncs: number;
+  syncMs: number;
+  entriesPersisted: number;
+  commits: number;
+  commitMs: number;
+  snapshotsTaken: number;
+  snapshotsSent: number;
+  leaderChanges: number;
+}
+
+export class RaftGroup {
+  readonly #o: RaftGroupOptions;
+  readonly #timing: RaftGroupTiming;
+  readonly #core: RaftCore;
+  readonly #machine: KvStateMachine;
+  readonly #proposals = new Map<number, PendingProposal & { proposedAt: number }>();
+  readonly #reads = new Map<number, PendingRead>();
+  readonly #leaderWaiters = new Set<() => void>();
+  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, leaderChanges: 0 };
+  #nextReadId = 1;
+  #role: RaftRole = 'follower';
+  #leader: RaftNodeId | undefined;
+  #term = 0;
+  #appliedTerm = 0;
+  #snapshotIndex: number;
+  #tick: TimerHandle | undefined;
+  #drainScheduled = false;
+  #draining = false;
+  #failed: unknown;
+  #closed = false;
+
+  private constructor(options: RaftGroupOptions, core: RaftCore, machine: KvStateMachine, snapshotIndex: number, snapshotTerm: number) {
+    this.#o = options;
+    this.#timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
+    this.#core = core;
+    this.#machine = machine;
+    this.#snapshotIndex = snapshotIndex;
+    this.#appliedTerm = snapshotTerm;
+  }
+
+  /** Opens the group from what its log store kept: the latest snapshot, then the log's tail. */
+  static async open(options: RaftGroupOptions): Promise<RaftGroup> {
+    const timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
+    const restored = await options.log.load();
+    const machine = new KvStateMachine();
+    const snapshot = restored.snapshot === undefined ? undefined : await options.log.loadSnapshot();
+    if (snapshot !== undefined) machine.restore(snapshot.data);
+    const core = new RaftCore(
+      {
+        id: options.selfId,
+        voters: [...options.voters],
+        electionTicks: timing.electionTicks,
+        heartbeatTicks: 1,
+        random: options.random,
+        canVote: options.canVote,
+        ...options.unsafe,
+      },
+      // The snapshot's data too, so a restarted leader can send it to a follower that fell behind it.
+      { ...restored, snapshotData: snapshot?.data },
+    );
+    // A group that has never had a term (a new cluster, all nodes starting together) starts its
+    // election clock nearly run out, so the first leader is there within one randomized election
+    // timeout's spread (0.1–1.1 s by default) instead of 1–2 s. Safe: elections are only faster,
+    // and pre-vote keeps an early candidate from disturbing a leader that already exists.
+    if (restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot === undefined) {
+      for (let i = 0; i < timing.electionTicks - 1; i++) core.tick();
+    }
+    const group = new RaftGroup(options, core, machine, snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
+    group.#scheduleTick();
+    group.#kick();
+    return group;
+  }
+
+  /** This node's role as the core knows it now (not as of the last Ready). */
+  get role(): RaftRole {
+    return this.#core.role;
+  }
+
+  /** The leader as the core knows it now, or undefined while none is known. */
+  get leader(): RaftNodeId | undefined {
+    return this.#core.leader;
+  }
+
+  /** The state machine as this replica has applied it (serializable reads, tests). */
+  get machine(): KvStateMachine {
+    return this.#machine;
+  }
+
+  /** Messages from a peer, as the transport received them. */
+  step(messages: readonly RaftMessage[]): void {
+    if (this.#closed || this.#failed !== undefined) return;
+    for (const m of messages) this.#core.step(m);
+    this.#kick();
+  }
+
+  /**
+   * Runs a transaction on the leader: through the log when it writes, by ReadIndex when it only
+   * reads. Throws {@link NotLeaderError} on a follower.
+   */
+  run(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
+    return writes(txn) ? this.#propose(txn, timeoutMs, signal) : this.#readIndex(txn, timeoutMs, signal);
+  }
+
+  /** Answers a read-only transaction from this replica at once: possibly stale, never invented. */
+  readLocal(txn: TxnRequest): TxnResponse {
+    this.#assertOpen();
+    return this.#machine.read(txn);
+  }
+
+  /** Resolves once a leader is known (true), or after `timeoutMs` without one (false). */
+  waitForLeader(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.#core.leader !== undefined) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (found: boolean) => {
+        timer.cancel();
+        this.#leaderWaiters.delete(wake);
+        signal?.removeEventListener('abort', abort);
+        resolve(found);
+      };
+      const wake = () => done(true);
+      const abort = () => done(false);
+      const timer = this.#o.scheduler.setTimer(timeoutMs, () => done(false));
+      this.#leaderWaiters.add(wake);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
+  }
+
+  status(): RaftGroupStatus {
+    const s = this.#core.status();
+    return {
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commitIndex: s.commit,
+      appliedIndex: this.#machine.appliedIndex,
+      revision: this.#machine.revision,
+      followers: (s.progress ?? []).filter((p) => p.id !== this.#o.selfId).map((p) => ({ id: p.id, match: p.match, lag: Math.max(0, s.lastIndex - p.match) })),
+      leaderChanges: this.stats.leaderChanges,
+      proposalsPending: this.#proposals.size,
+    };
+  }
+
+  /**
+   * Stops the group. A leader first hands leadership to its most caught-up follower and waits up
+   * to `handOverMs` for it to take over, so clients see a new leader at once rather than after an
+   * election timeout.
+   */
+  async close(handOverMs = 1_000): Promise<void> {
+    if (this.#closed) return;
+    if (this.#core.role === 'leader' && this.#failed === undefined) {
+      const s = this.#core.status();
+      const best = (s.progress ?? []).filter((p) => p.id !== this.#o.selfId).sort((a, b) => b.match - a.match)[0];
+      if (best !== undefined) {
+        this.#core.transferLeadership(best.id);
+        this.#kick();
+        const until = this.#o.scheduler.nowMs() + handOverMs;
+        while (this.#core.role === 'leader' && this.#o.scheduler.nowMs() < until) {
+          await new Promise<void>((r) => this.#o.scheduler.setTimer(this.#timing.tickMs / 4, r));
+        }
+      }
+    }
+    this.#closed = true;
+    this.#tick?.cancel();
+    const closing = new ReplikitError('cancelled', 'NODE_CLOSING', 'the node is shutting down');
+    for (const [, p] of this.#proposals) (p.timer.cancel(), p.reject(outcomeUnknown('NODE_CLOSING', 'the node shut down before the write was committed; it may still be')));
+    for (const [, r] of this.#reads) (r.timer.cancel(), r.reject(closing));
+    this.#proposals.clear();
+    this.#reads.clear();
+  }
+
+  #propose(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
+    this.#assertOpen();
+    const data = RaftCommand.encode({ txn, version: versionToWire({ hlc: this.#o.clock.now(), nodeId: this.#o.selfId }) }).finish();
+    const result = this.#core.propose(data);
+    if (!result.ok) {
+      if (result.reason === 'not-leader') throw new NotLeaderError(result.leader);
+      if (result.reason === 'transferring') throw unavailable('LEADER_TRANSFERRING', `the leader of ${this.#o.keyspace} is handing over to another node; retry`);
+      throw unavailable('TOO_MANY_PENDING', `the leader of ${this.#o.keyspace} has too many uncommitted writes; retry`);
+    }
+    this.#kick();
+    return new Promise<TxnResponse>((resolve, reject) => {
+      const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
+        if (!this.#proposals.delete(result.index)) return;
+        reject(outcomeUnknown('COMMIT_TIMEOUT', `the write was proposed at index ${result.index} but not committed within ${timeoutMs} ms; it may still be`));
+      });
+      this.#proposals.set(result.index, { term: result.term, resolve, reject, timer, proposedAt: this.#o.scheduler.nowMs() });
+      // A caller that gives up only stops waiting: the proposal is in the log and may commit.
+      signal?.addEventListener('abort', () => {
+        if (this.#proposals.delete(result.index)) (timer.cancel(), reject(outcomeUnknown('CANCELLED', 'the caller gave up after the write was proposed; it may still commit')));
+      }, { once: true });
+    });
+  }
+
+  #readIndex(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
+    this.#assertOpen();
+    const id = this.#nextReadId++;
+    const result = this.#core.readIndex(id);
+    if (!result.ok) {
+      if (result.reason === 'not-leader') throw new NotLeaderError(result.leader);
+      throw unavailable('READ_NOT_READY', `the leader of ${this.#o.keyspace} cannot serve reads yet (${result.reason}); retry`);
+    }
+    this.#kick();
+    return new Promise<TxnResponse>((resolve, reject) => {
+      const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
+        if (this.#reads.delete(id)) reject(unavailable('READ_NOT_CONFIRMED', `the leader could not confirm its leadership within ${timeoutMs} ms; nothing was read`));
+      });
+      this.#reads.set(id, { txn, index: undefined, resolve, reject, timer });
+      signal?.addEventListener('abort', () => {
+        if (this.#reads.delete(id)) (timer.cancel(), reject(new ReplikitError('cancelled', 'CANCELLED', 'the caller gave up')));
+      }, { once: true });
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#failed !== undefined) throw unavailable('GROUP_FAILED', `this node's replica of ${this.#o.keyspace} stopped after a storage failure`);
+    if (this.#closed) throw new ReplikitError('cancelled', 'NODE_CLOSING', 'the node is shutting down');
+  }
+
+  #scheduleTick(): void {
+    if (this.#closed || this.#failed !== undefined) return;
+    this.#tick = this.#o.scheduler.setTimer(this.#timing.tickMs, () => {
+      this.#core.tick();
+      this.#kick();
+      this.#scheduleTick();
+    });
+  }
+
+  /** Runs the Ready loop soon, once for everything that arrives in this turn (group commit). */
+  #kick(): void {
+    if (this.#drainScheduled || this.#draining) return;
+    this.#drainScheduled = true;
+    this.#o.scheduler.runSoon(() => {
+      this.#drainScheduled = false;
+      void this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining || this.#failed !== undefined || this.#closed) return;
+    this.#draining = true;
+    try {
+      while (this.#core.hasReady() && !this.#closed) {
+        const ready = this.#core.ready();
+        await this.#persist(ready);
+        if (ready.snapshot !== undefined) {
+          this.#machine.restore(ready.snapshot.data);
+          this.#snapshotIndex = ready.snapshot.meta.index;
+          this.#appliedTerm = ready.snapshot.meta.term;
+        }
+        this.#send(ready.messages);
+        for (const entry of ready.committed) this.#apply(entry);
+        this.#core.advance(ready);
+        this.#noteSoftState(ready);
+        for (const rs of ready.readStates) {
+          const read = this.#reads.get(rs.requestId);
+          if (read !== undefined) read.index = rs.index;
+        }
+        this.#answerReads();
+        await this.#maybeSnapshot();
+      }
+    } catch (error: unknown) {
+      this.#fail(error);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #persist(ready: Ready): Promise<void> {
+    if (ready.hardState === undefined && ready.entries.length === 0 && ready.snapshot === undefined) return;
+    const started = this.#o.scheduler.nowMs();
+    await this.#o.log.save({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot });
+    this.stats.syncs++;
+    this.stats.syncMs += this.#o.scheduler.nowMs() - started;
+    this.stats.entriesPersisted += ready.entries.length;
+  }
+
+  #send(messages: readonly RaftMessage[]): void {
+    const byPeer = new Map<RaftNodeId, RaftMessage[]>();
+    for (const m of messages) {
+      if (m.type === 'snapshot') this.stats.snapshotsSent++;
+      const list = byPeer.get(m.to);
+      if (list === undefined) byPeer.set(m.to, [m]);
+      else list.push(m);
+    }
+    for (const [peer, list] of byPeer) this.#o.send(peer, list);
+  }
+
+  #apply(entry: LogEntry): void {
+    this.#appliedTerm = entry.term;
+    let response: TxnResponse | undefined;
+    if (entry.kind === 'command') {
+      const command = RaftCommand.decode(entry.data);
+      if (command.txn === undefined) throw new Error(`log entry ${entry.index} holds no command this version knows`);
+      response = this.#machine.apply(entry.index, command.txn, versionFromWire(command.version, `log entry ${entry.index}'s version`));
+    } else {
+      this.#machine.skip(entry.index);
+    }
+    const waiting = this.#proposals.get(entry.index);
+    if (waiting === undefined) return;
+    this.#proposals.delete(entry.index);
+    waiting.timer.cancel();
+    if (waiting.term === entry.term && response !== undefined) {
+      this.stats.commits++;
+      this.stats.commitMs += this.#o.scheduler.nowMs() - waiting.proposedAt;
+      waiting.resolve(response);
+    } else {
+      // Another leader's entry took the index: ours was cut from the log and can never commit.
+      waiting.reject(unavailable('LEADER_CHANGED', `leadership of ${this.#o.keyspace} changed before the write was committed; it was not applied`));
+    }
+  }
+
+  #answerReads(): void {
+    for (const [id, read] of this.#reads) {
+      if (read.index === undefined || read.index > this.#machine.appliedIndex) continue;
+      this.#reads.delete(id);
+      read.timer.cancel();
+      read.resolve(this.#machine.read(read.txn));
+    }
+  }
+
+  #noteSoftState(ready: Ready): void {
+    const soft = ready.softState;
+    if (soft === undefined) return;
+    if (soft.leader !== this.#leader && soft.leader !== undefined) this.stats.leaderChanges++;
+    const wasLeader = this.#role === 'leader';
+    this.#role = soft.role;
+    this.#leader = soft.leader;
+    this.#term = soft.term;
+    if (this.#leader !== undefined) for (const wake of [...this.#leaderWaiters]) wake();
+    if (wasLeader && soft.role !== 'leader') {
+      // A deposed leader cannot confirm reads any more: they fail now (nothing was read) rather
+      // than at their deadline. Its uncommitted proposals may still commit under the next leader,
+      // or be cut from the log: their callers learn now that the outcome is unknown, as etcd's
+      // "leader changed", instead of waiting out their deadline.
+      for (const [id, read] of this.#reads) {
+        this.#reads.delete(id);
+        read.timer.cancel();
+        read.reject(unavailable('LEADER_CHANGED', `this node stopped leading ${this.#o.keyspace} before the read was confirmed; nothing was read`));
+      }
+      for (const [index, proposal] of this.#proposals) {
+        this.#proposals.delete(index);
+        proposal.timer.cancel();
+        proposal.reject(outcomeUnknown('LEADER_CHANGED', `this node stopped leading ${this.#o.keyspace} before the write at index ${index} was committed; it may still be`));
+      }
+    }
+  }
+
+  async #maybeSnapshot(): Promise<void> {
+    const applied = this.#machine.appliedIndex;
+    if (applied - this.#snapshotIndex < this.#timing.snapshotEvery) return;
+    const data = this.#machine.snapshot();
+    const snapshot = { meta: { index: applied, term: this.#appliedTerm, voters: [...this.#o.voters] }, data };
+    await this.#o.log.compact(snapshot);
+    this.#core.compact(applied, data);
+    this.#snapshotIndex = applied;
+    this.stats.snapshotsTaken++;
+  }
+
+  #fail(error: unknown): void {
+    // After close (a crash in the simulation fences the disk under a write in flight) nothing is reported.
+    if (this.#failed !== undefined || this.#closed) return;
+    this.#failed = error;
+    this.#tick?.cancel();
+    this.#o.logger.error(`the Raft group of ${this.#o.keyspace} stopped: a durable write failed`, { error: String(error) });
+    for (const [, p] of this.#proposals) (p.timer.cancel(), p.reject(outcomeUnknown('STORAGE_FAILED', 'a durable write failed after the write was proposed; it may still commit on the other nodes')));
+    for (const [, r] of this.#reads) (r.timer.cancel(), r.reject(unavailable('STORAGE_FAILED', 'this node stopped after a storage failure; nothing was read')));
+    this.#proposals.clear();
+    this.#reads.clear();
+    this.#o.onFailure(error);
+  }
+}
+
+/** Rejects what a replica was never meant to be asked (a guard for the transport's dispatch). */
+export function notForRaft(what: string): ReplikitError {
+  return invalidArgument('NOT_A_RAFT_CALL', `${what} is not served by CP keyspaces, which replicate through their Raft log`);
+}
