@@ -147,7 +147,8 @@ describe.skipIf(!BUILT)('CLI against a real cluster', () => {
     const target = ['--target', cluster.address('n2')];
     const put = await cli(['put', ...target, 'cli-key', 'cli-value']);
     expect(put.code, put.stderr).toBe(0);
-    expect(put.stdout).toMatch(/^OK \d+\.\d+@n2/);
+    // A CP write's version carries the id of the leader that proposed it.
+    expect(put.stdout).toMatch(/^OK \d+\.\d+@n[123]/);
 
     const get = await cli(['get', ...target, 'cli-key']);
     expect(get.stdout.trim()).toBe('cli-value');
@@ -156,7 +157,7 @@ describe.skipIf(!BUILT)('CLI against a real cluster', () => {
     const parsed = JSON.parse(getJson.stdout) as { found: boolean; value: string; version: { nodeId: string } };
     expect(parsed.found).toBe(true);
     expect(Buffer.from(parsed.value, 'base64').toString()).toBe('cli-value');
-    expect(parsed.version.nodeId).toBe('n2');
+    expect(parsed.version.nodeId).toBe(/^n[123]$/.exec(put.stdout.split('@')[1]!.trim())?.[0]);
 
     const del = await cli(['delete', ...target, 'cli-key']);
     expect(del.code).toBe(0);

@@ -113,12 +113,9 @@ class CpRaftKeyspace implements KeyspacePolicy {
     const serializable = options.consistency === 'serializable';
     const response = serializable ? (await this.#opened(options)).readLocal(request) : await this.txn(request, options);
     const kv = response.responses[0]?.get?.kv;
-    const stored = kv === undefined ? undefined : this.#group?.machine.get(kv.key);
     return {
       value: kv === undefined ? undefined : kv.value,
-      // The version of the write that holds the value (the leader's HLC stamp); as the version
-      // travels only in the state, read it from this replica's copy when it is the same write.
-      version: kv !== undefined && stored !== undefined && BigInt(stored.modRevision) === kv.modRevision ? stored.stamp : undefined,
+      version: kv === undefined ? undefined : versionFromWire(kv.writeVersion, "the leader's answer"),
       sessionToken: EMPTY,
       cp: {
         revision: Number(response.revision),

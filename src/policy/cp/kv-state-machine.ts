@@ -227,7 +227,7 @@ export function writes(txn: TxnRequest): boolean {
 }
 
 export function keyValue(k: StoredKey): KeyValue {
-  return { key: k.key, value: k.value, createRevision: BigInt(k.createRevision), modRevision: BigInt(k.modRevision), version: BigInt(k.version) };
+  return { key: k.key, value: k.value, createRevision: BigInt(k.createRevision), modRevision: BigInt(k.modRevision), version: BigInt(k.version), writeVersion: versionToWire(k.stamp) };
 }
 
 /** A version in the snapshot format: wall ms (u64), logical (u32), node id (u16 length, UTF-8). */

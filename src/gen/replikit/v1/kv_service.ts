@@ -411,6 +411,8 @@ export interface KeyValue {
   modRevision: bigint;
   /** Writes since it was created (1 after the first put). */
   version: bigint;
+  /** The version (HLC stamp and proposer) its last write carries, as Put and Get report it. */
+  writeVersion: Version | undefined;
 }
 
 /** ResponseOp answers one RequestOp, in order. */
@@ -1729,7 +1731,14 @@ export const TxnDelete: MessageFns<TxnDelete> = {
 };
 
 function createBaseKeyValue(): KeyValue {
-  return { key: Buffer.alloc(0), value: Buffer.alloc(0), createRevision: 0n, modRevision: 0n, version: 0n };
+  return {
+    key: Buffer.alloc(0),
+    value: Buffer.alloc(0),
+    createRevision: 0n,
+    modRevision: 0n,
+    version: 0n,
+    writeVersion: undefined,
+  };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {
@@ -1757,6 +1766,9 @@ export const KeyValue: MessageFns<KeyValue> = {
         throw new globalThis.Error("value provided for field message.version of type uint64 too large");
       }
       writer.uint32(40).uint64(message.version);
+    }
+    if (message.writeVersion !== undefined) {
+      Version.encode(message.writeVersion, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1814,6 +1826,14 @@ export const KeyValue: MessageFns<KeyValue> = {
             message.version = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.writeVersion = Version.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1841,6 +1861,11 @@ export const KeyValue: MessageFns<KeyValue> = {
         ? BigInt(object.mod_revision)
         : 0n,
       version: isSet(object.version) ? BigInt(object.version) : 0n,
+      writeVersion: isSet(object.writeVersion)
+        ? Version.fromJSON(object.writeVersion)
+        : isSet(object.write_version)
+        ? Version.fromJSON(object.write_version)
+        : undefined,
     };
   },
 
@@ -1860,6 +1885,9 @@ export const KeyValue: MessageFns<KeyValue> = {
     }
     if (message.version !== 0n) {
       obj.version = message.version.toString();
+    }
+    if (message.writeVersion !== undefined) {
+      obj.writeVersion = Version.toJSON(message.writeVersion);
     }
     return obj;
   },
