@@ -130,7 +130,6 @@ export class RaftGroup {
   #nextReadId = 1;
   #role: RaftRole = 'follower';
   #leader: RaftNodeId | undefined;
-  #term = 0;
   #appliedTerm = 0;
   #snapshotIndex: number;
   #tick: TimerHandle | undefined;
@@ -435,7 +434,6 @@ export class RaftGroup {
     const wasLeader = this.#role === 'leader';
     this.#role = soft.role;
     this.#leader = soft.leader;
-    this.#term = soft.term;
     if (this.#leader !== undefined) for (const wake of [...this.#leaderWaiters]) wake();
     if (wasLeader && soft.role !== 'leader') {
       // A deposed leader cannot confirm reads any more: they fail now (nothing was read) rather
