@@ -1,6 +1,6 @@
 import { compareHlc, type HlcTimestamp } from '../clock/index.js';
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
-import type { ConflictResolver, Store } from '../storage/store.js';
+import type { ConflictResolver, Store, StoreSnapshot } from '../storage/store.js';
 
 /** The metadata name of the high-water mark. */
 export const CLOCK_HIGH_WATER_META = 'clock.high-water';
@@ -56,6 +56,10 @@ export class ClockHighWaterStore implements Store {
 
   remove(keyspace: string, items: readonly { readonly key: Uint8Array; readonly version: Version }[]): Promise<number> {
     return this.#inner.remove(keyspace, items);
+  }
+
+  snapshot(keyspace: string, metaName: string): StoreSnapshot {
+    return this.#inner.snapshot(keyspace, metaName);
   }
 
   entries(keyspace: string): Entry[] {

@@ -1,5 +1,5 @@
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
-import { StoreClosedError, type ConflictResolver, type Store } from '../storage/store.js';
+import { StoreClosedError, type ConflictResolver, type Store, type StoreSnapshot } from '../storage/store.js';
 
 /**
  * A store that stops the node at its first operating failure (a failed fsync, a full disk): the
@@ -43,6 +43,10 @@ export class FailStopStore implements Store {
 
   remove(keyspace: string, items: readonly { readonly key: Uint8Array; readonly version: Version }[]): Promise<number> {
     return this.#guard(() => this.#inner.remove(keyspace, items));
+  }
+
+  snapshot(keyspace: string, metaName: string): StoreSnapshot {
+    return this.#guardSync(() => this.#inner.snapshot(keyspace, metaName));
   }
 
   entries(keyspace: string): Entry[] {

@@ -110,7 +110,9 @@ export class NodeMetrics {
     );
     perKeyspace('replikit_raft_entries_persisted', 'Log entries made durable since start; divided by replikit_raft_syncs, the mean batch size.', stat('entriesPersisted'));
     perKeyspace('replikit_raft_snapshots_sent', 'Snapshots sent to followers that fell behind the compacted log, since start.', stat('snapshotsSent'));
-    perKeyspace('replikit_raft_snapshots_taken', 'Snapshots of the state machine taken (each lets the log drop what it covers), since start.', stat('snapshotsTaken'));
+    perKeyspace('replikit_raft_snapshots_taken', 'Compactions of the log through the applied state (on disk already), since start.', stat('snapshotsTaken'));
+    perKeyspace('replikit_raft_snapshot_chunks_sent', 'Pieces of snapshots sent to followers (each acknowledged before the next), since start.', stat('chunksSent'));
+    perKeyspace('replikit_raft_snapshots_installed', 'Snapshots this node received from a leader and installed, since start.', stat('snapshotsInstalled'));
     perKeyspace('replikit_raft_applied_index', 'The highest log index this node has applied (CP keyspaces).', stat('appliedIndex'));
     perKeyspace('replikit_keyspace_quorum_reachable', '1 when enough replicas of the keyspace are alive for a quorum (or may be, during startup), else 0.', (k) =>
       source.quorum(k.name).state === 'unreachable' ? 0 : 1,

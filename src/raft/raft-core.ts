@@ -230,10 +230,17 @@ export class RaftCore {
     else this.#tickFollower();
   }
 
+  /** The snapshot received from the leader that the next Ready hands out, if any (its meta). */
+  get snapshotToHandOut(): RaftSnapshot['meta'] | undefined {
+    return this.#snapshotToHandOut?.meta;
+  }
+
   step(m: RaftMessage): void {
     // Messages to someone else, from ourselves or from strangers are noise (or a misrouted
     // message from another cluster): no state change, no answer.
     if (m.to !== this.id || m.from === this.id || !this.#peers.includes(m.from)) return;
+    // Pieces of a snapshot in transit are the node layer's business (see types.ts), never the core's.
+    if (m.type === 'snapshotChunk' || m.type === 'snapshotChunkAck') return;
 
     if (m.term > this.#term) {
       if ((m.type === 'preVote' || m.type === 'vote') && !m.transfer && this.#inLease(m.type)) {

@@ -83,7 +83,16 @@ export type RaftMessage =
   /** The leader sends its snapshot to a follower whose next entry it has compacted away. */
   | (Addressed & { readonly type: 'snapshot'; readonly snapshot: RaftSnapshot })
   /** Leadership transfer: the target campaigns at once, past pre-vote and leases. */
-  | (Addressed & { readonly type: 'timeoutNow' });
+  | (Addressed & { readonly type: 'timeoutNow' })
+  /**
+   * A piece of a snapshot on its way to a follower. The core never makes or takes these: the node
+   * layer streams an application's snapshot in pieces (policy/cp/snapshot-transfer.ts) and steps
+   * the whole `snapshot` message into the follower's core once every piece is stored. `snapshot`
+   * carries the meta and this piece's bytes.
+   */
+  | (Addressed & { readonly type: 'snapshotChunk'; readonly transfer: number; readonly chunk: number; readonly last: boolean; readonly snapshot: RaftSnapshot })
+  /** The follower stored piece `chunk` of `transfer` (or, `reject`, dropped the transfer). */
+  | (Addressed & { readonly type: 'snapshotChunkAck'; readonly transfer: number; readonly chunk: number; readonly reject: boolean });
 
 export type RaftMessageType = RaftMessage['type'];
 

@@ -189,6 +189,6 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   if (!(await cluster.untilAllServing(30_000, true))) {
     throw new Error(`seed ${options.seed}: not every node serves 30 virtual seconds after the heal: ${cluster.nodeIds.map((id) => `${id} ${cluster.isUp(id) ? cluster.node(id).phase + ' ' + cluster.node(id).waitingFor : 'down'}`).join('; ')}`);
   }
-  Object.assign(stats, cluster.faults);
+  Object.assign(stats, cluster.faults, cluster.policyTotals());
   return { seed: options.seed, events: recorder.events(), stats, cluster, acknowledged, schedule: nemesis.schedule };
 }

@@ -57,6 +57,9 @@ export interface SimFaultStats {
   recoveries: number;
 }
 
+/** Policy counters the simulation sums over every node start (CP: Raft snapshots that travelled). */
+const SUMMED_POLICY_STATS = ['snapshotsTaken', 'snapshotsInstalled', 'transfersCompleted', 'chunksSent'] as const;
+
 const SIM_EPOCH_MS = 1_700_000_000_000;
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -90,6 +93,8 @@ export class SimCluster {
     slowDisks: 0,
     recoveries: 0,
   };
+  /** {@link SUMMED_POLICY_STATS} of node starts that have ended (see {@link policyTotals}). */
+  readonly #endedPolicyStats: Record<string, number> = {};
   /** Called with the id of every node that crashes (by the nemesis, or on a failed sync). */
   readonly crashListeners: ((id: string) => void)[] = [];
   /** Nodes wiped and not yet serving again: at most a minority may be, or the model is broken. */
@@ -212,6 +217,7 @@ export class SimCluster {
     this.network.detach(id);
     this.#stopDetection(id);
     this.faults.crashes++;
+    this.#addPolicyStats(node, this.#endedPolicyStats);
     // The disk first: nothing the dying node's code does from here on reaches it.
     if (this.stores.get(id)!.crash()) this.faults.crashesWithWritesInFlight++;
     // Abrupt: a crashed node hands nothing over (its network and disk are already gone).
@@ -292,6 +298,26 @@ export class SimCluster {
     } };
     this.#detection.set(id, detection);
     return detection;
+  }
+
+  /**
+   * What the policies did over the whole run, summed over every node start (a crash ends a start,
+   * so its counts are kept then): snapshots taken, installed and transferred.
+   */
+  policyTotals(): Record<string, number> {
+    const totals = { ...this.#endedPolicyStats };
+    for (const node of this.#nodes.values()) this.#addPolicyStats(node, totals);
+    return totals;
+  }
+
+  #addPolicyStats(node: NodeCore, into: Record<string, number>): void {
+    for (const { name } of node.keyspaceNames()) {
+      // Duck-typed, as ops/metrics.ts reads them: the policy interface does not require stats().
+      const policy = node.policyOf(name) as { stats?: () => Readonly<Record<string, number>> | undefined };
+      const stats = policy.stats?.();
+      if (stats === undefined) continue;
+      for (const key of SUMMED_POLICY_STATS) if (typeof stats[key] === 'number') into[key] = (into[key] ?? 0) + stats[key];
+    }
   }
 
   #stopDetection(id: string): void {

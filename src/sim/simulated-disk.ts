@@ -2,7 +2,7 @@ import type { Scheduler, TimerHandle } from '../clock/scheduler.js';
 import { compareVersion, type ApplyOutcome, type Entry, type Version } from '../storage/entry.js';
 import { copyEntry } from '../storage/entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from '../storage/limits.js';
-import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from '../storage/store.js';
+import { copiedSnapshot, keepNewer, StoreClosedError, type ConflictResolver, type Store, type StoreSnapshot } from '../storage/store.js';
 import type { RaftRestoredState } from '../raft/types.js';
 import type { RaftLogStore } from '../storage/raft-log-store.js';
 import { RaftLogImage } from '../storage/raft-log-support.js';
@@ -231,6 +231,12 @@ export class SimulatedDisk implements Store {
     return held === undefined ? [] : [...held.keys()].sort().map((k) => held.get(k)!);
   }
 
+  snapshot(keyspace: string, metaName: string): StoreSnapshot {
+    this.#assertUsable();
+    assertKeyspaceName(keyspace);
+    return copiedSnapshot(this.durableEntries(keyspace), this.#durableMeta.get(metaName));
+  }
+
   getMeta(name: string): Uint8Array | undefined {
     this.#assertUsable();
     return this.#inFlightMeta.get(name)?.value ?? this.#durableMeta.get(name);
@@ -282,6 +288,7 @@ export class SimulatedDisk implements Store {
       apply: (keyspace, entries, resolve) => guard(() => this.apply(keyspace, entries, resolve)),
       remove: (keyspace, items) => guard(() => this.remove(keyspace, items)),
       entries: (keyspace) => (check(), this.entries(keyspace)),
+      snapshot: (keyspace, metaName) => (check(), this.snapshot(keyspace, metaName)),
       getMeta: (name) => (check(), this.getMeta(name)),
       putMeta: (name, value) => guard(() => this.putMeta(name, value)),
       close: () => (this.#epoch === epoch ? this.close() : Promise.resolve()),

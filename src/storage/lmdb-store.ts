@@ -3,7 +3,7 @@ import { compareVersion, type ApplyOutcome, type Entry, type Version } from './e
 import { decodeEntry, encodeEntry } from './entry-codec.js';
 import { copyEntry } from './entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from './limits.js';
-import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from './store.js';
+import { entryPageBytes, keepNewer, StoreClosedError, type ConflictResolver, type Store, type StoreSnapshot } from './store.js';
 
 /** The named database holding the entries of every keyspace, keyed `<keyspace> 0x00 <key>`. */
 const ENTRIES_DB = 'entries';
@@ -213,6 +213,45 @@ export class LmdbStore implements Store {
     }
     // Latin1 strings compare code unit by code unit, which is byte by byte.
     return [...merged.keys()].sort().map((k) => merged.get(k)!);
+  }
+
+  /**
+   * A view on one LMDB read transaction: it sees the last commit when it was taken, meta and
+   * entries alike, whatever commits later (LMDB's MVCC keeps those pages until the view closes).
+   */
+  snapshot(keyspace: string, metaName: string): StoreSnapshot {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    const transaction = this.#root.useReadTransaction();
+    // lmdb-js reads within a given transaction (its typings leave the option out of getBinary).
+    const getBinary = this.#meta.getBinary as (id: string, options: { transaction: typeof transaction }) => Buffer | undefined;
+    const stored = getBinary.call(this.#meta, metaName, { transaction });
+    const prefix = keyspacePrefix(keyspace);
+    const end = Buffer.from(prefix);
+    end[end.length - 1] = KEYSPACE_END;
+    let open = true;
+    return {
+      meta: stored === undefined ? undefined : new Uint8Array(stored),
+      page: (afterKey, maxBytes) => {
+        if (!open || this.#closing !== undefined) throw new StoreClosedError();
+        const start = afterKey === undefined ? prefix : dbKey(keyspace, afterKey);
+        const page: Entry[] = [];
+        let bytes = 0;
+        for (const { key, value } of this.#entries.getRange({ start, end, exclusiveStart: afterKey !== undefined, transaction })) {
+          const entry = decodeEntry(key.subarray(prefix.length), value);
+          const cost = entryPageBytes(entry);
+          if (page.length > 0 && bytes + cost > maxBytes) break;
+          page.push(entry);
+          bytes += cost;
+        }
+        return page;
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        transaction.done();
+      },
+    };
   }
 
   getMeta(name: string): Uint8Array | undefined {

@@ -1,7 +1,7 @@
 import { compareVersion, type ApplyOutcome, type Entry, type Version } from './entry.js';
 import { copyEntry } from './entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from './limits.js';
-import { keepNewer, StoreClosedError, type ConflictResolver, type Store } from './store.js';
+import { copiedSnapshot, keepNewer, StoreClosedError, type ConflictResolver, type Store, type StoreSnapshot } from './store.js';
 
 /** Entries of one keyspace by key, the key's bytes spelled as a latin1 string. */
 type Keyspace = Map<string, Entry>;
@@ -98,6 +98,13 @@ export class MemoryStore implements Store {
     for (const [k, entry] of merged) if (entry === null) merged.delete(k);
     // Latin1 strings compare code unit by code unit, which is byte by byte.
     return [...merged.keys()].sort().map((k) => merged.get(k)!);
+  }
+
+  snapshot(keyspace: string, metaName: string): StoreSnapshot {
+    this.#assertOpen();
+    assertKeyspaceName(keyspace);
+    const durable = this.#durable.get(keyspace) ?? new Map<string, Entry>();
+    return copiedSnapshot([...durable.keys()].sort().map((k) => durable.get(k)!), this.#durableMeta.get(metaName));
   }
 
   getMeta(name: string): Uint8Array | undefined {

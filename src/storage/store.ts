@@ -76,6 +76,15 @@ export interface Store {
    */
   entries(keyspace: string): Entry[];
 
+  /**
+   * A point-in-time view of what is durable: the entries of `keyspace` and the metadata value
+   * `metaName`, both as one commit left them (writes in flight are not in it, and writes after it
+   * do not change it). For reading a whole keyspace page by page without holding it in memory, as
+   * a Raft snapshot sent to a follower does. The view holds resources until closed (on LMDB a read
+   * transaction, which keeps the pages it sees from being reused): close it promptly.
+   */
+  snapshot(keyspace: string, metaName: string): StoreSnapshot;
+
   /** A metadata value (small bytes, e.g. the incarnation counter), or undefined. */
   getMeta(name: string): Uint8Array | undefined;
 
@@ -84,6 +93,70 @@ export interface Store {
 
   /** Waits for writes in flight, then releases the medium. Idempotent. */
   close(): Promise<void>;
+}
+
+/** A point-in-time view of one keyspace and one metadata value (see {@link Store.snapshot}). */
+export interface StoreSnapshot {
+  /** The metadata value as the view's commit left it. */
+  readonly meta: Uint8Array | undefined;
+  /**
+   * The entries after `afterKey` (from the first when undefined) in byte-wise key order, up to
+   * about `maxBytes` of keys and values — at least one entry while any is left, however large —
+   * and none once the keyspace is exhausted.
+   */
+  page(afterKey: Uint8Array | undefined, maxBytes: number): Entry[];
+  /** Releases the view. Idempotent; `page` throws afterwards. */
+  close(): void;
+}
+
+/** What an entry counts for against a page's byte budget: its bytes plus a fixed allowance for its version and framing. */
+export function entryPageBytes(entry: Entry): number {
+  return entry.key.byteLength + entry.value.byteLength + 64;
+}
+
+/**
+ * The page of `sorted` (entries in byte-wise key order) after `afterKey`, within `maxBytes` (see
+ * {@link StoreSnapshot.page}): for the stores that hold a keyspace as a sorted copy.
+ */
+export function pageOfSorted(sorted: readonly Entry[], afterKey: Uint8Array | undefined, maxBytes: number): Entry[] {
+  let start = 0;
+  if (afterKey !== undefined) {
+    const after = Buffer.from(afterKey.buffer, afterKey.byteOffset, afterKey.byteLength);
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const k = sorted[mid]!.key;
+      if (Buffer.compare(Buffer.from(k.buffer, k.byteOffset, k.byteLength), after) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    start = lo;
+  }
+  const page: Entry[] = [];
+  let bytes = 0;
+  for (let i = start; i < sorted.length; i++) {
+    const entry = sorted[i]!;
+    const cost = entryPageBytes(entry);
+    if (page.length > 0 && bytes + cost > maxBytes) break;
+    page.push(entry);
+    bytes += cost;
+  }
+  return page;
+}
+
+/** A {@link StoreSnapshot} over copies taken when it was made (the in-memory stores). */
+export function copiedSnapshot(sorted: readonly Entry[], meta: Uint8Array | undefined): StoreSnapshot {
+  let closed = false;
+  return {
+    meta: meta === undefined ? undefined : new Uint8Array(meta),
+    page: (afterKey, maxBytes) => {
+      if (closed) throw new StoreClosedError();
+      return pageOfSorted(sorted, afterKey, maxBytes);
+    },
+    close: () => {
+      closed = true;
+    },
+  };
 }
 
 /** Thrown by every call on a store after `close()`. */

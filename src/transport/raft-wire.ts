@@ -25,6 +25,8 @@ const TO_WIRE: Record<CoreType, RaftMessageType> = {
   heartbeatResponse: RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT_RESPONSE,
   snapshot: RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT,
   timeoutNow: RaftMessageType.RAFT_MESSAGE_TYPE_TIMEOUT_NOW,
+  snapshotChunk: RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK,
+  snapshotChunkAck: RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK,
 };
 const FROM_WIRE = new Map<RaftMessageType, CoreType>(Object.entries(TO_WIRE).map(([k, v]) => [v, k as CoreType]));
 
@@ -82,6 +84,9 @@ export function raftMessageToWire(m: RaftMessage): WireRaftMessage {
     hint: 0n,
     context: 0n,
     snapshot: undefined,
+    snapshotTransfer: 0n,
+    snapshotChunk: 0n,
+    lastChunk: false,
   };
   switch (m.type) {
     case 'preVote':
@@ -102,6 +107,10 @@ export function raftMessageToWire(m: RaftMessage): WireRaftMessage {
       return { ...wire, snapshot: snapshotToWire(m.snapshot) };
     case 'timeoutNow':
       return wire;
+    case 'snapshotChunk':
+      return { ...wire, snapshot: snapshotToWire(m.snapshot), snapshotTransfer: BigInt(m.transfer), snapshotChunk: BigInt(m.chunk), lastChunk: m.last };
+    case 'snapshotChunkAck':
+      return { ...wire, reject: m.reject, snapshotTransfer: BigInt(m.transfer), snapshotChunk: BigInt(m.chunk) };
   }
 }
 
@@ -140,6 +149,10 @@ export function raftMessageFromWire(w: WireRaftMessage, sender: string, self: st
       return { ...base, type, snapshot: snapshotFromWire(w.snapshot) };
     case 'timeoutNow':
       return { ...base, type };
+    case 'snapshotChunk':
+      return { ...base, type, transfer: num(w.snapshotTransfer, 'snapshot_transfer'), chunk: num(w.snapshotChunk, 'snapshot_chunk'), last: w.lastChunk, snapshot: snapshotFromWire(w.snapshot) };
+    case 'snapshotChunkAck':
+      return { ...base, type, transfer: num(w.snapshotTransfer, 'snapshot_transfer'), chunk: num(w.snapshotChunk, 'snapshot_chunk'), reject: w.reject };
   }
 }
 
@@ -147,6 +160,6 @@ export function raftMessageFromWire(w: WireRaftMessage, sender: string, self: st
 export function raftMessageBytes(m: RaftMessage): number {
   let bytes = 64;
   if (m.type === 'append') for (const e of m.entries) bytes += e.data.byteLength + 24;
-  if (m.type === 'snapshot') bytes += m.snapshot.data.byteLength + m.snapshot.meta.voters.length * 16;
+  if (m.type === 'snapshot' || m.type === 'snapshotChunk') bytes += m.snapshot.data.byteLength + m.snapshot.meta.voters.length * 16;
   return bytes;
 }

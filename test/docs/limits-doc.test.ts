@@ -58,5 +58,6 @@ describe('docs/limits.md', () => {
     for (const key of ['maxQueuedKeys', 'maxHintsPerPeer', 'batchEntries']) expect(named, key).toContain(`AP_DEFAULTS.${key}`);
     for (const key of Object.keys(SERVER_LIMITS)) expect(named, key).toContain(`SERVER_LIMITS['${key}']`);
     for (const key of ['maxPendingProposals', 'maxPendingProposalBytes', 'maxInflightAppends', 'maxAppendEntries', 'maxAppendBytes']) expect(named, key).toContain(`RAFT_DEFAULTS.${key}`);
+    for (const key of ['snapshotEvery', 'compactAfterBytes', 'snapshotChunkBytes']) expect(named, key).toContain(`RAFT_GROUP_DEFAULTS.${key}`);
   });
 });

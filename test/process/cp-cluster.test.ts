@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../../src/cli/local-cluster.js';
+import { freePorts, LocalCluster } from '../../src/cli/local-cluster.js';
+import { Consistency } from '../../src/gen/replikit/v1/kv_service.js';
 import { BUILT } from '../support/cli.js';
 import { retryUnavailable, statusOf, TestKvClient } from '../support/kv-client.js';
+import { sample, scrape } from '../support/ops.js';
 
 let cluster: LocalCluster | undefined;
 const clients: TestKvClient[] = [];
@@ -110,4 +112,64 @@ describe.skipIf(!BUILT)('3 real serve processes, CP keyspace', () => {
       }
     }
   });
+
+  it('catches a follower up that missed more than the log keeps, with the state streamed from disk in pieces', async () => {
+    const { cluster, client } = await startCluster();
+    await retryUnavailable(() => client('n1').put('warm-up', 'x'));
+    await cluster.kill('n3', 'SIGKILL');
+    // While n3 is down: more writes than the log keeps after a compaction (5,000 entries), a few
+    // of them of 1 MiB (the value limit), so the snapshot n3 needs takes several pieces.
+    const values = new Map<string, string>();
+    const started = performance.now();
+    const WRITES = 5_100;
+    const CALLERS = 64;
+    const putSurely = (id: string, key: string, value: string) =>
+      retryUnavailable(() =>
+        client(id)
+          .put(key, value, { timeoutMs: 20_000 })
+          // Outcome unknown (a busy machine) is retried too: putting the same value again is harmless.
+          .catch((err: unknown) => {
+            throw statusOf(err) === 'DEADLINE_EXCEEDED' ? Object.assign(new Error('outcome unknown'), { code: 14 }) : err;
+          }),
+      );
+    await Promise.all(
+      Array.from({ length: CALLERS }, async (_, c) => {
+        for (let i = c; i < WRITES; i += CALLERS) {
+          const big = i % 1_000 === 0;
+          const value = big ? `${i}:`.padEnd(1024 * 1024 - 1, String.fromCharCode(97 + (i % 26))) : `v${i}`;
+          await putSurely(i % 2 === 0 ? 'n1' : 'n2', `k${i}`, value);
+          values.set(`k${i}`, value);
+        }
+      }),
+    );
+    const [metricsPort] = await freePorts(1);
+    const metrics = `127.0.0.1:${metricsPort}`;
+    await cluster.start('n3', ['--metrics-listen', metrics]);
+    const written = performance.now();
+    // n3's own replica (serializable reads answer from it) ends holding every value.
+    const deadline = Date.now() + 60_000;
+    const keys = [...values.keys()];
+    await Promise.all(
+      Array.from({ length: CALLERS }, async (_, c) => {
+        for (let i = c; i < keys.length; i += CALLERS) {
+          const key = keys[i]!;
+          for (;;) {
+            const res = await client('n3').get(key, { consistency: Consistency.CONSISTENCY_SERIALIZABLE, timeoutMs: 10_000 }).catch(() => undefined);
+            if (res?.found === true) {
+              expect(res.value.toString(), key).toBe(values.get(key));
+              break;
+            }
+            expect(Date.now(), `${key} never reached n3's replica`).toBeLessThan(deadline);
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      }),
+    );
+    console.log(`snapshot catch-up: ${WRITES} writes in ${Math.round(written - started)} ms while n3 was down; n3 held all ${keys.length} ${Math.round(performance.now() - written)} ms after its restart`);
+    const body = (await scrape(metrics)).body;
+    expect(sample(body, 'replikit_raft_snapshots_installed', { keyspace: 'default' })).toBeGreaterThanOrEqual(1);
+    // And it still takes part: a write through n3 is read back on n3.
+    await retryUnavailable(() => client('n3').put('after-catch-up', 'y'));
+    expect((await client('n3').get('after-catch-up')).value.toString()).toBe('y');
+  }, 180_000);
 });

@@ -1,5 +1,5 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { KvServiceClient, type GetResponse, type PutResponse } from '../../src/gen/replikit/v1/kv_service.js';
+import { Consistency, KvServiceClient, type GetResponse, type PutResponse } from '../../src/gen/replikit/v1/kv_service.js';
 
 /** A thin promise wrapper over the generated KvService client, for tests. */
 export class TestKvClient {
@@ -20,10 +20,10 @@ export class TestKvClient {
     );
   }
 
-  get(key: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer } = {}): Promise<GetResponse> {
+  get(key: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer; consistency?: Consistency } = {}): Promise<GetResponse> {
     return new Promise((resolve, reject) =>
       this.raw.get(
-        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), sessionToken: opts.sessionToken ?? Buffer.alloc(0) , consistency: 0 },
+        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), sessionToken: opts.sessionToken ?? Buffer.alloc(0), consistency: opts.consistency ?? Consistency.CONSISTENCY_UNSPECIFIED },
         new Metadata(),
         { deadline: Date.now() + (opts.timeoutMs ?? 5_000) },
         (err, res) => (err ? reject(err) : resolve(res)),

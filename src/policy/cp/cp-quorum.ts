@@ -77,6 +77,7 @@ class CpRaftKeyspace implements KeyspacePolicy {
       selfId: ctx.selfId,
       voters: ctx.replicaIds,
       log: ctx.raftLog!(),
+      store: ctx.store,
       scheduler: ctx.scheduler,
       clock: ctx.clock,
       random: ctx.random,
@@ -194,6 +195,7 @@ class CpRaftKeyspace implements KeyspacePolicy {
     const status = group.status();
     return {
       ...group.stats,
+      ...group.transferStats,
       term: status.term,
       isLeader: status.role === 'leader' ? 1 : 0,
       proposalsPending: status.proposalsPending,

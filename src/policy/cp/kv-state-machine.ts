@@ -1,7 +1,9 @@
 /**
- * The state machine of a CP keyspace: what its Raft log's committed commands build. Pure: no I/O,
- * no clock; the group driver (raft-group.ts) feeds it committed entries in log order, and every
- * replica that applies the same log reaches the same state, revision for revision.
+ * The state machine of a CP keyspace: what its Raft log's committed commands build. No I/O of its
+ * own and no clock: it reads and writes keys through the state it is given (kv-state-store.ts
+ * keeps them in the node's store), the group driver (raft-group.ts) feeds it committed entries in
+ * log order, and every replica that applies the same log reaches the same state, revision for
+ * revision.
  *
  * The model is etcd's MVCC, without the history (kept for Range and Watch at past revisions, a
  * later change): the keyspace has a revision that grows by one with every command that changes
@@ -21,6 +23,7 @@ import {
 } from '../../gen/replikit/v1/kv_service.js';
 import { compareVersion, type Version } from '../../storage/entry.js';
 import { versionToWire } from '../../transport/wire.js';
+import type { KvStateMeta } from './kv-state-store.js';
 
 export interface StoredKey {
   readonly key: Buffer;
@@ -32,16 +35,37 @@ export interface StoredKey {
   readonly stamp: Version;
 }
 
-/** The snapshot format's first byte: bump it when the layout changes, and keep reading the old one. */
-const SNAPSHOT_FORMAT = 1;
+/**
+ * What the machine reads and writes its keys through: a {@link KvStateStore} in a node (the keys
+ * on disk), anything that keeps the same promises in tests. `get` sees what `put` and `delete`
+ * did, at once.
+ */
+export interface KvStateAccess {
+  readonly meta: KvStateMeta;
+  get(key: Uint8Array): StoredKey | undefined;
+  put(record: StoredKey): void;
+  delete(key: Uint8Array): boolean;
+  setMeta(meta: KvStateMeta): void;
+}
 
 export class KvStateMachine {
-  readonly #keys = new Map<string, StoredKey>();
-  #revision = 0;
-  /** The log index of the last command applied (or of the snapshot restored). */
-  #appliedIndex = 0;
+  readonly #state: KvStateAccess;
+  #revision: number;
+  /** The log index of the last command applied (or of the snapshot installed), and its term. */
+  #appliedIndex: number;
+  #appliedTerm: number;
   /** The version the last write was given: every later write's is larger (see `apply`). */
-  #lastStamp: Version = { hlc: { wallMs: 0, logical: 0 }, nodeId: '' };
+  #lastStamp: Version;
+  /** Applied entries not yet recorded in the state's metadata (see {@link checkpoint}). */
+  #dirty = false;
+
+  constructor(state: KvStateAccess) {
+    this.#state = state;
+    this.#revision = state.meta.revision;
+    this.#appliedIndex = state.meta.appliedIndex;
+    this.#appliedTerm = state.meta.appliedTerm;
+    this.#lastStamp = state.meta.lastStamp;
+  }
 
   get revision(): number {
     return this.#revision;
@@ -51,22 +75,26 @@ export class KvStateMachine {
     return this.#appliedIndex;
   }
 
-  get size(): number {
-    return this.#keys.size;
+  get appliedTerm(): number {
+    return this.#appliedTerm;
   }
 
   /** A key as the state holds it, or undefined when absent. */
   get(key: Uint8Array): StoredKey | undefined {
-    return this.#keys.get(mapKey(key));
+    return this.#state.get(key);
   }
 
   /**
-   * Applies the command of log entry `index` (the next one: indexes only grow; an index at or
-   * below the applied one is a replay after a restart and changes nothing, answering undefined).
+   * Applies the command of log entry `index` of `term` (the next one: indexes only grow; an index
+   * at or below the applied one is a replay after a restart and changes nothing, answering
+   * undefined). Its writes are issued to the state at once; {@link checkpoint} records the applied
+   * index with them.
    */
-  apply(index: number, txn: TxnRequest, stamp: Version): TxnResponse | undefined {
+  apply(index: number, term: number, txn: TxnRequest, stamp: Version): TxnResponse | undefined {
     if (index <= this.#appliedIndex) return undefined;
     this.#appliedIndex = index;
+    this.#appliedTerm = term;
+    this.#dirty = true;
     // Versions grow in log order, whatever the proposers' clocks did (a leader restarted with its
     // clock stepped back, or one that had not yet seen its predecessor's last stamp): a proposal's
     // stamp that is not past the last write's takes the next one after it. Every replica computes
@@ -79,8 +107,32 @@ export class KvStateMachine {
   }
 
   /** A log entry that carries no command (a leader's no-op): only the applied index moves. */
-  skip(index: number): void {
-    if (index > this.#appliedIndex) this.#appliedIndex = index;
+  skip(index: number, term: number): void {
+    if (index <= this.#appliedIndex) return;
+    this.#appliedIndex = index;
+    this.#appliedTerm = term;
+    this.#dirty = true;
+  }
+
+  /**
+   * Records the applied index, revision and last stamp with the writes issued since the last
+   * checkpoint. The caller runs it in the same synchronous run as those writes, so they commit
+   * together: the state on disk is always that of one applied index.
+   */
+  checkpoint(): void {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    this.#state.setMeta({ ...this.#state.meta, appliedIndex: this.#appliedIndex, appliedTerm: this.#appliedTerm, revision: this.#revision, lastStamp: this.#lastStamp });
+  }
+
+  /** Takes up the state's metadata again, after a snapshot replaced the state under it. */
+  reload(): void {
+    const meta = this.#state.meta;
+    this.#revision = meta.revision;
+    this.#appliedIndex = meta.appliedIndex;
+    this.#appliedTerm = meta.appliedTerm;
+    this.#lastStamp = meta.lastStamp;
+    this.#dirty = false;
   }
 
   /**
@@ -100,9 +152,8 @@ export class KvStateMachine {
     let changed = false;
     const responses: ResponseOp[] = ops.map((op) => {
       if (op.put !== undefined && stamp !== undefined) {
-        const id = mapKey(op.put.key);
-        const held = this.#keys.get(id);
-        this.#keys.set(id, {
+        const held = this.#state.get(op.put.key);
+        this.#state.put({
           key: Buffer.from(op.put.key),
           value: Buffer.from(op.put.value),
           createRevision: held?.createRevision ?? next,
@@ -114,12 +165,12 @@ export class KvStateMachine {
         return { put: { revision: BigInt(next), version: versionToWire(stamp) } };
       }
       if (op.delete !== undefined && stamp !== undefined) {
-        const deleted = this.#keys.delete(mapKey(op.delete.key));
+        const deleted = this.#state.delete(op.delete.key);
         changed ||= deleted;
         return { delete: { deleted: deleted ? 1 : 0, version: versionToWire(stamp) } };
       }
       if (op.get !== undefined) {
-        const held = this.#keys.get(mapKey(op.get.key));
+        const held = this.#state.get(op.get.key);
         return { get: { found: held !== undefined, kv: held === undefined ? undefined : keyValue(held) } };
       }
       throw new Error('a transaction operation with nothing in it reached the state machine');
@@ -129,7 +180,7 @@ export class KvStateMachine {
   }
 
   #holds(c: Compare): boolean {
-    const held = this.#keys.get(mapKey(c.key));
+    const held = this.#state.get(c.key);
     let order: number;
     switch (c.target) {
       case CompareTarget.COMPARE_TARGET_VALUE:
@@ -162,62 +213,6 @@ export class KvStateMachine {
         throw new Error(`compare result ${c.result} reached the state machine (the API validates it)`);
     }
   }
-
-  /** The whole state, for a Raft snapshot (log compaction, and a follower that fell behind it). */
-  snapshot(): Uint8Array {
-    let bytes = 1 + 8 + 8 + 14 + Buffer.byteLength(this.#lastStamp.nodeId) + 4;
-    for (const k of this.#keys.values()) bytes += 4 + k.key.byteLength + 4 + k.value.byteLength + 24 + 12 + 2 + Buffer.byteLength(k.stamp.nodeId);
-    const out = Buffer.allocUnsafe(bytes);
-    let at = out.writeUInt8(SNAPSHOT_FORMAT, 0);
-    at = out.writeBigUInt64BE(BigInt(this.#revision), at);
-    at = out.writeBigUInt64BE(BigInt(this.#appliedIndex), at);
-    at = writeStamp(out, at, this.#lastStamp);
-    at = out.writeUInt32BE(this.#keys.size, at);
-    for (const k of this.#keys.values()) {
-      at = out.writeUInt32BE(k.key.byteLength, at);
-      at += k.key.copy(out, at);
-      at = out.writeUInt32BE(k.value.byteLength, at);
-      at += k.value.copy(out, at);
-      at = out.writeBigUInt64BE(BigInt(k.createRevision), at);
-      at = out.writeBigUInt64BE(BigInt(k.modRevision), at);
-      at = out.writeBigUInt64BE(BigInt(k.version), at);
-      at = writeStamp(out, at, k.stamp);
-    }
-    return out;
-  }
-
-  /** Replaces the state with a snapshot's. Throws on a snapshot it cannot read (nothing changes then). */
-  restore(data: Uint8Array): void {
-    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (buf.byteLength < 21 || buf.readUInt8(0) !== SNAPSHOT_FORMAT) throw new Error(`not a CP keyspace snapshot (format ${buf.byteLength > 0 ? buf.readUInt8(0) : 'none'})`);
-    let at = 1;
-    const revision = Number(buf.readBigUInt64BE(at));
-    const appliedIndex = Number(buf.readBigUInt64BE((at += 8)));
-    at += 8;
-    const [lastStamp, afterStamp] = readStamp(buf, at);
-    at = afterStamp;
-    const count = buf.readUInt32BE(at);
-    at += 4;
-    const keys = new Map<string, StoredKey>();
-    for (let i = 0; i < count; i++) {
-      const keyLength = buf.readUInt32BE(at);
-      const key = Buffer.from(buf.subarray((at += 4), (at += keyLength)));
-      const valueLength = buf.readUInt32BE(at);
-      const value = Buffer.from(buf.subarray((at += 4), (at += valueLength)));
-      const createRevision = Number(buf.readBigUInt64BE(at));
-      const modRevision = Number(buf.readBigUInt64BE((at += 8)));
-      const version = Number(buf.readBigUInt64BE((at += 8)));
-      const [stamp, next] = readStamp(buf, at + 8);
-      at = next;
-      keys.set(mapKey(key), { key, value, createRevision, modRevision, version, stamp });
-    }
-    if (at !== buf.byteLength) throw new Error(`a CP keyspace snapshot has ${buf.byteLength - at} bytes past its last key`);
-    this.#keys.clear();
-    for (const [k, v] of keys) this.#keys.set(k, v);
-    this.#revision = revision;
-    this.#appliedIndex = appliedIndex;
-    this.#lastStamp = lastStamp;
-  }
 }
 
 /** True when a transaction may write (either branch holds a put or a delete): it must go through the log. */
@@ -230,29 +225,7 @@ export function keyValue(k: StoredKey): KeyValue {
   return { key: k.key, value: k.value, createRevision: BigInt(k.createRevision), modRevision: BigInt(k.modRevision), version: BigInt(k.version), writeVersion: versionToWire(k.stamp) };
 }
 
-/** A version in the snapshot format: wall ms (u64), logical (u32), node id (u16 length, UTF-8). */
-function writeStamp(out: Buffer, at: number, stamp: Version): number {
-  at = out.writeBigUInt64BE(BigInt(stamp.hlc.wallMs), at);
-  at = out.writeUInt32BE(stamp.hlc.logical, at);
-  at = out.writeUInt16BE(Buffer.byteLength(stamp.nodeId), at);
-  return at + out.write(stamp.nodeId, at);
-}
-
-function readStamp(buf: Buffer, at: number): [Version, number] {
-  const wallMs = Number(buf.readBigUInt64BE(at));
-  const logical = buf.readUInt32BE(at + 8);
-  const length = buf.readUInt16BE(at + 12);
-  const end = at + 14 + length;
-  if (end > buf.byteLength) throw new RangeError('a CP keyspace snapshot ends inside a version');
-  return [{ hlc: { wallMs, logical }, nodeId: buf.toString('utf8', at + 14, end) }, end];
-}
-
 function compareNumbers(held: number, operand: bigint): number {
   const h = BigInt(held);
   return h < operand ? -1 : h > operand ? 1 : 0;
-}
-
-/** One string per byte sequence (latin1 maps each byte to one char), for a Map key. */
-function mapKey(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
 }

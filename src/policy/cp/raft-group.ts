@@ -18,7 +18,10 @@ import type { Logger } from '../../logging/logger.js';
 import { RaftCore, type RaftConfig } from '../../raft/raft-core.js';
 import type { LogEntry, RaftMessage, RaftNodeId, RaftRole, Ready } from '../../raft/types.js';
 import type { RaftLogStore } from '../../storage/raft-log-store.js';
+import type { Store } from '../../storage/store.js';
 import { KvStateMachine, writes } from './kv-state-machine.js';
+import { KvStateStore } from './kv-state-store.js';
+import { SNAPSHOT_CHUNK_BYTES, SnapshotTransfers, type SnapshotTransferStats } from './snapshot-transfer.js';
 
 export interface RaftGroupTiming {
   /**
@@ -34,21 +37,31 @@ export interface RaftGroupTiming {
    */
   readonly electionTicks: number;
   /**
-   * Applied entries between two snapshots of the state machine. Each snapshot lets the log drop
-   * what it covers, so a restart replays at most this many entries, and the log's memory and disk
-   * stay bounded. 10,000 (etcd's --snapshot-count is 100,000 for much larger machines; ours keeps
-   * its log in memory).
+   * Applied entries between two compactions of the log. The applied state is on disk already
+   * (kv-state-store.ts), so a compaction only waits for its last commit and drops the log through
+   * it; the core keeps its log in memory, so this bounds that memory and what a restart reads.
+   * 5,000: etcd keeps that many entries after a snapshot for followers to catch up from; a
+   * follower further behind gets the state as a snapshot.
    */
   readonly snapshotEvery: number;
+  /**
+   * Bytes of applied commands that also trigger a compaction, whatever their number: 64 MiB, so
+   * that large values (up to the value limit each) cannot pile up 5,000 entries' worth of memory.
+   */
+  readonly compactAfterBytes: number;
+  /** Bytes per piece of a snapshot sent to a follower (see snapshot-transfer.ts for the reason). */
+  readonly snapshotChunkBytes: number;
 }
 
-export const RAFT_GROUP_DEFAULTS: RaftGroupTiming = { tickMs: 100, electionTicks: 10, snapshotEvery: 10_000 };
+export const RAFT_GROUP_DEFAULTS: RaftGroupTiming = { tickMs: 100, electionTicks: 10, snapshotEvery: 5_000, compactAfterBytes: 64 * 1024 * 1024, snapshotChunkBytes: SNAPSHOT_CHUNK_BYTES };
 
 export interface RaftGroupOptions {
   readonly keyspace: string;
   readonly selfId: RaftNodeId;
   readonly voters: readonly RaftNodeId[];
   readonly log: RaftLogStore;
+  /** The node's store: the applied state lives there (kv-state-store.ts), beside the log. */
+  readonly store: Store;
   readonly scheduler: Scheduler;
   /** Stamps each proposed command with a version (the HLC when proposed, and this node's id). */
   readonly clock: HybridLogicalClock;
@@ -69,6 +82,8 @@ export interface RaftGroupOptions {
   /** Deliberately broken variants, for proving the simulation catches them. */
   readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum'>;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Thrown when this node does not lead the group: the caller forwards to `leader`, when known. */
 export class NotLeaderError extends Error {
@@ -115,6 +130,7 @@ export interface RaftGroupStats {
   commitMs: number;
   snapshotsTaken: number;
   snapshotsSent: number;
+  snapshotsInstalled: number;
   leaderChanges: number;
 }
 
@@ -122,38 +138,73 @@ export class RaftGroup {
   readonly #o: RaftGroupOptions;
   readonly #timing: RaftGroupTiming;
   readonly #core: RaftCore;
+  readonly #state: KvStateStore;
   readonly #machine: KvStateMachine;
+  readonly #transfers: SnapshotTransfers;
   readonly #proposals = new Map<number, PendingProposal & { proposedAt: number }>();
   readonly #reads = new Map<number, PendingRead>();
   readonly #leaderWaiters = new Set<() => void>();
-  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, leaderChanges: 0 };
+  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0 };
   #nextReadId = 1;
   #role: RaftRole = 'follower';
   #leader: RaftNodeId | undefined;
-  #appliedTerm = 0;
   #snapshotIndex: number;
+  /** Bytes of commands applied since the last compaction. */
+  #appliedBytesSinceCompaction = 0;
   #tick: TimerHandle | undefined;
   #drainScheduled = false;
   #draining = false;
   #failed: unknown;
   #closed = false;
 
-  private constructor(options: RaftGroupOptions, core: RaftCore, machine: KvStateMachine, snapshotIndex: number, snapshotTerm: number) {
+  private constructor(options: RaftGroupOptions, core: RaftCore, state: KvStateStore, snapshotIndex: number) {
     this.#o = options;
     this.#timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
     this.#core = core;
-    this.#machine = machine;
+    this.#state = state;
+    this.#machine = new KvStateMachine(state);
     this.#snapshotIndex = snapshotIndex;
-    this.#appliedTerm = snapshotTerm;
+    this.#transfers = new SnapshotTransfers({
+      selfId: options.selfId,
+      voters: options.voters,
+      state,
+      scheduler: options.scheduler,
+      chunkBytes: this.#timing.snapshotChunkBytes,
+      // Two election timeouts: a chunk is one round trip plus one commit, far less even on a
+      // loaded machine; a transfer given up is restarted by the core's snapshot retry.
+      ackTimeoutMs: 2 * this.#timing.electionTicks * this.#timing.tickMs,
+      send: (peer, messages) => this.#o.send(peer, messages),
+      term: () => this.#core.status().term,
+      deliver: (message) => {
+        this.#core.step(message);
+        const taken = this.#core.snapshotToHandOut;
+        this.#kick();
+        return taken !== undefined && taken.index === message.snapshot.meta.index && taken.term === message.snapshot.meta.term;
+      },
+      onError: (error) => this.#fail(error),
+    });
   }
 
-  /** Opens the group from what its log store kept: the latest snapshot, then the log's tail. */
+  /**
+   * Opens the group from what its stores kept: the applied state (on disk as of its last commit)
+   * and the log after the last compaction; entries the state already covers are not applied again.
+   */
   static async open(options: RaftGroupOptions): Promise<RaftGroup> {
     const timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
     const restored = await options.log.load();
-    const machine = new KvStateMachine();
-    const snapshot = restored.snapshot === undefined ? undefined : await options.log.loadSnapshot();
-    if (snapshot !== undefined) machine.restore(snapshot.data);
+    let opened: RaftGroup | undefined;
+    const state = KvStateStore.open(options.store, options.keyspace, (error) => {
+      if (opened !== undefined) opened.#fail(error);
+      else options.onFailure(error);
+    });
+    const applied = state.meta.appliedIndex;
+    const compacted = restored.snapshot?.index ?? 0;
+    const lastIndex = restored.entries.length > 0 ? restored.entries[restored.entries.length - 1]!.index : compacted;
+    // The log is compacted only through what the state has on disk, and entries are applied only
+    // once the log has them: anything else is a damaged store, not something to serve from.
+    if (applied < compacted || applied > lastIndex) {
+      throw new Error(`the Raft group of ${options.keyspace} cannot open: its state is applied through index ${applied}, but its log covers ${compacted + 1}..${lastIndex}`);
+    }
     const core = new RaftCore(
       {
         id: options.selfId,
@@ -164,8 +215,9 @@ export class RaftGroup {
         canVote: options.canVote,
         ...options.unsafe,
       },
-      // The snapshot's data too, so a restarted leader can send it to a follower that fell behind it.
-      { ...restored, snapshotData: snapshot?.data },
+      // The snapshot's data is the state on disk, streamed from the store when a follower needs
+      // it (snapshot-transfer.ts): the core holds only an empty stand-in, so that it knows it has one.
+      { ...restored, snapshotData: restored.snapshot === undefined ? undefined : EMPTY },
     );
     // A group that has never had a term (a new cluster, all nodes starting together) starts its
     // election clock nearly run out, so the first leader is there within one randomized election
@@ -174,7 +226,8 @@ export class RaftGroup {
     if (restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot === undefined) {
       for (let i = 0; i < timing.electionTicks - 1; i++) core.tick();
     }
-    const group = new RaftGroup(options, core, machine, snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
+    const group = new RaftGroup(options, core, state, compacted);
+    opened = group;
     group.#scheduleTick();
     group.#kick();
     return group;
@@ -190,6 +243,11 @@ export class RaftGroup {
     return this.#core.leader;
   }
 
+  /** Snapshot transfers sent and received since the group opened. */
+  get transferStats(): Readonly<SnapshotTransferStats> {
+    return this.#transfers.stats;
+  }
+
   /** The state machine as this replica has applied it (serializable reads, tests). */
   get machine(): KvStateMachine {
     return this.#machine;
@@ -198,7 +256,10 @@ export class RaftGroup {
   /** Messages from a peer, as the transport received them. */
   step(messages: readonly RaftMessage[]): void {
     if (this.#closed || this.#failed !== undefined) return;
-    for (const m of messages) this.#core.step(m);
+    for (const m of messages) {
+      if (m.type === 'snapshotChunk' || m.type === 'snapshotChunkAck') this.#transfers.step(m);
+      else this.#core.step(m);
+    }
     this.#kick();
   }
 
@@ -270,6 +331,7 @@ export class RaftGroup {
     }
     this.#closed = true;
     this.#tick?.cancel();
+    this.#transfers.close();
     const closing = new ReplikitError('cancelled', 'NODE_CLOSING', 'the node is shutting down');
     for (const [, p] of this.#proposals) (p.timer.cancel(), p.reject(outcomeUnknown('NODE_CLOSING', 'the node shut down before the write was committed; it may still be')));
     for (const [, r] of this.#reads) (r.timer.cancel(), r.reject(closing));
@@ -352,12 +414,16 @@ export class RaftGroup {
         const ready = this.#core.ready();
         await this.#persist(ready);
         if (ready.snapshot !== undefined) {
-          this.#machine.restore(ready.snapshot.data);
+          this.#machine.reload();
+          this.#transfers.finished();
           this.#snapshotIndex = ready.snapshot.meta.index;
-          this.#appliedTerm = ready.snapshot.meta.term;
+          this.#appliedBytesSinceCompaction = 0;
+          this.stats.snapshotsInstalled++;
         }
         this.#send(ready.messages);
         for (const entry of ready.committed) this.#apply(entry);
+        // In the same synchronous run as the applies' writes: one commit holds them and the index.
+        this.#machine.checkpoint();
         this.#core.advance(ready);
         this.#noteSoftState(ready);
         for (const rs of ready.readStates) {
@@ -377,6 +443,13 @@ export class RaftGroup {
   async #persist(ready: Ready): Promise<void> {
     if (ready.hardState === undefined && ready.entries.length === 0 && ready.snapshot === undefined) return;
     const started = this.#o.scheduler.nowMs();
+    if (ready.snapshot !== undefined) {
+      const staged = this.#transfers.staged(ready.snapshot.meta);
+      if (staged === undefined) throw new Error(`the Raft core handed out snapshot ${ready.snapshot.meta.index} that was not staged`);
+      // The switch to the staged state and the log's snapshot record are issued in one run, so
+      // they commit together: a crash leaves the old state with the old log, or the new with the new.
+      this.#state.install({ appliedIndex: ready.snapshot.meta.index, appliedTerm: ready.snapshot.meta.term, revision: staged.revision, lastStamp: staged.lastStamp });
+    }
     await this.#o.log.save({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot });
     this.stats.syncs++;
     this.stats.syncMs += this.#o.scheduler.nowMs() - started;
@@ -386,7 +459,12 @@ export class RaftGroup {
   #send(messages: readonly RaftMessage[]): void {
     const byPeer = new Map<RaftNodeId, RaftMessage[]>();
     for (const m of messages) {
-      if (m.type === 'snapshot') this.stats.snapshotsSent++;
+      if (m.type === 'snapshot') {
+        // The core's snapshot message holds no state (see open): the state streams from the store.
+        this.stats.snapshotsSent++;
+        this.#transfers.send(m.to, m.term);
+        continue;
+      }
       const list = byPeer.get(m.to);
       if (list === undefined) byPeer.set(m.to, [m]);
       else list.push(m);
@@ -395,14 +473,14 @@ export class RaftGroup {
   }
 
   #apply(entry: LogEntry): void {
-    this.#appliedTerm = entry.term;
     let response: TxnResponse | undefined;
+    this.#appliedBytesSinceCompaction += entry.data.byteLength;
     if (entry.kind === 'command') {
       const command = RaftCommand.decode(entry.data);
       if (command.txn === undefined) throw new Error(`log entry ${entry.index} holds no command this version knows`);
-      response = this.#machine.apply(entry.index, command.txn, versionFromWire(command.version, `log entry ${entry.index}'s version`));
+      response = this.#machine.apply(entry.index, entry.term, command.txn, versionFromWire(command.version, `log entry ${entry.index}'s version`));
     } else {
-      this.#machine.skip(entry.index);
+      this.#machine.skip(entry.index, entry.term);
     }
     const waiting = this.#proposals.get(entry.index);
     if (waiting === undefined) return;
@@ -436,6 +514,7 @@ export class RaftGroup {
     this.#leader = soft.leader;
     if (this.#leader !== undefined) for (const wake of [...this.#leaderWaiters]) wake();
     if (wasLeader && soft.role !== 'leader') {
+      this.#transfers.stopSending();
       // A deposed leader cannot confirm reads any more: they fail now (nothing was read) rather
       // than at their deadline. Its uncommitted proposals may still commit under the next leader,
       // or be cut from the log: their callers learn now that the outcome is unknown, as etcd's
@@ -453,14 +532,21 @@ export class RaftGroup {
     }
   }
 
+  /**
+   * Compacts the log through the applied index once enough was applied since the last time: the
+   * state is on disk already, so this waits for its last commit (the log must keep what the
+   * state on disk does not cover) and drops the log through it.
+   */
   async #maybeSnapshot(): Promise<void> {
     const applied = this.#machine.appliedIndex;
-    if (applied - this.#snapshotIndex < this.#timing.snapshotEvery) return;
-    const data = this.#machine.snapshot();
-    const snapshot = { meta: { index: applied, term: this.#appliedTerm, voters: [...this.#o.voters] }, data };
-    await this.#o.log.compact(snapshot);
-    this.#core.compact(applied, data);
+    if (applied - this.#snapshotIndex < this.#timing.snapshotEvery && this.#appliedBytesSinceCompaction < this.#timing.compactAfterBytes) return;
+    if (applied <= this.#snapshotIndex) return;
+    const term = this.#machine.appliedTerm;
+    await this.#state.flush();
+    await this.#o.log.compact({ meta: { index: applied, term, voters: [...this.#o.voters] }, data: EMPTY });
+    this.#core.compact(applied, EMPTY);
     this.#snapshotIndex = applied;
+    this.#appliedBytesSinceCompaction = 0;
     this.stats.snapshotsTaken++;
   }
 
@@ -469,6 +555,7 @@ export class RaftGroup {
     if (this.#failed !== undefined || this.#closed) return;
     this.#failed = error;
     this.#tick?.cancel();
+    this.#transfers.close();
     this.#o.logger.error(`the Raft group of ${this.#o.keyspace} stopped: a durable write failed`, { error: String(error) });
     for (const [, p] of this.#proposals) (p.timer.cancel(), p.reject(outcomeUnknown('STORAGE_FAILED', 'a durable write failed after the write was proposed; it may still commit on the other nodes')));
     for (const [, r] of this.#reads) (r.timer.cancel(), r.reject(unavailable('STORAGE_FAILED', 'this node stopped after a storage failure; nothing was read')));

@@ -247,6 +247,42 @@ export function storeContract(name: string, makeStore: () => Store | Promise<Sto
       expect(store.getMeta('other')).toBeUndefined();
     });
 
+    it('snapshot: a point-in-time view of durable entries and one meta value, paged by bytes, blind to later writes', async () => {
+      const store = await fresh();
+      const big = Buffer.alloc(3_000, 7);
+      await store.apply('ks', [0, 1, 2, 3, 4].map((i) => makeEntry({ key: `k${i}`, value: i === 2 ? big : `v${i}`, wallMs: 1_000 + i })));
+      await store.apply('other', [makeEntry({ key: 'k0', value: 'elsewhere', wallMs: 1_000 + 9 })]);
+      await store.putMeta('state', bytes('as of k4'));
+      const view = store.snapshot('ks', 'state');
+      // Later writes, committed and in flight, are not in the view.
+      await store.apply('ks', [makeEntry({ key: 'k1', value: 'newer', wallMs: 1_000 + 10 }), makeEntry({ key: 'k5', value: 'new', wallMs: 1_000 + 11 })]);
+      await store.putMeta('state', bytes('later'));
+      const inFlight = store.apply('ks', [makeEntry({ key: 'k6', value: 'in flight', wallMs: 1_000 + 12 })]);
+      expect(Buffer.from(view.meta!).toString()).toBe('as of k4');
+      const seen: string[] = [];
+      let after: Uint8Array | undefined;
+      let pages = 0;
+      for (;;) {
+        const page = view.page(after, 200);
+        if (page.length === 0) break;
+        pages++;
+        for (const e of page) seen.push(`${Buffer.from(e.key).toString()}=${e.value.byteLength > 100 ? `${e.value.byteLength}B` : Buffer.from(e.value).toString()}`);
+        after = page[page.length - 1]!.key;
+      }
+      expect(seen).toEqual(['k0=v0', 'k1=v1', 'k2=3000B', 'k3=v3', 'k4=v4']);
+      // 200 bytes hold one small entry with its allowance, and the 3 KB one travels alone.
+      expect(pages).toBeGreaterThanOrEqual(3);
+      view.close();
+      view.close();
+      expect(() => view.page(undefined, 1_000)).toThrow();
+      await inFlight;
+      const fresh2 = store.snapshot('ks', 'state');
+      expect(fresh2.page(undefined, 1 << 20).map((e) => Buffer.from(e.key).toString())).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6']);
+      expect(Buffer.from(fresh2.meta!).toString()).toBe('later');
+      expect(store.snapshot('empty', 'none').meta).toBeUndefined();
+      fresh2.close();
+    });
+
     it('refuses keyspace names and keys out of range', async () => {
       const store = await fresh();
       const entry = makeEntry({ key: 'k', wallMs: 1 });

@@ -157,6 +157,10 @@ export enum RaftMessageType {
   RAFT_MESSAGE_TYPE_SNAPSHOT = 9,
   /** RAFT_MESSAGE_TYPE_TIMEOUT_NOW - Leadership transfer: campaign now. */
   RAFT_MESSAGE_TYPE_TIMEOUT_NOW = 10,
+  /** RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK - A piece of a snapshot (a large state travels in pieces, each acknowledged before the next). */
+  RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK = 11,
+  /** RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK - The answer to SNAPSHOT_CHUNK. */
+  RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK = 12,
   UNRECOGNIZED = -1,
 }
 
@@ -195,6 +199,12 @@ export function raftMessageTypeFromJSON(object: any): RaftMessageType {
     case 10:
     case "RAFT_MESSAGE_TYPE_TIMEOUT_NOW":
       return RaftMessageType.RAFT_MESSAGE_TYPE_TIMEOUT_NOW;
+    case 11:
+    case "RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK;
+    case 12:
+    case "RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK":
+      return RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -226,6 +236,10 @@ export function raftMessageTypeToJSON(object: RaftMessageType): string {
       return "RAFT_MESSAGE_TYPE_SNAPSHOT";
     case RaftMessageType.RAFT_MESSAGE_TYPE_TIMEOUT_NOW:
       return "RAFT_MESSAGE_TYPE_TIMEOUT_NOW";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK:
+      return "RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK";
+    case RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK:
+      return "RAFT_MESSAGE_TYPE_SNAPSHOT_CHUNK_ACK";
     case RaftMessageType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -562,8 +576,16 @@ export interface RaftMessage {
   hint: bigint;
   /** HEARTBEAT, HEARTBEAT_RESPONSE: the ReadIndex round echoed (0: none). */
   context: bigint;
-  /** SNAPSHOT: the snapshot. */
-  snapshot: RaftSnapshot | undefined;
+  /** SNAPSHOT: the snapshot. SNAPSHOT_CHUNK: its meta, and this piece's bytes as `data`. */
+  snapshot:
+    | RaftSnapshot
+    | undefined;
+  /** SNAPSHOT_CHUNK, SNAPSHOT_CHUNK_ACK: which transfer (the sender numbers them). */
+  snapshotTransfer: bigint;
+  /** SNAPSHOT_CHUNK, SNAPSHOT_CHUNK_ACK: the piece's position, from 0. */
+  snapshotChunk: bigint;
+  /** SNAPSHOT_CHUNK: this is the last piece. */
+  lastChunk: boolean;
 }
 
 /** RaftCommand is the payload of a CP log entry: what the keyspace's state machine applies. */
@@ -2611,6 +2633,9 @@ function createBaseRaftMessage(): RaftMessage {
     hint: 0n,
     context: 0n,
     snapshot: undefined,
+    snapshotTransfer: 0n,
+    snapshotChunk: 0n,
+    lastChunk: false,
   };
 }
 
@@ -2690,6 +2715,21 @@ export const RaftMessage: MessageFns<RaftMessage> = {
     }
     if (message.snapshot !== undefined) {
       RaftSnapshot.encode(message.snapshot, writer.uint32(130).fork()).join();
+    }
+    if (message.snapshotTransfer !== 0n) {
+      if (BigInt.asUintN(64, message.snapshotTransfer) !== message.snapshotTransfer) {
+        throw new globalThis.Error("value provided for field message.snapshotTransfer of type uint64 too large");
+      }
+      writer.uint32(136).uint64(message.snapshotTransfer);
+    }
+    if (message.snapshotChunk !== 0n) {
+      if (BigInt.asUintN(64, message.snapshotChunk) !== message.snapshotChunk) {
+        throw new globalThis.Error("value provided for field message.snapshotChunk of type uint64 too large");
+      }
+      writer.uint32(144).uint64(message.snapshotChunk);
+    }
+    if (message.lastChunk !== false) {
+      writer.uint32(152).bool(message.lastChunk);
     }
     return writer;
   },
@@ -2835,6 +2875,30 @@ export const RaftMessage: MessageFns<RaftMessage> = {
             message.snapshot = RaftSnapshot.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.snapshotTransfer = reader.uint64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.snapshotChunk = reader.uint64() as bigint;
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.lastChunk = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2883,6 +2947,21 @@ export const RaftMessage: MessageFns<RaftMessage> = {
       hint: isSet(object.hint) ? BigInt(object.hint) : 0n,
       context: isSet(object.context) ? BigInt(object.context) : 0n,
       snapshot: isSet(object.snapshot) ? RaftSnapshot.fromJSON(object.snapshot) : undefined,
+      snapshotTransfer: isSet(object.snapshotTransfer)
+        ? BigInt(object.snapshotTransfer)
+        : isSet(object.snapshot_transfer)
+        ? BigInt(object.snapshot_transfer)
+        : 0n,
+      snapshotChunk: isSet(object.snapshotChunk)
+        ? BigInt(object.snapshotChunk)
+        : isSet(object.snapshot_chunk)
+        ? BigInt(object.snapshot_chunk)
+        : 0n,
+      lastChunk: isSet(object.lastChunk)
+        ? globalThis.Boolean(object.lastChunk)
+        : isSet(object.last_chunk)
+        ? globalThis.Boolean(object.last_chunk)
+        : false,
     };
   },
 
@@ -2935,6 +3014,15 @@ export const RaftMessage: MessageFns<RaftMessage> = {
     }
     if (message.snapshot !== undefined) {
       obj.snapshot = RaftSnapshot.toJSON(message.snapshot);
+    }
+    if (message.snapshotTransfer !== 0n) {
+      obj.snapshotTransfer = message.snapshotTransfer.toString();
+    }
+    if (message.snapshotChunk !== 0n) {
+      obj.snapshotChunk = message.snapshotChunk.toString();
+    }
+    if (message.lastChunk !== false) {
+      obj.lastChunk = message.lastChunk;
     }
     return obj;
   },

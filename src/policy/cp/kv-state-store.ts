@@ -1,0 +1,355 @@
+/**
+ * Where a CP keyspace's applied state lives: in the node's {@link Store}, so that it is on disk,
+ * not in memory, and a restart replays only the log entries applied after the last commit that
+ * reached the disk (the checkpoint is every commit: applied index and state change together).
+ *
+ * Layout. The state is kept in one of two store keyspaces, its generations `_cp0.<keyspace>` and
+ * `_cp1.<keyspace>` (a configured keyspace name starts with a letter or digit, so these can never
+ * clash with one), each key as an entry whose value holds its revisions, version and value and
+ * whose version is the write's stamp. The metadata value `cp-state/<keyspace>` names the live
+ * generation and what the state covers: applied index and its term, revision, last stamp.
+ *
+ * Atomicity. Every write of one synchronous run joins one store commit (the Store contract's
+ * group commit, on LMDB one transaction), and the Raft group applies a Ready's committed entries
+ * and writes the metadata in one run: a crash leaves the state as of some applied index, never
+ * half of an entry. Commits are ordered, so the state on disk never runs ahead of the Raft log,
+ * whose entries were made durable before they were applied.
+ *
+ * Snapshots. Installing a leader's snapshot writes it, piece by piece, into the other generation
+ * (cleared first), then switches the metadata to it in the same commit as the log's snapshot
+ * record (raft-group.ts): a crash in the middle leaves the old state and the old log, both whole.
+ * The generation left behind is cleared in the background.
+ */
+import type { Entry, Version } from '../../storage/entry.js';
+import type { Store, StoreSnapshot } from '../../storage/store.js';
+import type { StoredKey } from './kv-state-machine.js';
+
+/** What the applied state covers, written with every change to it. */
+export interface KvStateMeta {
+  /** Which of the two store keyspaces holds the live state. */
+  readonly generation: 0 | 1;
+  /** The log index of the last command applied (or of the snapshot installed). */
+  readonly appliedIndex: number;
+  /** That entry's term (a snapshot sent from this state names it). */
+  readonly appliedTerm: number;
+  /** The keyspace's revision. */
+  readonly revision: number;
+  /** The version the last write was given (later writes' versions are larger). */
+  readonly lastStamp: Version;
+}
+
+const META_FORMAT = 1;
+/** The first byte of every snapshot chunk: bump it when the layout changes, and keep reading the old one. */
+const CHUNK_FORMAT = 1;
+/** Keys and values per background-clearing step: small enough that a step is a short commit. */
+const CLEAR_PAGE_BYTES = 4 * 1024 * 1024;
+
+export const EMPTY_META: KvStateMeta = { generation: 0, appliedIndex: 0, appliedTerm: 0, revision: 0, lastStamp: { hlc: { wallMs: 0, logical: 0 }, nodeId: '' } };
+
+/** The two store keyspaces of a CP keyspace's state. Exported for tests. */
+export function generationKeyspace(keyspace: string, generation: 0 | 1): string {
+  return `_cp${generation}.${keyspace}`;
+}
+
+export function stateMetaName(keyspace: string): string {
+  return `cp-state/${keyspace}`;
+}
+
+export class KvStateStore {
+  readonly #store: Store;
+  readonly #keyspace: string;
+  readonly #onWriteFailed: (error: unknown) => void;
+  #meta: KvStateMeta;
+  /** The latest write issued: commits are ordered, so once it settles every earlier one has. */
+  #lastWrite: Promise<unknown> = Promise.resolve();
+  /** Clearing the generation not in use (after an install, or leftovers found at open). */
+  #clearing: Promise<void> = Promise.resolve();
+
+  private constructor(store: Store, keyspace: string, meta: KvStateMeta, onWriteFailed: (error: unknown) => void) {
+    this.#store = store;
+    this.#keyspace = keyspace;
+    this.#meta = meta;
+    this.#onWriteFailed = onWriteFailed;
+  }
+
+  /**
+   * Opens the state as the store holds it. `onWriteFailed` hears a write that failed (the store
+   * failed: the node stops, as for any failed durable write).
+   */
+  static open(store: Store, keyspace: string, onWriteFailed: (error: unknown) => void): KvStateStore {
+    const stored = store.getMeta(stateMetaName(keyspace));
+    const state = new KvStateStore(store, keyspace, stored === undefined ? EMPTY_META : decodeMeta(stored), onWriteFailed);
+    // A crash may have left a half-installed snapshot, or an old generation not yet cleared.
+    state.#clearing = state.#clear(otherGeneration(state.#meta.generation));
+    return state;
+  }
+
+  get meta(): KvStateMeta {
+    return this.#meta;
+  }
+
+  get(key: Uint8Array): StoredKey | undefined {
+    const entry = this.#store.get(this.#live(), key);
+    return entry === undefined ? undefined : storedFromEntry(entry);
+  }
+
+  /** Issues the write of `record` (it joins the commit of this synchronous run). */
+  put(record: StoredKey): void {
+    this.#track(this.#store.apply(this.#live(), [entryFromStored(record)], takeOffered));
+  }
+
+  /** Issues the removal of `key` when present; true when it was. */
+  delete(key: Uint8Array): boolean {
+    const held = this.#store.get(this.#live(), key);
+    if (held === undefined) return false;
+    this.#track(this.#store.remove(this.#live(), [{ key, version: held.version }]));
+    return true;
+  }
+
+  /** Issues the metadata write: with the puts and deletes of the same run, one atomic commit. */
+  setMeta(meta: KvStateMeta): void {
+    this.#meta = meta;
+    this.#track(this.#store.putMeta(stateMetaName(this.#keyspace), encodeMeta(meta)));
+  }
+
+  /** Resolves once every write issued so far is durable (before the log drops what they cover). */
+  flush(): Promise<void> {
+    return this.#lastWrite.then(() => undefined);
+  }
+
+  /**
+   * A point-in-time reader of the durable state, for a snapshot sent to a follower: its meta says
+   * which index the chunks stand for. Close it when done.
+   */
+  openSnapshot(): KvSnapshotReader {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const generation = this.#meta.generation;
+      const view = this.#store.snapshot(generationKeyspace(this.#keyspace, generation), stateMetaName(this.#keyspace));
+      const meta = view.meta === undefined ? EMPTY_META : decodeMeta(view.meta);
+      // An install switched generations after the view's commit: the view's meta names the other.
+      if (meta.generation === generation) return new KvSnapshotReader(view, meta);
+      view.close();
+    }
+    throw new Error(`the state of ${this.#keyspace} switched generations twice while a snapshot was being opened`);
+  }
+
+  /** Starts taking a snapshot in: resolves once the generation it goes to is empty. */
+  async beginInstall(): Promise<void> {
+    await this.#clearing;
+    this.#clearing = this.#clear(otherGeneration(this.#meta.generation));
+    await this.#clearing;
+  }
+
+  /** Writes one chunk of an incoming snapshot (after {@link beginInstall}); resolves once durable. */
+  async stage(records: readonly StoredKey[]): Promise<void> {
+    if (records.length === 0) return;
+    const target = generationKeyspace(this.#keyspace, otherGeneration(this.#meta.generation));
+    await this.#track(this.#store.apply(target, records.map(entryFromStored), takeOffered));
+  }
+
+  /**
+   * Issues the switch to the staged snapshot (call in the same synchronous run as the log's
+   * snapshot record, so both commit together), then clears the old generation in the background.
+   */
+  install(meta: Omit<KvStateMeta, 'generation'>): void {
+    const old = this.#meta.generation;
+    this.setMeta({ ...meta, generation: otherGeneration(old) });
+    const written = this.#lastWrite;
+    this.#clearing = written.then(() => this.#clear(old), () => undefined);
+  }
+
+  #live(): string {
+    return generationKeyspace(this.#keyspace, this.#meta.generation);
+  }
+
+  #track<T>(write: Promise<T>): Promise<T> {
+    this.#lastWrite = write;
+    write.catch((error: unknown) => this.#onWriteFailed(error));
+    return write;
+  }
+
+  /** Removes everything in `generation`, a page per commit. */
+  async #clear(generation: 0 | 1): Promise<void> {
+    const keyspace = generationKeyspace(this.#keyspace, generation);
+    try {
+      for (;;) {
+        const view = this.#store.snapshot(keyspace, stateMetaName(this.#keyspace));
+        let page: Entry[];
+        try {
+          page = view.page(undefined, CLEAR_PAGE_BYTES);
+        } finally {
+          view.close();
+        }
+        if (page.length === 0) return;
+        await this.#track(this.#store.remove(keyspace, page.map((e) => ({ key: e.key, version: e.version }))));
+      }
+    } catch (error) {
+      this.#onWriteFailed(error);
+    }
+  }
+}
+
+/** The durable state as of one commit, read in chunks (see {@link KvStateStore.openSnapshot}). */
+export class KvSnapshotReader {
+  readonly #view: StoreSnapshot;
+  readonly meta: KvStateMeta;
+  #after: Uint8Array | undefined;
+  #chunks = 0;
+  #done = false;
+
+  constructor(view: StoreSnapshot, meta: KvStateMeta) {
+    this.#view = view;
+    this.meta = meta;
+  }
+
+  /**
+   * The next chunk, about `maxBytes` (a single larger key travels alone), or undefined after the
+   * last. The first carries the state's metadata; every chunk's records follow in key order.
+   */
+  next(maxBytes: number): { readonly data: Uint8Array; readonly last: boolean } | undefined {
+    if (this.#done) return undefined;
+    const page = this.#view.page(this.#after, maxBytes);
+    const first = this.#chunks++ === 0;
+    if (page.length > 0) this.#after = page[page.length - 1]!.key;
+    const last = page.length === 0 || this.#view.page(this.#after, 1).length === 0;
+    if (last) this.#done = true;
+    return { data: encodeChunk(first ? this.meta : undefined, page.map(storedFromEntry)), last };
+  }
+
+  close(): void {
+    this.#view.close();
+  }
+}
+
+/** Decodes a chunk made by {@link KvSnapshotReader.next}; throws on one it cannot read. */
+export function decodeChunk(data: Uint8Array): { readonly meta: KvStateMeta | undefined; readonly records: StoredKey[] } {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.byteLength < 5 || buf.readUInt8(0) !== CHUNK_FORMAT) throw new RangeError(`not a CP snapshot chunk (format ${buf.byteLength > 0 ? buf.readUInt8(0) : 'none'})`);
+  const metaLength = buf.readUInt32BE(1);
+  let at = 5;
+  const meta = metaLength === 0 ? undefined : decodeMeta(bounded(buf, at, metaLength));
+  at += metaLength;
+  const records: StoredKey[] = [];
+  while (at < buf.byteLength) {
+    const keyLength = buf.readUInt32BE(at);
+    const key = Buffer.from(bounded(buf, at + 4, keyLength));
+    at += 4 + keyLength;
+    const recordLength = buf.readUInt32BE(at);
+    const record = bounded(buf, at + 4, recordLength);
+    at += 4 + recordLength;
+    const [stamp, next] = readStamp(buf, at);
+    at = next;
+    records.push(decodeRecord(key, record, stamp));
+  }
+  return { meta, records };
+}
+
+function encodeChunk(meta: KvStateMeta | undefined, records: readonly StoredKey[]): Uint8Array {
+  const metaBytes = meta === undefined ? Buffer.alloc(0) : encodeMeta(meta);
+  const encoded = records.map((r) => ({ key: r.key, record: encodeRecord(r), stamp: r.stamp }));
+  let bytes = 5 + metaBytes.byteLength;
+  for (const e of encoded) bytes += 8 + e.key.byteLength + e.record.byteLength + stampBytes(e.stamp);
+  const out = Buffer.allocUnsafe(bytes);
+  let at = out.writeUInt8(CHUNK_FORMAT, 0);
+  at = out.writeUInt32BE(metaBytes.byteLength, at);
+  at += metaBytes.copy(out, at);
+  for (const e of encoded) {
+    at = out.writeUInt32BE(e.key.byteLength, at);
+    at += Buffer.from(e.key.buffer, e.key.byteOffset, e.key.byteLength).copy(out, at);
+    at = out.writeUInt32BE(e.record.byteLength, at);
+    at += e.record.copy(out, at);
+    at = writeStamp(out, at, e.stamp);
+  }
+  return out;
+}
+
+function otherGeneration(generation: 0 | 1): 0 | 1 {
+  return generation === 0 ? 1 : 0;
+}
+
+/** The state machine decided what a key holds: the store keeps it whatever it held. */
+function takeOffered(_held: Entry | undefined, offered: Entry): Entry {
+  return offered;
+}
+
+/** A key's record as the store keeps it: create revision, mod revision, version (u64 each), then the value. */
+function encodeRecord(k: StoredKey): Buffer {
+  const out = Buffer.allocUnsafe(24 + k.value.byteLength);
+  out.writeBigUInt64BE(BigInt(k.createRevision), 0);
+  out.writeBigUInt64BE(BigInt(k.modRevision), 8);
+  out.writeBigUInt64BE(BigInt(k.version), 16);
+  Buffer.from(k.value.buffer, k.value.byteOffset, k.value.byteLength).copy(out, 24);
+  return out;
+}
+
+function decodeRecord(key: Uint8Array, record: Uint8Array, stamp: Version): StoredKey {
+  const buf = Buffer.from(record.buffer, record.byteOffset, record.byteLength);
+  if (buf.byteLength < 24) throw new RangeError(`a CP key's record is ${buf.byteLength} bytes, shorter than its header`);
+  return {
+    key: Buffer.from(key.buffer, key.byteOffset, key.byteLength),
+    value: buf.subarray(24),
+    createRevision: Number(buf.readBigUInt64BE(0)),
+    modRevision: Number(buf.readBigUInt64BE(8)),
+    version: Number(buf.readBigUInt64BE(16)),
+    stamp,
+  };
+}
+
+function entryFromStored(k: StoredKey): Entry {
+  return { key: k.key, value: encodeRecord(k), version: k.stamp, tombstone: false };
+}
+
+function storedFromEntry(e: Entry): StoredKey {
+  return decodeRecord(e.key, e.value, e.version);
+}
+
+function encodeMeta(meta: KvStateMeta): Buffer {
+  const out = Buffer.allocUnsafe(2 + 24 + stampBytes(meta.lastStamp));
+  let at = out.writeUInt8(META_FORMAT, 0);
+  at = out.writeUInt8(meta.generation, at);
+  at = out.writeBigUInt64BE(BigInt(meta.appliedIndex), at);
+  at = out.writeBigUInt64BE(BigInt(meta.appliedTerm), at);
+  at = out.writeBigUInt64BE(BigInt(meta.revision), at);
+  writeStamp(out, at, meta.lastStamp);
+  return out;
+}
+
+function decodeMeta(data: Uint8Array): KvStateMeta {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.byteLength < 26 || buf.readUInt8(0) !== META_FORMAT) throw new RangeError(`not a CP state record (format ${buf.byteLength > 0 ? buf.readUInt8(0) : 'none'})`);
+  const generation = buf.readUInt8(1);
+  if (generation !== 0 && generation !== 1) throw new RangeError(`a CP state record names generation ${generation}`);
+  const [lastStamp, end] = readStamp(buf, 26);
+  if (end !== buf.byteLength) throw new RangeError(`a CP state record has ${buf.byteLength - end} bytes past its end`);
+  return {
+    generation,
+    appliedIndex: Number(buf.readBigUInt64BE(2)),
+    appliedTerm: Number(buf.readBigUInt64BE(10)),
+    revision: Number(buf.readBigUInt64BE(18)),
+    lastStamp,
+  };
+}
+
+function stampBytes(stamp: Version): number {
+  return 14 + Buffer.byteLength(stamp.nodeId);
+}
+
+/** A version: wall ms (u64), logical (u32), node id (u16 length, UTF-8). */
+function writeStamp(out: Buffer, at: number, stamp: Version): number {
+  at = out.writeBigUInt64BE(BigInt(stamp.hlc.wallMs), at);
+  at = out.writeUInt32BE(stamp.hlc.logical, at);
+  at = out.writeUInt16BE(Buffer.byteLength(stamp.nodeId), at);
+  return at + out.write(stamp.nodeId, at);
+}
+
+function readStamp(buf: Buffer, at: number): [Version, number] {
+  const header = bounded(buf, at, 14);
+  const length = header.readUInt16BE(12);
+  const nodeId = bounded(buf, at + 14, length).toString('utf8');
+  return [{ hlc: { wallMs: Number(header.readBigUInt64BE(0)), logical: header.readUInt32BE(8) }, nodeId }, at + 14 + length];
+}
+
+function bounded(buf: Buffer, at: number, length: number): Buffer {
+  if (at + length > buf.byteLength) throw new RangeError(`a CP snapshot ends ${at + length - buf.byteLength} bytes early`);
+  return buf.subarray(at, at + length);
+}
