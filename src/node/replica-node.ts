@@ -38,6 +38,7 @@ import { hlcFromWire, hlcToWire } from '../transport/wire.js';
 import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import { kvService } from '../transport/kv-service.js';
 import { replicaService } from '../transport/replica-service.js';
+import { answeringUndecodable } from '../transport/undecodable-requests.js';
 import { validateNodeConfig, type ReplicaNodeConfig } from './config.js';
 import type { KeyspaceHandle } from './keyspace-handle.js';
 import { NodeCore, settle } from './node-core.js';
@@ -310,7 +311,9 @@ export class ReplicaNode {
       member: (id) => memberFields(failureDetection.view.member(id, scheduler.nowMs())),
       notServingReasons: () => health.reasons,
     };
-    server.addService(ReplicaServiceService, replicaService({
+    // Every replikit service answers a request message that does not parse with INVALID_ARGUMENT
+    // (grpc-js would say INTERNAL): see transport/undecodable-requests.ts.
+    server.addService(...answeringUndecodable(ReplicaServiceService, replicaService({
       replica: core,
       selfId: settings.nodeId,
       maxBatchEntries: settings.maxBatchEntries,
@@ -346,9 +349,9 @@ export class ReplicaNode {
             onEvidence(identity.nodeId, true);
             return undefined;
           },
-    }));
-    server.addService(KvServiceService, kvService(core, wallClock));
-    server.addService(ClusterServiceService, clusterService(statusSource));
+    })));
+    server.addService(...answeringUndecodable(KvServiceService, kvService(core, wallClock)));
+    server.addService(...answeringUndecodable(ClusterServiceService, clusterService(statusSource)));
     if (config.health !== false) health.addToServer(server);
     if (config.reflection !== false) addReflection(server);
     if (ownsServer) {

@@ -57,10 +57,10 @@ export interface SeedResult {
  * the simulated network's delays and the workload's 300 ms deadlines, so that a run of a few
  * virtual seconds sees elections, leader changes and catch-ups rather than one long term. The log
  * compacted every 30 entries, so that followers back from a crash or a partition often need a
- * snapshot, and snapshots sent in pieces of 200 bytes (a few keys each), so that a transfer takes
- * many round trips that a crash, a partition or a lost message can cut.
+ * snapshot, and snapshots sent one key per piece, so that a transfer takes many round trips that a
+ * crash, a partition or a lost message can cut.
  */
-export const SIM_RAFT_TIMING = { tickMs: 10, electionTicks: 10, snapshotEvery: 30, snapshotChunkBytes: 200 } as const;
+export const SIM_RAFT_TIMING = { tickMs: 10, electionTicks: 10, snapshotEvery: 30, snapshotChunkBytes: 1 } as const;
 
 export const SIM_AP_OPTIONS: ApAsyncOptions = { antiEntropyIntervalMs: 200, hintReplayIntervalMs: 100, callTimeoutMs: 100 };
 /** After the heal, AP replicas must agree within this long (two anti-entropy intervals, plus time for clocks that ran ahead). */

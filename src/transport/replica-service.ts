@@ -142,6 +142,8 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       const caller = typeof callerValue === 'string' ? callerValue : '';
       let inFlight = 0;
       let open = true;
+      /** The peer half-closed: it sends no more calls, and the stream ends once the last answer is written. */
+      let halfClosed = false;
       let unsentBytes = 0;
       const cut = (code: Status, why: string): void => {
         if (!open) return;
@@ -195,7 +197,12 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
                 : req.forward !== undefined
                   ? forward(caller, req.forward).then((r) => answer(req.callId, { forward: r }))
                   : Promise.reject(invalidArgument('EXCHANGE_EMPTY', 'an Exchange request carries no call'));
-        work.catch((err: unknown) => fail(req.callId, err)).finally(() => inFlight--);
+        work
+          .catch((err: unknown) => fail(req.callId, err))
+          .finally(() => {
+            inFlight--;
+            if (halfClosed && inFlight === 0) close();
+          });
       });
       const close = () => {
         if (!open) return;
@@ -203,7 +210,12 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
         if (exchanges.get(caller) === cutThis) exchanges.delete(caller);
         stream.end();
       };
-      stream.on('end', close);
+      // A half-close ends the peer's calls, not its interest in their answers: those in flight are
+      // still answered (each ends: a forwarded transaction within its timeout), then the stream.
+      stream.on('end', () => {
+        halfClosed = true;
+        if (inFlight === 0) close();
+      });
       stream.on('error', () => {
         open = false;
         if (exchanges.get(caller) === cutThis) exchanges.delete(caller);

@@ -2,8 +2,16 @@ import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { describe, expect, it } from 'vitest';
 import { areaOf, renderProfileSummary, summarizeProfiles, type CpuProfile } from '../../bench/cpu-profile.js';
 import { parseProcStatCpuMs } from '../../bench/cpu-usage.js';
-import { decodeRangeResponse, decodeStatusResponse, encodePutRequest, encodeRangeRequest } from '../../bench/etcd-wire.js';
-import { runLoad, type LoadResult } from '../../bench/load.js';
+import {
+  EtcdCompareResult,
+  decodeRangeResponse,
+  decodeStatusResponse,
+  decodeTxnResponse,
+  encodePutRequest,
+  encodeRangeRequest,
+  encodeTxnRequest,
+} from '../../bench/etcd-wire.js';
+import { COMPARE_FAILED, runLoad, type LoadResult } from '../../bench/load.js';
 import { renderBar } from '../../bench/progress.js';
 import {
   aggregate,
@@ -17,6 +25,7 @@ import {
   type SystemName,
 } from '../../bench/report.js';
 import { niceCeiling, renderThroughputSvg } from '../../bench/svg-plot.js';
+import { CAS_CALLERS, CAS_KEYS_PER_CALLER, OwnedKeySwaps } from '../../bench/workload.js';
 
 function result(opsPerSec: number, p50Ms: number, p99Ms: number, errors = 0): LoadResult {
   return { ops: Math.round(opsPerSec), errors, opsPerSec, p50Ms, p99Ms, maxMs: p99Ms * 2 };
@@ -85,9 +94,58 @@ describe('runLoad', () => {
     expect(r.firstError).toBe('boom 3');
   });
 
+  it('counts compares that did not hold apart from calls and errors, and leaves them out of the latencies', async () => {
+    let t = 0;
+    const r = await runLoad(
+      async (n) => {
+        await Promise.resolve();
+        t += n % 2 === 1 ? 10 : 1;
+        return n % 2 === 1 ? COMPARE_FAILED : 'swapped';
+      },
+      { concurrency: 1, durationMs: 22, now: () => t },
+    );
+    // Calls end at 1, 11, 12, 22 (outside), …: two swaps of 1 ms, one failed compare of 10 ms.
+    expect(r).toMatchObject({ ops: 2, failedCompares: 1, errors: 0 });
+    expect(r.p99Ms).toBeCloseTo(1, 2);
+  });
+
   it('refuses a bad concurrency or duration', async () => {
     await expect(runLoad(async () => undefined, { concurrency: 0, durationMs: 10 })).rejects.toThrow(/concurrency/);
     await expect(runLoad(async () => undefined, { concurrency: 1, durationMs: 0 })).rejects.toThrow(/durationMs/);
+  });
+});
+
+describe('compare-and-set load', () => {
+  it('gives every caller keys of its own and compares on the mod revision it last learnt', async () => {
+    const revisions = new Map<string, bigint>();
+    let revision = 0n;
+    const calls: { key: string; expected: bigint }[] = [];
+    const swaps = new OwnedKeySwaps(async (key, expected) => {
+      calls.push({ key: key.toString(), expected });
+      const held = revisions.get(key.toString()) ?? 0n;
+      if (held !== expected) return { swapped: false, modRevision: held };
+      revisions.set(key.toString(), ++revision);
+      return { swapped: true, modRevision: revision };
+    });
+    await swaps.prefill();
+    expect(revisions.size).toBe(CAS_CALLERS * CAS_KEYS_PER_CALLER);
+    calls.length = 0;
+    // Caller 3 takes its keys in turn, each compared on the revision its own last write left.
+    for (let i = 0; i < CAS_KEYS_PER_CALLER + 1; i++) expect(await swaps.op(i, 3)).not.toBe(COMPARE_FAILED);
+    expect(new Set(calls.map((c) => c.key)).size).toBe(CAS_KEYS_PER_CALLER);
+    expect(calls.every((c) => c.key.startsWith('bench-cas-c03-'))).toBe(true);
+    expect(calls[CAS_KEYS_PER_CALLER]!.key).toBe(calls[0]!.key);
+    // Someone else wrote caller 5's next key: the compare fails once, then holds on the revision read back.
+    revisions.set('bench-cas-c05-k00', ++revision);
+    expect(await swaps.op(0, 5)).toBe(COMPARE_FAILED);
+    for (let i = 1; i < CAS_KEYS_PER_CALLER; i++) await swaps.op(i, 5);
+    expect(await swaps.op(0, 5)).not.toBe(COMPARE_FAILED);
+    await expect(swaps.op(0, CAS_CALLERS)).rejects.toThrow(/outside the 64 callers/);
+  });
+
+  it('refuses a prefill whose compare on an absent key fails', async () => {
+    const swaps = new OwnedKeySwaps(async () => ({ swapped: false, modRevision: 7n }));
+    await expect(swaps.prefill()).rejects.toThrow(/on mod revision 0 \(absent\) did not swap: the key is at mod revision 7/);
   });
 });
 
@@ -213,9 +271,11 @@ describe('report', () => {
     expect(md).toContain('**Durability:** both sides fsync before they acknowledge.');
     expect(md).toContain('- **missed** — CP put at 64 callers ≥ 1.0× etcd Put throughput: missed by 50 %');
     expect(md).toContain('medians over rounds');
-    // Every table line has the same width, so it reads as a table on a terminal too.
-    const table = lines.filter((l) => l.startsWith('|'));
-    expect(new Set(table.map((l) => l.length)).size).toBe(1);
+    // Every line of a table has the same width, so it reads as a table on a terminal too (the
+    // results, then replikit CP next to etcd: tables are runs of lines starting with '|').
+    const tables = md.split(/\n(?!\|)/).map((block) => block.split('\n').filter((l) => l.startsWith('|'))).filter((t) => t.length > 0);
+    expect(tables).toHaveLength(2);
+    for (const table of tables) expect(new Set(table.map((l) => l.length)).size).toBe(1);
   });
 
   it('keeps a multi-line reason on one table row', () => {
@@ -233,13 +293,59 @@ describe('report', () => {
       for (const key of ['system', 'op', 'concurrency', 'opsPerSec', 'p50Ms', 'p99Ms']) expect(row).toHaveProperty(key);
     }
     expect(parsed.unavailable).toEqual([{ system: 'replikit-causal', reason: 'not available in this build (serve refused --policy causal)' }]);
-    expect(parsed.targets).toHaveLength(6);
+    expect(parsed.targets).toHaveLength(7);
   });
 
   it('writes NaN (nothing measured) as null in JSON', () => {
     const rows = aggregate([sample('replikit-cp', 'put', 1, 1, { ops: 0, errors: 5, opsPerSec: 0, p50Ms: NaN, p99Ms: NaN, maxMs: NaN, firstError: 'UNAVAILABLE' })]);
     const parsed = JSON.parse(toJson({ ...report(), rows })) as { rows: Record<string, unknown>[] };
     expect(parsed.rows[0]).toMatchObject({ opsPerSec: 0, p50Ms: null, p99Ms: null, errors: 5, firstError: 'UNAVAILABLE' });
+  });
+});
+
+describe('report: compare-and-set and the embedded system', () => {
+  const withFailures = (r: LoadResult, failedCompares: number): LoadResult => ({ ...r, failedCompares });
+  const samples: Sample[] = [
+    ...[2_000, 2_200, 1_800].map((v, i) => ({ ...sample('etcd', 'cas', 64, i + 1, withFailures(result(v, 20, 40), 0)), serverCpuMs: v * 0.4 })),
+    ...[1_500, 1_600, 1_400].map((v, i) => ({ ...sample('replikit-cp', 'cas', 64, i + 1, withFailures(result(v, 30, 90), 2)), serverCpuMs: v * 0.9 })),
+    ...[2_400, 2_500, 2_300].map((v, i) => sample('replikit-cp-embedded', 'cas', 64, i + 1, withFailures(result(v, 18, 35), 0))),
+    ...[1_000, 1_000, 1_000].map((v, i) => sample('etcd', 'put', 1, i + 1, result(v, 1.0, 3))),
+    ...[900, 900, 900].map((v, i) => sample('replikit-cp-embedded', 'put', 1, i + 1, result(v, 0.9, 2))),
+  ];
+
+  it('evaluates CAS at 64 callers against etcd Txn on successful swaps, and sums failed compares', () => {
+    const rows = aggregate(samples);
+    const cas = rows.find((r) => r.system === 'replikit-cp' && r.op === 'cas')!;
+    expect(cas.failedCompares).toBe(6);
+    expect(cas.vsEtcd).toBeCloseTo(0.75, 10);
+    const target = evaluateTargets(rows, []).find((t) => t.id === 'cp-cas-64-throughput')!;
+    expect(target).toMatchObject({ status: 'missed', ratio: 0.75 });
+    expect(target.detail).toMatch(/^missed by 25 %: 1500\/s vs etcd 2000\/s = 0\.75×/);
+    expect(evaluateTargets(rows.filter((r) => r.system !== 'etcd'), [{ system: 'etcd', reason: 'left out (--no-etcd)' }]).find((t) => t.id === 'cp-cas-64-throughput')).toMatchObject({
+      status: 'not measured',
+      detail: 'etcd not measured: left out (--no-etcd)',
+    });
+  });
+
+  it('puts replikit CP, over gRPC and embedded, next to etcd with p50, p99 and CPU side by side', () => {
+    const rows = aggregate(samples);
+    const md = renderMarkdown({
+      meta: {
+        mode: 'full', startedAt: '2026-01-01T00:00:00.000Z', wallSeconds: 1, rounds: 3, durationMs: 5_000, warmupMs: 1_000,
+        valueBytes: 100, keys: 1_000, machine: '2 cores', durability: 'both fsync.', notes: [],
+      },
+      rows,
+      unavailable: [],
+      targets: evaluateTargets(rows, []),
+    });
+    const lines = md.split('\n');
+    expect(lines.find((l) => /^\| replikit-cp\s+\| cas /.test(l))).toMatch(/\| 6 failed compares \|$/);
+    expect(md).toContain('## replikit CP next to etcd');
+    const cells = (prefix: RegExp) => lines.find((l) => prefix.test(l))!.split('|').map((c) => c.trim()).slice(1, -1);
+    expect(cells(/^\| cas \/ Txn .*\| gRPC /)).toEqual(['cas / Txn', '64', 'gRPC', '1500', '2000', '0.75×', '30.0 / 20.0', '90.0 / 40.0', '900 / 400', '6 / 0']);
+    expect(cells(/^\| cas \/ Txn .*\| embedded /).slice(2, 6)).toEqual(['embedded', '2400', '2000', '1.20×']);
+    expect(cells(/^\| put \/ Put .*\| embedded /)).toEqual(['put / Put', '1', 'embedded', '900', '1000', '0.90×', '0.900 / 1.00', '2.00 / 3.00', '— / —', '']);
+    expect(md).toContain('- **missed** — CP compare-and-set at 64 callers ≥ 1.0× etcd Txn (successful swaps per second): missed by 25 %');
   });
 });
 
@@ -312,6 +418,42 @@ describe('cpu profile summary', () => {
   });
 });
 
+describe('etcd wire: Txn', () => {
+  it('encodes a compare-and-set Txn on mod_revision by hand, a zero operand included', () => {
+    const key = Buffer.from('k');
+    const value = Buffer.from('v');
+    const bytes = encodeTxnRequest({
+      compare: [{ key, result: EtcdCompareResult.EQUAL, operand: { modRevision: 0n } }],
+      success: [{ put: { key, value } }],
+      failure: [{ range: { key } }],
+    });
+    // compare: target MOD (2) = field 2; key = field 3; mod_revision 0 = field 6, present as the oneof's choice.
+    const compare = [0x10, 2, 0x1a, 1, 0x6b, 0x30, 0];
+    const put = [0x12, 6, 0x0a, 1, 0x6b, 0x12, 1, 0x76];
+    const range = [0x0a, 3, 0x0a, 1, 0x6b];
+    expect([...bytes]).toEqual([0x0a, compare.length, ...compare, 0x12, put.length, ...put, 0x1a, range.length, ...range]);
+    const byValue = encodeTxnRequest({ compare: [{ key, result: EtcdCompareResult.NOT_EQUAL, operand: { value } }], success: [], failure: [] });
+    // result NOT_EQUAL (3) = field 1; target VALUE (3) = field 2; value = field 7.
+    expect([...byValue]).toEqual([0x0a, 10, 0x08, 3, 0x10, 3, 0x1a, 1, 0x6b, 0x3a, 1, 0x76]);
+  });
+
+  it('decodes a TxnResponse: the header revision, succeeded, and the keys a failure branch ranged', () => {
+    const header = new BinaryWriter().tag(1, WireType.Varint).uint64(5n).tag(3, WireType.Varint).int64(42).finish();
+    const succeeded = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(header).tag(2, WireType.Varint).bool(true)
+      .tag(3, WireType.LengthDelimited).bytes(new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(header).finish()).finish())
+      .finish();
+    expect(decodeTxnResponse(succeeded)).toEqual({ revision: 42n, succeeded: true, responses: [null] });
+    const kv = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(Buffer.from('k')).tag(2, WireType.Varint).int64(3).tag(3, WireType.Varint).int64(40)
+      .tag(4, WireType.Varint).int64(7).tag(5, WireType.LengthDelimited).bytes(Buffer.from('v')).finish();
+    const range = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(header).tag(2, WireType.LengthDelimited).bytes(kv).tag(4, WireType.Varint).int64(1).finish();
+    const failed = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(header).tag(3, WireType.LengthDelimited).bytes(new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(range).finish()).finish();
+    const decoded = decodeTxnResponse(failed);
+    expect(decoded.succeeded).toBe(false);
+    expect(decoded.responses).toHaveLength(1);
+    expect(decoded.responses[0]).toEqual([{ key: new Uint8Array(Buffer.from('k')), modRevision: 40n, version: 7n, value: new Uint8Array(Buffer.from('v')) }]);
+  });
+});
+
 describe('etcd wire', () => {
   it('encodes PutRequest and a linearizable RangeRequest by hand', () => {
     const key = Buffer.from('k1');
@@ -334,6 +476,6 @@ describe('etcd wire', () => {
     const statusHeader = new BinaryWriter().tag(1, WireType.Varint).uint64(9n).tag(2, WireType.Varint).uint64(18_000_000_000_000_000_000n).finish();
     const status = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(statusHeader).tag(2, WireType.LengthDelimited).string('3.4.23')
       .tag(4, WireType.Varint).uint64(18_000_000_000_000_000_000n).finish();
-    expect(decodeStatusResponse(status)).toEqual({ memberId: '18000000000000000000', leader: '18000000000000000000', version: '3.4.23' });
+    expect(decodeStatusResponse(status)).toMatchObject({ memberId: '18000000000000000000', leader: '18000000000000000000', version: '3.4.23' });
   });
 });

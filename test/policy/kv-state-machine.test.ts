@@ -3,15 +3,18 @@ import { CompareResult, CompareTarget, type Compare, type RequestOp, type TxnReq
 import { KvStateMachine } from '../../src/policy/cp/kv-state-machine.js';
 import { decodeChunk, generationKeyspace, KvStateStore } from '../../src/policy/cp/kv-state-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
+import { VirtualScheduler } from '../../src/sim/virtual-scheduler.js';
 import type { Store } from '../../src/storage/store.js';
 import { MAX_TXN_OPS, validateTxn } from '../../src/policy/cp/txn-validation.js';
 import { ReplikitError } from '../../src/errors.js';
 
+/** Flush timers never fire unless a test runs this scheduler: flushes happen where tests ask for them. */
+const scheduler = new VirtualScheduler();
 const failOnWriteError = (error: unknown) => {
   throw error;
 };
 /** A state machine whose keys are in a fresh MemoryStore (or in `store`, as a restart finds it). */
-const machine = (store: Store = new MemoryStore()) => new KvStateMachine(KvStateStore.open(store, 'default', failOnWriteError));
+const machine = (store: Store = new MemoryStore()) => new KvStateMachine(KvStateStore.open(store, 'default', scheduler, failOnWriteError));
 const stamp = (n: number) => ({ hlc: { wallMs: 1_000 + n, logical: 0 }, nodeId: 'n1' });
 const b = (s: string) => Buffer.from(s);
 const put = (key: string, value: string): RequestOp => ({ put: { key: b(key), value: b(value) } });
@@ -84,12 +87,13 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
 
   it('versions grow in log order even when a proposer\'s clock went back, and the same after a restart', async () => {
     const store = new MemoryStore();
-    const m = machine(store);
+    const state = KvStateStore.open(store, 'default', scheduler, failOnWriteError);
+    const m = new KvStateMachine(state);
     m.apply(1, 1, txn([], [put('a', '1')]), stamp(50));
     const r = m.apply(2, 1, txn([], [put('b', '2')]), { hlc: { wallMs: 3, logical: 0 }, nodeId: 'n2' })!;
     m.checkpoint();
     expect(r.responses[0]!.put!.version).toEqual({ hlc: { wallTimeMs: 1050n, logical: 1 }, nodeId: 'n2' });
-    await Promise.resolve();
+    await state.flush();
     const restarted = machine(store);
     const next = restarted.apply(3, 1, txn([], [put('c', '3')]), stamp(1))!;
     expect(next.responses[0]!.put!.version?.hlc).toEqual({ wallTimeMs: 1050n, logical: 2 });
@@ -97,14 +101,19 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
 
   it('the state is in the store: a restart finds keys, revision and applied index as of the last commit, never half of one', async () => {
     const store = new MemoryStore();
-    const m = machine(store);
+    const state = KvStateStore.open(store, 'default', scheduler, failOnWriteError);
+    const m = new KvStateMachine(state);
     m.apply(1, 1, txn([], [put('a', '1'), put(Buffer.from([0, 255, 7]).toString('latin1'), 'binary')]), stamp(1));
     m.apply(2, 2, txn([], [put('a', '2')]), { hlc: { wallMs: 5_000, logical: 3 }, nodeId: 'nöde-ü' });
     m.checkpoint();
-    await new Promise((r) => setTimeout(r, 0));
+    // Not in the store until flushed: changes gather in memory (the log has them).
+    expect(store.getMeta('cp-state/default')).toBeUndefined();
+    expect(m.get(b('a'))!.value.toString()).toBe('2');
+    await state.flush();
     // Entry 3's writes and its index are issued together; a crash before their commit loses both.
     m.apply(3, 2, txn([], [put('a', '3'), del('b')]), stamp(3));
     m.checkpoint();
+    void state.flush();
     store.crash();
     const restarted = machine(store);
     expect(restarted.appliedIndex).toBe(2);
@@ -121,7 +130,7 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
 
   it('a snapshot streams in chunks from a point-in-time view and installs into the spare generation; garbage chunks are refused', async () => {
     const leaderStore = new MemoryStore();
-    const leaderState = KvStateStore.open(leaderStore, 'default', failOnWriteError);
+    const leaderState = KvStateStore.open(leaderStore, 'default', scheduler, failOnWriteError);
     const leader = new KvStateMachine(leaderState);
     const value = Buffer.alloc(10_000, 1);
     for (let i = 1; i <= 60; i++) leader.apply(i, 1, txn([], [put(`k${String(i).padStart(3, '0')}`, value.toString('latin1') + i)]), stamp(i));
@@ -136,10 +145,11 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
     expect(reader.meta).toMatchObject({ appliedIndex: 61, appliedTerm: 2, revision: 61 });
 
     const followerStore = new MemoryStore();
-    const followerState = KvStateStore.open(followerStore, 'default', failOnWriteError);
+    const followerState = KvStateStore.open(followerStore, 'default', scheduler, failOnWriteError);
     const follower = new KvStateMachine(followerState);
     follower.apply(1, 1, txn([], [put('stale', 'x')]), stamp(1));
     follower.checkpoint();
+    await followerState.flush();
     await followerState.beginInstall();
     let chunks = 0;
     let meta;
@@ -157,6 +167,8 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
     expect(follower.get(b('stale'))).toBeDefined();
     followerState.install({ appliedIndex: meta!.appliedIndex, appliedTerm: meta!.appliedTerm, revision: meta!.revision, lastStamp: meta!.lastStamp });
     follower.reload();
+    await followerState.flush();
+    expect(KvStateStore.open(followerStore, 'default', scheduler, failOnWriteError).meta).toMatchObject({ generation: 1, appliedIndex: 61 });
     expect(follower.appliedIndex).toBe(61);
     expect(follower.revision).toBe(61);
     expect(follower.get(b('stale'))).toBeUndefined();

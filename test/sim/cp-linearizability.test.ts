@@ -39,7 +39,7 @@ describe('CP keyspaces on Raft under disk, clock, crash and network faults', () 
     // and installed it: the transfer and install paths ran under the same faults, not just once.
     expect(totals.snapshotsTaken!).toBeGreaterThan(SEEDS.length);
     expect(totals.snapshotsInstalled!).toBeGreaterThan(SEEDS.length / 5);
-    expect(totals.chunksSent!).toBeGreaterThan(5 * totals.transfersCompleted!);
+    expect(totals.chunksSent!).toBeGreaterThan(1.5 * totals.transfersCompleted!);
   }, 400_000);
 
   it('replays a seed exactly, faults and all', async () => {

@@ -1,5 +1,5 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { Consistency, KvServiceClient, type GetResponse, type PutResponse } from '../../src/gen/replikit/v1/kv_service.js';
+import { Consistency, KvServiceClient, type GetResponse, type PutResponse, type TxnRequest, type TxnResponse } from '../../src/gen/replikit/v1/kv_service.js';
 
 /** A thin promise wrapper over the generated KvService client, for tests. */
 export class TestKvClient {
@@ -28,6 +28,14 @@ export class TestKvClient {
         { deadline: Date.now() + (opts.timeoutMs ?? 5_000) },
         (err, res) => (err ? reject(err) : resolve(res)),
       ),
+    );
+  }
+
+  /** A transaction; `request` gets the default keyspace and empty lists where it leaves them out. */
+  txn(request: Partial<TxnRequest>, opts: { timeoutMs?: number } = {}): Promise<TxnResponse> {
+    const full: TxnRequest = { keyspace: 'default', compares: [], success: [], failure: [], ...request };
+    return new Promise((resolve, reject) =>
+      this.raw.txn(full, new Metadata(), { deadline: Date.now() + (opts.timeoutMs ?? 5_000) }, (err, res) => (err ? reject(err) : resolve(res))),
     );
   }
 

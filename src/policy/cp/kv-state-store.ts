@@ -9,17 +9,25 @@
  * whose version is the write's stamp. The metadata value `cp-state/<keyspace>` names the live
  * generation and what the state covers: applied index and its term, revision, last stamp.
  *
+ * Batching. The log makes every applied command durable already, so the state need not be: its
+ * changes gather in memory (where reads see them) and go to the store together, with the
+ * metadata, every {@link STATE_FLUSH_INTERVAL_MS} or {@link STATE_FLUSH_BYTES}, and before the log
+ * is compacted — one commit, and one sync, for many commands, as etcd's backend batches its
+ * transactions. A crash loses the changes not yet flushed; the restart applies their log entries
+ * again.
+ *
  * Atomicity. Every write of one synchronous run joins one store commit (the Store contract's
- * group commit, on LMDB one transaction), and the Raft group applies a Ready's committed entries
- * and writes the metadata in one run: a crash leaves the state as of some applied index, never
- * half of an entry. Commits are ordered, so the state on disk never runs ahead of the Raft log,
- * whose entries were made durable before they were applied.
+ * group commit, on LMDB one transaction), and a flush issues its changes and the metadata in one
+ * run: a crash leaves the state as of some applied index, never half of an entry. Commits are
+ * ordered, so the state on disk never runs ahead of the Raft log, whose entries were made durable
+ * before they were applied.
  *
  * Snapshots. Installing a leader's snapshot writes it, piece by piece, into the other generation
  * (cleared first), then switches the metadata to it in the same commit as the log's snapshot
  * record (raft-group.ts): a crash in the middle leaves the old state and the old log, both whole.
  * The generation left behind is cleared in the background.
  */
+import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import type { Entry, Version } from '../../storage/entry.js';
 import type { Store, StoreSnapshot } from '../../storage/store.js';
 import type { StoredKey } from './kv-state-machine.js';
@@ -37,6 +45,15 @@ export interface KvStateMeta {
   /** The version the last write was given (later writes' versions are larger). */
   readonly lastStamp: Version;
 }
+
+/**
+ * Longest a change to the state waits in memory before it is written to the store: 100 ms,
+ * etcd's backend batch interval. Short enough that a restart replays little; long enough that
+ * one commit carries many commands under load.
+ */
+export const STATE_FLUSH_INTERVAL_MS = 100;
+/** Bytes of changed keys and values that flush at once, whatever the interval: bounds the memory they hold. */
+export const STATE_FLUSH_BYTES = 8 * 1024 * 1024;
 
 const META_FORMAT = 1;
 /** The first byte of every snapshot chunk: bump it when the layout changes, and keep reading the old one. */
@@ -59,14 +76,21 @@ export class KvStateStore {
   readonly #store: Store;
   readonly #keyspace: string;
   readonly #onWriteFailed: (error: unknown) => void;
+  readonly #scheduler: Scheduler;
   #meta: KvStateMeta;
+  /** Changes not yet written to the store, by latin1 key (null: deleted); reads see them first. */
+  readonly #pending = new Map<string, StoredKey | null>();
+  #pendingBytes = 0;
+  #metaPending = false;
+  #flushTimer: TimerHandle | undefined;
   /** The latest write issued: commits are ordered, so once it settles every earlier one has. */
   #lastWrite: Promise<unknown> = Promise.resolve();
   /** Clearing the generation not in use (after an install, or leftovers found at open). */
   #clearing: Promise<void> = Promise.resolve();
 
-  private constructor(store: Store, keyspace: string, meta: KvStateMeta, onWriteFailed: (error: unknown) => void) {
+  private constructor(store: Store, keyspace: string, meta: KvStateMeta, scheduler: Scheduler, onWriteFailed: (error: unknown) => void) {
     this.#store = store;
+    this.#scheduler = scheduler;
     this.#keyspace = keyspace;
     this.#meta = meta;
     this.#onWriteFailed = onWriteFailed;
@@ -76,9 +100,9 @@ export class KvStateStore {
    * Opens the state as the store holds it. `onWriteFailed` hears a write that failed (the store
    * failed: the node stops, as for any failed durable write).
    */
-  static open(store: Store, keyspace: string, onWriteFailed: (error: unknown) => void): KvStateStore {
+  static open(store: Store, keyspace: string, scheduler: Scheduler, onWriteFailed: (error: unknown) => void): KvStateStore {
     const stored = store.getMeta(stateMetaName(keyspace));
-    const state = new KvStateStore(store, keyspace, stored === undefined ? EMPTY_META : decodeMeta(stored), onWriteFailed);
+    const state = new KvStateStore(store, keyspace, stored === undefined ? EMPTY_META : decodeMeta(stored), scheduler, onWriteFailed);
     // A crash may have left a half-installed snapshot, or an old generation not yet cleared.
     state.#clearing = state.#clear(otherGeneration(state.#meta.generation));
     return state;
@@ -89,32 +113,79 @@ export class KvStateStore {
   }
 
   get(key: Uint8Array): StoredKey | undefined {
+    const pending = this.#pending.get(latin1(key));
+    if (pending !== undefined) return pending ?? undefined;
     const entry = this.#store.get(this.#live(), key);
     return entry === undefined ? undefined : storedFromEntry(entry);
   }
 
-  /** Issues the write of `record` (it joins the commit of this synchronous run). */
+  /** Records `record` as what its key holds (written to the store at the next flush). */
   put(record: StoredKey): void {
-    this.#track(this.#store.apply(this.#live(), [entryFromStored(record)], takeOffered));
+    this.#change(latin1(record.key), record, record.key.byteLength + record.value.byteLength + 64);
   }
 
-  /** Issues the removal of `key` when present; true when it was. */
+  /** Records `key` as absent; true when it was present. */
   delete(key: Uint8Array): boolean {
-    const held = this.#store.get(this.#live(), key);
-    if (held === undefined) return false;
-    this.#track(this.#store.remove(this.#live(), [{ key, version: held.version }]));
+    if (this.get(key) === undefined) return false;
+    this.#change(latin1(key), null, key.byteLength + 64);
     return true;
   }
 
-  /** Issues the metadata write: with the puts and deletes of the same run, one atomic commit. */
+  /** Records what the state covers; written with the changes before it, in one commit. */
   setMeta(meta: KvStateMeta): void {
     this.#meta = meta;
-    this.#track(this.#store.putMeta(stateMetaName(this.#keyspace), encodeMeta(meta)));
+    this.#metaPending = true;
+    this.#scheduleFlush();
   }
 
-  /** Resolves once every write issued so far is durable (before the log drops what they cover). */
+  /**
+   * Writes every change recorded so far to the store, with the metadata, in one commit; resolves
+   * once it and every earlier write are durable (before the log drops what they cover).
+   */
   flush(): Promise<void> {
+    this.#flushTimer?.cancel();
+    this.#flushTimer = undefined;
+    if (this.#pending.size > 0 || this.#metaPending) {
+      // From here to the end of the run every write joins one commit.
+      const live = this.#live();
+      const puts: Entry[] = [];
+      const removals: { key: Uint8Array; version: Version }[] = [];
+      for (const [k, record] of this.#pending) {
+        if (record !== null) {
+          puts.push(entryFromStored(record));
+          continue;
+        }
+        const held = this.#store.get(live, Buffer.from(k, 'latin1'));
+        if (held !== undefined) removals.push({ key: held.key, version: held.version });
+      }
+      if (puts.length > 0) this.#track(this.#store.apply(live, puts, takeOffered));
+      if (removals.length > 0) this.#track(this.#store.remove(live, removals));
+      this.#track(this.#store.putMeta(stateMetaName(this.#keyspace), encodeMeta(this.#meta)));
+      this.#pending.clear();
+      this.#pendingBytes = 0;
+      this.#metaPending = false;
+    }
     return this.#lastWrite.then(() => undefined);
+  }
+
+  /** Stops the flush timer (the node is closing or crashed: what is not flushed, the log replays). */
+  close(): void {
+    this.#flushTimer?.cancel();
+    this.#flushTimer = undefined;
+  }
+
+  #change(k: string, record: StoredKey | null, bytes: number): void {
+    this.#pending.set(k, record);
+    this.#pendingBytes += bytes;
+    if (this.#pendingBytes >= STATE_FLUSH_BYTES) void this.flush().catch(() => {});
+    else this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    this.#flushTimer ??= this.#scheduler.setTimer(STATE_FLUSH_INTERVAL_MS, () => {
+      this.#flushTimer = undefined;
+      void this.flush().catch(() => {});
+    });
   }
 
   /**
@@ -153,7 +224,12 @@ export class KvStateStore {
    */
   install(meta: Omit<KvStateMeta, 'generation'>): void {
     const old = this.#meta.generation;
-    this.setMeta({ ...meta, generation: otherGeneration(old) });
+    // Changes still in memory belong to the state the snapshot replaces.
+    this.#pending.clear();
+    this.#pendingBytes = 0;
+    this.#meta = { ...meta, generation: otherGeneration(old) };
+    this.#metaPending = true;
+    void this.flush().catch(() => {});
     const written = this.#lastWrite;
     this.#clearing = written.then(() => this.#clear(old), () => undefined);
   }
@@ -261,6 +337,10 @@ function encodeChunk(meta: KvStateMeta | undefined, records: readonly StoredKey[
     at = writeStamp(out, at, e.stamp);
   }
   return out;
+}
+
+function latin1(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
 }
 
 function otherGeneration(generation: 0 | 1): 0 | 1 {

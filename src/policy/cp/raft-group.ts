@@ -132,6 +132,8 @@ export interface RaftGroupStats {
   snapshotsSent: number;
   snapshotsInstalled: number;
   leaderChanges: number;
+  /** Peer messages the core refused as impossible (see `step`). */
+  messagesRefused: number;
 }
 
 export class RaftGroup {
@@ -144,11 +146,13 @@ export class RaftGroup {
   readonly #proposals = new Map<number, PendingProposal & { proposedAt: number }>();
   readonly #reads = new Map<number, PendingRead>();
   readonly #leaderWaiters = new Set<() => void>();
-  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0 };
+  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0, messagesRefused: 0 };
   #nextReadId = 1;
   #role: RaftRole = 'follower';
   #leader: RaftNodeId | undefined;
   #snapshotIndex: number;
+  /** The term and vote last written: a Ready that changes them must sync before it sends. */
+  #durableVote: { term: number; vote: RaftNodeId | undefined } = { term: 0, vote: undefined };
   /** Bytes of commands applied since the last compaction. */
   #appliedBytesSinceCompaction = 0;
   #tick: TimerHandle | undefined;
@@ -193,7 +197,7 @@ export class RaftGroup {
     const timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
     const restored = await options.log.load();
     let opened: RaftGroup | undefined;
-    const state = KvStateStore.open(options.store, options.keyspace, (error) => {
+    const state = KvStateStore.open(options.store, options.keyspace, options.scheduler, (error) => {
       if (opened !== undefined) opened.#fail(error);
       else options.onFailure(error);
     });
@@ -227,6 +231,7 @@ export class RaftGroup {
       for (let i = 0; i < timing.electionTicks - 1; i++) core.tick();
     }
     const group = new RaftGroup(options, core, state, compacted);
+    group.#durableVote = { term: restored.hardState.term, vote: restored.hardState.vote };
     opened = group;
     group.#scheduleTick();
     group.#kick();
@@ -257,8 +262,22 @@ export class RaftGroup {
   step(messages: readonly RaftMessage[]): void {
     if (this.#closed || this.#failed !== undefined) return;
     for (const m of messages) {
-      if (m.type === 'snapshotChunk' || m.type === 'snapshotChunkAck') this.#transfers.step(m);
-      else this.#core.step(m);
+      if (m.type === 'snapshotChunk' || m.type === 'snapshotChunkAck') {
+        this.#transfers.step(m);
+        continue;
+      }
+      // A whole snapshot reaches the core only from the transfer, once its pieces are staged
+      // (snapshot-transfer.ts): one from the wire carries no state and is dropped.
+      if (m.type === 'snapshot') continue;
+      try {
+        this.#core.step(m);
+      } catch (error: unknown) {
+        // The core refuses a message that contradicts what it holds (a commit index past its log,
+        // entries conflicting with committed ones) before changing anything: an honest peer never
+        // sends one, so it is logged and dropped rather than stopping the node for a forger.
+        this.stats.messagesRefused++;
+        this.#o.logger.error(`the Raft group of ${this.#o.keyspace} refused a ${m.type} message from ${m.from}`, { error: String(error) });
+      }
     }
     this.#kick();
   }
@@ -337,6 +356,10 @@ export class RaftGroup {
     for (const [, r] of this.#reads) (r.timer.cancel(), r.reject(closing));
     this.#proposals.clear();
     this.#reads.clear();
+    // A clean stop writes the state out, so the next start replays nothing; an abrupt one (no
+    // hand-over: a crash, as the simulation stops a node) leaves that to the log.
+    if (handOverMs > 0 && this.#failed === undefined) await this.#state.flush().catch(() => {});
+    this.#state.close();
   }
 
   #propose(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
@@ -412,6 +435,14 @@ export class RaftGroup {
     try {
       while (this.#core.hasReady() && !this.#closed) {
         const ready = this.#core.ready();
+        // A leader sends its appends while it writes them (thesis §10.2.1), so its own sync and
+        // its followers' overlap instead of adding up. Safe because nothing it sends promises what
+        // this write holds: a vote or a term it has not synced (excluded: then it waits as anyone
+        // does), or a commit index covering these entries — the core counts an entry committed
+        // when followers acknowledge it, but that commit index only leaves this node in a later
+        // Ready, which is taken after this write is durable; the entries are applied then too.
+        const sendFirst = this.#core.role === 'leader' && !this.#changesVote(ready);
+        if (sendFirst) this.#send(ready.messages);
         await this.#persist(ready);
         if (ready.snapshot !== undefined) {
           this.#machine.reload();
@@ -420,7 +451,7 @@ export class RaftGroup {
           this.#appliedBytesSinceCompaction = 0;
           this.stats.snapshotsInstalled++;
         }
-        this.#send(ready.messages);
+        if (!sendFirst) this.#send(ready.messages);
         for (const entry of ready.committed) this.#apply(entry);
         // In the same synchronous run as the applies' writes: one commit holds them and the index.
         this.#machine.checkpoint();
@@ -440,8 +471,21 @@ export class RaftGroup {
     }
   }
 
+  /** True when the Ready's hard state moves the term or the vote: it must be durable before anything is sent. */
+  #changesVote(ready: Ready): boolean {
+    const hs = ready.hardState;
+    return hs !== undefined && (hs.term !== this.#durableVote.term || hs.vote !== this.#durableVote.vote);
+  }
+
   async #persist(ready: Ready): Promise<void> {
-    if (ready.hardState === undefined && ready.entries.length === 0 && ready.snapshot === undefined) return;
+    const hs = ready.hardState;
+    const voteChanged = this.#changesVote(ready);
+    // A Ready that only moves the commit index writes nothing: Raft does not need the commit index
+    // durable (a restarted node learns it from the leader again, and its applied state is on disk),
+    // and a sync for it would put a third fsync in every write's path. etcd's MustSync skips the
+    // same. The commit index rides along with the next write that must sync.
+    if (!voteChanged && ready.entries.length === 0 && ready.snapshot === undefined) return;
+    if (hs !== undefined) this.#durableVote = { term: hs.term, vote: hs.vote };
     const started = this.#o.scheduler.nowMs();
     if (ready.snapshot !== undefined) {
       const staged = this.#transfers.staged(ready.snapshot.meta);
@@ -475,13 +519,9 @@ export class RaftGroup {
   #apply(entry: LogEntry): void {
     let response: TxnResponse | undefined;
     this.#appliedBytesSinceCompaction += entry.data.byteLength;
-    if (entry.kind === 'command') {
-      const command = RaftCommand.decode(entry.data);
-      if (command.txn === undefined) throw new Error(`log entry ${entry.index} holds no command this version knows`);
-      response = this.#machine.apply(entry.index, entry.term, command.txn, versionFromWire(command.version, `log entry ${entry.index}'s version`));
-    } else {
-      this.#machine.skip(entry.index, entry.term);
-    }
+    const command = entry.kind === 'command' ? this.#decodeCommand(entry) : undefined;
+    if (command !== undefined) response = this.#machine.apply(entry.index, entry.term, command.txn, command.version);
+    else this.#machine.skip(entry.index, entry.term);
     const waiting = this.#proposals.get(entry.index);
     if (waiting === undefined) return;
     this.#proposals.delete(entry.index);
@@ -493,6 +533,23 @@ export class RaftGroup {
     } else {
       // Another leader's entry took the index: ours was cut from the log and can never commit.
       waiting.reject(unavailable('LEADER_CHANGED', `leadership of ${this.#o.keyspace} changed before the write was committed; it was not applied`));
+    }
+  }
+
+  /**
+   * The command of a committed entry, or undefined for one that holds none this version can run.
+   * Such an entry is skipped, the same on every replica (the log is the same), and logged: only a
+   * newer version's command or a forged entry can be one, and stopping every replica that applies
+   * it, again after each restart, would turn one bad entry into a lost keyspace.
+   */
+  #decodeCommand(entry: LogEntry): { txn: TxnRequest; version: ReturnType<typeof versionFromWire> } | undefined {
+    try {
+      const command = RaftCommand.decode(entry.data);
+      if (command.txn === undefined) throw new Error('it holds no transaction');
+      return { txn: command.txn, version: versionFromWire(command.version, `log entry ${entry.index}'s version`) };
+    } catch (error: unknown) {
+      this.#o.logger.error(`the Raft group of ${this.#o.keyspace} skipped log entry ${entry.index}: it holds no command this version can run`, { error: String(error) });
+      return undefined;
     }
   }
 
@@ -556,7 +613,9 @@ export class RaftGroup {
     this.#failed = error;
     this.#tick?.cancel();
     this.#transfers.close();
-    this.#o.logger.error(`the Raft group of ${this.#o.keyspace} stopped: a durable write failed`, { error: String(error) });
+    this.#state.close();
+    // Mostly a durable write that failed; whatever it was, the group cannot go on without it.
+    this.#o.logger.error(`the Raft group of ${this.#o.keyspace} stopped: ${error instanceof Error ? error.message : String(error)}`, { error: String(error) });
     for (const [, p] of this.#proposals) (p.timer.cancel(), p.reject(outcomeUnknown('STORAGE_FAILED', 'a durable write failed after the write was proposed; it may still commit on the other nodes')));
     for (const [, r] of this.#reads) (r.timer.cancel(), r.reject(unavailable('STORAGE_FAILED', 'this node stopped after a storage failure; nothing was read')));
     this.#proposals.clear();
