@@ -8,6 +8,7 @@ import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 export const ETCD_PUT_PATH = '/etcdserverpb.KV/Put';
 export const ETCD_RANGE_PATH = '/etcdserverpb.KV/Range';
 export const ETCD_STATUS_PATH = '/etcdserverpb.Maintenance/Status';
+export const ETCD_TXN_PATH = '/etcdserverpb.KV/Txn';
 
 /** PutRequest { bytes key = 1; bytes value = 2; } */
 export function encodePutRequest(key: Uint8Array, value: Uint8Array): Uint8Array {
@@ -53,10 +54,17 @@ export interface EtcdStatus {
   /** The member id of the leader this member knows, "0" when it knows none. */
   readonly leader: string;
   readonly version: string;
+  /** raftIndex = 5: the member's committed index. */
+  readonly raftIndex: bigint;
+  /** raftTerm = 6. */
+  readonly raftTerm: bigint;
+  /** raftAppliedIndex = 7 (3.4 and later). */
+  readonly raftAppliedIndex: bigint;
 }
 
 /**
- * StatusResponse { ResponseHeader header = 1; string version = 2; uint64 leader = 4; },
+ * StatusResponse { ResponseHeader header = 1; string version = 2; uint64 leader = 4;
+ * uint64 raftIndex = 5; uint64 raftTerm = 6; uint64 raftAppliedIndex = 7; },
  * ResponseHeader { uint64 member_id = 2; }
  */
 export function decodeStatusResponse(buf: Uint8Array): EtcdStatus {
@@ -64,6 +72,9 @@ export function decodeStatusResponse(buf: Uint8Array): EtcdStatus {
   let memberId = '0';
   let leader = '0';
   let version = '';
+  let raftIndex = 0n;
+  let raftTerm = 0n;
+  let raftAppliedIndex = 0n;
   while (reader.pos < reader.len) {
     const [field, wireType] = reader.tag();
     if (field === 1 && wireType === WireType.LengthDelimited) {
@@ -75,11 +86,161 @@ export function decodeStatusResponse(buf: Uint8Array): EtcdStatus {
       }
     } else if (field === 2 && wireType === WireType.LengthDelimited) {
       version = reader.string();
-    } else if (field === 4 && wireType === WireType.Varint) {
-      leader = String(reader.uint64());
+    } else if (wireType === WireType.Varint && field >= 4 && field <= 7) {
+      const value = BigInt(reader.uint64());
+      if (field === 4) leader = String(value);
+      else if (field === 5) raftIndex = value;
+      else if (field === 6) raftTerm = value;
+      else raftAppliedIndex = value;
     } else {
       reader.skip(wireType, field);
     }
   }
-  return { memberId, leader, version };
+  return { memberId, leader, version, raftIndex, raftTerm, raftAppliedIndex };
+}
+
+/** Compare.CompareResult of rpc.proto: the relation `target RESULT operand`. */
+export const EtcdCompareResult = { EQUAL: 0, GREATER: 1, LESS: 2, NOT_EQUAL: 3 } as const;
+
+/**
+ * One Compare of a TxnRequest. The operand names the target (Compare.CompareTarget VERSION = 0,
+ * CREATE = 1, MOD = 2, VALUE = 3) and fills the oneof `target_union` field of the same name.
+ */
+export interface EtcdCompare {
+  readonly key: Uint8Array;
+  readonly result: (typeof EtcdCompareResult)[keyof typeof EtcdCompareResult];
+  readonly operand:
+    | { readonly version: bigint }
+    | { readonly createRevision: bigint }
+    | { readonly modRevision: bigint }
+    | { readonly value: Uint8Array };
+}
+
+/** One RequestOp of a Txn branch: a put (request_put = 2) or a single-key range (request_range = 1). */
+export type EtcdRequestOp = { readonly put: { readonly key: Uint8Array; readonly value: Uint8Array } } | { readonly range: { readonly key: Uint8Array } };
+
+export interface EtcdTxn {
+  readonly compare: readonly EtcdCompare[];
+  readonly success: readonly EtcdRequestOp[];
+  readonly failure: readonly EtcdRequestOp[];
+}
+
+/**
+ * TxnRequest { repeated Compare compare = 1; repeated RequestOp success = 2; repeated RequestOp
+ * failure = 3; }, Compare { CompareResult result = 1; CompareTarget target = 2; bytes key = 3;
+ * oneof target_union { int64 version = 4; int64 create_revision = 5; int64 mod_revision = 6;
+ * bytes value = 7; } }, RequestOp { oneof request { RangeRequest request_range = 1; PutRequest
+ * request_put = 2; } }. Enum fields at their zero value are left out, as proto3 does; a oneof
+ * member is always written, zero or not, since its presence is what selects it.
+ */
+export function encodeTxnRequest(txn: EtcdTxn): Uint8Array {
+  const writer = new BinaryWriter();
+  for (const c of txn.compare) writer.tag(1, WireType.LengthDelimited).bytes(encodeCompare(c));
+  for (const op of txn.success) writer.tag(2, WireType.LengthDelimited).bytes(encodeRequestOp(op));
+  for (const op of txn.failure) writer.tag(3, WireType.LengthDelimited).bytes(encodeRequestOp(op));
+  return writer.finish();
+}
+
+function encodeCompare(c: EtcdCompare): Uint8Array {
+  const writer = new BinaryWriter();
+  if (c.result !== 0) writer.tag(1, WireType.Varint).int32(c.result);
+  const o = c.operand;
+  const target = 'version' in o ? 0 : 'createRevision' in o ? 1 : 'modRevision' in o ? 2 : 3;
+  if (target !== 0) writer.tag(2, WireType.Varint).int32(target);
+  writer.tag(3, WireType.LengthDelimited).bytes(c.key);
+  if ('version' in o) writer.tag(4, WireType.Varint).int64(o.version);
+  else if ('createRevision' in o) writer.tag(5, WireType.Varint).int64(o.createRevision);
+  else if ('modRevision' in o) writer.tag(6, WireType.Varint).int64(o.modRevision);
+  else writer.tag(7, WireType.LengthDelimited).bytes(o.value);
+  return writer.finish();
+}
+
+function encodeRequestOp(op: EtcdRequestOp): Uint8Array {
+  return 'put' in op
+    ? new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(encodePutRequest(op.put.key, op.put.value)).finish()
+    : new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(encodeRangeRequest(op.range.key)).finish();
+}
+
+/** The fields of mvccpb.KeyValue a compare-and-set reads back. */
+export interface EtcdKeyValue {
+  readonly key: Uint8Array;
+  readonly modRevision: bigint;
+  readonly version: bigint;
+  readonly value: Uint8Array;
+}
+
+export interface EtcdTxnResponse {
+  /** ResponseHeader.revision: the store's revision after the transaction (a put's mod_revision). */
+  readonly revision: bigint;
+  readonly succeeded: boolean;
+  /** One per operation of the branch that ran: the keys a range found; `null` for any other op. */
+  readonly responses: readonly (readonly EtcdKeyValue[] | null)[];
+}
+
+/**
+ * TxnResponse { ResponseHeader header = 1; bool succeeded = 2; repeated ResponseOp responses = 3; },
+ * ResponseHeader { int64 revision = 3; }, ResponseOp { oneof response { RangeResponse
+ * response_range = 1; PutResponse response_put = 2; ... } }, RangeResponse { repeated KeyValue kvs = 2; },
+ * KeyValue { bytes key = 1; int64 mod_revision = 3; int64 version = 4; bytes value = 5; }
+ */
+export function decodeTxnResponse(buf: Uint8Array): EtcdTxnResponse {
+  const reader = new BinaryReader(buf);
+  let revision = 0n;
+  let succeeded = false;
+  const responses: (EtcdKeyValue[] | null)[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) {
+      const header = new BinaryReader(reader.bytes());
+      while (header.pos < header.len) {
+        const [hField, hWire] = header.tag();
+        if (hField === 3 && hWire === WireType.Varint) revision = BigInt(header.int64());
+        else header.skip(hWire, hField);
+      }
+    } else if (field === 2 && wireType === WireType.Varint) {
+      succeeded = reader.bool();
+    } else if (field === 3 && wireType === WireType.LengthDelimited) {
+      responses.push(decodeResponseOp(reader.bytes()));
+    } else {
+      reader.skip(wireType, field);
+    }
+  }
+  return { revision, succeeded, responses };
+}
+
+function decodeResponseOp(buf: Uint8Array): EtcdKeyValue[] | null {
+  const reader = new BinaryReader(buf);
+  let kvs: EtcdKeyValue[] | null = null;
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) {
+      kvs = [];
+      const range = new BinaryReader(reader.bytes());
+      while (range.pos < range.len) {
+        const [rField, rWire] = range.tag();
+        if (rField === 2 && rWire === WireType.LengthDelimited) kvs.push(decodeKeyValue(range.bytes()));
+        else range.skip(rWire, rField);
+      }
+    } else {
+      reader.skip(wireType, field);
+    }
+  }
+  return kvs;
+}
+
+function decodeKeyValue(buf: Uint8Array): EtcdKeyValue {
+  const reader = new BinaryReader(buf);
+  let key: Uint8Array = new Uint8Array(0);
+  let modRevision = 0n;
+  let version = 0n;
+  let value: Uint8Array = new Uint8Array(0);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) key = reader.bytes();
+    else if (field === 3 && wireType === WireType.Varint) modRevision = BigInt(reader.int64());
+    else if (field === 4 && wireType === WireType.Varint) version = BigInt(reader.int64());
+    else if (field === 5 && wireType === WireType.LengthDelimited) value = reader.bytes();
+    else reader.skip(wireType, field);
+  }
+  return { key, modRevision, version, value };
 }

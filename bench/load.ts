@@ -11,7 +11,16 @@ const HIGHEST_TRACKABLE_US = 60_000_000;
 /** Three significant digits: 0.1 % resolution at every magnitude. */
 const SIGNIFICANT_DIGITS = 3;
 
-/** One call of the system under test; `n` counts calls across callers, `caller` is 0..concurrency-1. */
+/**
+ * What a conditional op (compare-and-set) resolves to when its compare did not hold: the call
+ * worked, but nothing was swapped, so it counts in `failedCompares`, neither as an op nor as an error.
+ */
+export const COMPARE_FAILED: unique symbol = Symbol('compare failed');
+
+/**
+ * One call of the system under test; `n` counts calls across callers, `caller` is 0..concurrency-1.
+ * It resolves when the call succeeded (to anything but {@link COMPARE_FAILED}) and rejects when it failed.
+ */
 export type LoadOp = (n: number, caller: number) => Promise<unknown>;
 
 export interface LoadOptions {
@@ -30,10 +39,15 @@ export interface LoadOptions {
 }
 
 export interface LoadResult {
-  /** Calls that succeeded and ended inside the measured window. */
+  /** Calls that succeeded (for compare-and-set: that swapped) and ended inside the measured window. */
   readonly ops: number;
   /** Calls that failed inside the measured window. */
   readonly errors: number;
+  /**
+   * Calls that answered {@link COMPARE_FAILED} inside the measured window: not in `ops`, nor in
+   * the latencies. Absent in results made before conditional ops existed.
+   */
+  readonly failedCompares?: number;
   /** The first failure's message, so a failing system is never reported as merely slow. */
   readonly firstError?: string;
   readonly opsPerSec: number;
@@ -64,6 +78,7 @@ export async function runLoad(op: LoadOp, options: LoadOptions): Promise<LoadRes
   const now = options.now ?? (() => performance.now());
   const histogram = latencyHistogram();
   let errors = 0;
+  let failedCompares = 0;
   let firstError: string | undefined;
   let n = 0;
   const start = now();
@@ -86,9 +101,12 @@ export async function runLoad(op: LoadOp, options: LoadOptions): Promise<LoadRes
         return;
       }
       try {
-        await op(n++, index);
+        const answer = await op(n++, index);
         const t1 = now();
-        if (t1 >= measureFrom && t1 < end) histogram.recordValue(Math.max(1, Math.round((t1 - t0) * 1000)));
+        if (t1 >= measureFrom && t1 < end) {
+          if (answer === COMPARE_FAILED) failedCompares++;
+          else histogram.recordValue(Math.max(1, Math.round((t1 - t0) * 1000)));
+        }
       } catch (err: unknown) {
         const t1 = now();
         if (t1 >= measureFrom && t1 < end) {
@@ -102,18 +120,19 @@ export async function runLoad(op: LoadOp, options: LoadOptions): Promise<LoadRes
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, i) => caller(i)));
-  const result = summarize(histogram, errors, durationMs, firstError);
+  const result = summarize(histogram, errors, durationMs, firstError, failedCompares);
   histogram.destroy();
   return result;
 }
 
 /** Turns a histogram of one measured window into a result. */
-export function summarize(histogram: Histogram, errors: number, windowMs: number, firstError?: string): LoadResult {
+export function summarize(histogram: Histogram, errors: number, windowMs: number, firstError?: string, failedCompares = 0): LoadResult {
   const ops = histogram.totalCount;
   const pct = (p: number) => (ops === 0 ? NaN : histogram.getValueAtPercentile(p) / 1000);
   return {
     ops,
     errors,
+    failedCompares,
     ...(firstError === undefined ? {} : { firstError }),
     opsPerSec: (ops / windowMs) * 1000,
     p50Ms: pct(50),

@@ -4,13 +4,20 @@
  * and JSON. No I/O here, so test/bench/load.test.ts checks every number.
  */
 import type { LoadResult } from './load.js';
+import { CAS_KEYS_PER_CALLER } from './workload.js';
 
-export type SystemName = 'echo' | 'echo-interceptors' | 'etcd' | 'replikit-cp' | 'replikit-ap' | 'replikit-causal';
-export type OpName = 'echo' | 'put' | 'get';
+export type SystemName = 'echo' | 'echo-interceptors' | 'etcd' | 'replikit-cp' | 'replikit-cp-embedded' | 'replikit-ap' | 'replikit-causal';
+/** `cas` is compare-and-set: replikit's KvService.Txn (or `keyspace.txn`), etcd's KV/Txn. */
+export type OpName = 'echo' | 'put' | 'get' | 'cas';
 
-/** Order of systems in tables: the ceiling, then the comparison peer, then replikit's policies. */
-export const SYSTEM_ORDER: readonly SystemName[] = ['echo', 'echo-interceptors', 'etcd', 'replikit-cp', 'replikit-ap', 'replikit-causal'];
-const OP_ORDER: readonly OpName[] = ['echo', 'put', 'get'];
+/**
+ * Order of systems in tables: the ceiling, then the comparison peer, then replikit's policies (CP
+ * over gRPC, then CP through the embedding API inside a node's process).
+ */
+export const SYSTEM_ORDER: readonly SystemName[] = ['echo', 'echo-interceptors', 'etcd', 'replikit-cp', 'replikit-cp-embedded', 'replikit-ap', 'replikit-causal'];
+export const OP_ORDER: readonly OpName[] = ['echo', 'put', 'get', 'cas'];
+/** What each op is on etcd's side, for the side-by-side table. */
+const ETCD_COUNTERPART: Readonly<Record<OpName, string>> = { echo: '—', put: 'Put', get: 'Range (linearizable)', cas: 'Txn' };
 
 /** One measured phase: one system, one op, one concurrency, one round. */
 export interface Sample {
@@ -35,12 +42,14 @@ export interface Row {
   readonly p99Ms: number;
   /** Failed calls, summed over the rounds. */
   readonly errors: number;
-  /** Successful calls measured, summed over the rounds. */
+  /** Compare-and-set calls whose compare did not hold (not in `ops`, not errors), summed over the rounds. */
+  readonly failedCompares: number;
+  /** Successful calls (compare-and-set: swaps) measured, summed over the rounds. */
   readonly ops: number;
   readonly rounds: number;
   /** Throughput of each round, in round order: the spread behind the median. */
   readonly opsPerSecByRound: readonly number[];
-  /** Throughput over etcd's counterpart (Put for put, linearizable Range for get) at the same concurrency. */
+  /** Throughput over etcd's counterpart (Put for put, linearizable Range for get, Txn for cas) at the same concurrency. */
   readonly vsEtcd: number | null;
   /** Throughput over bare grpc-js echo at the same concurrency. */
   readonly vsEcho: number | null;
@@ -130,6 +139,7 @@ export function aggregate(samples: readonly Sample[]): Row[] {
       p50Ms: median(ordered.map((s) => s.result.p50Ms)),
       p99Ms: median(ordered.map((s) => s.result.p99Ms)),
       errors: ordered.reduce((sum, s) => sum + s.result.errors, 0),
+      failedCompares: ordered.reduce((sum, s) => sum + (s.result.failedCompares ?? 0), 0),
       ops: ordered.reduce((sum, s) => sum + s.result.ops, 0),
       rounds: ordered.length,
       opsPerSecByRound: ordered.map((s) => s.result.opsPerSec),
@@ -259,6 +269,8 @@ export function evaluateTargets(rows: readonly Row[], unavailable: readonly Unav
   const etcdPut1 = findRow(rows, 'etcd', 'put', 1);
   const cpGet64 = findRow(rows, 'replikit-cp', 'get', 64);
   const etcdGet64 = findRow(rows, 'etcd', 'get', 64);
+  const cpCas64 = findRow(rows, 'replikit-cp', 'cas', 64);
+  const etcdCas64 = findRow(rows, 'etcd', 'cas', 64);
   const apPut64 = findRow(rows, 'replikit-ap', 'put', 64);
   const echo64 = findRow(rows, 'echo', 'echo', 64);
   const echoI64 = findRow(rows, 'echo-interceptors', 'echo', 64);
@@ -278,6 +290,10 @@ export function evaluateTargets(rows: readonly Row[], unavailable: readonly Unav
     throughputTarget(
       'cp-get-64-throughput', 'CP get at 64 callers ≥ 1.0× etcd linearizable Range', cpGet64, etcdGet64, 1.0, 'etcd',
       missing(cpGet64, 'replikit-cp', etcdGet64, 'etcd'),
+    ),
+    throughputTarget(
+      'cp-cas-64-throughput', 'CP compare-and-set at 64 callers ≥ 1.0× etcd Txn (successful swaps per second)', cpCas64, etcdCas64, 1.0, 'etcd',
+      missing(cpCas64, 'replikit-cp', etcdCas64, 'etcd'),
     ),
     throughputTarget(
       'ap-put-64-vs-echo', 'AP put at 64 callers ≥ 0.8× raw echo', apPut64, echo64, 0.8, 'echo',
@@ -317,10 +333,49 @@ export function renderTable(rows: readonly Row[], unavailable: readonly Unavaila
     r.serverCpuUsPerOp === null ? '—' : Math.round(r.serverCpuUsPerOp).toString(),
     String(r.errors),
     String(r.rounds),
-    '',
+    r.op === 'cas' ? `${r.failedCompares} failed compares` : '',
   ]);
   for (const u of unavailable) body.push([u.system, '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', oneLine(u.reason, MAX_NOTE_CHARS)]);
   return formatTable(headers, body, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l']);
+}
+
+/**
+ * replikit CP (over gRPC and embedded) next to etcd, one line per op and callers that both ran:
+ * throughput and its ratio, p50 and p99, and server CPU per call, each with etcd's beside it.
+ * Nothing (no heading either) when etcd or replikit CP was not measured.
+ */
+export function renderVsEtcd(rows: readonly Row[]): string[] {
+  const body: string[][] = [];
+  for (const r of rows) {
+    if ((r.system !== 'replikit-cp' && r.system !== 'replikit-cp-embedded') || r.op === 'echo') continue;
+    const etcd = findRow(rows, 'etcd', r.op, r.concurrency);
+    if (etcd === undefined) continue;
+    const cpu = (x: Row) => (x.serverCpuUsPerOp === null ? '—' : Math.round(x.serverCpuUsPerOp).toString());
+    body.push([
+      `${r.op} / ${ETCD_COUNTERPART[r.op]}`,
+      String(r.concurrency),
+      r.system === 'replikit-cp' ? 'gRPC' : 'embedded',
+      formatOps(r.opsPerSec),
+      formatOps(etcd.opsPerSec),
+      formatRatio(r.vsEtcd),
+      `${formatMs(r.p50Ms)} / ${formatMs(etcd.p50Ms)}`,
+      `${formatMs(r.p99Ms)} / ${formatMs(etcd.p99Ms)}`,
+      `${cpu(r)} / ${cpu(etcd)}`,
+      r.op === 'cas' ? `${r.failedCompares} / ${etcd.failedCompares}` : '',
+    ]);
+  }
+  if (body.length === 0) return [];
+  const headers = ['op / etcd', 'callers', 'replikit', 'ops/s', 'etcd ops/s', '× etcd', 'p50 ms (vs etcd)', 'p99 ms (vs etcd)', 'server CPU µs/op (vs etcd)', 'failed compares (vs etcd)'];
+  return [
+    '## replikit CP next to etcd',
+    '',
+    'Medians over rounds. `embedded`: the same calls through `node.keyspace(\'default\')` inside one node\'s own process ' +
+      '(one of three, the other two `replikit serve`); its server CPU includes its callers\' loop, which runs in that process. ' +
+      'Compare-and-set ops/s count successful swaps only.',
+    '',
+    formatTable(headers, body, ['l', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
+    '',
+  ];
 }
 
 /** How much of a reason fits in the table's note column; the JSON keeps all of it. */
@@ -341,7 +396,8 @@ export function renderMarkdown(report: BenchReport): string {
     `${meta.startedAt}, ${meta.wallSeconds.toFixed(0)} s wall clock. ${meta.machine}.`,
     `Each cell: ${meta.rounds} round${meta.rounds === 1 ? '' : 's'} of ${meta.durationMs / 1000} s measured after ${meta.warmupMs / 1000} s warm-up` +
       `${meta.rounds > 1 ? ', systems alternating within each round; medians over rounds' : ''}. ` +
-      `${meta.valueBytes}-byte values over ${meta.keys} keys; one grpc-js load generator for every system.`,
+      `${meta.valueBytes}-byte values over ${meta.keys} keys (compare-and-set: ${CAS_KEYS_PER_CALLER} keys owned by each caller); the same closed-loop ` +
+      'load (bench/load.ts) for every system, over grpc-js from the bench process, or for replikit-cp-embedded inside its node\'s process.',
     '',
     `**Durability:** ${meta.durability}`,
     '',
@@ -350,6 +406,7 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     renderTable(report.rows, report.unavailable),
     '',
+    ...renderVsEtcd(report.rows),
     '## Targets',
     '',
     ...report.targets.map((t) => `- **${t.status}** — ${t.description}: ${t.detail}`),
@@ -380,6 +437,7 @@ export function toJson(report: BenchReport): string {
     serverCpuUsPerOp: r.serverCpuUsPerOp === null ? null : round(r.serverCpuUsPerOp, 1),
     clientCpuUsPerOp: r.clientCpuUsPerOp === null ? null : round(r.clientCpuUsPerOp, 1),
     errors: r.errors,
+    failedCompares: r.failedCompares,
     ops: r.ops,
     rounds: r.rounds,
     opsPerSecByRound: r.opsPerSecByRound.map((v) => round(v, 1)),

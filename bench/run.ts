@@ -3,9 +3,13 @@
  *
  * Systems: bare grpc-js unary echo (the ceiling), echo with replikit's clock interceptors, replikit
  * CP / AP / causal put and get (3 `replikit serve` processes each, LmdbStore, fsync on; a policy
- * that `serve` refuses is reported as not available in this build), and etcd 3.4 (3 members,
- * installed from Debian when missing). One grpc-js load generator drives them all with 100-byte
- * values over 1,000 keys at 1 and 64 callers, plus 8 and 256 for CP put and etcd Put (the plot).
+ * that `serve` refuses is reported as not available in this build), CP compare-and-set
+ * (KvService.Txn), the same CP put, get and compare-and-set through the embedding API inside one
+ * node's own process (bench/embedded.ts), and etcd 3.4 (3 members, installed from Debian when
+ * missing): Put, linearizable Range and Txn. One grpc-js load generator drives them all (the
+ * embedded system drives itself, with the same load loop) with 100-byte values over 1,000 keys
+ * (compare-and-set: 16 keys owned by each caller) at 1 and 64 callers, plus 8 and 256 for CP put
+ * and etcd Put (the plot).
  * The full mode runs 3 rounds, the systems alternating within each, and reports medians. The
  * systems not being measured are paused (SIGSTOP), and each phase also records the CPU the
  * servers spent per call (from /proc), which a shared machine disturbs far less than throughput.
@@ -22,11 +26,11 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Reaper } from './children.js';
-import { cpuMsOf, selfCpuMs } from './cpu-usage.js';
+import { startEmbeddedCp } from './embedded.js';
 import { findOrInstallEtcd, type EtcdAvailability } from './etcd.js';
-import { runLoad } from './load.js';
 import { ProgressBar, formatDuration } from './progress.js';
 import {
+  OP_ORDER,
   SYSTEM_ORDER,
   aggregate,
   evaluateTargets,
@@ -47,8 +51,7 @@ const MAIN_CONCURRENCIES = [1, 64] as const;
 /** Extra callers for the plot, CP put and etcd Put only. */
 const SWEEP_CONCURRENCIES = [8, 256] as const;
 const SWEEP_SYSTEMS: readonly SystemName[] = ['replikit-cp', 'etcd'];
-const OPS: readonly OpName[] = ['echo', 'put', 'get'];
-/** Starting every system and filling its keys; three clusters start at once on 2 cores. */
+/** Starting every system (the replikit clusters one after another) and filling its keys, on 2 busy cores. */
 const STARTUP_BUDGET_MS = 180_000;
 
 /** The command line, or exit status 2 with the reason for a flag it does not know. */
@@ -93,9 +96,10 @@ if (flags.help) {
   --etcd-reads   leader (default) or spread: where etcd's linearizable Range goes
   --replikit-calls  spread (default: round-robin over the 3 nodes) or pinned (every call to
                  n1, as etcd's go to its leader)
-  --systems LIST only these, e.g. echo,etcd,replikit-cp (default: all)
+  --systems LIST only these, e.g. echo,etcd,replikit-cp,replikit-cp-embedded (default: all)
   --serve-arg A  an extra flag for every \`replikit serve\` (repeat it), e.g.
                  --serve-arg=--heartbeat-interval-ms=1000; the report's notes name them
+                 (the embedded node cannot take them: with any, it is left out)
   --no-pause     keep every system running; by default the ones not being measured are
                  paused (SIGSTOP), so their background work takes no CPU from the one measured
 `);
@@ -173,11 +177,10 @@ function signalAll(system: BenchSystem, signal: NodeJS.Signals): void {
 async function resume(system: BenchSystem): Promise<void> {
   signalAll(system, 'SIGCONT');
   await system.afterResume();
-  const probe = system.ops.get ?? system.ops.echo ?? system.ops.put!;
   const until = performance.now() + RESUME_TIMEOUT_MS;
   for (;;) {
     try {
-      await probe(0, 0);
+      await system.probe();
       return;
     } catch (err: unknown) {
       if (performance.now() > until) {
@@ -202,8 +205,8 @@ function plan(systems: readonly BenchSystem[]): Phase[] {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const concurrency of concurrencies) {
       const sweep = !(MAIN_CONCURRENCIES as readonly number[]).includes(concurrency);
-      for (const op of OPS) {
-        let group = systems.filter((s) => s.ops[op] !== undefined && (!sweep || (op === 'put' && SWEEP_SYSTEMS.includes(s.name))));
+      for (const op of OP_ORDER) {
+        let group = systems.filter((s) => s.ops.includes(op) && (!sweep || (op === 'put' && SWEEP_SYSTEMS.includes(s.name))));
         if (round % 2 === 0) group = [...group].reverse();
         for (const system of group) phases.push({ system, op, concurrency, round });
       }
@@ -296,13 +299,20 @@ async function main(): Promise<number> {
   armWatchdog(STARTUP_BUDGET_MS, 'starting the systems and filling the key space');
 
   log(`bench ${QUICK ? 'quick' : 'full'}: ${ROUNDS} round(s), ${DURATION_MS} ms per phase after ${WARMUP_MS} ms warm-up; starting systems`);
-  const starts: Promise<StartResult>[] = [
+  const lightStarts: Promise<StartResult[]> = Promise.all([
     ...(wanted('echo') ? [startEcho(reaper, false)] : []),
     ...(wanted('echo-interceptors') ? [startEcho(reaper, true)] : []),
     ...(etcd.ok ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
-    ...(['cp', 'ap', 'causal'] as const).filter((p) => wanted(`replikit-${p}`)).map((p) => startReplikit(reaper, p, SERVE_ARGS, REPLIKIT_CALLS)),
+  ]);
+  // The replikit clusters start one after another: every node must print its ready line within
+  // LocalCluster's 20 s, and twelve node processes loading at once on two busy cores missed that.
+  const clusterStarts: (() => Promise<StartResult>)[] = [
+    ...(['cp', 'ap', 'causal'] as const).filter((p) => wanted(`replikit-${p}`)).map((p) => () => startReplikit(reaper, p, SERVE_ARGS, REPLIKIT_CALLS)),
+    ...(wanted('replikit-cp-embedded') ? [() => startEmbeddedCp(reaper, SERVE_ARGS)] : []),
   ];
-  const results = await Promise.all(starts);
+  const clusterResults: StartResult[] = [];
+  for (const start of clusterStarts) clusterResults.push(await start());
+  const results = [...(await lightStarts), ...clusterResults];
   const systems: BenchSystem[] = [];
   for (const r of results) {
     if (r.ok) systems.push(r.system);
@@ -355,26 +365,14 @@ async function main(): Promise<number> {
         notes.push(message);
       }
     }
-    // CPU of the servers and of this process over the measured window only (after the warm-up).
-    const pids = system.pids();
-    const snapshot = (): [number, number] => [cpuMsOf(pids), selfCpuMs()];
-    let cpuAtStart: [number, number] | undefined;
-    let cpuAtEnd: [number, number] | undefined;
-    const result = await runLoad(system.ops[op]!, {
-      concurrency,
-      durationMs: DURATION_MS,
-      warmupMs: WARMUP_MS,
-      onWindowStart: () => (cpuAtStart = snapshot()),
-      onWindowEnd: () => (cpuAtEnd = snapshot()),
-    });
-    const cpu =
-      cpuAtStart !== undefined && cpuAtEnd !== undefined
-        ? { serverCpuMs: cpuAtEnd[0] - cpuAtStart[0], clientCpuMs: cpuAtEnd[1] - cpuAtStart[1] }
-        : {};
+    // CPU of the servers (and of the load generator) over the measured window only, after the warm-up.
+    const { result, ...cpu } = await system.measure(op, { concurrency, durationMs: DURATION_MS, warmupMs: WARMUP_MS });
     samples.push({ system: system.name, op, concurrency, round, result, ...cpu });
     if (result.errors > 0) log(`${system.name} ${op} ×${concurrency}: ${result.errors} errors, first: ${result.firstError}`);
+    if ((result.failedCompares ?? 0) > 0) log(`${system.name} ${op} ×${concurrency}: ${result.failedCompares} failed compares`);
   }
   progress.finish();
+  for (const s of systems) notes.push(...(s.notes?.() ?? []));
   for (const s of systems) signalAll(s, 'SIGCONT');
   await Promise.all(systems.map((s) => s.close()));
   clearTimeout(watchdog);

@@ -1,7 +1,8 @@
 /**
  * The systems under test, each started the same way it would run for real and reduced to the
- * same shape: a name, a load op per operation, a prefill and a close. Every one is driven by the
- * same grpc-js load generator with the same values, keys and call deadline.
+ * same shape: a name, the operations it serves, a way to measure one phase of one of them, a
+ * prefill and a close. Every one is driven with the same values, keys and call deadline; all but
+ * the embedded one (bench/embedded.ts) by the grpc-js load generator in this process.
  */
 import { fileURLToPath } from 'node:url';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -9,15 +10,26 @@ import { LocalCluster, freePorts } from '../src/cli/local-cluster.js';
 import { AckLevel, KvServiceClient } from '../src/gen/replikit/v1/kv_service.js';
 import { loadBuiltClockInterceptors } from './built.js';
 import { spawnReady, type Reaper } from './children.js';
+import { cpuMsOf, selfCpuMs } from './cpu-usage.js';
 import { EtcdCluster, rawUnary } from './etcd.js';
-import { ETCD_PUT_PATH, ETCD_RANGE_PATH, decodeRangeResponse, encodePutRequest, encodeRangeRequest } from './etcd-wire.js';
-import type { LoadOp } from './load.js';
-import type { OpName, SystemName } from './report.js';
+import {
+  ETCD_PUT_PATH,
+  ETCD_RANGE_PATH,
+  ETCD_TXN_PATH,
+  EtcdCompareResult,
+  decodeRangeResponse,
+  decodeTxnResponse,
+  encodePutRequest,
+  encodeRangeRequest,
+  encodeTxnRequest,
+} from './etcd-wire.js';
+import { runLoad, type LoadOp, type LoadResult } from './load.js';
+import { OP_ORDER, type OpName, type SystemName } from './report.js';
+import { replikitSwapOutcome, replikitSwapRequest } from './replikit-swap.js';
+import { KEY_COUNT, OwnedKeySwaps, VALUE, keyOf, type Swap } from './workload.js';
 
-/** Every value written: 100 bytes, as in DESIGN.md §6. */
-export const VALUE_BYTES = 100;
-/** The key space every system's puts and gets spread over. */
-export const KEY_COUNT = 1_000;
+export { KEY_COUNT, VALUE_BYTES, keyOf } from './workload.js';
+
 /** Each call's deadline: longer than a replikit node's own request timeout (3 s), so it answers first. */
 export const CALL_DEADLINE_MS = 5_000;
 /** How long a spawned server may take to say it is ready on a loaded 2-core machine. */
@@ -25,30 +37,46 @@ const READY_TIMEOUT_MS = 20_000;
 /** Callers used to fill the key space before measuring. */
 const PREFILL_CONCURRENCY = 32;
 
-const VALUE = Buffer.alloc(VALUE_BYTES, 'v');
-const KEYS: readonly Buffer[] = Array.from({ length: KEY_COUNT }, (_, i) => Buffer.from(`bench-key-${String(i).padStart(6, '0')}`));
 const EMPTY = Buffer.alloc(0);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ECHO_SERVER = fileURLToPath(new URL('./echo-server.ts', import.meta.url));
 const ECHO_PATH = '/bench.Echo/Echo';
 
-/** The key of call `n`: the same sequence for every system. */
-export function keyOf(n: number): Buffer {
-  return KEYS[n % KEY_COUNT]!;
+/** How one phase is run: callers, and how long it warms up and is measured. */
+export interface PhaseOptions {
+  readonly concurrency: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+}
+
+/** One measured phase: the load's result and the CPU spent during its measured window only. */
+export interface Measurement {
+  readonly result: LoadResult;
+  /** CPU of the system's processes (for the embedded system: its callers' loop included). */
+  readonly serverCpuMs?: number;
+  /** CPU of the process that drove the calls, when it is not one of the system's own. */
+  readonly clientCpuMs?: number;
 }
 
 export interface BenchSystem {
   readonly name: SystemName;
-  readonly ops: Partial<Record<OpName, LoadOp>>;
+  /** The operations it can be measured on, in report order. */
+  readonly ops: readonly OpName[];
   /** One line for the report: where it runs, how it is driven. */
   readonly description: string;
+  /** Runs one phase of `op` (one of `ops`) and measures it. */
+  measure(op: OpName, options: PhaseOptions): Promise<Measurement>;
+  /** One call that succeeds once the system serves: how a continued system shows it is back. */
+  probe(): Promise<void>;
   /** The server processes: for their CPU time, and to pause the system while others are measured. */
   pids(): number[];
   /** Runs after the processes were continued (SIGCONT), before the probe (e.g. finds etcd's leader anew). */
   afterResume(): Promise<void>;
-  /** Writes every key once (so gets read real values) and checks one read; throws if it fails. */
+  /** Writes every key once (so gets read real values and swaps update keys) and checks one read; throws if it fails. */
   prefill(): Promise<void>;
   close(): Promise<void>;
+  /** Lines for the report's notes once every phase ran (what the system had to do to be measured as described). */
+  notes?(): string[];
 }
 
 export type StartResult = { readonly ok: true; readonly system: BenchSystem } | { readonly ok: false; readonly system: SystemName; readonly reason: string };
@@ -62,6 +90,29 @@ async function prefillWith(put: LoadOp): Promise<void> {
     const batch = Array.from({ length: Math.min(PREFILL_CONCURRENCY, KEY_COUNT - i) }, (_, j) => put(i + j, j));
     await Promise.all(batch);
   }
+}
+
+/**
+ * Measuring for a system the load generator in this process drives: `runLoad` here, and over the
+ * measured window the CPU of the system's processes (`pids`) and of this process (the client side).
+ */
+export function drivenFromHere(ops: Partial<Record<OpName, LoadOp>>, pids: () => number[]): Pick<BenchSystem, 'ops' | 'measure' | 'probe'> {
+  return {
+    ops: OP_ORDER.filter((op) => ops[op] !== undefined),
+    measure: async (op, options) => {
+      const load = ops[op];
+      if (load === undefined) throw new Error(`this system has no ${op} op`);
+      const ids = pids();
+      const snapshot = (): [number, number] => [cpuMsOf(ids), selfCpuMs()];
+      let atStart: [number, number] | undefined;
+      let atEnd: [number, number] | undefined;
+      const result = await runLoad(load, { ...options, onWindowStart: () => (atStart = snapshot()), onWindowEnd: () => (atEnd = snapshot()) });
+      return atStart === undefined || atEnd === undefined ? { result } : { result, serverCpuMs: atEnd[0] - atStart[0], clientCpuMs: atEnd[1] - atStart[1] };
+    },
+    probe: async () => {
+      await (ops.get ?? ops.echo ?? ops.put)!(0, 0);
+    },
+  };
 }
 
 /**
@@ -85,15 +136,16 @@ export async function startEcho(reaper: Reaper, interceptors: boolean): Promise<
     new Promise((resolve, reject) => {
       client.makeUnaryRequest(ECHO_PATH, identity, identity, VALUE, new Metadata(), deadline(), (err, res) => (err ? reject(err) : resolve(res)));
     });
+  const pids = () => (server.child.pid === undefined ? [] : [server.child.pid]);
   return {
     ok: true,
     system: {
       name,
-      ops: { echo },
+      ...drivenFromHere({ echo }, pids),
       description: interceptors
         ? 'grpc-js unary echo of the 100-byte value, replikit clock interceptors on client and server'
         : 'bare grpc-js unary echo of the 100-byte value, one server process',
-      pids: () => (server.child.pid === undefined ? [] : [server.child.pid]),
+      pids,
       afterResume: async () => undefined,
       prefill: async () => undefined,
       close: async () => {
@@ -107,9 +159,10 @@ export async function startEcho(reaper: Reaper, interceptors: boolean): Promise<
 /**
  * Three real `replikit serve` processes (LmdbStore, fsync on) with keyspace "default" bound to
  * `policy`. Calls go round-robin to the three nodes (any node coordinates). Each caller carries
- * its own session token, as a causal client would; other policies return none. If `serve`
- * refuses the policy name, the result says the policy is not available in this build.
- * `extraArgs` go to every `serve` (experiments, e.g. `--heartbeat-interval-ms=1000`).
+ * its own session token, as a causal client would; other policies return none. CP alone also
+ * serves compare-and-set (KvService.Txn). If `serve` refuses the policy name, the result says the
+ * policy is not available in this build. `extraArgs` go to every `serve` (experiments, e.g.
+ * `--heartbeat-interval-ms=1000`).
  */
 export async function startReplikit(
   reaper: Reaper,
@@ -131,17 +184,22 @@ export async function startReplikit(
   }
   const addresses = cluster.ids.map((id) => cluster.address(id));
   const driver = replikitDriver(calls === 'pinned' ? addresses.slice(0, 1) : addresses, name);
+  const pids = () => cluster.ids.flatMap((id) => cluster.pid(id) ?? []);
+  const { put, get, cas } = driver.ops;
   return {
     ok: true,
     system: {
       name,
-      ops: driver.ops,
+      ...drivenFromHere(policy === 'cp' ? { put, get, cas } : { put, get }, pids),
       description:
         `3 \`replikit serve --policy ${policy}\` processes, LmdbStore, ` +
         (calls === 'pinned' ? 'every call to n1 (--replikit-calls pinned, as etcd calls go to its leader)' : 'calls round-robin over the 3 nodes'),
-      pids: () => cluster.ids.flatMap((id) => cluster.pid(id) ?? []),
+      pids,
       afterResume: async () => undefined,
-      prefill: driver.prefill,
+      prefill: async () => {
+        await driver.prefill();
+        if (policy === 'cp') await driver.prefillCas();
+      },
       close: async () => {
         driver.close();
         await cluster.stop();
@@ -159,10 +217,13 @@ export async function startReplikit(
  */
 export type ReplikitCalls = 'spread' | 'pinned';
 
-/** What drives a replikit cluster: put and get ops over one client per node, a prefill and a close. */
+/** What drives a replikit cluster: put, get and compare-and-set ops over one client per node, prefills and a close. */
 export interface ReplikitDriver {
-  readonly ops: { readonly put: LoadOp; readonly get: LoadOp };
+  readonly ops: { readonly put: LoadOp; readonly get: LoadOp; readonly cas: LoadOp };
+  /** Writes every put/get key once and reads one back. */
   prefill(): Promise<void>;
+  /** Writes every compare-and-set key once, by compare-and-set (CP keyspaces only). */
+  prefillCas(): Promise<void>;
   close(): void;
 }
 
@@ -194,8 +255,16 @@ export function replikitDriver(addresses: readonly string[], name: string): Repl
         resolve(res);
       });
     });
+  const swap: Swap = (key, expectedModRevision, n) =>
+    new Promise((resolve, reject) => {
+      clients[n % clients.length]!.txn(replikitSwapRequest(key, expectedModRevision), new Metadata(), deadline(), (err: ServiceError | null, res) =>
+        err ? reject(err) : resolve(replikitSwapOutcome(res)),
+      );
+    });
+  const swaps = new OwnedKeySwaps(swap);
   return {
-    ops: { put, get },
+    ops: { put, get, cas: swaps.op },
+    prefillCas: () => swaps.prefill(),
     prefill: async () => {
       await prefillWith(put);
       // Call 0 goes to node 0, which the prefill also wrote key 0 through.
@@ -213,10 +282,11 @@ export function replikitDriver(addresses: readonly string[], name: string): Repl
 }
 
 /**
- * etcd 3.4, three members. Puts go to the leader (as a client pinned to it would send them; a
- * follower would forward them there). Range reads are linearizable (serializable = false); with
- * `reads: 'leader'` they go to the leader too, which answers them without a follower's extra
+ * etcd 3.4, three members. Puts and Txns go to the leader (as a client pinned to it would send
+ * them; a follower would forward them there). Range reads are linearizable (serializable = false);
+ * with `reads: 'leader'` they go to the leader too, which answers them without a follower's extra
  * ReadIndex round trip, and with 'spread' round-robin over the members, as replikit's gets are.
+ * Compare-and-set is a Txn: compare mod_revision, put on success, range the key on failure.
  */
 export async function startEtcd(reaper: Reaper, binary: string, reads: 'leader' | 'spread' = 'leader'): Promise<StartResult> {
   let cluster: EtcdCluster;
@@ -230,13 +300,27 @@ export async function startEtcd(reaper: Reaper, binary: string, reads: 'leader' 
   let readers = reads === 'leader' ? [leader] : cluster.clients;
   const put: LoadOp = (n) => rawUnary(leader, ETCD_PUT_PATH, encodePutRequest(keyOf(n), VALUE), CALL_DEADLINE_MS);
   const get: LoadOp = (n) => rawUnary(readers[n % readers.length]!, ETCD_RANGE_PATH, encodeRangeRequest(keyOf(n)), CALL_DEADLINE_MS);
+  const swap: Swap = async (key, expectedModRevision) => {
+    const request = encodeTxnRequest({
+      compare: [{ key, result: EtcdCompareResult.EQUAL, operand: { modRevision: expectedModRevision } }],
+      success: [{ put: { key, value: VALUE } }],
+      failure: [{ range: { key } }],
+    });
+    const response = decodeTxnResponse(await rawUnary(leader, ETCD_TXN_PATH, request, CALL_DEADLINE_MS));
+    return response.succeeded
+      ? { swapped: true, modRevision: response.revision }
+      : { swapped: false, modRevision: response.responses[0]?.[0]?.modRevision ?? 0n };
+  };
+  const swaps = new OwnedKeySwaps(swap);
+  const pids = () => cluster.members.flatMap((m) => m.process.child.pid ?? []);
   return {
     ok: true,
     system: {
       name: 'etcd',
-      ops: { put, get },
-      description: `3 etcd members, Put to the leader, linearizable Range ${reads === 'leader' ? 'to the leader' : 'round-robin over the members'}`,
-      pids: () => cluster.members.flatMap((m) => m.process.child.pid ?? []),
+      ...drivenFromHere({ put, get, cas: swaps.op }, pids),
+      description:
+        `3 etcd members, Put and Txn to the leader, linearizable Range ${reads === 'leader' ? 'to the leader' : 'round-robin over the members'}`,
+      pids,
       afterResume: async () => {
         leader = cluster.clients[await cluster.findLeader()]!;
         readers = reads === 'leader' ? [leader] : cluster.clients;
@@ -245,6 +329,7 @@ export async function startEtcd(reaper: Reaper, binary: string, reads: 'leader' 
         await prefillWith(put);
         const { values } = decodeRangeResponse(await rawUnary(leader, ETCD_RANGE_PATH, encodeRangeRequest(keyOf(0)), CALL_DEADLINE_MS));
         if (values.length !== 1 || !Buffer.from(values[0]!).equals(VALUE)) throw new Error('etcd: a Range after the prefill did not return the value written');
+        await swaps.prefill();
       },
       close: async () => cluster.close(),
     },
