@@ -1,4 +1,5 @@
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
+import { ClusterServiceClient } from '../../gen/replikit/v1/cluster_service.js';
 import { KvServiceClient } from '../../gen/replikit/v1/kv_service.js';
 import { parseArgs, UsageError } from '../args.js';
 import { insecure, unary } from '../client.js';
@@ -59,6 +60,19 @@ export const demoCommand: Command = {
     };
     const put = (id: string, key: string, value: string) =>
       unary(client(id).put.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: Buffer.alloc(0), ack: 0 }, CALL_TIMEOUT_MS);
+    const status = new Map<string, ClusterServiceClient>();
+    /** Waits (up to 5 s) until `id` believes at most `alive` replicas of `default` alive; false if it never does. */
+    const untilAlive = async (id: string, alive: number): Promise<boolean> => {
+      let c = status.get(id);
+      if (c === undefined) status.set(id, (c = new ClusterServiceClient(cluster.address(id), insecure())));
+      const deadline = performance.now() + 5_000;
+      while (performance.now() < deadline) {
+        const s = await unary(c.status.bind(c), {}, CALL_TIMEOUT_MS).catch(() => undefined);
+        if ((s?.keyspaces.find((k) => k.name === 'default')?.aliveReplicas ?? alive + 1) <= alive) return true;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return false;
+    };
     const get = async (id: string, key: string) => {
       const res = await unary(client(id).get.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), sessionToken: Buffer.alloc(0) , consistency: 0 }, CALL_TIMEOUT_MS);
       return res.found ? res.value.toString() : '(not found)';
@@ -91,6 +105,11 @@ export const demoCommand: Command = {
 
       await cluster.kill('n2', 'SIGKILL');
       say('\n5. kill -9 n2: one node left, no majority');
+      // n1 learns it from its closed connection to n2 within milliseconds, but a put that arrives
+      // before that is proposed, cannot commit, and ends as "outcome unknown" when n1 steps down:
+      // wait until n1 counts n2 out, as an operator's Status would show.
+      const [noticed, tn] = await timed(() => untilAlive('n1', 1));
+      say(noticed ? `   n1 counts n2 out after ${tn}` : `   n1 still counts n2 alive after ${tn}`);
       const t0 = performance.now();
       try {
         await put('n1', 'city-5', 'Reykjavik');
@@ -120,6 +139,7 @@ export const demoCommand: Command = {
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
       for (const c of clients.values()) c.close();
+      for (const c of status.values()) c.close();
       await cluster.stop();
     }
   },
