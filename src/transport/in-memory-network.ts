@@ -128,7 +128,14 @@ export class InMemoryNetwork {
       forward: async (peer, request, timeoutMs) => {
         const wire = TxnRequest.decode(TxnRequest.encode(request).finish());
         try {
-          return await this.#call<TxnResponse>(selfId, peer, timeoutMs, async (h, from) => TxnResponse.decode(TxnResponse.encode(await h.forward(from, wire, timeoutMs)).finish()));
+          return await this.#call<TxnResponse>(
+            selfId,
+            peer,
+            timeoutMs,
+            async (h, from) => TxnResponse.decode(TxnResponse.encode(await h.forward(from, wire, timeoutMs)).finish()),
+            false,
+            false,
+          );
         } catch (error: unknown) {
           // The leader's own error travels as a status (code, reason, message), as on gRPC.
           if (error instanceof PeerCallError && error.cause instanceof ReplikitError) throw new ReplikitError(error.cause.kind, error.cause.reason, error.cause.message);
@@ -158,7 +165,13 @@ export class InMemoryNetwork {
     return this.random.between(this.#faults.minDelayMs, this.#faults.maxDelayMs);
   }
 
-  #call<T>(from: string, to: string, timeoutMs: number, invoke: (handler: ReplicaHandler, from: string) => Promise<T>, answerDespiteSkew = false): Promise<T> {
+  /**
+   * `duplicable`: whether the fault model may deliver the request twice. Calls that carry Raft
+   * messages or replicate entries are made to withstand duplicates; a forwarded client transaction
+   * is not (gRPC delivers a unary call at most once, and the forwarder never resends one whose
+   * outcome is unknown), so it is never duplicated.
+   */
+  #call<T>(from: string, to: string, timeoutMs: number, invoke: (handler: ReplicaHandler, from: string) => Promise<T>, answerDespiteSkew = false, duplicable = true): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let done = false;
       const finish = (fn: () => void): void => {
@@ -211,7 +224,7 @@ export class InMemoryNetwork {
       };
 
       deliver(true);
-      if (this.random.chance(this.#faults.duplicateRate)) {
+      if (duplicable && this.random.chance(this.#faults.duplicateRate)) {
         this.stats.duplicated++;
         deliver(false);
       }
