@@ -17,6 +17,10 @@ export type ErrorKind =
   | 'failed-precondition'
   /** The caller is not a member. */
   | 'permission-denied'
+  /** A revision outside what is kept: compacted history (the details name the compaction revision). */
+  | 'out-of-range'
+  /** The caller fell behind a limit (a watcher that does not read): it was cut off; it may start again. */
+  | 'resource-exhausted'
   /** Not enough replicas reachable, or a replica is behind; nothing took effect; safe to retry. */
   | 'unavailable'
   /** The deadline passed while a write was under way: it may or may not have taken effect. */
@@ -62,6 +66,14 @@ export function unavailable(reason: string, message: string, details?: Record<st
 
 export function outcomeUnknown(reason: string, message: string, details?: Record<string, string>): ReplikitError {
   return new ReplikitError('outcome-unknown', reason, message, { details });
+}
+
+export function outOfRange(reason: string, message: string, details?: Record<string, string>): ReplikitError {
+  return new ReplikitError('out-of-range', reason, message, { details });
+}
+
+export function resourceExhausted(reason: string, message: string, details?: Record<string, string>): ReplikitError {
+  return new ReplikitError('resource-exhausted', reason, message, { details });
 }
 
 export function failedPrecondition(reason: string, message: string, details?: Record<string, string>): ReplikitError {

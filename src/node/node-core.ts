@@ -8,6 +8,8 @@ import type {
   OperationOptions,
   PolicyName,
   ReadResult,
+  RangeResult,
+  CompactResult,
   WriteResult,
 } from '../policy/policy.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
@@ -17,6 +19,8 @@ import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import type { RaftMessage } from '../raft/types.js';
 import type { DigestAnswer, ProbeAnswer, ReplicaHandler, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
 import { majority } from '../policy/majority.js';
+import type { Watcher } from '../policy/watch/watch-hub.js';
+import { checkRange, checkWatch, encodeContinuation, keyRangeOf, RANGE_PAGE_BYTES, type RangeArgs, type WatchArgs } from './range-watch-args.js';
 import { ClockHighWaterStore } from './clock-high-water.js';
 import { ENTRY_OVERHEAD_BYTES, entryBytes } from '../storage/entry-size.js';
 import { FailStopStore } from './fail-stop-store.js';
@@ -277,6 +281,47 @@ export class NodeCore implements ReplicaHandler {
     return policy.txn(request, await this.#whenServing(this.#operationOptions(options)));
   }
 
+  /**
+   * Reads the keys of a key, a range or a prefix (see RangeRequest): on CP keyspaces at a
+   * revision, elsewhere from the local replica. `continuation` in the answer reads the next page.
+   */
+  async range(keyspace: string, args: RangeArgs, options: CallOptions = {}): Promise<RangeResult & { readonly continuation?: Uint8Array }> {
+    const policy = this.#policyOf(keyspace);
+    const isCp = this.#policies.get(keyspace)!.name === 'cp';
+    const checked = checkRange(args, keyRangeOf(args, this.settings.maxKeyBytes), isCp);
+    if (policy.range === undefined) throw failedPrecondition('RANGE_NOT_SUPPORTED', `keyspace ${JSON.stringify(keyspace)} cannot answer Range`);
+    const descending = args.descending === true;
+    const result = await policy.range(
+      { range: checked.range, limit: checked.limit, keysOnly: args.keysOnly === true, countOnly: args.countOnly === true, descending, revision: checked.revision, after: checked.after, maxBytes: RANGE_PAGE_BYTES },
+      await this.#whenServing(this.#operationOptions(options)),
+    );
+    const last = result.kvs[result.kvs.length - 1];
+    return result.more && last !== undefined ? { ...result, continuation: encodeContinuation(result.revision, descending, last.key) } : result;
+  }
+
+  /**
+   * Starts a watch of a key, a range or a prefix on this node (see WatchCreateRequest): an async
+   * iterator of messages, which throws when the watch fails (the error's details name
+   * `resume_revision`, or `compact_revision`).
+   */
+  async watch(keyspace: string, args: WatchArgs, options: CallOptions = {}): Promise<Watcher> {
+    const policy = this.#policyOf(keyspace);
+    const range = keyRangeOf(args, this.settings.maxKeyBytes);
+    const checked = checkWatch(args);
+    if (policy.watch === undefined) throw failedPrecondition('WATCH_NOT_SUPPORTED', `keyspace ${JSON.stringify(keyspace)} cannot be watched`);
+    return policy.watch({ range, startRevision: checked.startRevision, prevKv: args.prevKv === true, progressIntervalMs: checked.progressIntervalMs }, await this.#whenServing(this.#operationOptions(options)));
+  }
+
+  /** Compacts a CP keyspace's history through `revision` (see CompactRequest). */
+  async compact(keyspace: string, revision: number, options: CallOptions = {}): Promise<CompactResult> {
+    const policy = this.#policyOf(keyspace);
+    if (policy.compact === undefined) {
+      throw failedPrecondition('COMPACT_NOT_SUPPORTED', `keyspace ${JSON.stringify(keyspace)} is ${this.#policies.get(keyspace)!.name}; only CP keyspaces keep history to compact`);
+    }
+    if (!Number.isSafeInteger(revision) || revision <= 0) throw invalidArgument('REVISION_INVALID', `revision must be a positive whole number, not ${revision}`, { field: 'revision' });
+    return policy.compact(revision, await this.#whenServing(this.#operationOptions(options)));
+  }
+
   // The replica half, called by the transport when a peer's request arrives.
 
   async replicate(from: string, keyspace: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
@@ -359,6 +404,13 @@ export class NodeCore implements ReplicaHandler {
     if (policy.raftMessages === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} has no Raft group`);
     await this.#joinIfFormed();
     policy.raftMessages(from, messages);
+  }
+
+  async forwardCompact(from: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult> {
+    const policy = this.#policyOf(keyspace);
+    if (policy.forwardedCompact === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} has no Raft group`);
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalidArgument('BAD_TIMEOUT', `a forwarded call needs a positive timeout, not ${timeoutMs}`);
+    return policy.forwardedCompact(from, revision, Math.min(timeoutMs, this.settings.requestTimeoutMs * 4));
   }
 
   async forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {

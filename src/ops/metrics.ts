@@ -113,6 +113,13 @@ export class NodeMetrics {
     perKeyspace('replikit_raft_snapshots_taken', 'Compactions of the log through the applied state (on disk already), since start.', stat('snapshotsTaken'));
     perKeyspace('replikit_raft_snapshot_chunks_sent', 'Pieces of snapshots sent to followers (each acknowledged before the next), since start.', stat('chunksSent'));
     perKeyspace('replikit_raft_snapshots_installed', 'Snapshots this node received from a leader and installed, since start.', stat('snapshotsInstalled'));
+    perKeyspace('replikit_watchers', 'Watches this node serves on the keyspace now.', stat('watchers'));
+    perKeyspace('replikit_watch_events_pending', 'Events buffered in this node\'s watchers of the keyspace, not yet taken by their streams.', stat('watchEventsPending'));
+    perKeyspace('replikit_watch_bytes_pending', 'Bytes of those events (each watcher holds at most 4 MiB: WATCH_DEFAULTS.maxPendingBytes).', stat('watchBytesPending'));
+    perKeyspace('replikit_watch_slow_cancellations', 'Watchers cancelled because their client fell behind, since start.', stat('watchSlowCancellations'));
+    perKeyspace('replikit_watch_events_delivered', 'Events handed to watch streams, since start.', stat('watchEventsDelivered'));
+    perKeyspace('replikit_cp_revision', "The keyspace's revision as this node has applied it (CP keyspaces).", stat('revision'));
+    perKeyspace('replikit_cp_compact_revision', 'History is kept after this revision (CP keyspaces; see Compact and historyRetention).', stat('compactRevision'));
     perKeyspace('replikit_raft_applied_index', 'The highest log index this node has applied (CP keyspaces).', stat('appliedIndex'));
     perKeyspace('replikit_keyspace_quorum_reachable', '1 when enough replicas of the keyspace are alive for a quorum (or may be, during startup), else 0.', (k) =>
       source.quorum(k.name).state === 'unreachable' ? 0 : 1,

@@ -8,6 +8,12 @@ import type { RaftMessage } from '../raft/types.js';
 import type { RaftLogStore } from '../storage/raft-log-store.js';
 import type { RaftGroupStatus } from './cp/raft-group.js';
 import type { SessionCodec } from '../transport/session-token.js';
+import type { StoredKey } from './cp/kv-state-machine.js';
+import type { KeyRange } from './watch/key-range.js';
+import type { RangeQuery } from './watch/range-page.js';
+import type { Watcher } from './watch/watch-hub.js';
+
+export type { RangeQuery } from './watch/range-page.js';
 
 /** The policy names used in config, on the CLI and in Status. */
 export type PolicyName = 'cp' | 'ap' | 'causal';
@@ -98,6 +104,37 @@ export interface ReadResult {
   readonly cp?: CpReadMeta;
 }
 
+/** What a Range answers. */
+export interface RangeResult {
+  /** The page's keys, in the order asked for (values empty when `keysOnly`; none when `countOnly`). */
+  readonly kvs: readonly StoredKey[];
+  /** Keys in the whole range at the revision read. */
+  readonly count: number;
+  /** Keys remain after this page. */
+  readonly more: boolean;
+  /** CP keyspaces: the revision read at. 0 elsewhere. */
+  readonly revision: number;
+  readonly sessionToken: Uint8Array;
+  /** Answered from a replica without confirming it is current. */
+  readonly possiblyStale: boolean;
+}
+
+/** What a Watch asks for. */
+export interface WatchRequestSpec {
+  readonly range: KeyRange;
+  /** CP: the first revision to deliver; AP and causal: a feed position. 0: from now. */
+  readonly startRevision: number;
+  readonly prevKv: boolean;
+  /** Progress notifications while idle (already defaulted and checked by the node). */
+  readonly progressIntervalMs: number;
+}
+
+/** What a Compact answers. */
+export interface CompactResult {
+  readonly compactRevision: number;
+  readonly revision: number;
+}
+
 /** One keyspace bound to a policy: the coordinator half and the replica half. */
 export interface KeyspacePolicy {
   /** Coordinator: serves a client's put. */
@@ -130,6 +167,17 @@ export interface KeyspacePolicy {
    * in a cluster with history (a CP keyspace then never votes again; see docs/failure-model.md).
    */
   open?(how: { readonly amnesiac: boolean }): Promise<void>;
+  /** Coordinator: a client's Range (see RangeQuery; the node validated it). */
+  range?(query: RangeQuery, options: OperationOptions): Promise<RangeResult>;
+  /**
+   * Coordinator: starts a watch on this node (the node validated the request). The watcher is an
+   * async iterator of messages; it throws when the watch fails (see watch/watch-hub.ts).
+   */
+  watch?(request: WatchRequestSpec, options: OperationOptions): Promise<Watcher>;
+  /** Coordinator: compacts a CP keyspace's history through `revision`. */
+  compact?(revision: number, options: OperationOptions): Promise<CompactResult>;
+  /** Leader: a Compact a follower forwarded (CP keyspaces). */
+  forwardedCompact?(from: string, revision: number, timeoutMs: number): Promise<CompactResult>;
   /** Coordinator: a client's transaction (CP keyspaces). */
   txn?(request: TxnRequest, options: OperationOptions): Promise<TxnResponse>;
   /** Replica: Raft messages from a peer (CP keyspaces). */

@@ -232,12 +232,12 @@ export class LmdbStore implements Store {
     let open = true;
     return {
       meta: stored === undefined ? undefined : new Uint8Array(stored),
-      page: (afterKey, maxBytes) => {
+      page: (afterKey, maxBytes, inclusive) => {
         if (!open || this.#closing !== undefined) throw new StoreClosedError();
         const start = afterKey === undefined ? prefix : dbKey(keyspace, afterKey);
         const page: Entry[] = [];
         let bytes = 0;
-        for (const { key, value } of this.#entries.getRange({ start, end, exclusiveStart: afterKey !== undefined, transaction })) {
+        for (const { key, value } of this.#entries.getRange({ start, end, exclusiveStart: afterKey !== undefined && inclusive !== true, transaction })) {
           const entry = decodeEntry(key.subarray(prefix.length), value);
           const cost = entryPageBytes(entry);
           if (page.length > 0 && bytes + cost > maxBytes) break;

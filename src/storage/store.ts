@@ -100,11 +100,11 @@ export interface StoreSnapshot {
   /** The metadata value as the view's commit left it. */
   readonly meta: Uint8Array | undefined;
   /**
-   * The entries after `afterKey` (from the first when undefined) in byte-wise key order, up to
-   * about `maxBytes` of keys and values — at least one entry while any is left, however large —
-   * and none once the keyspace is exhausted.
+   * The entries after `afterKey` (from `afterKey` itself when `inclusive`; from the first when
+   * undefined) in byte-wise key order, up to about `maxBytes` of keys and values — at least one
+   * entry while any is left, however large — and none once the keyspace is exhausted.
    */
-  page(afterKey: Uint8Array | undefined, maxBytes: number): Entry[];
+  page(afterKey: Uint8Array | undefined, maxBytes: number, inclusive?: boolean): Entry[];
   /** Releases the view. Idempotent; `page` throws afterwards. */
   close(): void;
 }
@@ -118,7 +118,7 @@ export function entryPageBytes(entry: Entry): number {
  * The page of `sorted` (entries in byte-wise key order) after `afterKey`, within `maxBytes` (see
  * {@link StoreSnapshot.page}): for the stores that hold a keyspace as a sorted copy.
  */
-export function pageOfSorted(sorted: readonly Entry[], afterKey: Uint8Array | undefined, maxBytes: number): Entry[] {
+export function pageOfSorted(sorted: readonly Entry[], afterKey: Uint8Array | undefined, maxBytes: number, inclusive = false): Entry[] {
   let start = 0;
   if (afterKey !== undefined) {
     const after = Buffer.from(afterKey.buffer, afterKey.byteOffset, afterKey.byteLength);
@@ -127,7 +127,8 @@ export function pageOfSorted(sorted: readonly Entry[], afterKey: Uint8Array | un
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const k = sorted[mid]!.key;
-      if (Buffer.compare(Buffer.from(k.buffer, k.byteOffset, k.byteLength), after) <= 0) lo = mid + 1;
+      const order = Buffer.compare(Buffer.from(k.buffer, k.byteOffset, k.byteLength), after);
+      if (order < 0 || (order === 0 && !inclusive)) lo = mid + 1;
       else hi = mid;
     }
     start = lo;
@@ -149,9 +150,9 @@ export function copiedSnapshot(sorted: readonly Entry[], meta: Uint8Array | unde
   let closed = false;
   return {
     meta: meta === undefined ? undefined : new Uint8Array(meta),
-    page: (afterKey, maxBytes) => {
+    page: (afterKey, maxBytes, inclusive) => {
       if (closed) throw new StoreClosedError();
-      return pageOfSorted(sorted, afterKey, maxBytes);
+      return pageOfSorted(sorted, afterKey, maxBytes, inclusive);
     },
     close: () => {
       closed = true;

@@ -1,3 +1,4 @@
+import type { CompactResult } from '../policy/policy.js';
 import type { RaftMessage } from '../raft/types.js';
 import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import { raftMessageBytes } from './raft-wire.js';
@@ -108,6 +109,12 @@ export class BatchingReplicaSet implements ReplicaSet {
 
   isConnected(peer: string): boolean | undefined {
     return this.#inner.isConnected?.(peer);
+  }
+
+  forwardCompact(peer: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult> {
+    const forward = this.#inner.forwardCompact;
+    if (forward === undefined) return Promise.reject(new PeerCallError(peer, 'rejected', 'this transport cannot forward calls'));
+    return forward.call(this.#inner, peer, keyspace, revision, timeoutMs);
   }
 
   forward(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {

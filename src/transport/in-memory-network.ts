@@ -142,6 +142,14 @@ export class InMemoryNetwork {
           throw error;
         }
       },
+      forwardCompact: async (peer, keyspace, revision, timeoutMs) => {
+        try {
+          return await this.#call(selfId, peer, timeoutMs, (h, from) => h.forwardCompact(from, keyspace, revision, timeoutMs), false, false);
+        } catch (error: unknown) {
+          if (error instanceof PeerCallError && error.cause instanceof ReplikitError) throw new ReplikitError(error.cause.kind, error.cause.reason, error.cause.message);
+          throw error;
+        }
+      },
     };
   }
 

@@ -1,6 +1,8 @@
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { keyValue } from '../policy/cp/kv-state-machine.js';
+import { serveWatch } from './watch-stream.js';
 import type { WallClock } from '../clock/index.js';
-import { AckLevel, Consistency, type KvServiceServer, type TxnRequest, type TxnResponse, type DeleteRequest, type DeleteResponse, type GetRequest, type GetResponse, type PutRequest, type PutResponse } from '../gen/replikit/v1/kv_service.js';
+import { AckLevel, Consistency, SortOrder, type CompactRequest, type CompactResponse, type RangeRequest, type RangeResponse, type WatchRequest, type WatchResponse, type KvServiceServer, type TxnRequest, type TxnResponse, type DeleteRequest, type DeleteResponse, type GetRequest, type GetResponse, type PutRequest, type PutResponse } from '../gen/replikit/v1/kv_service.js';
 import { invalidArgument } from '../errors.js';
 import type { NodeCore, CallOptions } from '../node/node-core.js';
 import { remainingMs } from './call-deadline.js';
@@ -95,7 +97,59 @@ export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer
     txn(call: ServerUnaryCall<TxnRequest, TxnResponse>, callback: sendUnaryData<TxnResponse>) {
       respond(callback, () => core.txn(call.request, options(call, EMPTY)));
     },
+    range(call: ServerUnaryCall<RangeRequest, RangeResponse>, callback: sendUnaryData<RangeResponse>) {
+      const req = call.request;
+      respond(callback, async () => {
+        const limit = Number(req.limit);
+        const result = await core.range(
+          req.keyspace,
+          {
+            key: req.key,
+            rangeEnd: req.rangeEnd,
+            prefix: req.prefix,
+            limit,
+            keysOnly: req.keysOnly,
+            countOnly: req.countOnly,
+            descending: sortOrderFromWire(req.sortOrder),
+            revision: Number(req.revision),
+            continuation: req.continuation,
+          },
+          options(call, req.sessionToken, undefined, req.consistency),
+        );
+        return {
+          kvs: result.kvs.map(keyValue),
+          count: BigInt(result.count),
+          more: result.more,
+          continuation: result.continuation === undefined ? EMPTY : asBuffer(result.continuation),
+          revision: BigInt(result.revision),
+          sessionToken: asBuffer(result.sessionToken),
+          possiblyStale: result.possiblyStale,
+        };
+      });
+    },
+    compact(call: ServerUnaryCall<CompactRequest, CompactResponse>, callback: sendUnaryData<CompactResponse>) {
+      const req = call.request;
+      respond(callback, async () => {
+        const result = await core.compact(req.keyspace, Number(req.revision), options(call, EMPTY));
+        return { compactRevision: BigInt(result.compactRevision), revision: BigInt(result.revision) };
+      });
+    },
+    watch(call: ServerDuplexStream<WatchRequest, WatchResponse>) {
+      serveWatch(core, call);
+    },
   };
+}
+
+function sortOrderFromWire(order: SortOrder): boolean {
+  switch (order) {
+    case SortOrder.SORT_ORDER_UNSPECIFIED:
+    case SortOrder.SORT_ORDER_ASCENDING:
+      return false;
+    case SortOrder.SORT_ORDER_DESCENDING:
+      return true;
+    default:
+      throw invalidArgument('SORT_ORDER_INVALID', `unknown sort_order ${order}; use ASCENDING or DESCENDING`, { field: 'sort_order' });
+  }
 }
 
 /** Runs a handler body and answers with its result or its error's status; never throws. */

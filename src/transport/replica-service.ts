@@ -194,7 +194,11 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
               ? read(caller, req.read).then((r) => answer(req.callId, { read: r }))
               : req.raft !== undefined
                 ? raft(caller, req.raft).then(() => answer(req.callId, { raft: {} }))
-                : req.forward !== undefined
+                : req.forward?.compact !== undefined
+                  ? handlers.replica
+                      .forwardCompact(caller, req.forward.compact.keyspace, Number(req.forward.compact.revision), req.forward.timeoutMs)
+                      .then((r) => answer(req.callId, { compact: { compactRevision: BigInt(r.compactRevision), revision: BigInt(r.revision) } }))
+                  : req.forward !== undefined
                   ? forward(caller, req.forward).then((r) => answer(req.callId, { forward: r }))
                   : Promise.reject(invalidArgument('EXCHANGE_EMPTY', 'an Exchange request carries no call'));
         work

@@ -1,3 +1,4 @@
+import type { CompactResult } from '../policy/policy.js';
 import type { VectorClock } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
@@ -64,6 +65,9 @@ export interface ReplicaSet {
    */
   forward?(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
 
+  /** A client's Compact, to the leader `peer` of its CP keyspace; rejects as `forward` does. */
+  forwardCompact?(peer: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult>;
+
   /**
    * False when the connection to `peer` broke and has not come back (a refused or dropped
    * connection: the peer's process is gone, as far as the network can tell), true when it is up,
@@ -118,4 +122,5 @@ export interface ReplicaHandler {
   snapshot(from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage>;
   raft(from: string, keyspace: string, messages: readonly RaftMessage[]): Promise<void>;
   forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
+  forwardCompact(from: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult>;
 }

@@ -12,6 +12,8 @@ const CODE_OF_KIND: Readonly<Record<ErrorKind, Status>> = {
   'not-found': Status.NOT_FOUND,
   'failed-precondition': Status.FAILED_PRECONDITION,
   'permission-denied': Status.PERMISSION_DENIED,
+  'out-of-range': Status.OUT_OF_RANGE,
+  'resource-exhausted': Status.RESOURCE_EXHAUSTED,
   unavailable: Status.UNAVAILABLE,
   'outcome-unknown': Status.DEADLINE_EXCEEDED,
   cancelled: Status.CANCELLED,
@@ -23,13 +25,15 @@ const KIND_OF_CODE = new Map<Status, ErrorKind>(
 );
 
 export const REASON_METADATA_KEY = 'replikit-reason';
+/** Each detail travels as `replikit-detail-<name, lower case>`; fromGrpcError gives them back under the lower-case name. */
+export const DETAIL_METADATA_PREFIX = 'replikit-detail-';
 
 /** A ServiceError-shaped status for a grpc-js handler callback. */
 export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: Status; details: string } {
   const e = toReplikitError(err);
   const metadata = new Metadata();
   metadata.set(REASON_METADATA_KEY, e.reason);
-  for (const [name, value] of Object.entries(e.details)) metadata.set(`replikit-detail-${name.toLowerCase()}`, metadataSafe(value));
+  for (const [name, value] of Object.entries(e.details)) metadata.set(`${DETAIL_METADATA_PREFIX}${name.toLowerCase()}`, metadataSafe(value));
   return { code: CODE_OF_KIND[e.kind], details: e.message, metadata };
 }
 
@@ -48,7 +52,11 @@ export function fromGrpcError(err: ServiceError): ReplikitError {
   const kind = KIND_OF_CODE.get(err.code) ?? 'internal';
   const reasonValue = err.metadata?.get(REASON_METADATA_KEY)[0];
   const reason = typeof reasonValue === 'string' ? reasonValue : Status[err.code] ?? 'UNKNOWN';
-  return new ReplikitError(kind, reason, err.details || err.message, { cause: err });
+  const details: Record<string, string> = {};
+  for (const [name, value] of Object.entries(err.metadata?.getMap() ?? {})) {
+    if (name.startsWith(DETAIL_METADATA_PREFIX) && typeof value === 'string') details[name.slice(DETAIL_METADATA_PREFIX.length)] = value;
+  }
+  return new ReplikitError(kind, reason, err.details || err.message, { cause: err, details });
 }
 
 /** The upper-case status name, e.g. UNAVAILABLE. */

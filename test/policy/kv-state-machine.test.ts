@@ -165,7 +165,7 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
     expect(chunks).toBeGreaterThanOrEqual(9);
     // Staged, not installed: the live state is still the follower's own.
     expect(follower.get(b('stale'))).toBeDefined();
-    followerState.install({ appliedIndex: meta!.appliedIndex, appliedTerm: meta!.appliedTerm, revision: meta!.revision, lastStamp: meta!.lastStamp });
+    followerState.install({ appliedIndex: meta!.appliedIndex, appliedTerm: meta!.appliedTerm, revision: meta!.revision, lastStamp: meta!.lastStamp, compactRevision: meta!.compactRevision });
     follower.reload();
     await followerState.flush();
     expect(KvStateStore.open(followerStore, 'default', scheduler, failOnWriteError).meta).toMatchObject({ generation: 1, appliedIndex: 61 });

@@ -15,20 +15,29 @@
  * → UNAVAILABLE (nothing happened); the deadline passes after a write was proposed or forwarded →
  * DEADLINE_EXCEEDED (the write may still commit).
  */
-import { failedPrecondition, outcomeUnknown, ReplikitError, toReplikitError, unavailable } from '../../errors.js';
+import { failedPrecondition, invalidArgument, outcomeUnknown, ReplikitError, toReplikitError, unavailable } from '../../errors.js';
 import type { TxnRequest, TxnResponse } from '../../gen/replikit/v1/kv_service.js';
 import type { RaftMessage } from '../../raft/types.js';
 import type { Entry } from '../../storage/entry.js';
 import { PeerCallError, type SnapshotPage } from '../../transport/replica-set.js';
-import type { ConsistencyPolicy, KeyspacePolicy, OperationOptions, PolicyContext, ReadResult, WriteResult } from '../policy.js';
+import type { CompactResult, ConsistencyPolicy, KeyspacePolicy, OperationOptions, PolicyContext, RangeQuery, RangeResult, ReadResult, WatchRequestSpec, WriteResult } from '../policy.js';
+import { WATCH_DEFAULTS, watchStatsOf, type Watcher, type WatchLimits } from '../watch/watch-hub.js';
+import { rangeAtRevision } from './kv-range.js';
 import { majority } from '../majority.js';
-import { NotLeaderError, RaftGroup, RAFT_GROUP_DEFAULTS, type RaftGroupStatus, type RaftGroupTiming } from './raft-group.js';
+import { NotLeaderError, RaftGroup, RAFT_GROUP_DEFAULTS, type HistoryRetention, type RaftGroupStatus, type RaftGroupTiming } from './raft-group.js';
 import { validateTxn } from './txn-validation.js';
 import { versionFromWire } from '../../transport/wire.js';
 
 export interface CpQuorumOptions {
   /** Tick length, election timeout and snapshot interval; see RAFT_GROUP_DEFAULTS for each reason. */
   readonly timing?: Partial<RaftGroupTiming>;
+  /**
+   * How long the keyspace keeps history for Watch and Range at past revisions: the leader
+   * compacts what is older than `ms` or more than `revisions` behind. See HISTORY_RETENTION_DEFAULTS.
+   */
+  readonly historyRetention?: Partial<HistoryRetention>;
+  /** Bounds on each node's watchers of the keyspace. See WATCH_DEFAULTS. */
+  readonly watchLimits?: Partial<WatchLimits>;
   /**
    * DELIBERATELY BROKEN, for testing the test harness only: the leader counts an entry committed
    * once it alone holds it. The simulation must catch this variant.
@@ -84,6 +93,8 @@ class CpRaftKeyspace implements KeyspacePolicy {
       logger: ctx.logger,
       canVote: !how.amnesiac,
       timing: this.#options.timing,
+      historyRetention: this.#options.historyRetention,
+      watchLimits: { ...WATCH_DEFAULTS, ...this.#options.watchLimits },
       unsafe: { unsafeCommitWithoutMajority: this.#options.unsafeCommitWithoutMajority, unsafeReadIndexWithoutQuorum: this.#options.unsafeReadIndexWithoutQuorum },
       onFailure: (error) => ctx.onFatal(error),
       send: (peer, messages) => {
@@ -130,6 +141,72 @@ class CpRaftKeyspace implements KeyspacePolicy {
 
   async txn(request: TxnRequest, options: OperationOptions): Promise<TxnResponse> {
     validateTxn(request, this.#ctx.valueLimits);
+    return this.#onLeader(
+      options,
+      (group, remainingMs) => group.run(request, remainingMs, options.signal),
+      (leader, remainingMs) => this.#forward(leader, request, remainingMs),
+    );
+  }
+
+  async range(query: RangeQuery, options: OperationOptions): Promise<RangeResult> {
+    const group = await this.#opened(options);
+    const serializable = options.consistency === 'serializable';
+    if (!serializable) await this.#caughtUp(group, options);
+    else if (query.revision > group.history.head) {
+      throw unavailable('REPLICA_BEHIND', `this node has applied ${this.#ctx.keyspace} through revision ${group.history.head}, before revision ${query.revision}; read linearizably, or retry`);
+    }
+    const page = rangeAtRevision(group.state, group.history, query);
+    return { ...page, sessionToken: EMPTY, possiblyStale: serializable };
+  }
+
+  async watch(request: WatchRequestSpec, options: OperationOptions): Promise<Watcher> {
+    const group = await this.#opened(options);
+    let start = request.startRevision === 0 ? group.history.head + 1 : request.startRevision;
+    if (start > group.history.head + 1) {
+      // Beyond this replica: a resume from a node further ahead, or a revision that does not
+      // exist yet. Only the leader knows which.
+      const committed = await this.#caughtUp(group, options);
+      if (start > committed + 1) {
+        throw invalidArgument('START_REVISION_IN_FUTURE', `start_revision ${start} is past the keyspace's revision ${committed} + 1; watch from ${committed + 1} or less, or 0 for changes from now`, { field: 'start_revision' });
+      }
+      start = Math.min(start, group.history.head + 1);
+    }
+    return group.watchers.open({ range: request.range, startRevision: start, prevKv: request.prevKv, progressIntervalMs: request.progressIntervalMs });
+  }
+
+  async compact(revision: number, options: OperationOptions): Promise<CompactResult> {
+    const group = await this.#opened(options);
+    const committed = await this.#caughtUp(group, options);
+    if (revision > committed) {
+      throw invalidArgument('REVISION_IN_FUTURE', `revision ${revision} is past the keyspace's current revision ${committed}; compact at most through it`, { field: 'revision' });
+    }
+    return this.#onLeader(
+      options,
+      (g, remainingMs) => g.compact(revision, remainingMs, options.signal),
+      (leader, remainingMs) => this.#forwardCompact(leader, revision, remainingMs),
+    );
+  }
+
+  /**
+   * The keyspace's committed revision, confirmed by the leader (a ReadIndex read), once this
+   * replica has applied through it: what this replica then shows is linearizable.
+   */
+  async #caughtUp(group: RaftGroup, options: OperationOptions): Promise<number> {
+    const started = this.#ctx.scheduler.nowMs();
+    const confirmed = await this.txn({ keyspace: this.#ctx.keyspace, compares: [], success: [], failure: [] }, options);
+    const revision = Number(confirmed.revision);
+    const left = Math.max(1, options.timeoutMs - (this.#ctx.scheduler.nowMs() - started));
+    if (!(await group.waitForRevision(revision, left, options.signal))) {
+      throw unavailable('REPLICA_BEHIND', `this node had not applied ${this.#ctx.keyspace} through revision ${revision} (the leader's) within the deadline; nothing was read; retry`);
+    }
+    return revision;
+  }
+
+  /**
+   * Runs `local` on the leader when this node leads, else `remote` towards the leader, retrying
+   * through elections until the deadline (see the module comment for the answers).
+   */
+  async #onLeader<T>(options: OperationOptions, local: (group: RaftGroup, remainingMs: number) => Promise<T>, remote: (leader: string, remainingMs: number) => Promise<T>): Promise<T> {
     const group = await this.#opened(options);
     const deadline = this.#ctx.scheduler.nowMs() + options.timeoutMs;
     const remaining = () => Math.max(1, deadline - this.#ctx.scheduler.nowMs());
@@ -138,7 +215,7 @@ class CpRaftKeyspace implements KeyspacePolicy {
     for (;;) {
       if (leader === this.#ctx.selfId) {
         try {
-          return await group.run(request, remaining(), options.signal);
+          return await local(group, remaining());
         } catch (error: unknown) {
           if (!(error instanceof NotLeaderError)) throw error;
           // Lost the lead between the check and the proposal. Every retry waits a tick: the core
@@ -152,7 +229,7 @@ class CpRaftKeyspace implements KeyspacePolicy {
       leader = await this.#leaderOrNone(group, remaining(), options.signal);
       if (leader === this.#ctx.selfId) continue;
       try {
-        return await this.#forward(leader, request, remaining());
+        return await remote(leader, remaining());
       } catch (error: unknown) {
         // The leader this node knows is gone (its connection refused: nothing was delivered).
         // Until the deadline, wait a tick and ask whoever leads then: an election is under way.
@@ -179,6 +256,17 @@ class CpRaftKeyspace implements KeyspacePolicy {
     }
   }
 
+  async forwardedCompact(_from: string, revision: number, timeoutMs: number): Promise<CompactResult> {
+    const group = this.#group;
+    if (group === undefined) throw unavailable('NOT_LEADER', `this node is still opening ${this.#ctx.keyspace}; retry`);
+    try {
+      return await group.compact(revision, timeoutMs);
+    } catch (error: unknown) {
+      if (error instanceof NotLeaderError) throw unavailable('NOT_LEADER', `this node no longer leads ${this.#ctx.keyspace}; nothing was done; retry`);
+      throw error;
+    }
+  }
+
   raftMessages(_from: string, messages: readonly RaftMessage[]): void {
     // Before the group opens nothing is lost: the sender's Raft resends what matters.
     this.#group?.step(messages);
@@ -200,6 +288,9 @@ class CpRaftKeyspace implements KeyspacePolicy {
       isLeader: status.role === 'leader' ? 1 : 0,
       proposalsPending: status.proposalsPending,
       appliedIndex: status.appliedIndex,
+      revision: group.history.head,
+      compactRevision: group.history.compactRevision,
+      ...watchStatsOf(group.watchers.stats),
     };
   }
 
@@ -280,6 +371,19 @@ class CpRaftKeyspace implements KeyspacePolicy {
       this.#refuseWithoutMajority();
     }
     throw unavailable('NO_LEADER', `${this.#ctx.keyspace} has no leader: an election is under way, or no majority can reach each other; nothing was done; retry`);
+  }
+
+  async #forwardCompact(leader: string, revision: number, timeoutMs: number): Promise<CompactResult> {
+    const forward = this.#ctx.replicas.forwardCompact;
+    if (forward === undefined) throw failedPrecondition('NO_FORWARDING', 'this transport cannot forward calls to the leader');
+    try {
+      return await forward.call(this.#ctx.replicas, leader, this.#ctx.keyspace, revision, timeoutMs);
+    } catch (error: unknown) {
+      if (error instanceof ReplikitError) throw error;
+      if (error instanceof PeerCallError && error.failure === 'unreachable') throw unavailable('LEADER_UNREACHABLE', `the leader ${leader} refused the connection; nothing was done; retry`);
+      // A compaction that may have happened is harmless to repeat: the caller may retry.
+      throw outcomeUnknown('FORWARD_FAILED', `the compaction was handed to the leader ${leader}, which did not answer (${toReplikitError(error).message}); it may have taken effect; compacting again is harmless`);
+    }
   }
 
   async #forward(leader: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {

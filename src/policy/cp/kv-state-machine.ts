@@ -5,11 +5,11 @@
  * log order, and every replica that applies the same log reaches the same state, revision for
  * revision.
  *
- * The model is etcd's MVCC, without the history (kept for Range and Watch at past revisions, a
- * later change): the keyspace has a revision that grows by one with every command that changes
+ * The model is etcd's MVCC: the keyspace has a revision that grows by one with every command that changes
  * something; each key holds its value, the revision that created it (since it was last absent),
  * the revision of its last write, and its version (writes since created). A delete removes the
- * key; putting it again starts a new life at version 1.
+ * key; putting it again starts a new life at version 1. Each revision's changes, with each key's
+ * previous record, go to the state's history (kv-history.ts) and to `onChanges` (the watchers).
  */
 import {
   CompareResult,
@@ -23,6 +23,7 @@ import {
 } from '../../gen/replikit/v1/kv_service.js';
 import { compareVersion, type Version } from '../../storage/entry.js';
 import { versionToWire } from '../../transport/wire.js';
+import type { ChangeBatch, ChangeEvent } from '../watch/change.js';
 import type { KvStateMeta } from './kv-state-store.js';
 
 export interface StoredKey {
@@ -46,7 +47,13 @@ export interface KvStateAccess {
   put(record: StoredKey): void;
   delete(key: Uint8Array): boolean;
   setMeta(meta: KvStateMeta): void;
+  /** The changes of the revision just applied (the history). */
+  record(batch: ChangeBatch): void;
+  /** Discards the history through `revision`; answers the compaction revision then in force. */
+  compact(revision: number): number;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export class KvStateMachine {
   readonly #state: KvStateAccess;
@@ -59,8 +66,12 @@ export class KvStateMachine {
   /** Applied entries not yet recorded in the state's metadata (see {@link checkpoint}). */
   #dirty = false;
 
-  constructor(state: KvStateAccess) {
+  /** Hears each revision's changes once they are applied and recorded (the watchers). */
+  readonly #onChanges: (batch: ChangeBatch) => void;
+
+  constructor(state: KvStateAccess, onChanges: (batch: ChangeBatch) => void = () => {}) {
     this.#state = state;
+    this.#onChanges = onChanges;
     this.#revision = state.meta.revision;
     this.#appliedIndex = state.meta.appliedIndex;
     this.#appliedTerm = state.meta.appliedTerm;
@@ -106,6 +117,18 @@ export class KvStateMachine {
     return this.#run(txn, effective);
   }
 
+  /**
+   * Applies a Compact command of log entry `index`: history through `revision` (at most the
+   * current revision) is discarded. Answers the compaction revision then in force.
+   */
+  compact(index: number, term: number, revision: number): number {
+    if (index <= this.#appliedIndex) return this.#state.compact(0);
+    this.#appliedIndex = index;
+    this.#appliedTerm = term;
+    this.#dirty = true;
+    return this.#state.compact(Math.min(revision, this.#revision));
+  }
+
   /** A log entry that carries no command (a leader's no-op): only the applied index moves. */
   skip(index: number, term: number): void {
     if (index <= this.#appliedIndex) return;
@@ -149,24 +172,26 @@ export class KvStateMachine {
     const succeeded = txn.compares.every((c) => this.#holds(c));
     const ops = succeeded ? txn.success : txn.failure;
     const next = this.#revision + 1;
-    let changed = false;
+    const events: ChangeEvent[] = [];
     const responses: ResponseOp[] = ops.map((op) => {
       if (op.put !== undefined && stamp !== undefined) {
         const held = this.#state.get(op.put.key);
-        this.#state.put({
+        const kv: StoredKey = {
           key: Buffer.from(op.put.key),
           value: Buffer.from(op.put.value),
           createRevision: held?.createRevision ?? next,
           modRevision: next,
           version: (held?.version ?? 0) + 1,
           stamp,
-        });
-        changed = true;
+        };
+        this.#state.put(kv);
+        events.push({ type: 'put', kv, ...(held === undefined ? {} : { prev: held }) });
         return { put: { revision: BigInt(next), version: versionToWire(stamp) } };
       }
       if (op.delete !== undefined && stamp !== undefined) {
-        const deleted = this.#state.delete(op.delete.key);
-        changed ||= deleted;
+        const held = this.#state.get(op.delete.key);
+        const deleted = held !== undefined && this.#state.delete(op.delete.key);
+        if (deleted) events.push({ type: 'delete', kv: { key: Buffer.from(op.delete.key), value: EMPTY, createRevision: 0, modRevision: next, version: 0, stamp }, prev: held });
         return { delete: { deleted: deleted ? 1 : 0, version: versionToWire(stamp) } };
       }
       if (op.get !== undefined) {
@@ -176,7 +201,12 @@ export class KvStateMachine {
       // An empty operation (the API refuses it) answers nothing, the same on every replica.
       return {};
     });
-    if (changed) this.#revision = next;
+    if (events.length > 0) {
+      this.#revision = next;
+      const batch = { revision: next, events };
+      this.#state.record(batch);
+      this.#onChanges(batch);
+    }
     return { succeeded, responses, revision: BigInt(this.#revision) };
   }
 

@@ -30,6 +30,9 @@
 import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import type { Entry, Version } from '../../storage/entry.js';
 import type { Store, StoreSnapshot } from '../../storage/store.js';
+import type { ChangeBatch } from '../watch/change.js';
+import type { KeyRange } from '../watch/key-range.js';
+import { KvHistory } from './kv-history.js';
 import type { StoredKey } from './kv-state-machine.js';
 
 /** What the applied state covers, written with every change to it. */
@@ -44,6 +47,10 @@ export interface KvStateMeta {
   readonly revision: number;
   /** The version the last write was given (later writes' versions are larger). */
   readonly lastStamp: Version;
+  /** History is compacted through this revision, on every replica (a Compact command). */
+  readonly compactRevision: number;
+  /** This node keeps history after this revision (≥ compactRevision; raised by a snapshot taken in). */
+  readonly historyFloor: number;
 }
 
 /**
@@ -55,13 +62,16 @@ export const STATE_FLUSH_INTERVAL_MS = 100;
 /** Bytes of changed keys and values that flush at once, whatever the interval: bounds the memory they hold. */
 export const STATE_FLUSH_BYTES = 8 * 1024 * 1024;
 
-const META_FORMAT = 1;
+/** Format 2 adds the compaction revision and the history floor; format 1 (none of either) is still read. */
+const META_FORMAT = 2;
 /** The first byte of every snapshot chunk: bump it when the layout changes, and keep reading the old one. */
 const CHUNK_FORMAT = 1;
+/** Keys and values per page a scan reads from the store. */
+const SCAN_PAGE_BYTES = 256 * 1024;
 /** Keys and values per background-clearing step: small enough that a step is a short commit. */
 const CLEAR_PAGE_BYTES = 4 * 1024 * 1024;
 
-export const EMPTY_META: KvStateMeta = { generation: 0, appliedIndex: 0, appliedTerm: 0, revision: 0, lastStamp: { hlc: { wallMs: 0, logical: 0 }, nodeId: '' } };
+export const EMPTY_META: KvStateMeta = { generation: 0, appliedIndex: 0, appliedTerm: 0, revision: 0, lastStamp: { hlc: { wallMs: 0, logical: 0 }, nodeId: '' }, compactRevision: 0, historyFloor: 0 };
 
 /** The two store keyspaces of a CP keyspace's state. Exported for tests. */
 export function generationKeyspace(keyspace: string, generation: 0 | 1): string {
@@ -80,7 +90,11 @@ export class KvStateStore {
   #meta: KvStateMeta;
   /** Changes not yet written to the store, by latin1 key (null: deleted); reads see them first. */
   readonly #pending = new Map<string, StoredKey | null>();
+  /** Changes written by a flush whose commit has not yet resolved: a snapshot view of the store may not show them. */
+  #flushing: Map<string, StoredKey | null>[] = [];
   #pendingBytes = 0;
+  /** The keyspace's history (kv-history.ts), flushed with the state. */
+  readonly history: KvHistory;
   #metaPending = false;
   #flushTimer: TimerHandle | undefined;
   /** The latest write issued: commits are ordered, so once it settles every earlier one has. */
@@ -94,6 +108,7 @@ export class KvStateStore {
     this.#keyspace = keyspace;
     this.#meta = meta;
     this.#onWriteFailed = onWriteFailed;
+    this.history = new KvHistory(store, keyspace, stateMetaName(keyspace), meta.revision, meta.compactRevision, meta.historyFloor);
   }
 
   /**
@@ -119,6 +134,57 @@ export class KvStateStore {
     return entry === undefined ? undefined : storedFromEntry(entry);
   }
 
+  /**
+   * Visits the keys of `range` in ascending key order, as `get` would show each, until `visit`
+   * answers false. One synchronous run: it sees one state.
+   */
+  scan(range: KeyRange, visit: (record: StoredKey) => boolean): void {
+    // Changes the store's view may not show, newest last: pending wins over flushing.
+    const overlay = new Map<string, StoredKey | null>();
+    for (const m of [...this.#flushing, this.#pending]) for (const [k, v] of m) overlay.set(k, v);
+    const start = range.start.toString('latin1');
+    const end = range.end === null ? undefined : range.end.toString('latin1');
+    // Latin1 strings compare code unit by code unit, which is byte by byte.
+    const changed = [...overlay.keys()].filter((k) => k >= start && (end === undefined || k < end)).sort();
+    let c = 0;
+    const view = this.#store.snapshot(this.#live(), stateMetaName(this.#keyspace));
+    try {
+      let after: Uint8Array | undefined = range.start;
+      let inclusive = true;
+      for (;;) {
+        const page = view.page(after, SCAN_PAGE_BYTES, inclusive);
+        inclusive = false;
+        let ended = page.length === 0;
+        for (const entry of page) {
+          const k = latin1(entry.key);
+          if (end !== undefined && k >= end) {
+            ended = true;
+            break;
+          }
+          // Overlay keys before this one come first.
+          while (c < changed.length && changed[c]! < k) {
+            const record = overlay.get(changed[c++]!);
+            if (record && !visit(record)) return;
+          }
+          if (c < changed.length && changed[c] === k) {
+            const record = overlay.get(changed[c++]!);
+            if (record && !visit(record)) return;
+            continue;
+          }
+          if (!visit(storedFromEntry(entry))) return;
+        }
+        if (ended) break;
+        after = page[page.length - 1]!.key;
+      }
+    } finally {
+      view.close();
+    }
+    while (c < changed.length) {
+      const record = overlay.get(changed[c++]!);
+      if (record && !visit(record)) return;
+    }
+  }
+
   /** Records `record` as what its key holds (written to the store at the next flush). */
   put(record: StoredKey): void {
     this.#change(latin1(record.key), record, record.key.byteLength + record.value.byteLength + 64);
@@ -129,6 +195,21 @@ export class KvStateStore {
     if (this.get(key) === undefined) return false;
     this.#change(latin1(key), null, key.byteLength + 64);
     return true;
+  }
+
+  /** Records the changes of the revision just applied, in the history. */
+  record(batch: ChangeBatch): void {
+    this.history.append(batch);
+  }
+
+  /** Compacts the history through `revision` (a Compact command applied). */
+  compact(revision: number): number {
+    if (revision > this.history.compactRevision) {
+      this.history.compact(revision);
+      this.#metaPending = true;
+      this.#scheduleFlush();
+    }
+    return this.history.compactRevision;
   }
 
   /** Records what the state covers; written with the changes before it, in one commit. */
@@ -148,6 +229,8 @@ export class KvStateStore {
     if (this.#pending.size > 0 || this.#metaPending) {
       // From here to the end of the run every write joins one commit.
       const live = this.#live();
+      this.history.flushInto((write) => this.#track(write));
+      this.#meta = { ...this.#meta, compactRevision: this.history.compactRevision, historyFloor: this.history.floor };
       const puts: Entry[] = [];
       const removals: { key: Uint8Array; version: Version }[] = [];
       for (const [k, record] of this.#pending) {
@@ -161,6 +244,12 @@ export class KvStateStore {
       if (puts.length > 0) this.#track(this.#store.apply(live, puts, takeOffered));
       if (removals.length > 0) this.#track(this.#store.remove(live, removals));
       this.#track(this.#store.putMeta(stateMetaName(this.#keyspace), encodeMeta(this.#meta)));
+      const flushed = new Map(this.#pending);
+      this.#flushing.push(flushed);
+      void this.#lastWrite.then(
+        () => (this.#flushing = this.#flushing.filter((m) => m !== flushed)),
+        () => undefined,
+      );
       this.#pending.clear();
       this.#pendingBytes = 0;
       this.#metaPending = false;
@@ -222,12 +311,14 @@ export class KvStateStore {
    * Issues the switch to the staged snapshot (call in the same synchronous run as the log's
    * snapshot record, so both commit together), then clears the old generation in the background.
    */
-  install(meta: Omit<KvStateMeta, 'generation'>): void {
+  install(meta: Omit<KvStateMeta, 'generation' | 'historyFloor'>): void {
     const old = this.#meta.generation;
     // Changes still in memory belong to the state the snapshot replaces.
     this.#pending.clear();
+    this.#flushing = [];
     this.#pendingBytes = 0;
-    this.#meta = { ...meta, generation: otherGeneration(old) };
+    this.history.reset(meta.revision, meta.compactRevision);
+    this.#meta = { ...meta, generation: otherGeneration(old), historyFloor: this.history.floor };
     this.#metaPending = true;
     void this.flush().catch(() => {});
     const written = this.#lastWrite;
@@ -384,22 +475,35 @@ function storedFromEntry(e: Entry): StoredKey {
 }
 
 function encodeMeta(meta: KvStateMeta): Buffer {
-  const out = Buffer.allocUnsafe(2 + 24 + stampBytes(meta.lastStamp));
+  const out = Buffer.allocUnsafe(2 + 24 + stampBytes(meta.lastStamp) + 16);
   let at = out.writeUInt8(META_FORMAT, 0);
   at = out.writeUInt8(meta.generation, at);
   at = out.writeBigUInt64BE(BigInt(meta.appliedIndex), at);
   at = out.writeBigUInt64BE(BigInt(meta.appliedTerm), at);
   at = out.writeBigUInt64BE(BigInt(meta.revision), at);
-  writeStamp(out, at, meta.lastStamp);
+  at = writeStamp(out, at, meta.lastStamp);
+  at = out.writeBigUInt64BE(BigInt(meta.compactRevision), at);
+  out.writeBigUInt64BE(BigInt(meta.historyFloor), at);
   return out;
 }
 
 function decodeMeta(data: Uint8Array): KvStateMeta {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (buf.byteLength < 26 || buf.readUInt8(0) !== META_FORMAT) throw new RangeError(`not a CP state record (format ${buf.byteLength > 0 ? buf.readUInt8(0) : 'none'})`);
+  const format = buf.byteLength > 0 ? buf.readUInt8(0) : 0;
+  if (buf.byteLength < 26 || (format !== 1 && format !== META_FORMAT)) throw new RangeError(`not a CP state record (format ${buf.byteLength > 0 ? format : 'none'})`);
   const generation = buf.readUInt8(1);
   if (generation !== 0 && generation !== 1) throw new RangeError(`a CP state record names generation ${generation}`);
-  const [lastStamp, end] = readStamp(buf, 26);
+  const [lastStamp, afterStamp] = readStamp(buf, 26);
+  let end = afterStamp;
+  let compactRevision = 0;
+  // Format 1 kept no history: there is none before the state's revision.
+  let historyFloor = Number(buf.readBigUInt64BE(18));
+  if (format === META_FORMAT) {
+    const history = bounded(buf, afterStamp, 16);
+    compactRevision = Number(history.readBigUInt64BE(0));
+    historyFloor = Number(history.readBigUInt64BE(8));
+    end += 16;
+  }
   if (end !== buf.byteLength) throw new RangeError(`a CP state record has ${buf.byteLength - end} bytes past its end`);
   return {
     generation,
@@ -407,29 +511,31 @@ function decodeMeta(data: Uint8Array): KvStateMeta {
     appliedTerm: Number(buf.readBigUInt64BE(10)),
     revision: Number(buf.readBigUInt64BE(18)),
     lastStamp,
+    compactRevision,
+    historyFloor,
   };
 }
 
-function stampBytes(stamp: Version): number {
+export function stampBytes(stamp: Version): number {
   return 14 + Buffer.byteLength(stamp.nodeId);
 }
 
 /** A version: wall ms (u64), logical (u32), node id (u16 length, UTF-8). */
-function writeStamp(out: Buffer, at: number, stamp: Version): number {
+export function writeStamp(out: Buffer, at: number, stamp: Version): number {
   at = out.writeBigUInt64BE(BigInt(stamp.hlc.wallMs), at);
   at = out.writeUInt32BE(stamp.hlc.logical, at);
   at = out.writeUInt16BE(Buffer.byteLength(stamp.nodeId), at);
   return at + out.write(stamp.nodeId, at);
 }
 
-function readStamp(buf: Buffer, at: number): [Version, number] {
+export function readStamp(buf: Buffer, at: number): [Version, number] {
   const header = bounded(buf, at, 14);
   const length = header.readUInt16BE(12);
   const nodeId = bounded(buf, at + 14, length).toString('utf8');
   return [{ hlc: { wallMs: Number(header.readBigUInt64BE(0)), logical: header.readUInt32BE(8) }, nodeId }, at + 14 + length];
 }
 
-function bounded(buf: Buffer, at: number, length: number): Buffer {
+export function bounded(buf: Buffer, at: number, length: number): Buffer {
   if (at + length > buf.byteLength) throw new RangeError(`a CP snapshot ends ${at + length - buf.byteLength} bytes early`);
   return buf.subarray(at, at + length);
 }

@@ -20,6 +20,8 @@ import type { LogEntry, RaftMessage, RaftNodeId, RaftRole, Ready } from '../../r
 import type { RaftLogStore } from '../../storage/raft-log-store.js';
 import type { Store } from '../../storage/store.js';
 import { KvStateMachine, writes } from './kv-state-machine.js';
+import { WatchHub, WATCH_DEFAULTS, type WatchLimits } from '../watch/watch-hub.js';
+import type { KvHistory } from './kv-history.js';
 import { KvStateStore } from './kv-state-store.js';
 import { SNAPSHOT_CHUNK_BYTES, SnapshotTransfers, type SnapshotTransferStats } from './snapshot-transfer.js';
 
@@ -79,11 +81,33 @@ export interface RaftGroupOptions {
    */
   readonly canVote: boolean;
   readonly timing?: Partial<RaftGroupTiming>;
+  /** How long history is kept for Watch and Range at past revisions (see HISTORY_RETENTION_DEFAULTS). */
+  readonly historyRetention?: Partial<HistoryRetention>;
+  /** Watch limits (see WATCH_DEFAULTS). */
+  readonly watchLimits?: WatchLimits;
   /** Deliberately broken variants, for proving the simulation catches them. */
   readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum'>;
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * How much history a CP keyspace keeps: the leader compacts (through the log) what is older
+ * than `ms` or more than `revisions` behind the head, whichever goes further.
+ */
+export interface HistoryRetention {
+  readonly revisions: number;
+  readonly ms: number;
+}
+
+/**
+ * Five minutes: Kubernetes' API server compacts etcd every five minutes, so its watchers are
+ * built to resume within that; a client that was away longer re-lists. A million revisions:
+ * bounds the disk a write storm can fill within those five minutes (at 1 KiB a revision, about
+ * 2 GiB with the previous values). Checked every second: at most one small log entry a second.
+ */
+export const HISTORY_RETENTION_DEFAULTS: HistoryRetention = { revisions: 1_000_000, ms: 300_000 };
+const RETENTION_CHECK_MS = 1_000;
 
 /** Thrown when this node does not lead the group: the caller forwards to `leader`, when known. */
 export class NotLeaderError extends Error {
@@ -99,12 +123,19 @@ interface Waiter<T> {
   readonly timer: TimerHandle;
 }
 
-interface PendingProposal extends Waiter<TxnResponse> {
+/** What a Compact command answers: the compaction revision in force, and the keyspace's revision. */
+export interface CompactResult {
+  readonly compactRevision: number;
+  readonly revision: number;
+}
+
+interface PendingProposal extends Waiter<TxnResponse | CompactResult> {
   readonly term: number;
 }
 
-interface PendingRead extends Waiter<TxnResponse> {
-  readonly txn: TxnRequest;
+interface PendingRead extends Waiter<unknown> {
+  /** Computes the answer once the replica has applied through the confirmed index. */
+  readonly answer: () => unknown;
   /** Set once the leader confirmed its leadership: answer when applied reaches it. */
   index: number | undefined;
 }
@@ -146,6 +177,7 @@ export class RaftGroup {
   readonly #proposals = new Map<number, PendingProposal & { proposedAt: number }>();
   readonly #reads = new Map<number, PendingRead>();
   readonly #leaderWaiters = new Set<() => void>();
+  readonly #revisionWaiters = new Set<{ readonly revision: number; readonly done: (reached: boolean) => void }>();
   readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0, messagesRefused: 0 };
   #nextReadId = 1;
   #role: RaftRole = 'follower';
@@ -160,13 +192,21 @@ export class RaftGroup {
   #draining = false;
   #failed: unknown;
   #closed = false;
+  readonly #hub: WatchHub;
+  readonly #retention: HistoryRetention;
+  /** The leader's samples of (time, revision), oldest first, for compacting by age. */
+  #revisionSamples: { atMs: number; revision: number }[] = [];
+  #retentionTimer: TimerHandle | undefined;
+  #compactionProposed = 0;
 
   private constructor(options: RaftGroupOptions, core: RaftCore, state: KvStateStore, snapshotIndex: number) {
     this.#o = options;
     this.#timing = { ...RAFT_GROUP_DEFAULTS, ...options.timing };
     this.#core = core;
     this.#state = state;
-    this.#machine = new KvStateMachine(state);
+    this.#hub = new WatchHub(state.history, options.scheduler, options.watchLimits ?? WATCH_DEFAULTS);
+    this.#machine = new KvStateMachine(state, (batch) => this.#hub.publish(batch));
+    this.#retention = { ...HISTORY_RETENTION_DEFAULTS, ...options.historyRetention };
     this.#snapshotIndex = snapshotIndex;
     this.#transfers = new SnapshotTransfers({
       selfId: options.selfId,
@@ -234,6 +274,7 @@ export class RaftGroup {
     group.#durableVote = { term: restored.hardState.term, vote: restored.hardState.vote };
     opened = group;
     group.#scheduleTick();
+    group.#scheduleRetention();
     group.#kick();
     return group;
   }
@@ -287,7 +328,55 @@ export class RaftGroup {
    * reads. Throws {@link NotLeaderError} on a follower.
    */
   run(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
-    return writes(txn) ? this.#propose(txn, timeoutMs, signal) : this.#readIndex(txn, timeoutMs, signal);
+    return writes(txn) ? (this.#propose({ txn }, timeoutMs, signal) as Promise<TxnResponse>) : this.linearizable(() => this.#machine.read(txn), timeoutMs, signal);
+  }
+
+  /**
+   * On the leader: confirms leadership (ReadIndex), waits until this replica has applied what was
+   * committed then, and answers `compute()` — which then sees every write acknowledged before the
+   * call. Throws {@link NotLeaderError} on a follower.
+   */
+  linearizable<T>(compute: () => T, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+    return this.#readIndex(compute, timeoutMs, signal) as Promise<T>;
+  }
+
+  /** On the leader: compacts the history through `revision`, through the log. */
+  compact(revision: number, timeoutMs: number, signal?: AbortSignal): Promise<CompactResult> {
+    return this.#propose({ compact: { keyspace: this.#o.keyspace, revision: BigInt(revision) } }, timeoutMs, signal) as Promise<CompactResult>;
+  }
+
+  /** The keyspace's history on this node (what Range at a past revision and catching-up watchers read). */
+  get history(): KvHistory {
+    return this.#state.history;
+  }
+
+  /** The keyspace's current state on this node, for Range. */
+  get state(): KvStateStore {
+    return this.#state;
+  }
+
+  /**
+   * Resolves once this replica has applied through `revision` (true), or after `timeoutMs` (false).
+   */
+  waitForRevision(revision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.#machine.revision >= revision) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = { revision, done: (reached: boolean) => {
+        timer.cancel();
+        this.#revisionWaiters.delete(waiter);
+        signal?.removeEventListener('abort', abort);
+        resolve(reached);
+      } };
+      const abort = () => waiter.done(false);
+      const timer = this.#o.scheduler.setTimer(timeoutMs, () => waiter.done(false));
+      this.#revisionWaiters.add(waiter);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
+  }
+
+  /** This node's watchers of the keyspace. */
+  get watchers(): WatchHub {
+    return this.#hub;
   }
 
   /** Answers a read-only transaction from this replica at once: possibly stale, never invented. */
@@ -350,6 +439,8 @@ export class RaftGroup {
     }
     this.#closed = true;
     this.#tick?.cancel();
+    this.#retentionTimer?.cancel();
+    this.#hub.close(unavailable('NODE_STOPPING', `this node stopped serving ${this.#o.keyspace}; watch again through another node`));
     this.#transfers.close();
     const closing = new ReplikitError('cancelled', 'NODE_CLOSING', 'the node is shutting down');
     for (const [, p] of this.#proposals) (p.timer.cancel(), p.reject(outcomeUnknown('NODE_CLOSING', 'the node shut down before the write was committed; it may still be')));
@@ -362,9 +453,9 @@ export class RaftGroup {
     this.#state.close();
   }
 
-  #propose(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
+  #propose(command: Pick<RaftCommand, 'txn' | 'compact'>, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse | CompactResult> {
     this.#assertOpen();
-    const data = RaftCommand.encode({ txn, version: versionToWire({ hlc: this.#o.clock.now(), nodeId: this.#o.selfId }) }).finish();
+    const data = RaftCommand.encode({ ...command, version: versionToWire({ hlc: this.#o.clock.now(), nodeId: this.#o.selfId }) }).finish();
     const result = this.#core.propose(data);
     if (!result.ok) {
       if (result.reason === 'not-leader') throw new NotLeaderError(result.leader);
@@ -372,7 +463,7 @@ export class RaftGroup {
       throw unavailable('TOO_MANY_PENDING', `the leader of ${this.#o.keyspace} has too many uncommitted writes; retry`);
     }
     this.#kick();
-    return new Promise<TxnResponse>((resolve, reject) => {
+    return new Promise<TxnResponse | CompactResult>((resolve, reject) => {
       const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
         if (!this.#proposals.delete(result.index)) return;
         reject(outcomeUnknown('COMMIT_TIMEOUT', `the write was proposed at index ${result.index} but not committed within ${timeoutMs} ms; it may still be`));
@@ -385,7 +476,7 @@ export class RaftGroup {
     });
   }
 
-  #readIndex(txn: TxnRequest, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse> {
+  #readIndex(answer: () => unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     this.#assertOpen();
     const id = this.#nextReadId++;
     const result = this.#core.readIndex(id);
@@ -394,11 +485,11 @@ export class RaftGroup {
       throw unavailable('READ_NOT_READY', `the leader of ${this.#o.keyspace} cannot serve reads yet (${result.reason}); retry`);
     }
     this.#kick();
-    return new Promise<TxnResponse>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
         if (this.#reads.delete(id)) reject(unavailable('READ_NOT_CONFIRMED', `the leader could not confirm its leadership within ${timeoutMs} ms; nothing was read`));
       });
-      this.#reads.set(id, { txn, index: undefined, resolve, reject, timer });
+      this.#reads.set(id, { answer, index: undefined, resolve, reject, timer });
       signal?.addEventListener('abort', () => {
         if (this.#reads.delete(id)) (timer.cancel(), reject(new ReplikitError('cancelled', 'CANCELLED', 'the caller gave up')));
       }, { once: true });
@@ -416,6 +507,34 @@ export class RaftGroup {
       this.#core.tick();
       this.#kick();
       this.#scheduleTick();
+    });
+  }
+
+  /**
+   * The leader compacts history older than the retention, through the log (etcd's periodic and
+   * revision compactors do the same). Followers keep no samples: a new leader starts sampling when
+   * it takes over, so compaction by age waits one retention period after a change of leader.
+   */
+  #scheduleRetention(): void {
+    if (this.#closed || this.#failed !== undefined) return;
+    this.#retentionTimer = this.#o.scheduler.setTimer(RETENTION_CHECK_MS, () => {
+      this.#scheduleRetention();
+      if (this.#core.role !== 'leader') {
+        this.#revisionSamples = [];
+        return;
+      }
+      const now = this.#o.scheduler.nowMs();
+      const head = this.#machine.revision;
+      this.#revisionSamples.push({ atMs: now, revision: head });
+      let byAge = 0;
+      while (this.#revisionSamples.length > 0 && now - this.#revisionSamples[0]!.atMs >= this.#retention.ms) byAge = this.#revisionSamples.shift()!.revision;
+      const target = Math.max(byAge, head - this.#retention.revisions);
+      const current = Math.max(this.#state.history.compactRevision, this.#compactionProposed);
+      // By count, in steps of 1% of the revisions kept; by age, whenever the oldest kept is too old.
+      const step = Math.max(1, Math.floor(this.#retention.revisions / 100));
+      if (byAge <= current && target - current < step) return;
+      this.#compactionProposed = target;
+      this.compact(target, RETENTION_CHECK_MS * 10).catch(() => (this.#compactionProposed = 0));
     });
   }
 
@@ -446,6 +565,9 @@ export class RaftGroup {
         await this.#persist(ready);
         if (ready.snapshot !== undefined) {
           this.#machine.reload();
+          // The history of this node now starts at the snapshot: watchers that needed what came
+          // between are told to watch again from another node.
+          this.#hub.reset();
           this.#transfers.finished();
           this.#snapshotIndex = ready.snapshot.meta.index;
           this.#appliedBytesSinceCompaction = 0;
@@ -492,7 +614,7 @@ export class RaftGroup {
       if (staged === undefined) throw new Error(`the Raft core handed out snapshot ${ready.snapshot.meta.index} that was not staged`);
       // The switch to the staged state and the log's snapshot record are issued in one run, so
       // they commit together: a crash leaves the old state with the old log, or the new with the new.
-      this.#state.install({ appliedIndex: ready.snapshot.meta.index, appliedTerm: ready.snapshot.meta.term, revision: staged.revision, lastStamp: staged.lastStamp });
+      this.#state.install({ appliedIndex: ready.snapshot.meta.index, appliedTerm: ready.snapshot.meta.term, revision: staged.revision, lastStamp: staged.lastStamp, compactRevision: staged.compactRevision });
     }
     await this.#o.log.save({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot });
     this.stats.syncs++;
@@ -517,10 +639,11 @@ export class RaftGroup {
   }
 
   #apply(entry: LogEntry): void {
-    let response: TxnResponse | undefined;
+    let response: TxnResponse | CompactResult | undefined;
     this.#appliedBytesSinceCompaction += entry.data.byteLength;
     const command = entry.kind === 'command' ? this.#decodeCommand(entry) : undefined;
-    if (command !== undefined) response = this.#machine.apply(entry.index, entry.term, command.txn, command.version);
+    if (command?.txn !== undefined) response = this.#machine.apply(entry.index, entry.term, command.txn, command.version);
+    else if (command?.compact !== undefined) response = { compactRevision: this.#machine.compact(entry.index, entry.term, command.compact), revision: this.#machine.revision };
     else this.#machine.skip(entry.index, entry.term);
     const waiting = this.#proposals.get(entry.index);
     if (waiting === undefined) return;
@@ -542,11 +665,13 @@ export class RaftGroup {
    * newer version's command or a forged entry can be one, and stopping every replica that applies
    * it, again after each restart, would turn one bad entry into a lost keyspace.
    */
-  #decodeCommand(entry: LogEntry): { txn: TxnRequest; version: ReturnType<typeof versionFromWire> } | undefined {
+  #decodeCommand(entry: LogEntry): { txn?: TxnRequest; compact?: number; version: ReturnType<typeof versionFromWire> } | undefined {
     try {
       const command = RaftCommand.decode(entry.data);
+      const version = versionFromWire(command.version, `log entry ${entry.index}'s version`);
+      if (command.compact !== undefined) return { compact: Number(command.compact.revision), version };
       if (command.txn === undefined) throw new Error('it holds no transaction');
-      return { txn: command.txn, version: versionFromWire(command.version, `log entry ${entry.index}'s version`) };
+      return { txn: command.txn, version };
     } catch (error: unknown) {
       this.#o.logger.error(`the Raft group of ${this.#o.keyspace} skipped log entry ${entry.index}: it holds no command this version can run`, { error: String(error) });
       return undefined;
@@ -554,11 +679,16 @@ export class RaftGroup {
   }
 
   #answerReads(): void {
+    if (this.#revisionWaiters.size > 0) for (const w of [...this.#revisionWaiters]) if (this.#machine.revision >= w.revision) w.done(true);
     for (const [id, read] of this.#reads) {
       if (read.index === undefined || read.index > this.#machine.appliedIndex) continue;
       this.#reads.delete(id);
       read.timer.cancel();
-      read.resolve(this.#machine.read(read.txn));
+      try {
+        read.resolve(read.answer());
+      } catch (error) {
+        read.reject(error);
+      }
     }
   }
 
@@ -612,6 +742,8 @@ export class RaftGroup {
     if (this.#failed !== undefined || this.#closed) return;
     this.#failed = error;
     this.#tick?.cancel();
+    this.#retentionTimer?.cancel();
+    this.#hub.close(unavailable('NODE_STOPPING', `this node stopped serving ${this.#o.keyspace}; watch again through another node`));
     this.#transfers.close();
     this.#state.close();
     // Mostly a durable write that failed; whatever it was, the group cannot go on without it.

@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -241,6 +243,92 @@ export function compareResultToJSON(object: CompareResult): string {
   }
 }
 
+/** SortOrder is the order a Range answers in. */
+export enum SortOrder {
+  /** SORT_ORDER_UNSPECIFIED - Ascending. */
+  SORT_ORDER_UNSPECIFIED = 0,
+  /** SORT_ORDER_ASCENDING - Keys in byte-wise ascending order. */
+  SORT_ORDER_ASCENDING = 1,
+  /** SORT_ORDER_DESCENDING - Keys in byte-wise descending order. */
+  SORT_ORDER_DESCENDING = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function sortOrderFromJSON(object: any): SortOrder {
+  switch (object) {
+    case 0:
+    case "SORT_ORDER_UNSPECIFIED":
+      return SortOrder.SORT_ORDER_UNSPECIFIED;
+    case 1:
+    case "SORT_ORDER_ASCENDING":
+      return SortOrder.SORT_ORDER_ASCENDING;
+    case 2:
+    case "SORT_ORDER_DESCENDING":
+      return SortOrder.SORT_ORDER_DESCENDING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SortOrder.UNRECOGNIZED;
+  }
+}
+
+export function sortOrderToJSON(object: SortOrder): string {
+  switch (object) {
+    case SortOrder.SORT_ORDER_UNSPECIFIED:
+      return "SORT_ORDER_UNSPECIFIED";
+    case SortOrder.SORT_ORDER_ASCENDING:
+      return "SORT_ORDER_ASCENDING";
+    case SortOrder.SORT_ORDER_DESCENDING:
+      return "SORT_ORDER_DESCENDING";
+    case SortOrder.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** EventType is what happened to a key. */
+export enum EventType {
+  /** EVENT_TYPE_UNSPECIFIED - Never sent. */
+  EVENT_TYPE_UNSPECIFIED = 0,
+  /** EVENT_TYPE_PUT - The key was written. */
+  EVENT_TYPE_PUT = 1,
+  /** EVENT_TYPE_DELETE - The key was deleted. */
+  EVENT_TYPE_DELETE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function eventTypeFromJSON(object: any): EventType {
+  switch (object) {
+    case 0:
+    case "EVENT_TYPE_UNSPECIFIED":
+      return EventType.EVENT_TYPE_UNSPECIFIED;
+    case 1:
+    case "EVENT_TYPE_PUT":
+      return EventType.EVENT_TYPE_PUT;
+    case 2:
+    case "EVENT_TYPE_DELETE":
+      return EventType.EVENT_TYPE_DELETE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EventType.UNRECOGNIZED;
+  }
+}
+
+export function eventTypeToJSON(object: EventType): string {
+  switch (object) {
+    case EventType.EVENT_TYPE_UNSPECIFIED:
+      return "EVENT_TYPE_UNSPECIFIED";
+    case EventType.EVENT_TYPE_PUT:
+      return "EVENT_TYPE_PUT";
+    case EventType.EVENT_TYPE_DELETE:
+      return "EVENT_TYPE_DELETE";
+    case EventType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** PutRequest writes one key. */
 export interface PutRequest {
   /** The keyspace; must be one the cluster serves. */
@@ -460,6 +548,181 @@ export interface TxnResponse {
   /** One answer per operation of the branch that ran, in order. */
   responses: ResponseOp[];
   /** The keyspace's revision after the transaction (unchanged when it wrote nothing). */
+  revision: bigint;
+}
+
+/** RangeRequest reads the keys of a key, a range or a prefix. */
+export interface RangeRequest {
+  /** The keyspace. */
+  keyspace: string;
+  /** The key, or the first key of the range (1 to 1024 bytes). */
+  key: Buffer;
+  /**
+   * Empty: only `key`. Otherwise the range [key, range_end) in byte-wise order; it must be
+   * greater than `key` (INVALID_ARGUMENT otherwise). Must be empty when `prefix` is set.
+   */
+  rangeEnd: Buffer;
+  /** Every key that starts with `key`. */
+  prefix: boolean;
+  /** At most this many keys per answer; 0 for no limit. Negative: INVALID_ARGUMENT. */
+  limit: bigint;
+  /** Leave the values out (keys and their revisions only). */
+  keysOnly: boolean;
+  /** Answer only `count`, no keys. */
+  countOnly: boolean;
+  /** The order of the keys. */
+  sortOrder: SortOrder;
+  /**
+   * CP keyspaces: the revision to read at; 0 for the current one. A revision above the current
+   * one is INVALID_ARGUMENT; one below the compaction revision is OUT_OF_RANGE. Must be 0 elsewhere.
+   */
+  revision: bigint;
+  /** CP keyspaces: linearizable (default) or serializable (the local replica, possibly stale). */
+  consistency: Consistency;
+  /** The session token of an earlier response, or empty (causal keyspaces honour it). */
+  sessionToken: Buffer;
+  /**
+   * The `continuation` of the previous answer, to read the next page; empty for the first. The
+   * next page is read at the same revision (CP) with the same range, order and options.
+   */
+  continuation: Buffer;
+}
+
+/** RangeResponse answers a RangeRequest. */
+export interface RangeResponse {
+  /** The keys, in the order asked for (none when `count_only`). */
+  kvs: KeyValue[];
+  /** How many keys the whole range holds at the revision read (every page, not only this one). */
+  count: bigint;
+  /** True when keys remain after this page: pass `continuation` to read them. */
+  more: boolean;
+  /** Opaque; set when `more`. */
+  continuation: Buffer;
+  /** CP keyspaces: the revision read at. 0 elsewhere. */
+  revision: bigint;
+  /** The client's causal context after this read. */
+  sessionToken: Buffer;
+  /** True when the answer came from a replica without confirming it is current. */
+  possiblyStale: boolean;
+}
+
+/** WatchRequest is a message from the client on a Watch stream. */
+export interface WatchRequest {
+  /** Creates the watch (the first message, and only the first). */
+  create?:
+    | WatchCreateRequest
+    | undefined;
+  /** Asks for a progress notification now. */
+  progress?:
+    | WatchProgressRequest
+    | undefined;
+  /** Ends the watch: the server answers with a canceled response and closes the stream. */
+  cancel?: WatchCancelRequest | undefined;
+}
+
+/** WatchCreateRequest says what to watch and from where. */
+export interface WatchCreateRequest {
+  /** The keyspace. */
+  keyspace: string;
+  /** The key, or the first key of the range (1 to 1024 bytes). */
+  key: Buffer;
+  /** As in RangeRequest: empty for only `key`, else the end (exclusive) of the range. */
+  rangeEnd: Buffer;
+  /** Every key that starts with `key`. */
+  prefix: boolean;
+  /**
+   * CP keyspaces: the first revision to deliver; 0 for changes after the current revision. A
+   * revision already compacted ends the watch with OUT_OF_RANGE (see WatchResponse.compact_revision);
+   * one beyond the keyspace's committed revision + 1 is INVALID_ARGUMENT. AP and causal keyspaces:
+   * a position of this node's change feed (from an earlier WatchResponse), or 0 for now.
+   */
+  startRevision: bigint;
+  /** Put the key's previous value and revisions on each event (`prev_kv`). */
+  prevKv: boolean;
+  /**
+   * Milliseconds between progress notifications while no event arrives; 0 for the node's
+   * default (5,000). At least 100.
+   */
+  progressIntervalMs: number;
+}
+
+/** WatchProgressRequest asks for a progress notification. */
+export interface WatchProgressRequest {
+}
+
+/** WatchCancelRequest ends the watch. */
+export interface WatchCancelRequest {
+}
+
+/** WatchEvent is one change to one key. */
+export interface WatchEvent {
+  /** Put or delete. */
+  type: EventType;
+  /**
+   * The key as the change left it: for a put, its value and revisions (`mod_revision` is the
+   * event's revision); for a delete, the key, `mod_revision` the delete's revision, the rest 0.
+   */
+  kv:
+    | KeyValue
+    | undefined;
+  /** The key before the change, when the watch asked for `prev_kv` and the key was present. */
+  prevKv: KeyValue | undefined;
+}
+
+/**
+ * WatchResponse is a message from the server on a Watch stream. In order, on one stream:
+ * `created` first (with `revision` the watch starts after); then events and progress
+ * notifications; then, last, a response with `canceled` set, after which the stream ends with a
+ * status (OK when the client canceled; OUT_OF_RANGE for a compacted start; RESOURCE_EXHAUSTED for
+ * a client that fell behind; UNAVAILABLE when the node stops).
+ */
+export interface WatchResponse {
+  /**
+   * The revision (CP) or feed position (AP, causal) the watch is complete up to: every event in
+   * its range at or below it has been sent, in this response or before it. It never goes back.
+   */
+  revision: bigint;
+  /**
+   * The events of one or more revisions, in revision order; the events of one revision (one
+   * transaction) are always in the same response.
+   */
+  events: WatchEvent[];
+  /** The first response of a watch: it is set up; events start after `revision`. */
+  created: boolean;
+  /** A progress notification (no events): `revision` as above. */
+  progressNotify: boolean;
+  /** The last response of a watch: see `cancel_reason`, and the status the stream ends with. */
+  canceled: boolean;
+  /** Why the watch ended, for a person. */
+  cancelReason: string;
+  /**
+   * Set when the watch ended because the revision it needed was compacted: history is kept
+   * only after this revision. Range at the current revision and watch again from it.
+   */
+  compactRevision: bigint;
+  /**
+   * Set when the watch ended early (the client fell behind, the node stops): watch again from
+   * this revision to miss nothing.
+   */
+  resumeRevision: bigint;
+}
+
+/** CompactRequest discards history. */
+export interface CompactRequest {
+  /** The keyspace; must be a CP keyspace. */
+  keyspace: string;
+  /**
+   * The history at and below this revision goes (the state at it can still be read); must be at
+   * most the current revision (INVALID_ARGUMENT beyond). A revision at or below the keyspace's compaction changes nothing.
+   */
+  revision: bigint;
+}
+
+/** CompactResponse answers a CompactRequest. */
+export interface CompactResponse {
+  /** The revision history is now kept after. */
+  compactRevision: bigint;
+  /** The keyspace's revision when the compaction applied. */
   revision: bigint;
 }
 
@@ -2306,6 +2569,1253 @@ export const TxnResponse: MessageFns<TxnResponse> = {
   },
 };
 
+function createBaseRangeRequest(): RangeRequest {
+  return {
+    keyspace: "",
+    key: Buffer.alloc(0),
+    rangeEnd: Buffer.alloc(0),
+    prefix: false,
+    limit: 0n,
+    keysOnly: false,
+    countOnly: false,
+    sortOrder: 0,
+    revision: 0n,
+    consistency: 0,
+    sessionToken: Buffer.alloc(0),
+    continuation: Buffer.alloc(0),
+  };
+}
+
+export const RangeRequest: MessageFns<RangeRequest> = {
+  encode(message: RangeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      writer.uint32(26).bytes(message.rangeEnd);
+    }
+    if (message.prefix !== false) {
+      writer.uint32(32).bool(message.prefix);
+    }
+    if (message.limit !== 0n) {
+      if (BigInt.asIntN(64, message.limit) !== message.limit) {
+        throw new globalThis.Error("value provided for field message.limit of type int64 too large");
+      }
+      writer.uint32(40).int64(message.limit);
+    }
+    if (message.keysOnly !== false) {
+      writer.uint32(48).bool(message.keysOnly);
+    }
+    if (message.countOnly !== false) {
+      writer.uint32(56).bool(message.countOnly);
+    }
+    if (message.sortOrder !== 0) {
+      writer.uint32(64).int32(message.sortOrder);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.revision);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(80).int32(message.consistency);
+    }
+    if (message.sessionToken.length !== 0) {
+      writer.uint32(90).bytes(message.sessionToken);
+    }
+    if (message.continuation.length !== 0) {
+      writer.uint32(98).bytes(message.continuation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RangeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRangeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rangeEnd = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.prefix = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.limit = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.keysOnly = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.countOnly = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.sortOrder = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.sessionToken = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.continuation = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RangeRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      rangeEnd: isSet(object.rangeEnd)
+        ? Buffer.from(bytesFromBase64(object.rangeEnd))
+        : isSet(object.range_end)
+        ? Buffer.from(bytesFromBase64(object.range_end))
+        : Buffer.alloc(0),
+      prefix: isSet(object.prefix) ? globalThis.Boolean(object.prefix) : false,
+      limit: isSet(object.limit) ? BigInt(object.limit) : 0n,
+      keysOnly: isSet(object.keysOnly)
+        ? globalThis.Boolean(object.keysOnly)
+        : isSet(object.keys_only)
+        ? globalThis.Boolean(object.keys_only)
+        : false,
+      countOnly: isSet(object.countOnly)
+        ? globalThis.Boolean(object.countOnly)
+        : isSet(object.count_only)
+        ? globalThis.Boolean(object.count_only)
+        : false,
+      sortOrder: isSet(object.sortOrder)
+        ? sortOrderFromJSON(object.sortOrder)
+        : isSet(object.sort_order)
+        ? sortOrderFromJSON(object.sort_order)
+        : 0,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      consistency: isSet(object.consistency) ? consistencyFromJSON(object.consistency) : 0,
+      sessionToken: isSet(object.sessionToken)
+        ? Buffer.from(bytesFromBase64(object.sessionToken))
+        : isSet(object.session_token)
+        ? Buffer.from(bytesFromBase64(object.session_token))
+        : Buffer.alloc(0),
+      continuation: isSet(object.continuation) ? Buffer.from(bytesFromBase64(object.continuation)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RangeRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      obj.rangeEnd = base64FromBytes(message.rangeEnd);
+    }
+    if (message.prefix !== false) {
+      obj.prefix = message.prefix;
+    }
+    if (message.limit !== 0n) {
+      obj.limit = message.limit.toString();
+    }
+    if (message.keysOnly !== false) {
+      obj.keysOnly = message.keysOnly;
+    }
+    if (message.countOnly !== false) {
+      obj.countOnly = message.countOnly;
+    }
+    if (message.sortOrder !== 0) {
+      obj.sortOrder = sortOrderToJSON(message.sortOrder);
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.consistency !== 0) {
+      obj.consistency = consistencyToJSON(message.consistency);
+    }
+    if (message.sessionToken.length !== 0) {
+      obj.sessionToken = base64FromBytes(message.sessionToken);
+    }
+    if (message.continuation.length !== 0) {
+      obj.continuation = base64FromBytes(message.continuation);
+    }
+    return obj;
+  },
+};
+
+function createBaseRangeResponse(): RangeResponse {
+  return {
+    kvs: [],
+    count: 0n,
+    more: false,
+    continuation: Buffer.alloc(0),
+    revision: 0n,
+    sessionToken: Buffer.alloc(0),
+    possiblyStale: false,
+  };
+}
+
+export const RangeResponse: MessageFns<RangeResponse> = {
+  encode(message: RangeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.kvs) {
+      KeyValue.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.count !== 0n) {
+      if (BigInt.asUintN(64, message.count) !== message.count) {
+        throw new globalThis.Error("value provided for field message.count of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.count);
+    }
+    if (message.more !== false) {
+      writer.uint32(24).bool(message.more);
+    }
+    if (message.continuation.length !== 0) {
+      writer.uint32(34).bytes(message.continuation);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.revision);
+    }
+    if (message.sessionToken.length !== 0) {
+      writer.uint32(50).bytes(message.sessionToken);
+    }
+    if (message.possiblyStale !== false) {
+      writer.uint32(56).bool(message.possiblyStale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RangeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRangeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kvs.push(KeyValue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.continuation = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sessionToken = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.possiblyStale = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RangeResponse {
+    return {
+      kvs: globalThis.Array.isArray(object?.kvs) ? object.kvs.map((e: any) => KeyValue.fromJSON(e)) : [],
+      count: isSet(object.count) ? BigInt(object.count) : 0n,
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+      continuation: isSet(object.continuation) ? Buffer.from(bytesFromBase64(object.continuation)) : Buffer.alloc(0),
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      sessionToken: isSet(object.sessionToken)
+        ? Buffer.from(bytesFromBase64(object.sessionToken))
+        : isSet(object.session_token)
+        ? Buffer.from(bytesFromBase64(object.session_token))
+        : Buffer.alloc(0),
+      possiblyStale: isSet(object.possiblyStale)
+        ? globalThis.Boolean(object.possiblyStale)
+        : isSet(object.possibly_stale)
+        ? globalThis.Boolean(object.possibly_stale)
+        : false,
+    };
+  },
+
+  toJSON(message: RangeResponse): unknown {
+    const obj: any = {};
+    if (message.kvs?.length) {
+      obj.kvs = message.kvs.map((e) => KeyValue.toJSON(e));
+    }
+    if (message.count !== 0n) {
+      obj.count = message.count.toString();
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
+    if (message.continuation.length !== 0) {
+      obj.continuation = base64FromBytes(message.continuation);
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.sessionToken.length !== 0) {
+      obj.sessionToken = base64FromBytes(message.sessionToken);
+    }
+    if (message.possiblyStale !== false) {
+      obj.possiblyStale = message.possiblyStale;
+    }
+    return obj;
+  },
+};
+
+function createBaseWatchRequest(): WatchRequest {
+  return { create: undefined, progress: undefined, cancel: undefined };
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.create !== undefined) {
+      WatchCreateRequest.encode(message.create, writer.uint32(10).fork()).join();
+    }
+    if (message.progress !== undefined) {
+      WatchProgressRequest.encode(message.progress, writer.uint32(18).fork()).join();
+    }
+    if (message.cancel !== undefined) {
+      WatchCancelRequest.encode(message.cancel, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.create = WatchCreateRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.progress = WatchProgressRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cancel = WatchCancelRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRequest {
+    return {
+      create: isSet(object.create) ? WatchCreateRequest.fromJSON(object.create) : undefined,
+      progress: isSet(object.progress) ? WatchProgressRequest.fromJSON(object.progress) : undefined,
+      cancel: isSet(object.cancel) ? WatchCancelRequest.fromJSON(object.cancel) : undefined,
+    };
+  },
+
+  toJSON(message: WatchRequest): unknown {
+    const obj: any = {};
+    if (message.create !== undefined) {
+      obj.create = WatchCreateRequest.toJSON(message.create);
+    }
+    if (message.progress !== undefined) {
+      obj.progress = WatchProgressRequest.toJSON(message.progress);
+    }
+    if (message.cancel !== undefined) {
+      obj.cancel = WatchCancelRequest.toJSON(message.cancel);
+    }
+    return obj;
+  },
+};
+
+function createBaseWatchCreateRequest(): WatchCreateRequest {
+  return {
+    keyspace: "",
+    key: Buffer.alloc(0),
+    rangeEnd: Buffer.alloc(0),
+    prefix: false,
+    startRevision: 0n,
+    prevKv: false,
+    progressIntervalMs: 0,
+  };
+}
+
+export const WatchCreateRequest: MessageFns<WatchCreateRequest> = {
+  encode(message: WatchCreateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      writer.uint32(26).bytes(message.rangeEnd);
+    }
+    if (message.prefix !== false) {
+      writer.uint32(32).bool(message.prefix);
+    }
+    if (message.startRevision !== 0n) {
+      if (BigInt.asUintN(64, message.startRevision) !== message.startRevision) {
+        throw new globalThis.Error("value provided for field message.startRevision of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.startRevision);
+    }
+    if (message.prevKv !== false) {
+      writer.uint32(48).bool(message.prevKv);
+    }
+    if (message.progressIntervalMs !== 0) {
+      writer.uint32(56).uint32(message.progressIntervalMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchCreateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchCreateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rangeEnd = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.prefix = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.startRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.prevKv = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.progressIntervalMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchCreateRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
+      rangeEnd: isSet(object.rangeEnd)
+        ? Buffer.from(bytesFromBase64(object.rangeEnd))
+        : isSet(object.range_end)
+        ? Buffer.from(bytesFromBase64(object.range_end))
+        : Buffer.alloc(0),
+      prefix: isSet(object.prefix) ? globalThis.Boolean(object.prefix) : false,
+      startRevision: isSet(object.startRevision)
+        ? BigInt(object.startRevision)
+        : isSet(object.start_revision)
+        ? BigInt(object.start_revision)
+        : 0n,
+      prevKv: isSet(object.prevKv)
+        ? globalThis.Boolean(object.prevKv)
+        : isSet(object.prev_kv)
+        ? globalThis.Boolean(object.prev_kv)
+        : false,
+      progressIntervalMs: isSet(object.progressIntervalMs)
+        ? globalThis.Number(object.progressIntervalMs)
+        : isSet(object.progress_interval_ms)
+        ? globalThis.Number(object.progress_interval_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: WatchCreateRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    if (message.rangeEnd.length !== 0) {
+      obj.rangeEnd = base64FromBytes(message.rangeEnd);
+    }
+    if (message.prefix !== false) {
+      obj.prefix = message.prefix;
+    }
+    if (message.startRevision !== 0n) {
+      obj.startRevision = message.startRevision.toString();
+    }
+    if (message.prevKv !== false) {
+      obj.prevKv = message.prevKv;
+    }
+    if (message.progressIntervalMs !== 0) {
+      obj.progressIntervalMs = Math.round(message.progressIntervalMs);
+    }
+    return obj;
+  },
+};
+
+function createBaseWatchProgressRequest(): WatchProgressRequest {
+  return {};
+}
+
+export const WatchProgressRequest: MessageFns<WatchProgressRequest> = {
+  encode(_: WatchProgressRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchProgressRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchProgressRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WatchProgressRequest {
+    return {};
+  },
+
+  toJSON(_: WatchProgressRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseWatchCancelRequest(): WatchCancelRequest {
+  return {};
+}
+
+export const WatchCancelRequest: MessageFns<WatchCancelRequest> = {
+  encode(_: WatchCancelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchCancelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchCancelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WatchCancelRequest {
+    return {};
+  },
+
+  toJSON(_: WatchCancelRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseWatchEvent(): WatchEvent {
+  return { type: 0, kv: undefined, prevKv: undefined };
+}
+
+export const WatchEvent: MessageFns<WatchEvent> = {
+  encode(message: WatchEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.kv !== undefined) {
+      KeyValue.encode(message.kv, writer.uint32(18).fork()).join();
+    }
+    if (message.prevKv !== undefined) {
+      KeyValue.encode(message.prevKv, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kv = KeyValue.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.prevKv = KeyValue.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEvent {
+    return {
+      type: isSet(object.type) ? eventTypeFromJSON(object.type) : 0,
+      kv: isSet(object.kv) ? KeyValue.fromJSON(object.kv) : undefined,
+      prevKv: isSet(object.prevKv)
+        ? KeyValue.fromJSON(object.prevKv)
+        : isSet(object.prev_kv)
+        ? KeyValue.fromJSON(object.prev_kv)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchEvent): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = eventTypeToJSON(message.type);
+    }
+    if (message.kv !== undefined) {
+      obj.kv = KeyValue.toJSON(message.kv);
+    }
+    if (message.prevKv !== undefined) {
+      obj.prevKv = KeyValue.toJSON(message.prevKv);
+    }
+    return obj;
+  },
+};
+
+function createBaseWatchResponse(): WatchResponse {
+  return {
+    revision: 0n,
+    events: [],
+    created: false,
+    progressNotify: false,
+    canceled: false,
+    cancelReason: "",
+    compactRevision: 0n,
+    resumeRevision: 0n,
+  };
+}
+
+export const WatchResponse: MessageFns<WatchResponse> = {
+  encode(message: WatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.revision);
+    }
+    for (const v of message.events) {
+      WatchEvent.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(24).bool(message.created);
+    }
+    if (message.progressNotify !== false) {
+      writer.uint32(32).bool(message.progressNotify);
+    }
+    if (message.canceled !== false) {
+      writer.uint32(40).bool(message.canceled);
+    }
+    if (message.cancelReason !== "") {
+      writer.uint32(50).string(message.cancelReason);
+    }
+    if (message.compactRevision !== 0n) {
+      if (BigInt.asUintN(64, message.compactRevision) !== message.compactRevision) {
+        throw new globalThis.Error("value provided for field message.compactRevision of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.compactRevision);
+    }
+    if (message.resumeRevision !== 0n) {
+      if (BigInt.asUintN(64, message.resumeRevision) !== message.resumeRevision) {
+        throw new globalThis.Error("value provided for field message.resumeRevision of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.resumeRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.events.push(WatchEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.progressNotify = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.canceled = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cancelReason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.compactRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.resumeRevision = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchResponse {
+    return {
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => WatchEvent.fromJSON(e)) : [],
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+      progressNotify: isSet(object.progressNotify)
+        ? globalThis.Boolean(object.progressNotify)
+        : isSet(object.progress_notify)
+        ? globalThis.Boolean(object.progress_notify)
+        : false,
+      canceled: isSet(object.canceled) ? globalThis.Boolean(object.canceled) : false,
+      cancelReason: isSet(object.cancelReason)
+        ? globalThis.String(object.cancelReason)
+        : isSet(object.cancel_reason)
+        ? globalThis.String(object.cancel_reason)
+        : "",
+      compactRevision: isSet(object.compactRevision)
+        ? BigInt(object.compactRevision)
+        : isSet(object.compact_revision)
+        ? BigInt(object.compact_revision)
+        : 0n,
+      resumeRevision: isSet(object.resumeRevision)
+        ? BigInt(object.resumeRevision)
+        : isSet(object.resume_revision)
+        ? BigInt(object.resume_revision)
+        : 0n,
+    };
+  },
+
+  toJSON(message: WatchResponse): unknown {
+    const obj: any = {};
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => WatchEvent.toJSON(e));
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    if (message.progressNotify !== false) {
+      obj.progressNotify = message.progressNotify;
+    }
+    if (message.canceled !== false) {
+      obj.canceled = message.canceled;
+    }
+    if (message.cancelReason !== "") {
+      obj.cancelReason = message.cancelReason;
+    }
+    if (message.compactRevision !== 0n) {
+      obj.compactRevision = message.compactRevision.toString();
+    }
+    if (message.resumeRevision !== 0n) {
+      obj.resumeRevision = message.resumeRevision.toString();
+    }
+    return obj;
+  },
+};
+
+function createBaseCompactRequest(): CompactRequest {
+  return { keyspace: "", revision: 0n };
+}
+
+export const CompactRequest: MessageFns<CompactRequest> = {
+  encode(message: CompactRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompactRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompactRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompactRequest {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+    };
+  },
+
+  toJSON(message: CompactRequest): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    return obj;
+  },
+};
+
+function createBaseCompactResponse(): CompactResponse {
+  return { compactRevision: 0n, revision: 0n };
+}
+
+export const CompactResponse: MessageFns<CompactResponse> = {
+  encode(message: CompactResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.compactRevision !== 0n) {
+      if (BigInt.asUintN(64, message.compactRevision) !== message.compactRevision) {
+        throw new globalThis.Error("value provided for field message.compactRevision of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.compactRevision);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompactResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompactResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.compactRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompactResponse {
+    return {
+      compactRevision: isSet(object.compactRevision)
+        ? BigInt(object.compactRevision)
+        : isSet(object.compact_revision)
+        ? BigInt(object.compact_revision)
+        : 0n,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+    };
+  },
+
+  toJSON(message: CompactResponse): unknown {
+    const obj: any = {};
+    if (message.compactRevision !== 0n) {
+      obj.compactRevision = message.compactRevision.toString();
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    return obj;
+  },
+};
+
 /**
  * KvService is the client API that every node serves; any node coordinates any request. Errors
  * use the gRPC status codes: INVALID_ARGUMENT (the request is wrong; do not retry), NOT_FOUND
@@ -2360,6 +3870,50 @@ export const KvServiceService = {
     responseSerialize: (value: TxnResponse): Buffer => Buffer.from(TxnResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TxnResponse => TxnResponse.decode(value),
   },
+  /**
+   * Range reads the keys of a key, a range or a prefix: on CP keyspaces at the current revision
+   * or a past one still kept (OUT_OF_RANGE once it is compacted, naming the compaction revision);
+   * on AP and causal keyspaces from the local replica (causal: after the session's writes).
+   * Deleted keys never appear. Pages: pass `continuation` from one answer to the next request.
+   */
+  range: {
+    path: "/replikit.v1.KvService/Range" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RangeRequest): Buffer => Buffer.from(RangeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RangeRequest => RangeRequest.decode(value),
+    responseSerialize: (value: RangeResponse): Buffer => Buffer.from(RangeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RangeResponse => RangeResponse.decode(value),
+  },
+  /**
+   * Watch streams the changes to a key, a range or a prefix. The first request on the stream
+   * creates the watch; later ones ask for a progress notification or cancel it. One watch per
+   * stream. See WatchResponse for what arrives and how a watch ends.
+   */
+  watch: {
+    path: "/replikit.v1.KvService/Watch" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
+  },
+  /**
+   * Compact discards a CP keyspace's history at and below a revision: Range below it and watches
+   * from it or below then fail with OUT_OF_RANGE. The compaction goes through the keyspace's
+   * log, so every replica compacts at the same revision. Retention (NodeConfig.historyRetention)
+   * compacts on its own as well.
+   */
+  compact: {
+    path: "/replikit.v1.KvService/Compact" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CompactRequest): Buffer => Buffer.from(CompactRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompactRequest => CompactRequest.decode(value),
+    responseSerialize: (value: CompactResponse): Buffer => Buffer.from(CompactResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompactResponse => CompactResponse.decode(value),
+  },
 } as const;
 
 export interface KvServiceServer extends UntypedServiceImplementation {
@@ -2375,6 +3929,26 @@ export interface KvServiceServer extends UntypedServiceImplementation {
    * Txn with one compare and one put.
    */
   txn: handleUnaryCall<TxnRequest, TxnResponse>;
+  /**
+   * Range reads the keys of a key, a range or a prefix: on CP keyspaces at the current revision
+   * or a past one still kept (OUT_OF_RANGE once it is compacted, naming the compaction revision);
+   * on AP and causal keyspaces from the local replica (causal: after the session's writes).
+   * Deleted keys never appear. Pages: pass `continuation` from one answer to the next request.
+   */
+  range: handleUnaryCall<RangeRequest, RangeResponse>;
+  /**
+   * Watch streams the changes to a key, a range or a prefix. The first request on the stream
+   * creates the watch; later ones ask for a progress notification or cancel it. One watch per
+   * stream. See WatchResponse for what arrives and how a watch ends.
+   */
+  watch: handleBidiStreamingCall<WatchRequest, WatchResponse>;
+  /**
+   * Compact discards a CP keyspace's history at and below a revision: Range below it and watches
+   * from it or below then fail with OUT_OF_RANGE. The compaction goes through the keyspace's
+   * log, so every replica compacts at the same revision. Retention (NodeConfig.historyRetention)
+   * compacts on its own as well.
+   */
+  compact: handleUnaryCall<CompactRequest, CompactResponse>;
 }
 
 export interface KvServiceClient extends Client {
@@ -2436,6 +4010,56 @@ export interface KvServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TxnResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Range reads the keys of a key, a range or a prefix: on CP keyspaces at the current revision
+   * or a past one still kept (OUT_OF_RANGE once it is compacted, naming the compaction revision);
+   * on AP and causal keyspaces from the local replica (causal: after the session's writes).
+   * Deleted keys never appear. Pages: pass `continuation` from one answer to the next request.
+   */
+  range(
+    request: RangeRequest,
+    callback: (error: ServiceError | null, response: RangeResponse) => void,
+  ): ClientUnaryCall;
+  range(
+    request: RangeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RangeResponse) => void,
+  ): ClientUnaryCall;
+  range(
+    request: RangeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RangeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Watch streams the changes to a key, a range or a prefix. The first request on the stream
+   * creates the watch; later ones ask for a progress notification or cancel it. One watch per
+   * stream. See WatchResponse for what arrives and how a watch ends.
+   */
+  watch(): ClientDuplexStream<WatchRequest, WatchResponse>;
+  watch(options: Partial<CallOptions>): ClientDuplexStream<WatchRequest, WatchResponse>;
+  watch(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<WatchRequest, WatchResponse>;
+  /**
+   * Compact discards a CP keyspace's history at and below a revision: Range below it and watches
+   * from it or below then fail with OUT_OF_RANGE. The compaction goes through the keyspace's
+   * log, so every replica compacts at the same revision. Retention (NodeConfig.historyRetention)
+   * compacts on its own as well.
+   */
+  compact(
+    request: CompactRequest,
+    callback: (error: ServiceError | null, response: CompactResponse) => void,
+  ): ClientUnaryCall;
+  compact(
+    request: CompactRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CompactResponse) => void,
+  ): ClientUnaryCall;
+  compact(
+    request: CompactRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CompactResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { TxnRequest, TxnResponse } from "./kv_service.js";
+import { CompactRequest, CompactResponse, TxnRequest, TxnResponse } from "./kv_service.js";
 import { Entry, Hlc, VectorClock, Version } from "./types.js";
 
 export const protobufPackage = "replikit.v1";
@@ -492,7 +492,11 @@ export interface ExchangeResponse {
     | RaftResponse
     | undefined;
   /** The leader's answer to a forwarded transaction. */
-  forward?: TxnResponse | undefined;
+  forward?:
+    | TxnResponse
+    | undefined;
+  /** The leader's answer to a forwarded Compact. */
+  compact?: CompactResponse | undefined;
 }
 
 /** RaftRequest carries Raft messages from one node to another for one CP keyspace's group. */
@@ -518,6 +522,8 @@ export interface ForwardRequest {
     | undefined;
   /** The millisecond budget the client has left; the leader gives up past it. */
   timeoutMs: number;
+  /** Instead of `txn`: a client's Compact, for the leader to put in the log. */
+  compact: CompactRequest | undefined;
 }
 
 /** RaftEntry is one log entry. */
@@ -593,6 +599,10 @@ export interface RaftCommand {
   /** A transaction (a put or a delete is a transaction of one operation). */
   txn?:
     | TxnRequest
+    | undefined;
+  /** A compaction of the keyspace's history (CompactRequest.revision), the same on every replica. */
+  compact?:
+    | CompactRequest
     | undefined;
   /**
    * The version (the leader's HLC when it proposed the command, and its id) that the command's
@@ -2041,6 +2051,7 @@ function createBaseExchangeResponse(): ExchangeResponse {
     error: undefined,
     raft: undefined,
     forward: undefined,
+    compact: undefined,
   };
 }
 
@@ -2069,6 +2080,9 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
     }
     if (message.forward !== undefined) {
       TxnResponse.encode(message.forward, writer.uint32(58).fork()).join();
+    }
+    if (message.compact !== undefined) {
+      CompactResponse.encode(message.compact, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2142,6 +2156,14 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
             message.forward = TxnResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.compact = CompactResponse.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2163,6 +2185,7 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
       error: isSet(object.error) ? ExchangeError.fromJSON(object.error) : undefined,
       raft: isSet(object.raft) ? RaftResponse.fromJSON(object.raft) : undefined,
       forward: isSet(object.forward) ? TxnResponse.fromJSON(object.forward) : undefined,
+      compact: isSet(object.compact) ? CompactResponse.fromJSON(object.compact) : undefined,
     };
   },
 
@@ -2188,6 +2211,9 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
     }
     if (message.forward !== undefined) {
       obj.forward = TxnResponse.toJSON(message.forward);
+    }
+    if (message.compact !== undefined) {
+      obj.compact = CompactResponse.toJSON(message.compact);
     }
     return obj;
   },
@@ -2315,7 +2341,7 @@ export const RaftResponse: MessageFns<RaftResponse> = {
 };
 
 function createBaseForwardRequest(): ForwardRequest {
-  return { txn: undefined, timeoutMs: 0 };
+  return { txn: undefined, timeoutMs: 0, compact: undefined };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -2325,6 +2351,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.timeoutMs !== 0) {
       writer.uint32(16).uint32(message.timeoutMs);
+    }
+    if (message.compact !== undefined) {
+      CompactRequest.encode(message.compact, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2358,6 +2387,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.timeoutMs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.compact = CompactRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2378,6 +2415,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         : isSet(object.timeout_ms)
         ? globalThis.Number(object.timeout_ms)
         : 0,
+      compact: isSet(object.compact) ? CompactRequest.fromJSON(object.compact) : undefined,
     };
   },
 
@@ -2388,6 +2426,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.timeoutMs !== 0) {
       obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.compact !== undefined) {
+      obj.compact = CompactRequest.toJSON(message.compact);
     }
     return obj;
   },
@@ -3029,13 +3070,16 @@ export const RaftMessage: MessageFns<RaftMessage> = {
 };
 
 function createBaseRaftCommand(): RaftCommand {
-  return { txn: undefined, version: undefined };
+  return { txn: undefined, compact: undefined, version: undefined };
 }
 
 export const RaftCommand: MessageFns<RaftCommand> = {
   encode(message: RaftCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.txn !== undefined) {
       TxnRequest.encode(message.txn, writer.uint32(10).fork()).join();
+    }
+    if (message.compact !== undefined) {
+      CompactRequest.encode(message.compact, writer.uint32(26).fork()).join();
     }
     if (message.version !== undefined) {
       Version.encode(message.version, writer.uint32(18).fork()).join();
@@ -3064,6 +3108,14 @@ export const RaftCommand: MessageFns<RaftCommand> = {
             message.txn = TxnRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.compact = CompactRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -3087,6 +3139,7 @@ export const RaftCommand: MessageFns<RaftCommand> = {
   fromJSON(object: any): RaftCommand {
     return {
       txn: isSet(object.txn) ? TxnRequest.fromJSON(object.txn) : undefined,
+      compact: isSet(object.compact) ? CompactRequest.fromJSON(object.compact) : undefined,
       version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
     };
   },
@@ -3095,6 +3148,9 @@ export const RaftCommand: MessageFns<RaftCommand> = {
     const obj: any = {};
     if (message.txn !== undefined) {
       obj.txn = TxnRequest.toJSON(message.txn);
+    }
+    if (message.compact !== undefined) {
+      obj.compact = CompactRequest.toJSON(message.compact);
     }
     if (message.version !== undefined) {
       obj.version = Version.toJSON(message.version);
