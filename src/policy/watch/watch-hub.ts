@@ -352,7 +352,14 @@ export class Watcher implements AsyncIterableIterator<WatchMessage> {
         this.#hub.enterStep(this);
         return undefined;
       }
-      const batches = source.read(this.#next, this.#hub.limits.maxMessageBytes);
+      let batches: ChangeBatch[];
+      try {
+        batches = source.read(this.#next, this.#hub.limits.maxMessageBytes);
+      } catch (error: unknown) {
+        // Compacted (or the node's history replaced) while it caught up.
+        this.end(asReplikit(error instanceof Error ? error : new Error(String(error))));
+        return undefined;
+      }
       if (batches.length === 0) {
         // The source holds nothing up to its head (no change after `next`): in step.
         this.#next = source.head + 1;
@@ -363,10 +370,17 @@ export class Watcher implements AsyncIterableIterator<WatchMessage> {
         for (const event of batch.events) if (inRange(this.range, event.kv.key)) events.push({ revision: batch.revision, event: this.#prevKv ? event : withoutPrev(event) });
         this.#next = batch.revision + 1;
       }
+      // Caught up: in step at once, so that what is published next is pushed to it (after
+      // these events, which its consumer takes first).
+      if (this.#next > source.head) {
+        this.#inStep = true;
+        this.#hub.enterStep(this);
+      }
       if (events.length > 0) {
         this.#hub.stats.eventsDelivered += events.length;
         return { kind: 'events', revision: this.#next - 1, events };
       }
+      if (this.#inStep) return undefined;
     }
     // Many pages and nothing in range: say how far it got, then carry on at the next pull.
     return { kind: 'progress', revision: this.#next - 1 };
