@@ -15,6 +15,9 @@ import { MAX_TXN_OPS } from '../../src/policy/cp/txn-validation.js';
 import { RAFT_DEFAULTS } from '../../src/raft/raft-core.js';
 import { RAFT_GROUP_DEFAULTS } from '../../src/policy/cp/raft-group.js';
 import { MAX_RAFT_MESSAGES_PER_CALL } from '../../src/transport/replica-service.js';
+import { HISTORY_RETENTION_DEFAULTS } from '../../src/policy/cp/raft-group.js';
+import { WATCH_DEFAULTS } from '../../src/policy/watch/watch-hub.js';
+import { RANGE_PAGE_BYTES } from '../../src/node/range-watch-args.js';
 
 const scope: Record<string, unknown> = {
   NODE_DEFAULTS,
@@ -34,6 +37,9 @@ const scope: Record<string, unknown> = {
   RAFT_DEFAULTS,
   RAFT_GROUP_DEFAULTS,
   MAX_RAFT_MESSAGES_PER_CALL,
+  WATCH_DEFAULTS,
+  RANGE_PAGE_BYTES,
+  HISTORY_RETENTION_DEFAULTS,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
@@ -59,5 +65,7 @@ describe('docs/limits.md', () => {
     for (const key of Object.keys(SERVER_LIMITS)) expect(named, key).toContain(`SERVER_LIMITS['${key}']`);
     for (const key of ['maxPendingProposals', 'maxPendingProposalBytes', 'maxInflightAppends', 'maxAppendEntries', 'maxAppendBytes']) expect(named, key).toContain(`RAFT_DEFAULTS.${key}`);
     for (const key of ['snapshotEvery', 'compactAfterBytes', 'snapshotChunkBytes']) expect(named, key).toContain(`RAFT_GROUP_DEFAULTS.${key}`);
+    for (const key of ['maxPendingBytes', 'maxMessageBytes', 'maxWatchers', 'minProgressIntervalMs']) expect(named, key).toContain(`WATCH_DEFAULTS.${key}`);
+    for (const key of ['revisions', 'ms']) expect(named, key).toContain(`HISTORY_RETENTION_DEFAULTS.${key}`);
   });
 });
