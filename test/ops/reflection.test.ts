@@ -47,6 +47,9 @@ describe.skipIf(!BUILT)('gRPC server reflection on a real serve process', () => 
       'Get(.replikit.v1.GetRequest) .replikit.v1.GetResponse',
       'Delete(.replikit.v1.DeleteRequest) .replikit.v1.DeleteResponse',
       'Txn(.replikit.v1.TxnRequest) .replikit.v1.TxnResponse',
+      'Range(.replikit.v1.RangeRequest) .replikit.v1.RangeResponse',
+      'Watch(.replikit.v1.WatchRequest) .replikit.v1.WatchResponse',
+      'Compact(.replikit.v1.CompactRequest) .replikit.v1.CompactResponse',
     ]);
     // The new Status field is described too, so tools show it.
     const cluster_ = await reflect(address, 'v1alpha', { fileContainingSymbol: 'replikit.v1.StatusResponse' });
