@@ -23,3 +23,17 @@ export type { CausalModel, CausalCheckOptions, CausalCheckResult, CausalStats } 
 export { checkCausalConsistency, MAX_VIOLATIONS_EXPLAINED } from './causal-checker.js';
 export type { CausalViolation, CausalViolationKind, ChainStep, ChainLink } from './causal-violation.js';
 export { describeCausalOperation } from './causal-violation.js';
+export type {
+  CommittedChange,
+  WatchEvent,
+  WatchResponseRecord,
+  WatchRange,
+  WatchRecord,
+  WatchHistory,
+  WatchViolationKind,
+  WatchViolation,
+  WatchCheckOptions,
+  WatchCheckStats,
+  WatchCheckResult,
+} from './watch-checker.js';
+export { checkWatches, DEFAULT_MAX_WATCH_VIOLATIONS } from './watch-checker.js';
