@@ -50,3 +50,22 @@ export {
   type TlsFiles,
   type TlsMaterial,
 } from './ops/index.js';
+export {
+  ReplikitClient,
+  RemoteKeyspace,
+  RemoteWatch,
+  WatchError,
+  CLIENT_DEFAULTS,
+  type ReplikitClientOptions,
+  type RemoteWatchOptions,
+  type RemoteGetResult,
+  type PutResult,
+  type ResumeInfo,
+  type KeyValue,
+  type RangeOptions,
+  type RangeResult,
+  type WatchEvent,
+  type WatchItem,
+  type WatchOptions,
+  type WatchStream,
+} from './client/index.js';

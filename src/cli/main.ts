@@ -14,6 +14,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   get: async () => (await import('./commands/kv.js')).getCommand,
   delete: async () => (await import('./commands/kv.js')).deleteCommand,
   txn: async () => (await import('./commands/txn.js')).txnCommand,
+  watch: async () => (await import('./commands/watch.js')).watchCommand,
+  compact: async () => (await import('./commands/kv.js')).compactCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   check: async () => (await import('./commands/check.js')).checkCommand,

@@ -1,6 +1,8 @@
 import type { ReadResult, WriteResult } from '../policy/policy.js';
 import type { CallOptions, NodeCore } from './node-core.js';
 import { CompareResult, CompareTarget, type TxnRequest, type TxnResponse } from '../gen/replikit/v1/kv_service.js';
+import { keyValueOf, LocalWatch } from '../client/local-watch.js';
+import type { RangeOptions, RangeResult, WatchOptions, WatchStream } from '../client/types.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -95,6 +97,63 @@ export class KeyspaceHandle {
       found: result.value !== undefined,
       text: () => (result.value === undefined ? undefined : decoder.decode(result.value)),
     };
+  }
+
+  /**
+   * Reads a key, a range (`end`) or a prefix (`prefix`), a page of at most `limit` keys (pass the
+   * answer's `continuation` for the next), on CP keyspaces at `revision` or the current one.
+   */
+  async range(key: Bytes, options: RangeOptions = {}, callOptions?: CallOptions): Promise<RangeResult> {
+    const result = await this.node.range(
+      this.name,
+      {
+        key: toBytes(key),
+        ...(options.end === undefined ? {} : { rangeEnd: toBytes(options.end) }),
+        prefix: options.prefix === true,
+        limit: options.limit ?? 0,
+        keysOnly: options.keysOnly === true,
+        countOnly: options.countOnly === true,
+        descending: options.descending === true,
+        revision: options.revision ?? 0,
+        ...(options.continuation === undefined ? {} : { continuation: options.continuation }),
+      },
+      options.serializable === true ? { ...callOptions, consistency: 'serializable' } : callOptions,
+    );
+    return {
+      kvs: result.kvs.map(keyValueOf),
+      count: result.count,
+      revision: result.revision,
+      more: result.more,
+      ...(result.continuation === undefined ? {} : { continuation: result.continuation }),
+      possiblyStale: result.possiblyStale,
+    };
+  }
+
+  /**
+   * Watches a key, a range (`end`) or a prefix (`prefix`) on this node, from `fromRevision` or
+   * from now: event batches in revision order (progress notifications too with
+   * `progressNotify`). It ends with a WatchError when its start is compacted (`compactRevision`),
+   * it falls behind or the node stops (`resumeRevision`: watch again from there).
+   */
+  async watch(key: Bytes, options: WatchOptions = {}, callOptions?: CallOptions): Promise<WatchStream> {
+    const watcher = await this.node.watch(
+      this.name,
+      {
+        key: toBytes(key),
+        ...(options.end === undefined ? {} : { rangeEnd: toBytes(options.end) }),
+        prefix: options.prefix === true,
+        startRevision: options.fromRevision ?? 0,
+        prevKv: options.prevKv === true,
+        progressIntervalMs: options.progressIntervalMs ?? 0,
+      },
+      callOptions,
+    );
+    return new LocalWatch(watcher, options.progressNotify === true);
+  }
+
+  /** Discards a CP keyspace's history at and below `revision`. */
+  compact(revision: number, options?: CallOptions): ReturnType<NodeCore['compact']> {
+    return this.node.compact(this.name, revision, options);
   }
 
   /** A transaction (CP keyspaces): compares, then the success or the failure operations, atomically. */

@@ -1,10 +1,13 @@
 import { EXIT_COMPARE_FAILED } from './txn.js';
-import { CompareResult, CompareTarget, Consistency, TxnResponse as TxnJson, type Compare, KvServiceClient, type DeleteResponse, type GetResponse, type PutResponse, DeleteResponse as DeleteJson, GetResponse as GetJson, PutResponse as PutJson } from '../../gen/replikit/v1/kv_service.js';
+import { CompareResult, CompareTarget, Consistency, TxnResponse as TxnJson, type Compare, KvServiceClient, type DeleteResponse, type GetResponse, type PutResponse, DeleteResponse as DeleteJson, GetResponse as GetJson, PutResponse as PutJson, CompactResponse as CompactJson } from '../../gen/replikit/v1/kv_service.js';
+import { ReplikitClient } from '../../client/replikit-client.js';
+import type { KeyValue } from '../../client/types.js';
 import { parseArgs, UsageError } from '../args.js';
-import { CLIENT_FLAGS, clientSettings, reportCallError, sessionFlag, TLS_CLIENT_USAGE, unary } from '../client.js';
+import { CLIENT_FLAGS, clientSettings, reportCallError, sessionFlag, TLS_CLIENT_USAGE, unary, type ClientSettings } from '../client.js';
 import type { Command } from '../main.js';
+import { positiveIntFlag, reportClientError, writeOut } from './watch.js';
 
-const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {}, 'if-value': {}, 'if-version': {}, 'if-absent': { boolean: true }, consistency: {} } as const;
+const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {}, 'if-value': {}, 'if-version': {}, 'if-absent': { boolean: true }, consistency: {}, prefix: { boolean: true }, limit: {}, rev: {} } as const;
 
 /** Exit status of `get` for a key that holds nothing, so scripts can tell it from an error. */
 export const EXIT_NOT_FOUND = 3;
@@ -21,7 +24,7 @@ function tokenLine(token: Buffer): string {
 
 const EXTRA_USAGE: Readonly<Record<string, string>> = {
   put: '[--if-value OLD | --if-version N | --if-absent] ',
-  get: '[--consistency linearizable|serializable] ',
+  get: '[--consistency linearizable|serializable] [--prefix [--limit N] [--rev R]] ',
   delete: '',
 };
 
@@ -65,6 +68,11 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
         if (name !== 'put' && (args.flags.has(flag) || args.switches.has(flag))) throw new UsageError(`--${flag} is a flag of put`);
       }
       if (name !== 'get' && args.flags.has('consistency')) throw new UsageError('--consistency is a flag of get');
+      if (name !== 'get' && args.switches.has('prefix')) throw new UsageError('--prefix is a flag of get');
+      for (const flag of ['limit', 'rev'] as const) {
+        if (args.flags.has(flag) && !args.switches.has('prefix')) throw new UsageError(`--${flag} is a flag of get --prefix`);
+      }
+      if (args.switches.has('prefix')) return getPrefix(args, settings, key);
       const condition = name === 'put' ? conditionOf(args, Buffer.from(key, 'utf8')) : undefined;
       const consistency = consistencyOf(args.flags.get('consistency'));
       const keyspace = args.flags.get('keyspace') ?? 'default';
@@ -111,6 +119,68 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
     },
   };
 }
+
+/**
+ * `get --prefix`: every key that starts with KEY (an empty KEY: every key), one `KEY VALUE` line
+ * each (--json: one object per line), all read at one revision (`--rev`, or the current one), at
+ * most `--limit` of them. No key is not an error: nothing is printed, exit 0.
+ */
+async function getPrefix(args: ReturnType<typeof parseArgs>, settings: ClientSettings, prefix: string): Promise<number> {
+  if (args.flags.has('session')) throw new UsageError('--session is not used with --prefix');
+  const limit = args.flags.has('limit') ? positiveIntFlag('limit', args.flags.get('limit')!) : undefined;
+  const revision = args.flags.has('rev') ? positiveIntFlag('rev', args.flags.get('rev')!) : undefined;
+  const serializable = consistencyOf(args.flags.get('consistency')) === Consistency.CONSISTENCY_SERIALIZABLE;
+  const keyspace = args.flags.get('keyspace') ?? 'default';
+  let client: ReplikitClient | undefined;
+  try {
+    client = await ReplikitClient.connect({ endpoints: [settings.target], credentials: settings.credentials, timeoutMs: settings.timeoutMs });
+    const ks = client.keyspace(keyspace);
+    const options = { prefix: true, serializable, ...(revision === undefined ? {} : { revision }) };
+    const line = (kv: KeyValue, at: number) =>
+      settings.json
+        ? `${JSON.stringify({ key: kv.key.toString('utf8'), value: kv.value.toString('utf8'), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, revision: at })}\n`
+        : `${kv.key.toString('utf8')} ${kv.value.toString('utf8')}\n`;
+    // Pages of at most 1,000 keys, each at the first page's revision, until --limit keys are printed.
+    let continuation: Uint8Array | undefined;
+    let printed = 0;
+    for (;;) {
+      const want = limit === undefined ? 1_000 : Math.min(1_000, limit - printed);
+      const page = await ks.range(prefix, { ...options, limit: want, ...(continuation === undefined ? {} : { continuation }) });
+      for (const kv of page.kvs) await writeOut(line(kv, page.revision));
+      printed += page.kvs.length;
+      if (!page.more || page.continuation === undefined || (limit !== undefined && printed >= limit)) return 0;
+      continuation = page.continuation;
+    }
+  } catch (err: unknown) {
+    return reportClientError('get', err);
+  } finally {
+    client?.close();
+  }
+}
+
+/** `compact REVISION`: discards the keyspace's history at and below REVISION (CP keyspaces). */
+export const compactCommand: Command = {
+  summary: "discard a CP keyspace's history at and below a revision",
+  usage: `usage: replikit compact --target HOST:PORT [--keyspace K] [--json] [--timeout-ms N] ${TLS_CLIENT_USAGE} REVISION`,
+  async run(argv) {
+    const args = parseArgs(argv, { ...CLIENT_FLAGS, keyspace: {} });
+    const settings = clientSettings(args);
+    if (args.positionals.length !== 1) throw new UsageError(`compact takes REVISION; got ${args.positionals.length} argument(s)`);
+    const text = args.positionals[0]!;
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) throw new UsageError(`REVISION must be a positive integer, not ${JSON.stringify(text)}`);
+    const keyspace = args.flags.get('keyspace') ?? 'default';
+    const client = new KvServiceClient(settings.target, settings.credentials);
+    try {
+      const res = await unary(client.compact.bind(client), { keyspace, revision: BigInt(text) }, settings.timeoutMs);
+      print(settings.json, CompactJson.toJSON(res), () => `OK history kept after revision ${res.compactRevision} (revision ${res.revision})`);
+      return 0;
+    } catch (err: unknown) {
+      return reportCallError('compact', err);
+    } finally {
+      client.close();
+    }
+  },
+};
 
 function print(json: boolean, message: unknown, text: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(message)}\n` : `${text()}\n`);
