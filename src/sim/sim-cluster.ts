@@ -9,6 +9,8 @@ import { InMemoryNetwork, type NetworkFaults, CALM_NETWORK } from '../transport/
 import { SeededRandom } from './seeded-random.js';
 import type { Store } from '../storage/store.js';
 import { DEFAULT_DISK_PROFILE, SimulatedDisk, type DiskProfile } from './simulated-disk.js';
+import { decodeBatch, historyKeyspace } from '../policy/cp/kv-history.js';
+import type { ChangeBatch } from '../policy/watch/change.js';
 import { VirtualScheduler } from './virtual-scheduler.js';
 
 export interface SimClusterOptions {
@@ -308,6 +310,20 @@ export class SimCluster {
     const totals = { ...this.#endedPolicyStats };
     for (const node of this.#nodes.values()) this.#addPolicyStats(node, totals);
     return totals;
+  }
+
+  /**
+   * The revisions of CP keyspace `keyspace`'s history that node `id`'s disk holds durably, in
+   * revision order (what a crash now would leave): read off the disk, not through the node, so a
+   * simulation can take it as ground truth for Watch and Range. `after`: only revisions above it.
+   */
+  durableHistory(id: string, keyspace: string, after = 0): ChangeBatch[] {
+    const out: ChangeBatch[] = [];
+    for (const entry of this.stores.get(id)!.durableEntries(historyKeyspace(keyspace))) {
+      const revision = Number(Buffer.from(entry.key.buffer, entry.key.byteOffset, entry.key.byteLength).readBigUInt64BE(0));
+      if (revision > after) out.push(decodeBatch(revision, entry.value));
+    }
+    return out.sort((a, b) => a.revision - b.revision);
   }
 
   #addPolicyStats(node: NodeCore, into: Record<string, number>): void {

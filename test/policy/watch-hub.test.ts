@@ -124,6 +124,21 @@ describe('WatchHub', () => {
     expect(error.details['resume_revision']).toBe('3');
   });
 
+  it('ends an in-step watcher when the source jumps past revisions it never published (a snapshot taken in), naming where to resume', async () => {
+    const source = new ListSource();
+    const hub = new WatchHub(source, new VirtualScheduler());
+    source.add(hub, ['k']);
+    const w = hub.open({ range: singleKey(Buffer.from('k')), startRevision: 1, prevKv: false, progressIntervalMs: 60_000 });
+    await take(w, 2);
+    // The head jumps from 1 to 9 without publishing 2..9, as a snapshot install does.
+    source.batches.length = 0;
+    source.floor = 9;
+    hub.reset();
+    const error = (await w.next().then(() => undefined, (e: unknown) => e)) as ReplikitError;
+    expect(error).toBeInstanceOf(ReplikitError);
+    expect(error.details['resume_revision']).toBe('2');
+  });
+
   it('sends progress notifications while idle, at the interval asked for, never going back', async () => {
     const source = new ListSource();
     const scheduler = new VirtualScheduler();

@@ -335,8 +335,9 @@ export class Watcher implements AsyncIterableIterator<WatchMessage> {
   /** @internal the source's floor moved past changes never published. */
   sourceReset(): void {
     const source = this.#hub.source;
-    // An in-step watcher needs the head + 1, so it needs nothing lost; one catching up may.
-    if (!this.#inStep && this.#next <= source.floor) this.end(asReplikit(source.floorError(this.#next)));
+    // An in-step watcher needed the old head + 1, which the new floor is past (a snapshot is
+    // taken in only by a replica behind it): it lost revisions. One catching up may have too.
+    if (this.#inStep || this.#next <= source.floor) this.end(asReplikit(source.floorError(this.#delivered + 1)));
   }
 
   /** Reads what the watcher still needs from the source; undefined when the page held nothing in range. */
