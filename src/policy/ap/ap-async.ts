@@ -1,4 +1,4 @@
-import { invalidArgument, outcomeUnknown } from '../../errors.js';
+import { invalidArgument, outcomeUnknown, unavailable } from '../../errors.js';
 import type { DigestAnswer, SnapshotPage } from '../../transport/replica-set.js';
 import { pageOf } from '../snapshot-page.js';
 import { entryBytes, prefixWithin } from '../../storage/entry-size.js';
@@ -10,9 +10,15 @@ import type {
   KeyspacePolicy,
   OperationOptions,
   PolicyContext,
+  RangeQuery,
+  RangeResult,
   ReadResult,
+  WatchRequestSpec,
   WriteResult,
 } from '../policy.js';
+import { FEED_BYTES, FeedRecorder, feedEpoch, feedStats, LocalFeed, scanReplica, storedKeyOf, type FeedStats } from '../watch/local-feed.js';
+import { pageOfRange } from '../watch/range-page.js';
+import { WATCH_DEFAULTS, WatchHub, type Watcher, type WatchHubStats, type WatchLimits } from '../watch/watch-hub.js';
 import { majority } from '../majority.js';
 import { withDefaults } from '../options.js';
 import { lastWriterWins, mergeResolver, type MergeFailure, type MergeFunction } from './conflict.js';
@@ -50,6 +56,10 @@ export interface ApAsyncOptions {
   readonly hintAfterFailures?: number;
   /** How often hints are offered to their peer, in ms. @default 200 */
   readonly hintReplayIntervalMs?: number;
+  /** Bounds on each node's watchers of the keyspace. See WATCH_DEFAULTS. */
+  readonly watchLimits?: Partial<WatchLimits>;
+  /** Bytes of changes each node's feed keeps for watches to resume from; see FEED_BYTES for why. @default 16777216 */
+  readonly feedBytes?: number;
 }
 
 export const AP_DEFAULTS = {
@@ -63,10 +73,11 @@ export const AP_DEFAULTS = {
   retryMaxMs: 1_000,
   hintAfterFailures: 3,
   hintReplayIntervalMs: 200,
+  feedBytes: FEED_BYTES,
 } as const;
 
 /** Counters of one AP keyspace, for Status, metrics and tests. */
-export interface ApStats {
+export interface ApStats extends FeedStats {
   readonly queuedKeys: number;
   /** Writes waiting for peers' acknowledgements (ack levels quorum and all) now. */
   readonly ackWaiters: number;
@@ -104,7 +115,7 @@ export function apAsync(options: ApAsyncOptions = {}): ConsistencyPolicy {
 
 export class ApAsyncKeyspace implements KeyspacePolicy {
   readonly #ctx: PolicyContext;
-  readonly #o: Required<Omit<ApAsyncOptions, 'merge'>> & { retryMaxMs: number };
+  readonly #o: Required<Omit<ApAsyncOptions, 'merge' | 'watchLimits'>> & { retryMaxMs: number };
   readonly #resolve: ConflictResolver;
   readonly #digest = new KeyspaceDigest();
   readonly #replicators = new Map<string, PeerReplicator>();
@@ -118,10 +129,23 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   #round = 0;
   #closed = false;
   #stats = { hintsDropped: 0, mergeFailures: 0, antiEntropyRounds: 0, repairedEntries: 0, tombstonesPurged: 0 };
+  /** What this replica applied, in its order, for Watch. */
+  readonly #feed: LocalFeed;
+  readonly #hub: WatchHub;
+  /** Every apply to the keyspace goes through it, so the feed misses none. */
+  readonly #recorder: FeedRecorder;
 
   constructor(context: PolicyContext, options: ApAsyncOptions) {
     this.#ctx = context;
-    this.#o = withDefaults(AP_DEFAULTS, options);
+    const { watchLimits, ...rest } = options;
+    this.#o = withDefaults(AP_DEFAULTS, rest);
+    this.#feed = new LocalFeed(feedEpoch(context.store), { keyspace: context.keyspace, maxBytes: this.#o.feedBytes });
+    this.#hub = new WatchHub(this.#feed, context.scheduler, { ...WATCH_DEFAULTS, ...watchLimits });
+    this.#recorder = new FeedRecorder(context.store, context.keyspace, (events) => {
+      // Published in the same run as appended: a watcher between catching up and in step misses nothing.
+      const batch = this.#feed.append(events);
+      this.#hub.publish(batch);
+    });
     this.#resolve = options.merge === undefined ? lastWriterWins : mergeResolver(options.merge, (f) => this.#mergeFailed(f));
     this.#peers = context.replicaIds.filter((id) => id !== context.selfId);
     for (const entry of context.store.entries(context.keyspace)) this.#track(entry.key, entry);
@@ -161,7 +185,12 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     }
     let hints = 0;
     for (const h of this.#hints.values()) hints += h.size;
-    return { queuedKeys, ackWaiters, hints, ...this.#stats };
+    return { queuedKeys, ackWaiters, hints, ...this.#stats, ...feedStats(this.#hub, this.#feed) };
+  }
+
+  /** The watchers' counters (live: the hub's own object). */
+  watchStats(): WatchHubStats {
+    return this.#hub.stats;
   }
 
   put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult> {
@@ -184,6 +213,30 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
 
   applyReplicated(_from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
     return this.#apply(entries);
+  }
+
+  /**
+   * The keys of the range in the local replica's durable state (which holds every write this node
+   * acknowledged), deleted keys left out. Eventual: nothing is said about other replicas, so the
+   * answer is always `possiblyStale`.
+   */
+  async range(query: RangeQuery): Promise<RangeResult> {
+    if (query.revision !== 0) throw invalidArgument('REVISION_NOT_SUPPORTED', 'only CP keyspaces keep revisions: leave revision 0 (the local replica now)', { field: 'revision' });
+    const { store, keyspace } = this.#ctx;
+    const page = pageOfRange(query, (visit) =>
+      scanReplica(store, keyspace, FEED_SCAN_META, query.range, (entry) => entry.tombstone || visit(storedKeyOf(entry))),
+    );
+    return { ...page, revision: 0, sessionToken: EMPTY, possiblyStale: true };
+  }
+
+  /**
+   * A watch of this node's change feed: from position `startRevision` (0: from now), the changes
+   * this replica applies, in the order it applies them. Positions are this node's.
+   */
+  async watch(request: WatchRequestSpec): Promise<Watcher> {
+    if (this.#closed) throw unavailable('NODE_STOPPING', `keyspace ${this.#ctx.keyspace} is closing on this node; watch through another node`);
+    const start = this.#feed.startPosition(request.startRevision);
+    return this.#hub.open({ range: request.range, startRevision: start, prevKv: request.prevKv, progressIntervalMs: request.progressIntervalMs });
   }
 
   /** From durable state only, like every replica's answer to a peer (see CP's readLocal). */
@@ -217,6 +270,7 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     this.#closed = true;
     this.#timer?.cancel();
     for (const r of this.#replicators.values()) r.close();
+    this.#hub.close(unavailable('NODE_STOPPING', `keyspace ${this.#ctx.keyspace} closed on this node (it is stopping); watch again through another node, from now`));
   }
 
   async #write(entry: Entry, options: OperationOptions): Promise<WriteResult> {
@@ -255,10 +309,14 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     return { version: entry.version, sessionToken: EMPTY };
   }
 
-  /** Applies entries through the resolver and keeps the digest and the tombstone set current. */
+  /**
+   * Applies entries through the resolver and keeps the digest and the tombstone set current: the
+   * one path by which this keyspace's entries change (client writes, replication, hints,
+   * anti-entropy, recovery), so the change feed records them all.
+   */
   async #apply(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
     const { store, keyspace } = this.#ctx;
-    const outcomes = await store.apply(keyspace, entries, this.#resolve);
+    const outcomes = await this.#recorder.apply(entries, this.#resolve);
     for (const e of entries) this.#track(e.key, store.get(keyspace, e.key));
     return outcomes;
   }
@@ -359,6 +417,9 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     queueMicrotask(() => void store.apply(conflictKeyspace(keyspace), [f.loser]).catch(() => {}));
   }
 }
+
+/** The metadata a Range's view of the store carries: none that AP reads. */
+const FEED_SCAN_META = 'ap-range';
 
 /** The store keyspace of the hints of `keyspace` for `peer`. */
 export function hintKeyspace(keyspace: string, peer: string): string {

@@ -10,9 +10,15 @@ import type {
   KeyspacePolicy,
   OperationOptions,
   PolicyContext,
+  RangeQuery,
+  RangeResult,
   ReadResult,
+  WatchRequestSpec,
   WriteResult,
 } from '../policy.js';
+import { FEED_BYTES, FeedRecorder, feedEpoch, feedStats, LocalFeed, scanReplica, storedKeyOf, type FeedStats } from '../watch/local-feed.js';
+import { pageOfRange } from '../watch/range-page.js';
+import { WATCH_DEFAULTS, WatchHub, type Watcher, type WatchHubStats, type WatchLimits } from '../watch/watch-hub.js';
 import { withDefaults } from '../options.js';
 import { OriginLog } from './origin-log.js';
 import { PeerSender } from './peer-sender.js';
@@ -73,6 +79,10 @@ export interface CausalOptions {
    * @default false
    */
   readonly unsafeReadInFlight?: boolean;
+  /** Bounds on each node's watchers of the keyspace. See WATCH_DEFAULTS. */
+  readonly watchLimits?: Partial<WatchLimits>;
+  /** Bytes of changes each node's feed keeps for watches to resume from; see FEED_BYTES for why. @default 16777216 */
+  readonly feedBytes?: number;
 }
 
 export const CAUSAL_DEFAULTS = {
@@ -85,10 +95,11 @@ export const CAUSAL_DEFAULTS = {
   callTimeoutMs: 1_000,
   retryInitialMs: 20,
   retryMaxMs: 1_000,
+  feedBytes: FEED_BYTES,
 } as const;
 
 /** Counters of one causal keyspace. */
-export interface CausalStats {
+export interface CausalStats extends FeedStats {
   /** Remote writes waiting for their dependencies now. */
   readonly bufferedEntries: number;
   /** The most that ever waited at once. */
@@ -136,7 +147,7 @@ interface Waiter {
 
 export class CausalKeyspace implements KeyspacePolicy {
   readonly #ctx: PolicyContext;
-  readonly #o: Required<Omit<CausalOptions, 'unsafeSkipDependencyCheck' | 'unsafeReadInFlight'>> & {
+  readonly #o: Required<Omit<CausalOptions, 'unsafeSkipDependencyCheck' | 'unsafeReadInFlight' | 'watchLimits'>> & {
     retryMaxMs: number;
     unsafeSkipDependencyCheck?: boolean;
     unsafeReadInFlight?: boolean;
@@ -162,10 +173,23 @@ export class CausalKeyspace implements KeyspacePolicy {
   #closed = false;
   #stats = { maxBufferedEntries: 0, bufferRefusals: 0, sessionWaits: 0 };
   readonly #timers = new Set<TimerHandle>();
+  /** What this replica applied, in its order, for Watch. */
+  readonly #feed: LocalFeed;
+  readonly #hub: WatchHub;
+  /** Every apply to the keyspace goes through it, so the feed misses none. */
+  readonly #recorder: FeedRecorder;
 
   constructor(context: PolicyContext, options: CausalOptions) {
     this.#ctx = context;
-    this.#o = withDefaults(CAUSAL_DEFAULTS, options);
+    const { watchLimits, ...rest } = options;
+    this.#o = withDefaults(CAUSAL_DEFAULTS, rest);
+    this.#feed = new LocalFeed(feedEpoch(context.store), { keyspace: context.keyspace, maxBytes: this.#o.feedBytes });
+    this.#hub = new WatchHub(this.#feed, context.scheduler, { ...WATCH_DEFAULTS, ...watchLimits });
+    this.#recorder = new FeedRecorder(context.store, context.keyspace, (events) => {
+      // Published in the same run as appended: a watcher between catching up and in step misses nothing.
+      const batch = this.#feed.append(events);
+      this.#hub.publish(batch);
+    });
     const held = context.store.getMeta(APPLIED_META(context.keyspace));
     this.#applied = held === undefined ? VectorClock.EMPTY : VectorClock.from(JSON.parse(Buffer.from(held).toString('utf8')) as Record<string, number>);
     this.#durableApplied = this.#applied;
@@ -185,7 +209,13 @@ export class CausalKeyspace implements KeyspacePolicy {
       unreplicatedWrites: this.#log.size,
       waitingRequests: this.#waiters.length,
       ...this.#stats,
+      ...feedStats(this.#hub, this.#feed),
     };
+  }
+
+  /** The watchers' counters (live: the hub's own object). */
+  watchStats(): WatchHubStats {
+    return this.#hub.stats;
   }
 
   /** What this replica has applied, per origin (for tests and Status). */
@@ -212,6 +242,41 @@ export class CausalKeyspace implements KeyspacePolicy {
       version: entry?.version,
       sessionToken: this.#ctx.sessions.encode(this.#ctx.keyspace, after),
     };
+  }
+
+  /**
+   * The keys of the range in this replica's durable state, deleted keys left out, once the
+   * replica holds durably everything the session has seen (waiting as get does, with the same
+   * errors). The session token it answers covers every write the scan saw.
+   */
+  async range(query: RangeQuery, options: OperationOptions): Promise<RangeResult> {
+    if (query.revision !== 0) throw invalidArgument('REVISION_NOT_SUPPORTED', 'only CP keyspaces keep revisions: leave revision 0 (the local replica now)', { field: 'revision' });
+    const context = await this.#catchUp(options);
+    // The scan reads durable state only: wait for the commits of what the session needs.
+    await this.#durableThrough(context);
+    const seen = new Map<string, number>();
+    const page = pageOfRange(query, (visit) =>
+      scanReplica(this.#ctx.store, this.#ctx.keyspace, APPLIED_META(this.#ctx.keyspace), query.range, (entry) => {
+        const origin = entry.version.nodeId;
+        const seq = entry.originSequence;
+        if (seq !== undefined && seq > (seen.get(origin) ?? 0)) seen.set(origin, seq);
+        return entry.tombstone || visit(storedKeyOf(entry));
+      }),
+    );
+    const after = seen.size === 0 ? context : context.merge(VectorClock.from(seen));
+    return { ...page, revision: 0, sessionToken: this.#ctx.sessions.encode(this.#ctx.keyspace, after), possiblyStale: false };
+  }
+
+  /**
+   * A watch of this node's change feed: from position `startRevision` (0: from now), the changes
+   * this replica applies, in the order it applies them. Positions are this node's. A session token
+   * is honoured as by get: the watch starts once this replica has applied what the session saw.
+   */
+  async watch(request: WatchRequestSpec, options: OperationOptions): Promise<Watcher> {
+    await this.#catchUp(options);
+    if (this.#closed) throw unavailable('NODE_STOPPING', `keyspace ${this.#ctx.keyspace} is closing on this node; watch through another node`);
+    const start = this.#feed.startPosition(request.startRevision);
+    return this.#hub.open({ range: request.range, startRevision: start, prevKv: request.prevKv, progressIntervalMs: request.progressIntervalMs });
   }
 
   async applyReplicated(_from: string, entries: readonly Entry[]): Promise<ApplyOutcome[]> {
@@ -323,7 +388,7 @@ export class CausalKeyspace implements KeyspacePolicy {
    */
   async absorb(page: SnapshotPage): Promise<void> {
     const applied = page.applied === undefined ? this.#applied : this.#applied.merge(page.applied);
-    const apply = page.entries.length > 0 ? this.#ctx.store.apply(this.#ctx.keyspace, page.entries) : Promise.resolve();
+    const apply = page.entries.length > 0 ? this.#recorder.apply(page.entries) : Promise.resolve();
     this.#applied = applied;
     this.#nextSeq = Math.max(this.#nextSeq, applied.get(this.#ctx.selfId) + 1);
     this.#log.resumeAfter(this.#nextSeq - 1);
@@ -339,6 +404,7 @@ export class CausalKeyspace implements KeyspacePolicy {
     this.#snapshots.clear();
     for (const w of this.#waiters) w.resolve();
     this.#waiters = [];
+    this.#hub.close(unavailable('NODE_STOPPING', `keyspace ${this.#ctx.keyspace} closed on this node (it is stopping); watch again through another node, from now`));
   }
 
   async #write(key: Uint8Array, value: Uint8Array, tombstone: boolean, options: OperationOptions): Promise<WriteResult> {
@@ -366,7 +432,7 @@ export class CausalKeyspace implements KeyspacePolicy {
     // The entry, its log record and the new applied clock are issued in one turn: one commit.
     const applied = this.#applied.with(ctx.selfId, seq);
     this.#applied = applied;
-    await this.#commit(applied, [ctx.store.apply(ctx.keyspace, [entry]), this.#log.append(entry)]);
+    await this.#commit(applied, [this.#recorder.apply([entry]), this.#log.append(entry)]);
     this.#log.markDurable(seq);
     this.#wakeWaiters();
     for (const s of this.#senders.values()) s.kick();
@@ -416,6 +482,24 @@ export class CausalKeyspace implements KeyspacePolicy {
     return context;
   }
 
+  /**
+   * Waits until what this replica has durably applied covers `context` (which it has applied, see
+   * #catchUp): the commits of those writes are in flight, or done. UNAVAILABLE if they do not
+   * land (a recovery taking in a snapshot is not counted in flight).
+   */
+  async #durableThrough(context: VectorClock): Promise<void> {
+    for (let round = 0; !this.#durableApplied.dominates(context); round++) {
+      if (this.#inFlight.size === 0 || round >= SNAPSHOT_QUIESCE_ROUNDS) {
+        throw unavailable(
+          'BEHIND_SESSION',
+          `this replica has not yet made durable all the session has seen: it has ${this.#durableApplied} durably and the session has seen ${context}; nothing was done: retry, here or on another node`,
+          { applied: String(this.#durableApplied), session: String(context) },
+        );
+      }
+      await Promise.allSettled([...this.#inFlight]);
+    }
+  }
+
   /** Applies every buffered write whose origin predecessor and dependencies are applied. */
   #drain(): Promise<void> {
     this.#draining = this.#draining.then(async () => {
@@ -442,7 +526,7 @@ export class CausalKeyspace implements KeyspacePolicy {
           this.#ctx.clock.update(e.version.hlc);
         }
         this.#applied = applied;
-        await this.#commit(applied, [this.#ctx.store.apply(this.#ctx.keyspace, ready)]);
+        await this.#commit(applied, [this.#recorder.apply(ready)]);
         this.#wakeWaiters();
       }
     });
