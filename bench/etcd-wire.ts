@@ -244,3 +244,181 @@ function decodeKeyValue(buf: Uint8Array): EtcdKeyValue {
   }
   return { key, modRevision, version, value };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Range over a prefix and Watch (the Range and Watch rows, bench/watch-range.ts). Field numbers
+// checked against etcd's api/etcdserverpb/rpc.proto and api/mvccpb/kv.proto (3.4 and later).
+// ---------------------------------------------------------------------------------------------
+
+export const ETCD_WATCH_PATH = '/etcdserverpb.Watch/Watch';
+
+/**
+ * The range_end that makes [key, range_end) every key starting with `prefix`, as clientv3's
+ * GetPrefixRangeEnd does: the prefix with its last byte below 0xff incremented and the bytes
+ * after it dropped; a prefix of 0xff bytes only has no end (range_end "\0": every key ≥ key).
+ */
+export function etcdPrefixRangeEnd(prefix: Uint8Array): Uint8Array {
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    if (prefix[i]! < 0xff) {
+      // A copy: Buffer's slice() is a view, and the caller's prefix must stay as it is.
+      const end = Uint8Array.from(prefix.subarray(0, i + 1));
+      end[i]!++;
+      return end;
+    }
+  }
+  return new Uint8Array([0]);
+}
+
+/** What a RangeRequest of {@link encodeEtcdRangeRequest} asks. */
+export interface EtcdRangeOptions {
+  readonly key: Uint8Array;
+  /** Empty or absent: only `key`. */
+  readonly rangeEnd?: Uint8Array;
+  /** At most this many keys; 0 or absent: no limit. */
+  readonly limit?: number;
+  /** false (the default): linearizable. */
+  readonly serializable?: boolean;
+  readonly keysOnly?: boolean;
+  readonly countOnly?: boolean;
+}
+
+/**
+ * RangeRequest { bytes key = 1; bytes range_end = 2; int64 limit = 3; int64 revision = 4;
+ * SortOrder sort_order = 5; SortTarget sort_target = 6; bool serializable = 7; bool keys_only = 8;
+ * bool count_only = 9; }. Fields at their zero value are left out, as proto3 does.
+ */
+export function encodeEtcdRangeRequest(options: EtcdRangeOptions): Uint8Array {
+  const writer = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(options.key);
+  if (options.rangeEnd !== undefined && options.rangeEnd.length > 0) writer.tag(2, WireType.LengthDelimited).bytes(options.rangeEnd);
+  if (options.limit !== undefined && options.limit !== 0) writer.tag(3, WireType.Varint).int64(options.limit);
+  if (options.serializable === true) writer.tag(7, WireType.Varint).bool(true);
+  if (options.keysOnly === true) writer.tag(8, WireType.Varint).bool(true);
+  if (options.countOnly === true) writer.tag(9, WireType.Varint).bool(true);
+  return writer.finish();
+}
+
+export interface EtcdRangeResult {
+  /** ResponseHeader.revision: the revision the range was read at. */
+  readonly revision: bigint;
+  readonly kvs: readonly EtcdKeyValue[];
+  readonly more: boolean;
+  readonly count: number;
+}
+
+/**
+ * RangeResponse { ResponseHeader header = 1; repeated mvccpb.KeyValue kvs = 2; bool more = 3;
+ * int64 count = 4; }, ResponseHeader { int64 revision = 3; }.
+ */
+export function decodeEtcdRangeResult(buf: Uint8Array): EtcdRangeResult {
+  const reader = new BinaryReader(buf);
+  let revision = 0n;
+  const kvs: EtcdKeyValue[] = [];
+  let more = false;
+  let count = 0;
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) revision = decodeHeaderRevision(reader.bytes());
+    else if (field === 2 && wireType === WireType.LengthDelimited) kvs.push(decodeKeyValue(reader.bytes()));
+    else if (field === 3 && wireType === WireType.Varint) more = reader.bool();
+    else if (field === 4 && wireType === WireType.Varint) count = Number(reader.int64());
+    else reader.skip(wireType, field);
+  }
+  return { revision, kvs, more, count };
+}
+
+function decodeHeaderRevision(buf: Uint8Array): bigint {
+  const header = new BinaryReader(buf);
+  let revision = 0n;
+  while (header.pos < header.len) {
+    const [field, wireType] = header.tag();
+    if (field === 3 && wireType === WireType.Varint) revision = BigInt(header.int64());
+    else header.skip(wireType, field);
+  }
+  return revision;
+}
+
+/** What a WatchCreateRequest of {@link encodeEtcdWatchCreate} asks. */
+export interface EtcdWatchCreate {
+  readonly key: Uint8Array;
+  /** Empty or absent: only `key`; {@link etcdPrefixRangeEnd} for a prefix. */
+  readonly rangeEnd?: Uint8Array;
+  /** The first revision to deliver; 0 or absent: changes after now. */
+  readonly startRevision?: bigint;
+  readonly progressNotify?: boolean;
+  readonly prevKv?: boolean;
+}
+
+/**
+ * WatchRequest { oneof request_union { WatchCreateRequest create_request = 1; WatchCancelRequest
+ * cancel_request = 2; WatchProgressRequest progress_request = 3; } }, WatchCreateRequest { bytes
+ * key = 1; bytes range_end = 2; int64 start_revision = 3; bool progress_notify = 4; repeated
+ * FilterType filters = 5; bool prev_kv = 6; int64 watch_id = 7; bool fragment = 8; }.
+ */
+export function encodeEtcdWatchCreate(create: EtcdWatchCreate): Uint8Array {
+  const inner = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(create.key);
+  if (create.rangeEnd !== undefined && create.rangeEnd.length > 0) inner.tag(2, WireType.LengthDelimited).bytes(create.rangeEnd);
+  if (create.startRevision !== undefined && create.startRevision !== 0n) inner.tag(3, WireType.Varint).int64(create.startRevision);
+  if (create.progressNotify === true) inner.tag(4, WireType.Varint).bool(true);
+  if (create.prevKv === true) inner.tag(6, WireType.Varint).bool(true);
+  return new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(inner.finish()).finish();
+}
+
+/** mvccpb.Event.EventType. */
+export const EtcdEventType = { PUT: 0, DELETE: 1 } as const;
+
+export interface EtcdWatchEvent {
+  readonly type: (typeof EtcdEventType)[keyof typeof EtcdEventType];
+  readonly kv: EtcdKeyValue;
+}
+
+export interface EtcdWatchResponse {
+  /** ResponseHeader.revision. */
+  readonly revision: bigint;
+  readonly watchId: bigint;
+  readonly created: boolean;
+  readonly canceled: boolean;
+  readonly compactRevision: bigint;
+  readonly cancelReason: string;
+  readonly events: readonly EtcdWatchEvent[];
+}
+
+/**
+ * WatchResponse { ResponseHeader header = 1; int64 watch_id = 2; bool created = 3; bool canceled = 4;
+ * int64 compact_revision = 5; string cancel_reason = 6; bool fragment = 7; repeated mvccpb.Event
+ * events = 11; }, Event { EventType type = 1; KeyValue kv = 2; KeyValue prev_kv = 3; }.
+ */
+export function decodeEtcdWatchResponse(buf: Uint8Array): EtcdWatchResponse {
+  const reader = new BinaryReader(buf);
+  let revision = 0n;
+  let watchId = 0n;
+  let created = false;
+  let canceled = false;
+  let compactRevision = 0n;
+  let cancelReason = '';
+  const events: EtcdWatchEvent[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) revision = decodeHeaderRevision(reader.bytes());
+    else if (field === 2 && wireType === WireType.Varint) watchId = BigInt(reader.int64());
+    else if (field === 3 && wireType === WireType.Varint) created = reader.bool();
+    else if (field === 4 && wireType === WireType.Varint) canceled = reader.bool();
+    else if (field === 5 && wireType === WireType.Varint) compactRevision = BigInt(reader.int64());
+    else if (field === 6 && wireType === WireType.LengthDelimited) cancelReason = reader.string();
+    else if (field === 11 && wireType === WireType.LengthDelimited) events.push(decodeEtcdEvent(reader.bytes()));
+    else reader.skip(wireType, field);
+  }
+  return { revision, watchId, created, canceled, compactRevision, cancelReason, events };
+}
+
+function decodeEtcdEvent(buf: Uint8Array): EtcdWatchEvent {
+  const reader = new BinaryReader(buf);
+  let type: EtcdWatchEvent['type'] = EtcdEventType.PUT;
+  let kv: EtcdKeyValue = { key: new Uint8Array(0), modRevision: 0n, version: 0n, value: new Uint8Array(0) };
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.Varint) type = reader.int32() === 1 ? EtcdEventType.DELETE : EtcdEventType.PUT;
+    else if (field === 2 && wireType === WireType.LengthDelimited) kv = decodeKeyValue(reader.bytes());
+    else reader.skip(wireType, field);
+  }
+  return { type, kv };
+}

@@ -4,6 +4,7 @@
  * and JSON. No I/O here, so test/bench/load.test.ts checks every number.
  */
 import type { LoadResult } from './load.js';
+import { rangeWatchJson, renderRangeWatch, type RangeWatchReport } from './watch-report.js';
 import { CAS_KEYS_PER_CALLER } from './workload.js';
 
 export type SystemName = 'echo' | 'echo-interceptors' | 'etcd' | 'replikit-cp' | 'replikit-cp-embedded' | 'replikit-ap' | 'replikit-causal';
@@ -101,6 +102,8 @@ export interface BenchReport {
   readonly rows: readonly Row[];
   readonly unavailable: readonly Unavailable[];
   readonly targets: readonly TargetResult[];
+  /** The Range and Watch rows (bench/watch-range.ts), when they ran. */
+  readonly rangeWatch?: RangeWatchReport;
 }
 
 /** The median of a non-empty list (mean of the middle two for an even count); NaN for none. */
@@ -407,6 +410,7 @@ export function renderMarkdown(report: BenchReport): string {
     renderTable(report.rows, report.unavailable),
     '',
     ...renderVsEtcd(report.rows),
+    ...(report.rangeWatch === undefined ? [] : renderRangeWatch(report.rangeWatch)),
     '## Targets',
     '',
     ...report.targets.map((t) => `- **${t.status}** — ${t.description}: ${t.detail}`),
@@ -443,7 +447,8 @@ export function toJson(report: BenchReport): string {
     opsPerSecByRound: r.opsPerSecByRound.map((v) => round(v, 1)),
     ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
   }));
-  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta }, null, 2)}\n`;
+  const rangeWatch = report.rangeWatch === undefined ? {} : { rangeWatch: rangeWatchJson(report.rangeWatch) };
+  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch }, null, 2)}\n`;
 }
 
 /** Rounds for JSON; NaN (nothing measured) becomes null, which JSON can carry. */

@@ -14,6 +14,11 @@
  * systems not being measured are paused (SIGSTOP), and each phase also records the CPU the
  * servers spent per call (from /proc), which a shared machine disturbs far less than throughput.
  *
+ * Then the Range and Watch rows (bench/watch-range.ts, issue #16), on a replikit CP cluster and an
+ * etcd cluster of their own: event latency from acknowledged put to delivery under 64 callers,
+ * 1,000 watchers on one node (event latency and the node's memory), a 10,000-key prefix Range.
+ * `--no-watch-range` leaves them out, `--watch-range-only` runs them alone.
+ *
  * Output: the table on stdout, a progress bar on stderr, and under bench/results/ a Markdown and a
  * JSON report per run, latest.md / latest.json, and cp-vs-etcd.svg.
  *
@@ -43,6 +48,8 @@ import {
   type Unavailable,
 } from './report.js';
 import { renderThroughputSvg } from './svg-plot.js';
+import { runWatchRange, watchRangePlan } from './watch-range.js';
+import type { RangeWatchReport } from './watch-report.js';
 import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type ReplikitCalls, type StartResult } from './systems.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -71,6 +78,8 @@ function parseFlags() {
         'no-pause': { type: 'boolean', default: false },
         'serve-arg': { type: 'string', multiple: true },
         systems: { type: 'string' },
+        'no-watch-range': { type: 'boolean', default: false },
+        'watch-range-only': { type: 'boolean', default: false },
         out: { type: 'string', default: join(ROOT, 'bench', 'results') },
         help: { type: 'boolean', default: false },
       },
@@ -88,6 +97,7 @@ if (flags.help) {
                          [--systems LIST] [--etcd-bin PATH] [--no-install] [--no-etcd]
                          [--etcd-reads leader|spread] [--replikit-calls spread|pinned]
                          [--serve-arg FLAG]... [--no-pause] [--out DIR]
+                         [--no-watch-range | --watch-range-only]
   --quick        one round of 1 s phases: a smoke check in under a minute
   --rounds N     rounds, systems alternating within each; medians reported (full: 3)
   --etcd-bin     the etcd binary (default: etcd on PATH, installed from Debian when missing)
@@ -102,6 +112,10 @@ if (flags.help) {
                  (the embedded node cannot take them: with any, it is left out)
   --no-pause     keep every system running; by default the ones not being measured are
                  paused (SIGSTOP), so their background work takes no CPU from the one measured
+  --no-watch-range   leave out the Range and Watch rows (replikit CP and etcd: watch event
+                 latency under 64 putting callers, 1,000 watchers on one node, a 10,000-key
+                 prefix Range; on clusters of their own, after the other rows)
+  --watch-range-only only the Range and Watch rows (--systems still picks replikit-cp / etcd)
 `);
   process.exit(0);
 }
@@ -141,6 +155,17 @@ for (const name of ONLY ?? []) {
 const SERVE_ARGS: readonly string[] = flags['serve-arg'] ?? [];
 /** Whether a system is part of this run (--systems). */
 const wanted = (name: SystemName) => ONLY === undefined || ONLY.has(name);
+if (flags['no-watch-range'] && flags['watch-range-only']) {
+  process.stderr.write('bench: --no-watch-range and --watch-range-only exclude each other\n');
+  process.exit(2);
+}
+const WATCH_RANGE_ONLY = flags['watch-range-only'];
+/** Whether a system is measured in the put / get / cas rows (all but --watch-range-only). */
+const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && wanted(name);
+/** Range / watch rows: replikit CP and etcd, when wanted. */
+const WATCH_RANGE = !flags['no-watch-range'] && (wanted('replikit-cp') || wanted('etcd'));
+/** Range runs per round: enough for a p99 over the full mode's 3 rounds. */
+const RANGE_RUNS = QUICK ? 5 : 10;
 
 const reaper = new Reaper();
 let progress: ProgressBar | undefined;
@@ -300,15 +325,15 @@ async function main(): Promise<number> {
 
   log(`bench ${QUICK ? 'quick' : 'full'}: ${ROUNDS} round(s), ${DURATION_MS} ms per phase after ${WARMUP_MS} ms warm-up; starting systems`);
   const lightStarts: Promise<StartResult[]> = Promise.all([
-    ...(wanted('echo') ? [startEcho(reaper, false)] : []),
-    ...(wanted('echo-interceptors') ? [startEcho(reaper, true)] : []),
-    ...(etcd.ok ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
+    ...(inMainRows('echo') ? [startEcho(reaper, false)] : []),
+    ...(inMainRows('echo-interceptors') ? [startEcho(reaper, true)] : []),
+    ...(etcd.ok && !WATCH_RANGE_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
   ]);
   // The replikit clusters start one after another: every node must print its ready line within
   // LocalCluster's 20 s, and twelve node processes loading at once on two busy cores missed that.
   const clusterStarts: (() => Promise<StartResult>)[] = [
-    ...(['cp', 'ap', 'causal'] as const).filter((p) => wanted(`replikit-${p}`)).map((p) => () => startReplikit(reaper, p, SERVE_ARGS, REPLIKIT_CALLS)),
-    ...(wanted('replikit-cp-embedded') ? [() => startEmbeddedCp(reaper, SERVE_ARGS)] : []),
+    ...(['cp', 'ap', 'causal'] as const).filter((p) => inMainRows(`replikit-${p}`)).map((p) => () => startReplikit(reaper, p, SERVE_ARGS, REPLIKIT_CALLS)),
+    ...(inMainRows('replikit-cp-embedded') ? [() => startEmbeddedCp(reaper, SERVE_ARGS)] : []),
   ];
   const clusterResults: StartResult[] = [];
   for (const start of clusterStarts) clusterResults.push(await start());
@@ -377,6 +402,38 @@ async function main(): Promise<number> {
   await Promise.all(systems.map((s) => s.close()));
   clearTimeout(watchdog);
 
+  let rangeWatch: RangeWatchReport | undefined;
+  if (WATCH_RANGE && (wanted('replikit-cp') || etcd.ok)) {
+    const sectionOptions = {
+      rounds: ROUNDS,
+      durationMs: DURATION_MS,
+      warmupMs: WARMUP_MS,
+      replikit: wanted('replikit-cp'),
+      etcdBinary: etcd.ok ? etcd.binary : undefined,
+    };
+    const sectionPlan = watchRangePlan(sectionOptions);
+    // Starting two clusters and loading 10,000 keys into each, then every step with its settling
+    // time and watch creation on a busy machine.
+    armWatchdog(STARTUP_BUDGET_MS + sectionPlan.steps * 60_000 + sectionPlan.plannedMs, 'the Range and Watch rows');
+    progress = new ProgressBar(sectionPlan.plannedMs, sectionPlan.steps);
+    const bar = progress;
+    log('range/watch: starting a replikit CP cluster and an etcd cluster of their own');
+    rangeWatch = await runWatchRange({
+      ...sectionOptions,
+      reaper,
+      quick: QUICK,
+      rangeRuns: RANGE_RUNS,
+      serveArgs: SERVE_ARGS,
+      replikitCalls: REPLIKIT_CALLS,
+      etcdReads: ETCD_READS,
+      pause: pausing,
+      log,
+      phase: (label, plannedMs) => bar.phase(label, plannedMs),
+    });
+    progress.finish();
+    clearTimeout(watchdog);
+  }
+
   const rows = aggregate(samples);
   const report: BenchReport = {
     meta: {
@@ -400,6 +457,7 @@ async function main(): Promise<number> {
     rows,
     unavailable,
     targets: evaluateTargets(rows, unavailable),
+    ...(rangeWatch === undefined ? {} : { rangeWatch }),
   };
   const markdown = renderMarkdown(report);
   const json = toJson(report);

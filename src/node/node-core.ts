@@ -292,7 +292,7 @@ export class NodeCore implements ReplicaHandler {
     if (policy.range === undefined) throw failedPrecondition('RANGE_NOT_SUPPORTED', `keyspace ${JSON.stringify(keyspace)} cannot answer Range`);
     const descending = args.descending === true;
     const result = await policy.range(
-      { range: checked.range, limit: checked.limit, keysOnly: args.keysOnly === true, countOnly: args.countOnly === true, descending, revision: checked.revision, after: checked.after, maxBytes: RANGE_PAGE_BYTES },
+      { range: checked.range, limit: checked.limit, keysOnly: args.keysOnly === true, countOnly: args.countOnly === true, descending, revision: checked.revision, after: checked.after, maxBytes: Math.min(RANGE_PAGE_BYTES, this.settings.maxValueBytes) },
       await this.#whenServing(this.#operationOptions(options)),
     );
     const last = result.kvs[result.kvs.length - 1];

@@ -37,10 +37,23 @@ export interface WatchArgs {
 }
 
 /**
- * Bytes of keys and values in one Range answer: half of grpc-js's default 4 MiB receive limit, so
- * that a client with default settings can read any page (a larger single value travels alone).
+ * Bytes of keys and values in one Range answer (at most the node's largest value): one maximal
+ * value's worth, so that any page fits the node's message limit and a client's default 4 MiB
+ * receive limit (a single larger key and value travel alone, within the limit's headroom).
  */
-export const RANGE_PAGE_BYTES = 2 * 1024 * 1024;
+export const RANGE_PAGE_BYTES = 1024 * 1024;
+
+/** Bytes of framing a message may carry beyond its values (keys, versions, clocks). */
+export const MESSAGE_HEADROOM_BYTES = 64 * 1024;
+
+/**
+ * The largest message a node sends: two maximal values and headroom, since a watch event carries
+ * a key's value and, when asked, its previous value. Within a client's default 4 MiB with the
+ * default 1 MiB values.
+ */
+export function maxSendBytes(maxValueBytes: number): number {
+  return 2 * maxValueBytes + MESSAGE_HEADROOM_BYTES;
+}
 /** The longest progress interval a watch may ask for: an hour; idle watches still hear from the node. */
 export const MAX_PROGRESS_INTERVAL_MS = 3_600_000;
 

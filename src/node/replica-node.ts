@@ -42,10 +42,10 @@ import { answeringUndecodable } from '../transport/undecodable-requests.js';
 import { validateNodeConfig, type ReplicaNodeConfig } from './config.js';
 import type { KeyspaceHandle } from './keyspace-handle.js';
 import { NodeCore, settle } from './node-core.js';
+import { MESSAGE_HEADROOM_BYTES, maxSendBytes } from './range-watch-args.js';
 import { nextIncarnation } from './incarnation.js';
 
-/** Bytes of framing a peer message may carry beyond one maximal value (key, version, clocks). */
-export const MESSAGE_HEADROOM_BYTES = 64 * 1024;
+export { MESSAGE_HEADROOM_BYTES } from './range-watch-args.js';
 /** The limits replikit sets on its gRPC server, each with its reason (grpc-js sets none of them). */
 export const SERVER_LIMITS = {
   // A peer needs three streams (Exchange, Heartbeat, the odd unary call) and a client one per
@@ -278,7 +278,7 @@ export class ReplicaNode {
       config.server ??
       new Server({
         'grpc.max_receive_message_length': maxMessageBytes,
-        'grpc.max_send_message_length': maxMessageBytes,
+        'grpc.max_send_message_length': maxSendBytes(settings.maxValueBytes),
         ...SERVER_LIMITS,
         interceptors: [
           // First, so that it times the calls the other interceptors refuse too.

@@ -5,7 +5,8 @@
  * watcher's bounded buffer, which cancels it when full (watch-hub.ts), instead of in the stream's.
  */
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
-import { invalidArgument, toReplikitError } from '../errors.js';
+import { failedPrecondition, invalidArgument, toReplikitError } from '../errors.js';
+import { maxSendBytes } from '../node/range-watch-args.js';
 import { EventType, type WatchEvent, type WatchRequest, type WatchResponse } from '../gen/replikit/v1/kv_service.js';
 import type { NodeCore } from '../node/node-core.js';
 import { keyValue } from '../policy/cp/kv-state-machine.js';
@@ -15,6 +16,7 @@ import { toGrpcStatus } from './status.js';
 const CLIENT_CANCELLED = Object.freeze(new Error('the client cancelled the watch'));
 
 export function serveWatch(core: NodeCore, call: ServerDuplexStream<WatchRequest, WatchResponse>): void {
+  const sendLimit = maxSendBytes(core.settings.maxValueBytes);
   let watcher: Watcher | undefined;
   let creating = false;
   let finished = false;
@@ -46,6 +48,11 @@ export function serveWatch(core: NodeCore, call: ServerDuplexStream<WatchRequest
     try {
       for await (const message of w) {
         if (finished) return;
+        if (message.kind === 'events' && wireBytes(message) > sendLimit) {
+          // grpc-js would fail the stream on it, and a client that watched again would meet it again.
+          const first = message.events[0]!.revision;
+          throw failedPrecondition('WATCH_REVISION_TOO_LARGE', `revision ${first}'s changes in this watch's range, with their previous values, are about ${wireBytes(message)} bytes, over the ${sendLimit} a message may carry; watch without prev_kv, or from revision ${first + 1}`, { revision: String(first) });
+        }
         if (!call.write(toWire(message))) await drained(call);
       }
       if (finished) return;
@@ -106,6 +113,16 @@ function drained(call: ServerDuplexStream<WatchRequest, WatchResponse>): Promise
     call.on('cancelled', done);
     call.on('close', done);
   });
+}
+
+/** An upper bound on a message's encoded size: its keys and values, and room for each event's numbers and version. */
+function wireBytes(message: Extract<WatchMessage, { kind: 'events' }>): number {
+  let bytes = 64;
+  for (const { event } of message.events) {
+    bytes += 128 + event.kv.key.byteLength + event.kv.value.byteLength;
+    if (event.prev !== undefined) bytes += 128 + event.prev.key.byteLength + event.prev.value.byteLength;
+  }
+  return bytes;
 }
 
 export function toWire(message: WatchMessage): WatchResponse {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
     const out = mkdtempSync(join(tmpdir(), 'replikit-bench-'));
     try {
       await new Promise<void>((resolve, reject) =>
-        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
+        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
           err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(),
         ),
       );
@@ -43,4 +43,74 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 150_000);
+
+  /**
+   * The Range and Watch rows alone (--watch-range-only), against etcd when it is on PATH (never
+   * installed here): a watch that misses, repeats or reorders an event, a Range that does not read
+   * every key, or a system that cannot be measured fails this test, whatever the numbers.
+   */
+  it('runs the Range and Watch rows: every event delivered once, every key read, memory reported', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'replikit-bench-watch-'));
+    const etcdOnPath = spawnSync('etcd', ['--version']).status === 0;
+    try {
+      await new Promise<void>((resolve, reject) =>
+        execFile(
+          'npm',
+          ['run', '--silent', 'bench:quick', '--', '--watch-range-only', '--systems', etcdOnPath ? 'replikit-cp,etcd' : 'replikit-cp', '--no-install', '--out', out],
+          { cwd: root, timeout: 150_000 },
+          (err, _stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve()),
+        ),
+      );
+      type Counts = { events: number; missing: number; duplicates: number; outOfOrder: number };
+      const latest = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as {
+        rows: unknown[];
+        rangeWatch: {
+          problems: string[];
+          latency: { system: string; watcher: string; counts: Counts; p50Ms: number | null; p99Ms: number | null }[];
+          fanout: { system: string; watchers: number; counts: Counts; rssBeforeMb: number; rssAfterOpenMb: number; p99Ms: number | null }[];
+          range: { system: string; keys: number; runs: number; errors: number; p50Ms: number; keysPerSec: number }[];
+        };
+      };
+      // Only the section ran.
+      expect(latest.rows).toEqual([]);
+      const rw = latest.rangeWatch;
+      expect(rw.problems).toEqual([]);
+      const systems = etcdOnPath ? ['etcd', 'replikit-cp'] : ['replikit-cp'];
+      expect(rw.latency.map((r) => `${r.system}/${r.watcher}`).sort()).toEqual(systems.flatMap((s) => [`${s}/follower`, `${s}/leader`]).sort());
+      for (const r of rw.latency) {
+        expect(r.counts.events, `${r.system} ${r.watcher}`).toBeGreaterThan(0);
+        expect([r.counts.missing, r.counts.duplicates, r.counts.outOfOrder], `${r.system} ${r.watcher}`).toEqual([0, 0, 0]);
+        expect(r.p99Ms!).toBeGreaterThanOrEqual(r.p50Ms!);
+      }
+      expect(rw.fanout.map((r) => r.system).sort()).toEqual(systems);
+      for (const r of rw.fanout) {
+        expect(r.watchers).toBe(1000);
+        expect(r.counts.events, r.system).toBeGreaterThan(0);
+        expect([r.counts.missing, r.counts.duplicates, r.counts.outOfOrder], r.system).toEqual([0, 0, 0]);
+        expect(r.rssBeforeMb).toBeGreaterThan(0);
+        expect(r.rssAfterOpenMb).toBeGreaterThan(0);
+      }
+      expect(rw.range.map((r) => r.system).sort()).toEqual(systems);
+      for (const r of rw.range) {
+        expect(r.keys).toBe(10_000);
+        expect(r.runs, r.system).toBeGreaterThan(0);
+        expect(r.errors, r.system).toBe(0);
+        expect(r.keysPerSec).toBeGreaterThan(0);
+      }
+      const md = readFileSync(join(out, 'latest.md'), 'utf8');
+      expect(md).toContain('## Range and Watch');
+      expect(md).toContain('**Check: ok**');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 180_000);
+
+  it('refuses --no-watch-range with --watch-range-only', async () => {
+    const message = await new Promise<string>((resolve) =>
+      execFile('npm', ['run', '--silent', 'bench', '--', '--no-watch-range', '--watch-range-only'], { cwd: root, timeout: 60_000 }, (err, _stdout, stderr) =>
+        resolve(err ? `${err.code} ${stderr}` : 'exit 0'),
+      ),
+    );
+    expect(message).toMatch(/^2 .*exclude each other/s);
+  }, 60_000);
 });

@@ -203,6 +203,29 @@ describe('KvService.Range and Watch on a CP keyspace, over real gRPC', () => {
     again.stream.cancel();
   });
 
+  it('pages a Range whose values exceed one message, and delivers an event whose value and previous value are near the value limit', async () => {
+    const { client } = await cluster();
+    const big = (c: string) => c.repeat(1_000_000);
+    for (const k of ['v/a', 'v/b', 'v/c']) await put(client(0), k, big(k.slice(-1)));
+    const w = watch(client(2), { key: Buffer.from('v/'), prefix: true, prevKv: true });
+    await w.until(() => w.received.length >= 1);
+    const keys: string[] = [];
+    let continuation = Buffer.alloc(0);
+    for (let page = 0; page < 5; page++) {
+      const r = await range(client(1), { key: Buffer.from('v/'), prefix: true, continuation });
+      keys.push(...r.kvs.map((kv) => Buffer.from(kv.key).toString()));
+      expect(Number(r.count)).toBe(3);
+      if (!r.more) break;
+      continuation = Buffer.from(r.continuation);
+    }
+    expect(keys).toEqual(['v/a', 'v/b', 'v/c']);
+    await put(client(1), 'v/a', big('z'));
+    await w.until(() => w.events().length >= 1);
+    expect(w.events()[0]!.value.length).toBe(1_000_000);
+    expect(w.events()[0]!.prev?.slice(0, 3)).toBe('aaa');
+    w.stream.cancel();
+  });
+
   it('refuses bad input, naming the field', async () => {
     const { client } = await cluster();
     const c = client(0);

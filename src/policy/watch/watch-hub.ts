@@ -367,8 +367,15 @@ export class Watcher implements AsyncIterableIterator<WatchMessage> {
         continue;
       }
       const events: RevisionEvent[] = [];
+      let bytes = 0;
       for (const batch of batches) {
-        for (const event of batch.events) if (inRange(this.range, event.kv.key)) events.push({ revision: batch.revision, event: this.#prevKv ? event : withoutPrev(event) });
+        const inBatch = batch.events.filter((e) => inRange(this.range, e.kv.key)).map((e) => (this.#prevKv ? e : withoutPrev(e)));
+        let batchBytes = 0;
+        for (const e of inBatch) batchBytes += eventBytes(e);
+        // Within one message's size; the rest is read again at the next pull.
+        if (events.length > 0 && bytes + batchBytes > this.#hub.limits.maxMessageBytes) break;
+        for (const event of inBatch) events.push({ revision: batch.revision, event });
+        bytes += batchBytes;
         this.#next = batch.revision + 1;
       }
       // Caught up: in step at once, so that what is published next is pushed to it (after
