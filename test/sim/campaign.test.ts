@@ -28,6 +28,33 @@ function sim(...args: string[]): Promise<Run> {
   });
 }
 
+/** `npm run sim:watch -- …`, as the package script runs it. */
+function simWatch(...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/sim-watch.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('npm run sim:watch', () => {
+  it('runs seeds of the watch simulation and says what they did; catches the broken resume; refuses a bad flag', async () => {
+    const run = await simWatch('--seeds', '8', '--from', '301');
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/watch campaign: 8 seeds \(301\.\.308\) in [\d.]+ s, 0 violations; watchesOpened [1-9]\d*, watchResumes \d+, watchEvents [1-9]\d*/);
+    const broken = await simWatch('--seeds', '40', '--broken', 'drop-event-on-resume');
+    expect(broken.code, broken.stdout + broken.stderr).toBe(0);
+    expect(broken.stdout).toMatch(/the broken variant was caught on seed \d+: /);
+    const bad = await simWatch('--seeds', 'x');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('usage: npm run sim:watch');
+  });
+});
+
 describe('npm run sim', () => {
   it('runs a cp campaign on two workers and prints the summary and the fault totals', async () => {
     const run = await sim('--policy', 'cp', '--seeds', '40', '--workers', '2');

@@ -565,9 +565,6 @@ export class RaftGroup {
         await this.#persist(ready);
         if (ready.snapshot !== undefined) {
           this.#machine.reload();
-          // The history of this node now starts at the snapshot: watchers that needed what came
-          // between are told to watch again from another node.
-          this.#hub.reset();
           this.#transfers.finished();
           this.#snapshotIndex = ready.snapshot.meta.index;
           this.#appliedBytesSinceCompaction = 0;
@@ -615,6 +612,10 @@ export class RaftGroup {
       // The switch to the staged state and the log's snapshot record are issued in one run, so
       // they commit together: a crash leaves the old state with the old log, or the new with the new.
       this.#state.install({ appliedIndex: ready.snapshot.meta.index, appliedTerm: ready.snapshot.meta.term, revision: staged.revision, lastStamp: staged.lastStamp, compactRevision: staged.compactRevision });
+      // The history of this node now starts at the snapshot, at once: watchers that needed what
+      // came between end now, before anything (a progress notification) could speak for the new
+      // head in their name; they are told to watch again from another node.
+      this.#hub.reset();
     }
     await this.#o.log.save({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot });
     this.stats.syncs++;
