@@ -57,6 +57,7 @@ export function rangeAtRevision(state: KvStateStore, history: KvHistory, query: 
     };
     let going = true;
     state.scan(query.range, (record) => {
+      if (u >= undone.length) return (going = visit(record));
       const k = latin1(record.key);
       if (!(going = emitUndoneBefore(k))) return false;
       if (u < undone.length && undone[u] === k) {

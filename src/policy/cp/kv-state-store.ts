@@ -156,11 +156,16 @@ export class KvStateStore {
         inclusive = false;
         let ended = page.length === 0;
         for (const entry of page) {
-          const k = latin1(entry.key);
-          if (end !== undefined && k >= end) {
+          if (range.end !== null && Buffer.compare(asBuffer(entry.key), range.end) >= 0) {
             ended = true;
             break;
           }
+          // Most scans meet no change still in memory: then no key needs turning into text.
+          if (c >= changed.length) {
+            if (!visit(storedFromEntry(entry))) return;
+            continue;
+          }
+          const k = latin1(entry.key);
           // Overlay keys before this one come first.
           while (c < changed.length && changed[c]! < k) {
             const record = overlay.get(changed[c++]!);
@@ -428,6 +433,10 @@ function encodeChunk(meta: KvStateMeta | undefined, records: readonly StoredKey[
     at = writeStamp(out, at, e.stamp);
   }
   return out;
+}
+
+function asBuffer(key: Uint8Array): Buffer {
+  return Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
 }
 
 function latin1(key: Uint8Array): string {
