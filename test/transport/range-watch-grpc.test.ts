@@ -187,6 +187,11 @@ describe('KvService.Range and Watch on a CP keyspace, over real gRPC', () => {
     expect(stats().stats()['watchSlowCancellations']).toBe(1);
     expect(maxPending).toBeLessThanOrEqual(maxPendingBytes);
     expect(stats().stats()['watchers']).toBe(0);
+    // What metrics export.
+    const scraped = await nodes[0]!.metrics.scrape();
+    expect(scraped).toMatch(/^replikit_watch_slow_cancellations\{keyspace="default",node="n1"\} 1$/m);
+    expect(scraped).toMatch(/^replikit_watchers\{keyspace="default",node="n1"\} 0$/m);
+    expect(scraped).toMatch(/^replikit_watch_events_pending\{keyspace="default",node="n1"\} 0$/m);
     w.stream.resume();
     await w.until(() => w.ended !== undefined, 10_000);
     expect((w.ended as ServiceError).code).toBe(status.RESOURCE_EXHAUSTED);
