@@ -196,6 +196,8 @@ export class RaftGroup {
   readonly #retention: HistoryRetention;
   /** The leader's samples of (time, revision), oldest first, for compacting by age. */
   #revisionSamples: { atMs: number; revision: number }[] = [];
+  /** The last log index on disk (what a committed entry must be at or below to be applied before the next write). */
+  #durableLastIndex = 0;
   #retentionTimer: TimerHandle | undefined;
   #compactionProposed = 0;
 
@@ -272,6 +274,7 @@ export class RaftGroup {
     }
     const group = new RaftGroup(options, core, state, compacted);
     group.#durableVote = { term: restored.hardState.term, vote: restored.hardState.vote };
+    group.#durableLastIndex = lastIndex;
     opened = group;
     group.#scheduleTick();
     group.#scheduleRetention();
@@ -562,7 +565,19 @@ export class RaftGroup {
         // Ready, which is taken after this write is durable; the entries are applied then too.
         const sendFirst = this.#core.role === 'leader' && !this.#changesVote(ready);
         if (sendFirst) this.#send(ready.messages);
+        // Committed entries this node already holds on disk, and that this Ready's write does not
+        // replace, are applied before the write instead of after it: committed means a majority
+        // holds them, and the local copy is durable, so the state never runs ahead of the log on
+        // disk. A follower then applies a write (and its watchers hear it) as soon as the commit
+        // index arrives, not after the fsync of the next entries that came with it; etcd's
+        // followers, too, hand committed entries to their apply loop before their WAL write.
+        const stableThrough = ready.snapshot !== undefined ? 0 : Math.min(this.#durableLastIndex, (ready.entries[0]?.index ?? Infinity) - 1);
+        let early = 0;
+        while (early < ready.committed.length && ready.committed[early]!.index <= stableThrough) this.#apply(ready.committed[early++]!);
+        if (early > 0) this.#machine.checkpoint();
         await this.#persist(ready);
+        if (ready.snapshot !== undefined) this.#durableLastIndex = ready.snapshot.meta.index;
+        if (ready.entries.length > 0) this.#durableLastIndex = ready.entries[ready.entries.length - 1]!.index;
         if (ready.snapshot !== undefined) {
           this.#machine.reload();
           this.#transfers.finished();
@@ -571,7 +586,7 @@ export class RaftGroup {
           this.stats.snapshotsInstalled++;
         }
         if (!sendFirst) this.#send(ready.messages);
-        for (const entry of ready.committed) this.#apply(entry);
+        for (let i = early; i < ready.committed.length; i++) this.#apply(ready.committed[i]!);
         // In the same synchronous run as the applies' writes: one commit holds them and the index.
         this.#machine.checkpoint();
         this.#core.advance(ready);
