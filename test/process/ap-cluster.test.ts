@@ -25,7 +25,7 @@ async function holdsAll(kv: TestKvClient, expected: Map<string, string>): Promis
 }
 
 describe.skipIf(!BUILT)('3 real serve processes, AP keyspace (--policy ap)', () => {
-  it('answers puts in under 50 ms with one node stopped, and the stopped node converges after SIGCONT', async () => {
+  it('answers puts without waiting for a stopped node, and the stopped node converges after SIGCONT', async () => {
     cluster = await LocalCluster.create({ size: 3, serveArgs: ['--policy', 'ap'] });
     await cluster.startAll();
     const n1 = client(cluster, 'n1');
@@ -41,7 +41,11 @@ describe.skipIf(!BUILT)('3 real serve processes, AP keyspace (--policy ap)', () 
     }
     latencies.sort((a, b) => a - b);
     console.log(`AP put with n3 stopped: p50 ${latencies[100]!.toFixed(2)} ms, max ${latencies[199]!.toFixed(2)} ms`);
-    expect(latencies[latencies.length - 1]).toBeLessThan(50);
+    // Waiting for n3 would take the whole request timeout (3 s) or an RPC deadline (1 s); a put
+    // that answers well within either did not wait. Not a speed claim (the benchmark makes those):
+    // on a loaded 2-core machine the slowest of 200 was once 98 ms.
+    expect(latencies[100]).toBeLessThan(50);
+    expect(latencies[latencies.length - 1]).toBeLessThan(500);
 
     await cluster.kill('n3', 'SIGCONT');
     const n3 = client(cluster, 'n3');
