@@ -23,6 +23,7 @@ import { PeerCallError, type SnapshotPage } from '../../transport/replica-set.js
 import type { CompactResult, ConsistencyPolicy, KeyspacePolicy, OperationOptions, PolicyContext, RangeQuery, RangeResult, ReadResult, WatchRequestSpec, WriteResult } from '../policy.js';
 import { WATCH_DEFAULTS, watchStatsOf, type Watcher, type WatchLimits } from '../watch/watch-hub.js';
 import { rangeAtRevision } from './kv-range.js';
+import type { ChangeBatch } from '../watch/change.js';
 import { majority } from '../majority.js';
 import { NotLeaderError, RaftGroup, RAFT_GROUP_DEFAULTS, type HistoryRetention, type RaftGroupStatus, type RaftGroupTiming } from './raft-group.js';
 import { validateTxn } from './txn-validation.js';
@@ -270,6 +271,23 @@ class CpRaftKeyspace implements KeyspacePolicy {
   raftMessages(_from: string, messages: readonly RaftMessage[]): void {
     // Before the group opens nothing is lost: the sender's Raft resends what matters.
     this.#group?.step(messages);
+  }
+
+  /**
+   * This node's history after revision `after` (what it applied, in memory or on disk), from its
+   * floor on: for oracles (the simulation's ground truth) and diagnostics, not a client path.
+   */
+  localHistory(after: number): ChangeBatch[] {
+    const history = this.#group?.history;
+    if (history === undefined) return [];
+    const out: ChangeBatch[] = [];
+    for (let from = Math.max(after, history.floor) + 1; from <= history.head; ) {
+      const page = history.read(from, 1024 * 1024);
+      if (page.length === 0) break;
+      out.push(...page);
+      from = page[page.length - 1]!.revision + 1;
+    }
+    return out;
   }
 
   raftStatus(): RaftGroupStatus | undefined {
