@@ -28,6 +28,7 @@ import { sessionTokenCodec, type SessionCodec } from '../transport/session-token
 import { BatchingReplicaSet } from '../transport/batching-replica-set.js';
 import { NODE_DEFAULTS, type PeerConfig } from './config.js';
 import { KeyspaceHandle } from './keyspace-handle.js';
+import { latin1 } from '../storage/key-text.js';
 
 /** What a node runs on, injected: real gRPC and time, or an in-memory network on virtual time. */
 export interface NodeRuntime {
@@ -683,9 +684,6 @@ export class NodeCore implements ReplicaHandler {
   }
 }
 
-function latin1(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-}
 
 function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

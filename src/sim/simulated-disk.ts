@@ -8,6 +8,7 @@ import type { RaftLogStore } from '../storage/raft-log-store.js';
 import { RaftLogImage } from '../storage/raft-log-support.js';
 import type { SeededRandom } from './seeded-random.js';
 import { SimulatedRaftLog } from './simulated-raft-log.js';
+import { latin1 } from '../storage/key-text.js';
 
 /**
  * How long the simulated disk takes to commit, in virtual milliseconds, and how often it fails.
@@ -476,6 +477,3 @@ export class SimulatedDisk implements Store {
   }
 }
 
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}

@@ -34,6 +34,7 @@ import { Nemesis, type FaultEvent } from './nemesis.js';
 import { SIM_RAFT_TIMING } from './seed-check.js';
 import type { SeededRandom } from './seeded-random.js';
 import { SimCluster } from './sim-cluster.js';
+import { latin1 } from '../storage/key-text.js';
 
 export const WATCH_KEYSPACE = 'kv';
 
@@ -798,6 +799,3 @@ function describeBatch(batch: ChangeBatch): string {
   return batch.events.map((e) => `${e.type} ${latin1(e.kv.key)}${e.type === 'put' ? `=${latin1(e.kv.value)}` : ''}`).join(', ');
 }
 
-function latin1(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-}

@@ -4,6 +4,7 @@ import { decodeEntry, encodeEntry } from './entry-codec.js';
 import { copyEntry } from './entry-copy.js';
 import { assertKeySize, assertKeyspaceName } from './limits.js';
 import { entryPageBytes, keepNewer, StoreClosedError, type ConflictResolver, type Store, type StoreSnapshot } from './store.js';
+import { latin1 } from './key-text.js';
 
 /** The named database holding the entries of every keyspace, keyed `<keyspace> 0x00 <key>`. */
 const ENTRIES_DB = 'entries';
@@ -365,6 +366,3 @@ function dbKey(keyspace: string, key: Uint8Array): Buffer {
   return out;
 }
 
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}

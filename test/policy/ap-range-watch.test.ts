@@ -1,193 +1,17 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { HybridLogicalClock } from '../../src/clock/index.js';
-import { ReplikitError } from '../../src/errors.js';
-import type { Logger } from '../../src/logging/logger.js';
-import { NODE_DEFAULTS } from '../../src/node/config.js';
-import { nextIncarnation } from '../../src/node/incarnation.js';
-import { IDENTITY_META, identityRecord, NodeCore, settle } from '../../src/node/node-core.js';
-import type { RangeArgs } from '../../src/node/range-watch-args.js';
+import { describe, expect, it } from 'vitest';
 import { apAsync, type ApAsyncKeyspace, type ApAsyncOptions } from '../../src/policy/ap/ap-async.js';
 import type { ConsistencyPolicy } from '../../src/policy/policy.js';
 import { FEED_EPOCH_SPAN, FEED_EPOCHS, FeedRecorder, LocalFeed } from '../../src/policy/watch/local-feed.js';
 import type { ChangeEvent } from '../../src/policy/watch/change.js';
 import type { ApplyOutcome, Entry } from '../../src/storage/entry.js';
-import type { WatchMessage, Watcher } from '../../src/policy/watch/watch-hub.js';
-import { SeededRandom } from '../../src/sim/seeded-random.js';
-import { VirtualScheduler } from '../../src/sim/virtual-scheduler.js';
-import { LmdbStore } from '../../src/storage/lmdb-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { Store } from '../../src/storage/store.js';
-import { CALM_NETWORK, InMemoryNetwork } from '../../src/transport/in-memory-network.js';
 
-const KS = 'kv';
-const EPOCH_MS = 1_700_000_000_000;
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-/** Long enough that no progress notification comes between the messages a test reads. */
-const QUIET = 3_600_000;
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-/** Real nodes (NodeCore) on real stores, over the in-memory network on virtual time. */
-class Cluster {
-  readonly scheduler = new VirtualScheduler();
-  readonly network = new InMemoryNetwork(this.scheduler, new SeededRandom(1), CALM_NETWORK);
-  readonly stores = new Map<string, Store>();
-  readonly nodes = new Map<string, NodeCore>();
-
-  constructor(
-    readonly ids: readonly string[],
-    readonly policy: () => ConsistencyPolicy,
-    readonly newStore: () => Store = () => new MemoryStore(),
-  ) {
-    cleanups.push(async () => {
-      for (const id of [...this.nodes.keys()]) await this.stop(id);
-      for (const s of this.stores.values()) await s.close();
-    });
-  }
-
-  static async start(ids: readonly string[], policy: () => ConsistencyPolicy, newStore?: () => Store): Promise<Cluster> {
-    const c = new Cluster(ids, policy, newStore);
-    for (const id of ids) await c.start(id);
-    return c;
-  }
-
-  /** Starts (or restarts, on the same store) node `id`, as ReplicaNode does: the incarnation first. */
-  async start(id: string): Promise<NodeCore> {
-    let store = this.stores.get(id);
-    if (store === undefined) {
-      this.stores.set(id, (store = this.newStore()));
-      await store.putMeta(IDENTITY_META, identityRecord(id, NODE_DEFAULTS.clusterId));
-    }
-    const wallClock = () => EPOCH_MS + this.scheduler.nowMs();
-    await nextIncarnation(store, wallClock);
-    const peers = this.ids.filter((p) => p !== id).map((p) => ({ id: p, address: `sim:${p}` }));
-    const clock = new HybridLogicalClock(wallClock);
-    const node = new NodeCore(settle({ nodeId: id, peers, keyspaces: { [KS]: this.policy() } }), {
-      replicas: this.network.replicaSet(id, peers.map((p) => p.id)),
-      scheduler: this.scheduler,
-      wallClock,
-      clock,
-      store,
-      logger: silent,
-      liveness: { isAlive: () => true },
-    });
-    this.network.attach(id, { handler: node, clock });
-    await node.start();
-    this.nodes.set(id, node);
-    return node;
-  }
-
-  async stop(id: string): Promise<void> {
-    const node = this.nodes.get(id)!;
-    this.nodes.delete(id);
-    this.network.detach(id);
-    await node.close();
-  }
-
-  node(id: string): NodeCore {
-    return this.nodes.get(id)!;
-  }
-
-  policyOf(id: string): ApAsyncKeyspace {
-    return this.node(id).policyOf(KS) as ApAsyncKeyspace;
-  }
-
-  put(id: string, key: string, value: string) {
-    return this.node(id).put(KS, Buffer.from(key), Buffer.from(value));
-  }
-}
+import { KS, Cluster, eventsOf, brief, watchPrefix, failure, keys, allPages, lmdbStore } from '../support/range-watch-nodes.js';
 
 function ap(options: ApAsyncOptions = {}): () => ConsistencyPolicy {
   return () => apAsync({ antiEntropyIntervalMs: 200, callTimeoutMs: 50, hintReplayIntervalMs: 50, ...options });
 }
-
-const IDLE = Symbol('idle');
-
-/** Reads a watcher without blocking on changes that have not happened. */
-class Reader {
-  #pending: Promise<IteratorResult<WatchMessage>> | undefined;
-  constructor(readonly watcher: Watcher) {}
-
-  /** Every message available now (none once the watcher waits for changes). */
-  async available(): Promise<WatchMessage[]> {
-    const out: WatchMessage[] = [];
-    for (;;) {
-      this.#pending ??= this.watcher.next();
-      const r = await Promise.race([this.#pending, new Promise<typeof IDLE>((resolve) => setImmediate(() => resolve(IDLE)))]);
-      if (r === IDLE) return out;
-      this.#pending = undefined;
-      if (r.done) return out;
-      out.push(r.value);
-    }
-  }
-}
-
-interface Seen {
-  position: number;
-  type: string;
-  key: string;
-  value: string;
-  node: string;
-  prev?: string;
-}
-
-function eventsOf(messages: WatchMessage[]): Seen[] {
-  return messages.flatMap((m) =>
-    m.kind !== 'events'
-      ? []
-      : m.events.map((e) => ({
-          position: e.revision,
-          type: e.event.type,
-          key: e.event.kv.key.toString(),
-          value: e.event.kv.value.toString(),
-          node: e.event.kv.stamp.nodeId,
-          ...(e.event.prev === undefined ? {} : { prev: e.event.prev.value.toString() }),
-        })),
-  );
-}
-
-const brief = (seen: Seen[]) => seen.map((e) => `${e.type} ${e.key}=${e.value}`);
-
-async function watchPrefix(node: NodeCore, prefix: string, startRevision = 0, prevKv = false): Promise<Reader> {
-  return new Reader(await node.watch(KS, { key: Buffer.from(prefix), prefix: true, startRevision, prevKv, progressIntervalMs: QUIET }));
-}
-
-async function failure(promise: Promise<unknown>): Promise<ReplikitError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    if (error instanceof ReplikitError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
-
-const keys = (r: { kvs: readonly { key: Buffer }[] }) => r.kvs.map((kv) => kv.key.toString());
-
-/** Every page of a range, following the continuation. */
-async function allPages(node: NodeCore, args: RangeArgs): Promise<string[][]> {
-  const pages: string[][] = [];
-  let continuation: Uint8Array | undefined;
-  for (;;) {
-    const r = await node.range(KS, { ...args, ...(continuation === undefined ? {} : { continuation }) });
-    pages.push(keys(r));
-    if (!r.more) return pages;
-    expect(r.continuation).toBeDefined();
-    continuation = r.continuation;
-  }
-}
-
-const lmdbStore = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'replikit-ap-range-'));
-  cleanups.unshift(() => rmSync(dir, { recursive: true, force: true }));
-  return LmdbStore.open(dir);
-};
 
 describe('AP keyspaces: Range', () => {
   for (const [name, newStore] of [
@@ -252,7 +76,7 @@ describe('AP keyspaces: Watch (the change feed of the local replica)', () => {
     const c = await Cluster.start(['n1', 'n2', 'n3'], ap());
     const n1 = c.node('n1');
     await c.put('n1', 'other', 'x');
-    const head = c.policyOf('n1').stats().feedPosition;
+    const head = c.policyOf<ApAsyncKeyspace>('n1').stats().feedPosition;
     const w = await watchPrefix(n1, 'k/', 0, true);
     const created = await w.available();
     expect(created).toEqual([{ kind: 'created', revision: head }]);
@@ -275,7 +99,7 @@ describe('AP keyspaces: Watch (the change feed of the local replica)', () => {
     const positions = seen.map((e) => e.position);
     for (let i = 1; i < positions.length; i++) expect(positions[i]).toBeGreaterThan(positions[i - 1]!);
     expect(positions[0]).toBeGreaterThan(head);
-    expect(c.policyOf('n1').watchStats().eventsDelivered).toBeGreaterThanOrEqual(5);
+    expect(c.policyOf<ApAsyncKeyspace>('n1').watchStats().eventsDelivered).toBeGreaterThanOrEqual(5);
 
     // n2's feed has the same writes in its own order: its own first, then n1's and n3's as they arrived.
     const w2 = await watchPrefix(c.node('n2'), 'k/');
@@ -328,10 +152,10 @@ describe('AP keyspaces: Watch (the change feed of the local replica)', () => {
     const c = await Cluster.start(['n1'], ap({ feedBytes: 4_000 }));
     const n1 = c.node('n1');
     await c.put('n1', 'f/first', 'x');
-    const first = c.policyOf('n1').stats().feedPosition;
+    const first = c.policyOf<ApAsyncKeyspace>('n1').stats().feedPosition;
     const behind = await watchPrefix(n1, 'f/', first); // opened, never read while the feed moves on
     for (let i = 0; i < 100; i++) await c.put('n1', `f/${i}`, 'v'.repeat(100));
-    const stats = c.policyOf('n1').stats();
+    const stats = c.policyOf<ApAsyncKeyspace>('n1').stats();
     expect(stats.feedBytes).toBeLessThanOrEqual(4_000);
 
     const gone = await failure(n1.watch(KS, { key: Buffer.from('f/'), prefix: true, startRevision: first }));
@@ -354,10 +178,10 @@ describe('AP keyspaces: Watch (the change feed of the local replica)', () => {
   it('never takes a position of an earlier start for one of this start: after a restart it is gone', async () => {
     const c = await Cluster.start(['n1'], ap());
     await c.put('n1', 's/1', 'a');
-    const before = c.policyOf('n1').stats().feedPosition;
+    const before = c.policyOf<ApAsyncKeyspace>('n1').stats().feedPosition;
     await c.stop('n1');
     await c.start('n1');
-    const after = c.policyOf('n1').stats().feedPosition;
+    const after = c.policyOf<ApAsyncKeyspace>('n1').stats().feedPosition;
     // A new epoch: the node's incarnation (stored by nextIncarnation) modulo 2^21.
     const incarnation = Number(Buffer.from(c.stores.get('n1')!.getMeta('incarnation')!).readBigUInt64BE(0));
     expect(after).toBe((incarnation % FEED_EPOCHS) * FEED_EPOCH_SPAN);
@@ -383,9 +207,9 @@ describe('AP keyspaces: Watch (the change feed of the local replica)', () => {
       delivered += eventsOf(await reading.available()).length;
     }
     expect(delivered).toBe(60); // a watcher that reads keeps up
-    const stats = c.policyOf('n1').watchStats();
+    const stats = c.policyOf<ApAsyncKeyspace>('n1').watchStats();
     expect(stats.slowCancellations).toBe(1);
-    expect(c.policyOf('n1').stats().watchSlowCancellations).toBe(1);
+    expect(c.policyOf<ApAsyncKeyspace>('n1').stats().watchSlowCancellations).toBe(1);
     expect(stats.watchers).toBe(1);
     const error = await failure(slow.available());
     expect([error.kind, error.reason]).toEqual(['resource-exhausted', 'WATCH_TOO_SLOW']);

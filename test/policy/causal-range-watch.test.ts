@@ -1,190 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { HybridLogicalClock } from '../../src/clock/index.js';
-import { ReplikitError } from '../../src/errors.js';
-import type { Logger } from '../../src/logging/logger.js';
-import { NODE_DEFAULTS } from '../../src/node/config.js';
-import { nextIncarnation } from '../../src/node/incarnation.js';
-import { IDENTITY_META, identityRecord, NodeCore, settle } from '../../src/node/node-core.js';
-import type { RangeArgs } from '../../src/node/range-watch-args.js';
+import { describe, expect, it } from 'vitest';
 import { causal, type CausalKeyspace, type CausalOptions } from '../../src/policy/causal/causal.js';
 import type { ConsistencyPolicy } from '../../src/policy/policy.js';
-import type { WatchMessage, Watcher } from '../../src/policy/watch/watch-hub.js';
-import { SeededRandom } from '../../src/sim/seeded-random.js';
-import { VirtualScheduler } from '../../src/sim/virtual-scheduler.js';
-import { LmdbStore } from '../../src/storage/lmdb-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
-import type { Store } from '../../src/storage/store.js';
-import { CALM_NETWORK, InMemoryNetwork } from '../../src/transport/in-memory-network.js';
 
-const KS = 'kv';
-const EPOCH_MS = 1_700_000_000_000;
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-/** Long enough that no progress notification comes between the messages a test reads. */
-const QUIET = 3_600_000;
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-/** Real nodes (NodeCore) on real stores, over the in-memory network on virtual time. */
-class Cluster {
-  readonly scheduler = new VirtualScheduler();
-  readonly network = new InMemoryNetwork(this.scheduler, new SeededRandom(1), CALM_NETWORK);
-  readonly stores = new Map<string, Store>();
-  readonly nodes = new Map<string, NodeCore>();
-
-  constructor(
-    readonly ids: readonly string[],
-    readonly policy: () => ConsistencyPolicy,
-    readonly newStore: () => Store = () => new MemoryStore(),
-  ) {
-    cleanups.push(async () => {
-      for (const id of [...this.nodes.keys()]) await this.stop(id);
-      for (const s of this.stores.values()) await s.close();
-    });
-  }
-
-  static async start(ids: readonly string[], policy: () => ConsistencyPolicy, newStore?: () => Store): Promise<Cluster> {
-    const c = new Cluster(ids, policy, newStore);
-    for (const id of ids) await c.start(id);
-    return c;
-  }
-
-  /** Starts (or restarts, on the same store) node `id`, as ReplicaNode does: the incarnation first. */
-  async start(id: string): Promise<NodeCore> {
-    let store = this.stores.get(id);
-    if (store === undefined) {
-      this.stores.set(id, (store = this.newStore()));
-      await store.putMeta(IDENTITY_META, identityRecord(id, NODE_DEFAULTS.clusterId));
-    }
-    const wallClock = () => EPOCH_MS + this.scheduler.nowMs();
-    await nextIncarnation(store, wallClock);
-    const peers = this.ids.filter((p) => p !== id).map((p) => ({ id: p, address: `sim:${p}` }));
-    const clock = new HybridLogicalClock(wallClock);
-    const node = new NodeCore(settle({ nodeId: id, peers, keyspaces: { [KS]: this.policy() } }), {
-      replicas: this.network.replicaSet(id, peers.map((p) => p.id)),
-      scheduler: this.scheduler,
-      wallClock,
-      clock,
-      store,
-      logger: silent,
-      liveness: { isAlive: () => true },
-    });
-    this.network.attach(id, { handler: node, clock });
-    await node.start();
-    this.nodes.set(id, node);
-    return node;
-  }
-
-  async stop(id: string): Promise<void> {
-    const node = this.nodes.get(id)!;
-    this.nodes.delete(id);
-    this.network.detach(id);
-    await node.close();
-  }
-
-  node(id: string): NodeCore {
-    return this.nodes.get(id)!;
-  }
-
-  policyOf(id: string): CausalKeyspace {
-    return this.node(id).policyOf(KS) as CausalKeyspace;
-  }
-
-  put(id: string, key: string, value: string, sessionToken?: Uint8Array) {
-    return this.node(id).put(KS, Buffer.from(key), Buffer.from(value), sessionToken === undefined ? {} : { sessionToken });
-  }
-}
+import { KS, Cluster, eventsOf, brief, watchPrefix, failure, keys, allPages, lmdbStore } from '../support/range-watch-nodes.js';
 
 function causalPolicy(options: CausalOptions = {}): () => ConsistencyPolicy {
   return () => causal({ callTimeoutMs: 50, ...options });
 }
-
-const IDLE = Symbol('idle');
-
-/** Reads a watcher without blocking on changes that have not happened. */
-class Reader {
-  #pending: Promise<IteratorResult<WatchMessage>> | undefined;
-  constructor(readonly watcher: Watcher) {}
-
-  /** Every message available now (none once the watcher waits for changes). */
-  async available(): Promise<WatchMessage[]> {
-    const out: WatchMessage[] = [];
-    for (;;) {
-      this.#pending ??= this.watcher.next();
-      const r = await Promise.race([this.#pending, new Promise<typeof IDLE>((resolve) => setImmediate(() => resolve(IDLE)))]);
-      if (r === IDLE) return out;
-      this.#pending = undefined;
-      if (r.done) return out;
-      out.push(r.value);
-    }
-  }
-}
-
-interface Seen {
-  position: number;
-  type: string;
-  key: string;
-  value: string;
-  node: string;
-  prev?: string;
-}
-
-function eventsOf(messages: WatchMessage[]): Seen[] {
-  return messages.flatMap((m) =>
-    m.kind !== 'events'
-      ? []
-      : m.events.map((e) => ({
-          position: e.revision,
-          type: e.event.type,
-          key: e.event.kv.key.toString(),
-          value: e.event.kv.value.toString(),
-          node: e.event.kv.stamp.nodeId,
-          ...(e.event.prev === undefined ? {} : { prev: e.event.prev.value.toString() }),
-        })),
-  );
-}
-
-const brief = (seen: Seen[]) => seen.map((e) => `${e.type} ${e.key}=${e.value}`);
-
-async function watchPrefix(node: NodeCore, prefix: string, startRevision = 0, prevKv = false): Promise<Reader> {
-  return new Reader(await node.watch(KS, { key: Buffer.from(prefix), prefix: true, startRevision, prevKv, progressIntervalMs: QUIET }));
-}
-
-async function failure(promise: Promise<unknown>): Promise<ReplikitError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    if (error instanceof ReplikitError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
-
-const keys = (r: { kvs: readonly { key: Buffer }[] }) => r.kvs.map((kv) => kv.key.toString());
-
-/** Every page of a range, following the continuation. */
-async function allPages(node: NodeCore, args: RangeArgs): Promise<string[][]> {
-  const pages: string[][] = [];
-  let continuation: Uint8Array | undefined;
-  for (;;) {
-    const r = await node.range(KS, { ...args, ...(continuation === undefined ? {} : { continuation }) });
-    pages.push(keys(r));
-    if (!r.more) return pages;
-    expect(r.continuation).toBeDefined();
-    continuation = r.continuation;
-  }
-}
-
-const lmdbStore = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'replikit-causal-range-'));
-  cleanups.unshift(() => rmSync(dir, { recursive: true, force: true }));
-  return LmdbStore.open(dir);
-};
 
 describe('causal keyspaces: Range', () => {
   for (const [name, newStore] of [
@@ -232,7 +55,7 @@ describe('causal keyspaces: Range', () => {
     await c.scheduler.advance(300);
     const error = await refused;
     expect([error.kind, error.reason]).toEqual(['unavailable', 'BEHIND_SESSION']);
-    expect(c.policyOf('n1').stats().sessionWaits).toBe(1);
+    expect(c.policyOf<CausalKeyspace>('n1').stats().sessionWaits).toBe(1);
     // Without the session, n1 answers what it has.
     expect(keys(await c.node('n1').range(KS, { key: Buffer.from('s/'), prefix: true }))).toEqual([]);
 
@@ -258,7 +81,7 @@ describe('causal keyspaces: Watch (the change feed of the local replica)', () =>
     const c = await Cluster.start(['n1', 'n2', 'n3'], causalPolicy());
     const n1 = c.node('n1');
     const w = await watchPrefix(n1, 'k/', 0, true);
-    expect(await w.available()).toEqual([{ kind: 'created', revision: c.policyOf('n1').stats().feedPosition }]);
+    expect(await w.available()).toEqual([{ kind: 'created', revision: c.policyOf<CausalKeyspace>('n1').stats().feedPosition }]);
 
     const one = await c.put('n1', 'k/1', 'one');
     await c.put('n2', 'k/2', 'two');
@@ -274,8 +97,8 @@ describe('causal keyspaces: Watch (the change feed of the local replica)', () =>
     expect(seen.map((e) => e.node)).toEqual(['n1', 'n2', 'n3', 'n1']);
     expect(seen.map((e) => e.prev)).toEqual([undefined, undefined, 'one', 'two']);
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.position).toBeGreaterThan(seen[i - 1]!.position);
-    expect(c.policyOf('n1').watchStats().eventsDelivered).toBeGreaterThanOrEqual(4);
-    expect(c.policyOf('n1').stats().watchers).toBe(1);
+    expect(c.policyOf<CausalKeyspace>('n1').watchStats().eventsDelivered).toBeGreaterThanOrEqual(4);
+    expect(c.policyOf<CausalKeyspace>('n1').stats().watchers).toBe(1);
   });
 
   it('resumes from a position with exactly the rest; bounds the feed (OUT_OF_RANGE naming the floor)', async () => {
@@ -296,7 +119,7 @@ describe('causal keyspaces: Watch (the change feed of the local replica)', () =>
     const floor = Number(gone.details['compact_revision']);
     expect(floor).toBeGreaterThan(all[5]!.position);
     expect(eventsOf(await (await watchPrefix(n1, 'f/', floor + 1)).available())[0]!.position).toBe(floor + 1);
-    const future = await failure(n1.watch(KS, { key: Buffer.from('r/'), prefix: true, startRevision: c.policyOf('n1').stats().feedPosition + 2 }));
+    const future = await failure(n1.watch(KS, { key: Buffer.from('r/'), prefix: true, startRevision: c.policyOf<CausalKeyspace>('n1').stats().feedPosition + 2 }));
     expect(future.reason).toBe('START_REVISION_IN_FUTURE');
   });
 
@@ -322,7 +145,7 @@ describe('causal keyspaces: Watch (the change feed of the local replica)', () =>
       delivered += eventsOf(await reading.available()).length;
     }
     expect(delivered).toBe(60);
-    expect(c.policyOf('n1').watchStats().slowCancellations).toBe(1);
+    expect(c.policyOf<CausalKeyspace>('n1').watchStats().slowCancellations).toBe(1);
     const error = await failure(slow.available());
     expect([error.kind, error.reason]).toEqual(['resource-exhausted', 'WATCH_TOO_SLOW']);
     await c.stop('n1');

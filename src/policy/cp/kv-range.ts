@@ -11,6 +11,7 @@ import { pageOfRange, type RangePage, type RangeQuery } from '../watch/range-pag
 import type { KvHistory } from './kv-history.js';
 import type { StoredKey } from './kv-state-machine.js';
 import type { KvStateStore } from './kv-state-store.js';
+import { latin1 } from '../../storage/key-text.js';
 
 /** History read per step while undoing (bytes): bounds what one read holds besides the undo map. */
 const UNDO_READ_BYTES = 1024 * 1024;
@@ -71,6 +72,3 @@ export function rangeAtRevision(state: KvStateStore, history: KvHistory, query: 
   return { ...page, revision };
 }
 
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}

@@ -34,6 +34,7 @@ import type { ChangeBatch } from '../watch/change.js';
 import type { KeyRange } from '../watch/key-range.js';
 import { KvHistory } from './kv-history.js';
 import type { StoredKey } from './kv-state-machine.js';
+import { latin1 } from '../../storage/key-text.js';
 
 /** What the applied state covers, written with every change to it. */
 export interface KvStateMeta {
@@ -439,9 +440,6 @@ function asBuffer(key: Uint8Array): Buffer {
   return Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
 }
 
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}
 
 function otherGeneration(generation: 0 | 1): 0 | 1 {
   return generation === 0 ? 1 : 0;

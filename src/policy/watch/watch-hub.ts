@@ -23,6 +23,7 @@ import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import { ReplikitError, resourceExhausted, unavailable } from '../../errors.js';
 import { eventBytes, type ChangeBatch, type ChangeEvent, type ChangeSource } from './change.js';
 import { inRange, isSingleKey, type KeyRange } from './key-range.js';
+import { latin1 } from '../../storage/key-text.js';
 
 /** What a watcher hands its consumer, in order. */
 export type WatchMessage =
@@ -446,6 +447,3 @@ function asReplikit(error: Error): ReplikitError {
   return error instanceof ReplikitError ? error : unavailable('WATCH_SOURCE_FAILED', error.message);
 }
 
-function latin1(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}
