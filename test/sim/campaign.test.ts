@@ -15,10 +15,10 @@ interface Run {
   readonly stderr: string;
 }
 
-/** `npm run sim -- …`, as the package script runs it. */
-function sim(...args: string[]): Promise<Run> {
+/** A campaign script, as its package script runs it. */
+function script(path: string, args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/sim.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', path, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -28,18 +28,10 @@ function sim(...args: string[]): Promise<Run> {
   });
 }
 
-/** `npm run sim:watch -- …`, as the package script runs it. */
-function simWatch(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/sim-watch.ts', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** `npm run sim -- …`. */
+const sim = (...args: string[]) => script('scripts/sim.ts', args);
+/** `npm run sim:watch -- …`. */
+const simWatch = (...args: string[]) => script('scripts/sim-watch.ts', args);
 
 describe('npm run sim:watch', () => {
   it('runs seeds of the watch simulation and says what they did; catches the broken resume; refuses a bad flag', async () => {
