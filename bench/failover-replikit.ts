@@ -103,7 +103,7 @@ export async function startReplikitFailover(reaper: Reaper): Promise<FailoverSys
     memberIds: cluster.ids,
     put: async (id, key, value, deadlineMs) => {
       await call((done) =>
-        clientsOf(id).kv.put({ keyspace: KEYSPACE, key: Buffer.from(key), value: Buffer.from(value), sessionToken: EMPTY, ack: 0 }, new Metadata(), { deadline: Date.now() + deadlineMs }, done),
+        clientsOf(id).kv.put({ keyspace: KEYSPACE, key: Buffer.from(key), value: Buffer.from(value), sessionToken: EMPTY, ack: 0, lease: 0n }, new Metadata(), { deadline: Date.now() + deadlineMs }, done),
       );
     },
     get: async (id, key, deadlineMs) => {

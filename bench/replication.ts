@@ -23,7 +23,7 @@ const VALUE = Buffer.alloc(100, 'x');
 
 function put(c: KvServiceClient, key: string, token: Buffer): Promise<PutResponse> {
   return new Promise((resolve, reject) =>
-    c.put({ keyspace: 'default', key: Buffer.from(key), value: VALUE, sessionToken: token, ack: 0 }, new Metadata(), { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r))),
+    c.put({ keyspace: 'default', key: Buffer.from(key), value: VALUE, sessionToken: token, ack: 0, lease: 0n }, new Metadata(), { deadline: Date.now() + 5_000 }, (e, r) => (e ? reject(e) : resolve(r))),
   );
 }
 

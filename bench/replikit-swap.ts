@@ -16,7 +16,7 @@ export function replikitSwapRequest(key: Buffer, expectedModRevision: bigint): T
   return {
     keyspace: 'default',
     compares: [{ key, target: CompareTarget.COMPARE_TARGET_MOD_REVISION, result: CompareResult.COMPARE_RESULT_EQUAL, value: EMPTY, number: expectedModRevision }],
-    success: [{ put: { key, value: VALUE } }],
+    success: [{ put: { key, value: VALUE, lease: 0n } }],
     failure: [{ get: { key } }],
   };
 }

@@ -98,7 +98,7 @@ const worker = async (w: number): Promise<void> => {
     const t0 = performance.now();
     try {
       await call((done) =>
-        kv.get(id)!.put({ keyspace, key: Buffer.from(key), value: Buffer.alloc(size, n % 251), sessionToken: Buffer.alloc(0), ack: 0 }, new Metadata(), { deadline: Date.now() + 5_000 }, done),
+        kv.get(id)!.put({ keyspace, key: Buffer.from(key), value: Buffer.alloc(size, n % 251), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n }, new Metadata(), { deadline: Date.now() + 5_000 }, done),
       );
       acknowledged.get(keyspace)!.set(key, { size, ackedBy: id });
       latencies.push({ minute: minuteOf(), keyspace, ms: performance.now() - t0 });
@@ -116,7 +116,7 @@ const peerMetadata = (self: string) => {
   return md;
 };
 const misbehave = async (): Promise<void> => {
-  await call((done) => kv.get('n1')!.put({ keyspace: 'default', key: Buffer.from('soak-big'), value: Buffer.alloc(600 * 1024, 1), sessionToken: Buffer.alloc(0), ack: 0 }, new Metadata(), { deadline: Date.now() + 5_000 }, done)).catch(() => {});
+  await call((done) => kv.get('n1')!.put({ keyspace: 'default', key: Buffer.from('soak-big'), value: Buffer.alloc(600 * 1024, 1), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n }, new Metadata(), { deadline: Date.now() + 5_000 }, done)).catch(() => {});
   while (performance.now() < endAt) {
     const target = cluster.ids.find((x) => x !== paused && x !== 'n1') ?? 'n1';
     const peer = new ReplicaServiceClient(cluster.address(target), credentials.createInsecure(), { 'grpc.max_receive_message_length': 8 << 20 });

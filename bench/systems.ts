@@ -239,7 +239,7 @@ export function replikitDriver(addresses: readonly string[], name: string): Repl
   };
   const put: LoadOp = (n, caller) =>
     new Promise((resolve, reject) => {
-      const request = { keyspace: 'default', key: keyOf(n), value: VALUE, sessionToken: sessions[caller] ?? EMPTY, ack: AckLevel.ACK_LEVEL_UNSPECIFIED };
+      const request = { keyspace: 'default', key: keyOf(n), value: VALUE, sessionToken: sessions[caller] ?? EMPTY, ack: AckLevel.ACK_LEVEL_UNSPECIFIED, lease: 0n };
       clients[n % clients.length]!.put(request, new Metadata(), deadline(), (err: ServiceError | null, res) => {
         if (err) return reject(err);
         keep(caller, res.sessionToken);

@@ -232,14 +232,14 @@ async function startReplikitTarget(options: WatchRangeOptions): Promise<Target> 
     leader,
     put: (key, value, n) =>
       new Promise((resolve, reject) =>
-        callers[n % callers.length]!.put({ keyspace: 'default', key, value, sessionToken: EMPTY, ack: AckLevel.ACK_LEVEL_UNSPECIFIED }, new Metadata(), deadline(), (err: ServiceError | null) =>
+        callers[n % callers.length]!.put({ keyspace: 'default', key, value, sessionToken: EMPTY, ack: AckLevel.ACK_LEVEL_UNSPECIFIED, lease: 0n }, new Metadata(), deadline(), (err: ServiceError | null) =>
           err ? reject(err) : resolve(),
         ),
       ),
     putAll: (entries) =>
       new Promise((resolve, reject) =>
         clients[0]!.txn(
-          { keyspace: 'default', compares: [], success: entries.map(([key, value]) => ({ put: { key, value } })), failure: [] },
+          { keyspace: 'default', compares: [], success: entries.map(([key, value]) => ({ put: { key, value, lease: 0n } })), failure: [] },
           new Metadata(),
           deadline(),
           (err: ServiceError | null, res) => (err ? reject(err) : res.succeeded ? resolve() : reject(new Error('a loading transaction without compares did not succeed'))),

@@ -9,6 +9,9 @@
 export { ReplicaNode, type ListenOptions } from './node/replica-node.js';
 export { NODE_DEFAULTS, ConfigError, validateNodeConfig, type PeerConfig, type ReplicaNodeConfig } from './node/config.js';
 export { KeyspaceHandle, Session, type Bytes, type GetResult } from './node/keyspace-handle.js';
+export { Leases, NodeLock, NodeElection, DEFAULT_SESSION_TTL_MS, type HeldLock, type Leadership, type LeaseInfo, type CoordinationOptions } from './coordination/embedded.js';
+export { KeptLease } from './coordination/keep-alive.js';
+export type { LeaderKey, LeaderChange } from './coordination/election.js';
 export type { CallOptions } from './node/node-core.js';
 export {
   cpQuorum,

@@ -205,7 +205,7 @@ export class RemoteKeyspace {
   ) {}
 
   async put(key: Bytes, value: Bytes): Promise<PutResult> {
-    const res = await this.client.unary('put', { keyspace: this.name, key: toBuffer(key), value: toBuffer(value), sessionToken: Buffer.alloc(0), ack: 0 }, false);
+    const res = await this.client.unary('put', { keyspace: this.name, key: toBuffer(key), value: toBuffer(value), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n }, false);
     return { revision: Number(res.revision) };
   }
 

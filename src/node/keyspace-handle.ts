@@ -172,7 +172,7 @@ export class KeyspaceHandle {
       expected === null
         ? { key: k, target: CompareTarget.COMPARE_TARGET_CREATE_REVISION, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.alloc(0), number: 0n }
         : { key: k, target: CompareTarget.COMPARE_TARGET_VALUE, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.from(toBytes(expected)), number: 0n };
-    const response = await this.txn({ compares: [compare], success: [{ put: { key: k, value: Buffer.from(toBytes(value)) } }], failure: [{ get: { key: k } }] }, options);
+    const response = await this.txn({ compares: [compare], success: [{ put: { key: k, value: Buffer.from(toBytes(value)), lease: 0n } }], failure: [{ get: { key: k } }] }, options);
     const current = response.responses[0]?.get?.kv;
     return {
       swapped: response.succeeded,

@@ -1,5 +1,6 @@
 import { HybridLogicalClock, type Scheduler, type WallClock } from '../clock/index.js';
 import { failedPrecondition, invalidArgument, notFound, ReplikitError, unavailable } from '../errors.js';
+import type { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import type { Logger } from '../logging/logger.js';
 import type {
   ConsistencyPolicy,
@@ -128,6 +129,8 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** CP keyspaces: how a read is answered (linearizable by default). */
   readonly consistency?: OperationOptions['consistency'];
+  /** CP keyspaces: the lease a put attaches its key to (deleted when it ends); 0 or absent for none. */
+  readonly lease?: number;
 }
 
 /**
@@ -258,7 +261,19 @@ export class NodeCore implements ReplicaHandler {
         { size: String(value.byteLength), limit: String(this.settings.maxValueBytes) },
       );
     }
+    if (options.lease && this.#policies.get(keyspace)!.name !== 'cp') {
+      throw failedPrecondition('LEASE_NOT_SUPPORTED', `keyspace ${JSON.stringify(keyspace)} is ${this.#policies.get(keyspace)!.name}; leases need a CP keyspace (put without a lease, or use a CP keyspace)`);
+    }
     return policy.put(key, value, await this.#whenServing(this.#operationOptions(options)));
+  }
+
+  /** A lease operation (see LeaseService) on a CP keyspace. */
+  async lease(call: LeaseCall, options: CallOptions = {}): Promise<LeaseAnswer> {
+    const policy = this.#policyOf(call.keyspace);
+    if (policy.leaseCall === undefined) {
+      throw failedPrecondition('LEASE_NOT_SUPPORTED', `keyspace ${JSON.stringify(call.keyspace)} is ${this.#policies.get(call.keyspace)!.name}; leases need a CP keyspace`);
+    }
+    return policy.leaseCall(call, await this.#whenServing(this.#operationOptions(options)));
   }
 
   async get(keyspace: string, key: Uint8Array, options: CallOptions = {}): Promise<ReadResult> {
@@ -412,6 +427,14 @@ export class NodeCore implements ReplicaHandler {
     if (policy.forwardedCompact === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} has no Raft group`);
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalidArgument('BAD_TIMEOUT', `a forwarded call needs a positive timeout, not ${timeoutMs}`);
     return policy.forwardedCompact(from, revision, Math.min(timeoutMs, this.settings.requestTimeoutMs * 4));
+  }
+
+  async forwardLease(from: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer> {
+    const policy = this.#policyOf(call.keyspace);
+    if (policy.forwardedLease === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(call.keyspace)} has no Raft group`);
+    this.#assertServing();
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalidArgument('BAD_TIMEOUT', `a forwarded call needs a positive timeout, not ${timeoutMs}`);
+    return policy.forwardedLease(from, call, Math.min(timeoutMs, this.settings.requestTimeoutMs * 4));
   }
 
   async forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
@@ -680,7 +703,10 @@ export class NodeCore implements ReplicaHandler {
     if (options.consistency !== undefined && options.consistency !== 'linearizable' && options.consistency !== 'serializable') {
       throw invalidArgument('BAD_CONSISTENCY', `consistency must be linearizable or serializable, not ${String(options.consistency)}`);
     }
-    return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack, signal: options.signal, consistency: options.consistency };
+    if (options.lease !== undefined && (!Number.isSafeInteger(options.lease) || options.lease < 0)) {
+      throw invalidArgument('LEASE_INVALID', `lease must be a lease id (a positive whole number) or 0 for none, not ${options.lease}`, { field: 'lease' });
+    }
+    return { timeoutMs, sessionToken: options.sessionToken, ack: options.ack, signal: options.signal, consistency: options.consistency, lease: options.lease };
   }
 }
 

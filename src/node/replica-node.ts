@@ -2,6 +2,11 @@ import { Server, ServerCredentials, status, type ChannelCredentials } from '@grp
 import { HybridLogicalClock, systemScheduler, systemWallClock, type Scheduler, type WallClock } from '../clock/index.js';
 import { ClusterServiceService } from '../gen/replikit/v1/cluster_service.js';
 import { KvServiceService } from '../gen/replikit/v1/kv_service.js';
+import { LeaseServiceService } from '../gen/replikit/v1/lease_service.js';
+import { LockServiceService } from '../gen/replikit/v1/lock_service.js';
+import { ElectionServiceService } from '../gen/replikit/v1/election_service.js';
+import { electionService, leaseService, lockService } from '../transport/coordination-services.js';
+import { Leases, NodeElection, NodeLock } from '../coordination/embedded.js';
 import { MemberState } from '../gen/replikit/v1/cluster_service.js';
 import { ReplicaServiceService } from '../gen/replikit/v1/replica_service.js';
 import { lanProfile, type FailureDetectorConfig, type MemberSnapshot } from '../failure/index.js';
@@ -351,6 +356,9 @@ export class ReplicaNode {
           },
     })));
     server.addService(...answeringUndecodable(KvServiceService, kvService(core, wallClock)));
+    server.addService(...answeringUndecodable(LeaseServiceService, leaseService(core, wallClock)));
+    server.addService(...answeringUndecodable(LockServiceService, lockService(core, wallClock)));
+    server.addService(...answeringUndecodable(ElectionServiceService, electionService(core, wallClock)));
     server.addService(...answeringUndecodable(ClusterServiceService, clusterService(statusSource)));
     if (config.health !== false) health.addToServer(server);
     if (config.reflection !== false) addReflection(server);
@@ -385,6 +393,23 @@ export class ReplicaNode {
   /** A typed handle on one keyspace; throws for a keyspace the node does not serve. */
   keyspace(name: string): KeyspaceHandle {
     return this.core.keyspace(name);
+  }
+
+  #leases: Leases | undefined;
+
+  /** Leases of the node's CP keyspaces (each call names its keyspace; "default" when absent). */
+  get leases(): Leases {
+    return (this.#leases ??= new Leases(this.core));
+  }
+
+  /** Lock `name`: acquire it (with a fencing token) and release it. */
+  lock(name: string): NodeLock {
+    return new NodeLock(this.core, name, this.leases);
+  }
+
+  /** Election `name`: campaign, proclaim, resign, observe who leads. */
+  election(name: string): NodeElection {
+    return new NodeElection(this.core, name, this.leases);
   }
 
   /**

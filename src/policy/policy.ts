@@ -1,5 +1,6 @@
 import type { HybridLogicalClock, Scheduler } from '../clock/index.js';
 import type { Logger } from '../logging/logger.js';
+import type { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import type { ApplyOutcome, Entry, Version } from '../storage/entry.js';
 import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
@@ -73,6 +74,8 @@ export interface OperationOptions {
    * `linearizable` (the default) sees every write acknowledged before the read began.
    */
   readonly consistency?: 'linearizable' | 'serializable';
+  /** CP keyspaces: the lease a put attaches its key to (0 or absent: none). */
+  readonly lease?: number;
 }
 
 export interface WriteResult {
@@ -182,6 +185,10 @@ export interface KeyspacePolicy {
   txn?(request: TxnRequest, options: OperationOptions): Promise<TxnResponse>;
   /** Replica: Raft messages from a peer (CP keyspaces). */
   raftMessages?(from: string, messages: readonly RaftMessage[]): void;
+  /** Coordinator: a lease operation (CP keyspaces; see LeaseService). */
+  leaseCall?(call: LeaseCall, options: OperationOptions): Promise<LeaseAnswer>;
+  /** Leader: a lease operation a follower forwarded (CP keyspaces). */
+  forwardedLease?(from: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer>;
   /** Leader: a transaction a follower forwarded (CP keyspaces). */
   forwarded?(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
   /** CP keyspaces: the Raft group as this node sees it, for Status and metrics. */

@@ -253,7 +253,7 @@ export async function runWatchWorkload(options: WatchWorkloadOptions): Promise<W
     let compares: Compare[] = [];
     let changes: AcknowledgedTxn['changes'];
     if (roll < 0.55) {
-      success = [{ put: { key: k, value: v } }];
+      success = [{ put: { key: k, value: v, lease: 0n } }];
       changes = [{ type: 'put', key, value }];
     } else if (roll < 0.75) {
       success = [{ delete: { key: k } }];
@@ -262,12 +262,12 @@ export async function runWatchWorkload(options: WatchWorkloadOptions): Promise<W
       // A compare-and-set on the key's version: it may or may not swap.
       const expected = BigInt(random.int(0, 3));
       compares = [{ key: k, target: CompareTarget.COMPARE_TARGET_VERSION, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.alloc(0), number: expected }];
-      success = [{ put: { key: k, value: v } }];
+      success = [{ put: { key: k, value: v, lease: 0n } }];
       changes = [{ type: 'put', key, value }];
     } else {
       // Two keys in one transaction: one revision, two changes (a watch must get both together).
       const other = random.pick(KEYS.filter((x) => x !== key));
-      success = [{ put: { key: k, value: v } }, { put: { key: Buffer.from(other, 'latin1'), value: v } }];
+      success = [{ put: { key: k, value: v, lease: 0n } }, { put: { key: Buffer.from(other, 'latin1'), value: v, lease: 0n } }];
       changes = [{ type: 'put', key, value }, { type: 'put', key: other, value }];
     }
     if (!cluster.isUp(nodeId)) {

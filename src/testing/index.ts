@@ -37,3 +37,14 @@ export type {
   WatchCheckResult,
 } from './watch-checker.js';
 export { checkWatches, DEFAULT_MAX_WATCH_VIOLATIONS } from './watch-checker.js';
+export type {
+  LockEvent,
+  LockAcquisition,
+  LockHistory,
+  LockViolationKind,
+  LockViolation,
+  LockCheckOptions,
+  LockCheckStats,
+  LockCheckResult,
+} from './lock-checker.js';
+export { checkLocks, parseLockLines, DEFAULT_MAX_LOCK_VIOLATIONS } from './lock-checker.js';

@@ -1,5 +1,6 @@
 import type { CompactResult } from '../policy/policy.js';
 import type { RaftMessage } from '../raft/types.js';
+import type { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import { raftMessageBytes } from './raft-wire.js';
 import type { Scheduler } from '../clock/index.js';
@@ -115,6 +116,12 @@ export class BatchingReplicaSet implements ReplicaSet {
     const forward = this.#inner.forwardCompact;
     if (forward === undefined) return Promise.reject(new PeerCallError(peer, 'rejected', 'this transport cannot forward calls'));
     return forward.call(this.#inner, peer, keyspace, revision, timeoutMs);
+  }
+
+  forwardLease(peer: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer> {
+    const forward = this.#inner.forwardLease;
+    if (forward === undefined) return Promise.reject(new PeerCallError(peer, 'rejected', 'this transport cannot forward calls'));
+    return forward.call(this.#inner, peer, call, timeoutMs);
   }
 
   forward(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {

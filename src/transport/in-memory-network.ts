@@ -1,5 +1,6 @@
 import type { HybridLogicalClock, Scheduler } from '../clock/index.js';
 import type { SeededRandom } from '../sim/seeded-random.js';
+import { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import { Metadata } from '@grpc/grpc-js';
 import { failedPrecondition, ReplikitError } from '../errors.js';
 import { describeTooFarAhead, observeHlc, stampHlc } from '../interceptors/index.js';
@@ -138,6 +139,16 @@ export class InMemoryNetwork {
           );
         } catch (error: unknown) {
           // The leader's own error travels as a status (code, reason, message), as on gRPC.
+          if (error instanceof PeerCallError && error.cause instanceof ReplikitError) throw new ReplikitError(error.cause.kind, error.cause.reason, error.cause.message);
+          throw error;
+        }
+      },
+      forwardLease: async (peer, call, timeoutMs) => {
+        try {
+          // Through the wire encoding, as on gRPC: nothing shared by reference.
+          const wire = LeaseCall.decode(LeaseCall.encode(call).finish());
+          return await this.#call(selfId, peer, timeoutMs, async (h, from) => LeaseAnswer.decode(LeaseAnswer.encode(await h.forwardLease(from, wire, timeoutMs)).finish()), false, false);
+        } catch (error: unknown) {
           if (error instanceof PeerCallError && error.cause instanceof ReplikitError) throw new ReplikitError(error.cause.kind, error.cause.reason, error.cause.message);
           throw error;
         }

@@ -66,7 +66,7 @@ export function kvService(core: NodeCore, wallClock: WallClock): KvServiceServer
     put(call: ServerUnaryCall<PutRequest, PutResponse>, callback: sendUnaryData<PutResponse>) {
       const req = call.request;
       respond(callback, async () => {
-        const result = await core.put(req.keyspace, req.key, req.value, options(call, req.sessionToken, req.ack));
+        const result = await core.put(req.keyspace, req.key, req.value, { ...options(call, req.sessionToken, req.ack), lease: Number(req.lease) });
         return { version: versionToWire(result.version), sessionToken: asBuffer(result.sessionToken), revision: BigInt(result.revision ?? 0) };
       });
     },

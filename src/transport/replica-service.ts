@@ -194,6 +194,8 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
               ? read(caller, req.read).then((r) => answer(req.callId, { read: r }))
               : req.raft !== undefined
                 ? raft(caller, req.raft).then(() => answer(req.callId, { raft: {} }))
+                : req.forward?.lease !== undefined
+                  ? handlers.replica.forwardLease(caller, req.forward.lease, req.forward.timeoutMs).then((r) => answer(req.callId, { lease: r }))
                 : req.forward?.compact !== undefined
                   ? handlers.replica
                       .forwardCompact(caller, req.forward.compact.keyspace, Number(req.forward.compact.revision), req.forward.timeoutMs)

@@ -1,5 +1,6 @@
 import type { CompactResult } from '../policy/policy.js';
 import type { VectorClock } from '../clock/index.js';
+import type { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import type { RaftMessage } from '../raft/types.js';
@@ -68,6 +69,9 @@ export interface ReplicaSet {
   /** A client's Compact, to the leader `peer` of its CP keyspace; rejects as `forward` does. */
   forwardCompact?(peer: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult>;
 
+  /** A client's lease call, to the leader `peer` of its CP keyspace; rejects as `forward` does. */
+  forwardLease?(peer: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer>;
+
   /**
    * False when the connection to `peer` broke and has not come back (a refused or dropped
    * connection: the peer's process is gone, as far as the network can tell), true when it is up,
@@ -123,4 +127,5 @@ export interface ReplicaHandler {
   raft(from: string, keyspace: string, messages: readonly RaftMessage[]): Promise<void>;
   forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;
   forwardCompact(from: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult>;
+  forwardLease(from: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer>;
 }

@@ -69,3 +69,8 @@ export function fromExchangeError(error: { code: number; message: string; reason
   const kind = KIND_OF_CODE.get(error.code as Status) ?? 'internal';
   return new ReplikitError(kind, error.reason || (Status[error.code] ?? 'UNKNOWN'), error.message);
 }
+
+/** The gRPC status code of a domain error (for answers that carry a code in-band, as keep-alive responses do). */
+export function grpcCodeOf(err: unknown): number {
+  return CODE_OF_KIND[toReplikitError(err).kind];
+}

@@ -1,5 +1,6 @@
 import type { CompactResult } from '../policy/policy.js';
 import { Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
+import type { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import type { HybridLogicalClock, Scheduler, TimerHandle } from '../clock/index.js';
 import type { ExchangeRequest, ExchangeResponse } from '../gen/replikit/v1/replica_service.js';
 import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
@@ -91,17 +92,24 @@ export class StreamingReplicaSet implements ReplicaSet {
 
   /** See ReplicaSet.forward: the leader's own error comes back as the same ReplikitError. */
   async forward(peer: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse> {
-    const response = await this.#call(peer, timeoutMs, { forward: { txn: request, compact: undefined, timeoutMs: Math.max(1, Math.round(timeoutMs)) } }, true);
+    const response = await this.#call(peer, timeoutMs, { forward: { txn: request, lease: undefined, compact: undefined, timeoutMs: Math.max(1, Math.round(timeoutMs)) } }, true);
     if (response.error !== undefined) throw fromExchangeError(response.error);
     if (response.forward === undefined) throw new PeerCallError(peer, 'rejected', 'answered a forwarded transaction with something else');
     return response.forward;
   }
 
   async forwardCompact(peer: string, keyspace: string, revision: number, timeoutMs: number): Promise<CompactResult> {
-    const response = await this.#call(peer, timeoutMs, { forward: { txn: undefined, compact: { keyspace, revision: BigInt(revision) }, timeoutMs: Math.max(1, Math.round(timeoutMs)) } }, true);
+    const response = await this.#call(peer, timeoutMs, { forward: { txn: undefined, compact: { keyspace, revision: BigInt(revision) }, lease: undefined, timeoutMs: Math.max(1, Math.round(timeoutMs)) } }, true);
     if (response.error !== undefined) throw fromExchangeError(response.error);
     if (response.compact === undefined) throw new PeerCallError(peer, 'rejected', 'answered a forwarded Compact with something else');
     return { compactRevision: Number(response.compact.compactRevision), revision: Number(response.compact.revision) };
+  }
+
+  async forwardLease(peer: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer> {
+    const response = await this.#call(peer, timeoutMs, { forward: { txn: undefined, compact: undefined, lease: call, timeoutMs: Math.max(1, Math.round(timeoutMs)) } }, true);
+    if (response.error !== undefined) throw fromExchangeError(response.error);
+    if (response.lease === undefined) throw new PeerCallError(peer, 'rejected', 'answered a forwarded lease call with something else');
+    return response.lease;
   }
 
   isConnected(peer: string): boolean | undefined {

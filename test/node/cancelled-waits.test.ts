@@ -43,7 +43,7 @@ describe('requests that wait release what they hold when their caller gives up',
     const client = new KvServiceClient(n1.address!, credentials.createInsecure());
     const policy = n1.core.policyOf('a') as ApAsyncKeyspace;
     const put = (i: number, deadlineMs: number) =>
-      client.put({ keyspace: 'a', key: Buffer.from(`k${i}`), value: Buffer.from('v'), sessionToken: Buffer.alloc(0), ack: AckLevel.ACK_LEVEL_ALL }, new Metadata(), { deadline: Date.now() + deadlineMs }, () => {});
+      client.put({ keyspace: 'a', key: Buffer.from(`k${i}`), value: Buffer.from('v'), sessionToken: Buffer.alloc(0), ack: AckLevel.ACK_LEVEL_ALL, lease: 0n }, new Metadata(), { deadline: Date.now() + deadlineMs }, () => {});
     const cancelled = Array.from({ length: 500 }, (_, i) => put(i, 120_000));
     await waitFor(async () => policy.stats().ackWaiters >= 500, 10_000, 'every put waits for its acks');
     for (const call of cancelled) call.cancel();

@@ -46,7 +46,7 @@ function statusWith(address: string, creds: ChannelCredentials): Promise<StatusR
 function put(client: KvServiceClient, key: string): Promise<PutResponse> {
   return new Promise((resolve, reject) =>
     client.put(
-      { keyspace: 'default', key: Buffer.from(key), value: Buffer.from('v'), sessionToken: Buffer.alloc(0), ack: 0 },
+      { keyspace: 'default', key: Buffer.from(key), value: Buffer.from('v'), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n },
       new Metadata(),
       { deadline: Date.now() + 3_000 },
       (err, res) => (err ? reject(err) : resolve(res)),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CompareResult, CompareTarget, type Compare, type RequestOp, type TxnRequest } from '../../src/gen/replikit/v1/kv_service.js';
+import { CompareResult, CompareTarget, type Compare, type RequestOp, type TxnRequest, type TxnResponse } from '../../src/gen/replikit/v1/kv_service.js';
 import { KvStateMachine } from '../../src/policy/cp/kv-state-machine.js';
 import { decodeChunk, generationKeyspace, KvStateStore } from '../../src/policy/cp/kv-state-store.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -17,7 +17,7 @@ const failOnWriteError = (error: unknown) => {
 const machine = (store: Store = new MemoryStore()) => new KvStateMachine(KvStateStore.open(store, 'default', scheduler, failOnWriteError));
 const stamp = (n: number) => ({ hlc: { wallMs: 1_000 + n, logical: 0 }, nodeId: 'n1' });
 const b = (s: string) => Buffer.from(s);
-const put = (key: string, value: string): RequestOp => ({ put: { key: b(key), value: b(value) } });
+const put = (key: string, value: string): RequestOp => ({ put: { key: b(key), value: b(value), lease: 0n } });
 const get = (key: string): RequestOp => ({ get: { key: b(key) } });
 const del = (key: string): RequestOp => ({ delete: { key: b(key) } });
 const txn = (compares: Compare[], success: RequestOp[], failure: RequestOp[] = []): TxnRequest => ({ keyspace: 'default', compares, success, failure });
@@ -68,11 +68,11 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
   it('compare-and-set: the failure branch runs and reads the current value', () => {
     const m = machine();
     m.apply(1, 1, txn([], [put('k', 'v1')]), stamp(1));
-    const swap = m.apply(2, 1, txn([cmp('k', VALUE, EQ, 'v0')], [put('k', 'v2')], [get('k')]), stamp(2))!;
+    const swap = m.apply(2, 1, txn([cmp('k', VALUE, EQ, 'v0')], [put('k', 'v2')], [get('k')]), stamp(2)) as TxnResponse;
     expect(swap.succeeded).toBe(false);
     expect(swap.responses[0]!.get!.kv!.value.toString()).toBe('v1');
     expect(swap.revision).toBe(1n);
-    const ok = m.apply(3, 1, txn([cmp('k', VALUE, EQ, 'v1')], [put('k', 'v2')]), stamp(3))!;
+    const ok = m.apply(3, 1, txn([cmp('k', VALUE, EQ, 'v1')], [put('k', 'v2')]), stamp(3)) as TxnResponse;
     expect(ok.succeeded).toBe(true);
     expect(ok.responses[0]!.put!.revision).toBe(2n);
     expect(ok.responses[0]!.put!.version?.hlc?.wallTimeMs).toBe(1003n);
@@ -90,12 +90,12 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
     const state = KvStateStore.open(store, 'default', scheduler, failOnWriteError);
     const m = new KvStateMachine(state);
     m.apply(1, 1, txn([], [put('a', '1')]), stamp(50));
-    const r = m.apply(2, 1, txn([], [put('b', '2')]), { hlc: { wallMs: 3, logical: 0 }, nodeId: 'n2' })!;
+    const r = m.apply(2, 1, txn([], [put('b', '2')]), { hlc: { wallMs: 3, logical: 0 }, nodeId: 'n2' }) as TxnResponse;
     m.checkpoint();
     expect(r.responses[0]!.put!.version).toEqual({ hlc: { wallTimeMs: 1050n, logical: 1 }, nodeId: 'n2' });
     await state.flush();
     const restarted = machine(store);
-    const next = restarted.apply(3, 1, txn([], [put('c', '3')]), stamp(1))!;
+    const next = restarted.apply(3, 1, txn([], [put('c', '3')]), stamp(1)) as TxnResponse;
     expect(next.responses[0]!.put!.version?.hlc).toEqual({ wallTimeMs: 1050n, logical: 2 });
   });
 
@@ -122,7 +122,7 @@ describe('KvStateMachine: revisions and versions as etcd keeps them', () => {
     expect(restarted.get(b('a'))).toMatchObject({ value: b('2'), createRevision: 1, modRevision: 2, version: 2, stamp: { nodeId: 'nöde-ü' } });
     expect(restarted.get(b(Buffer.from([0, 255, 7]).toString('latin1')))!.value.toString()).toBe('binary');
     // The tail of the log is applied again from there.
-    expect(restarted.apply(3, 2, txn([], [put('a', '3')]), stamp(3))!.revision).toBe(3n);
+    expect((restarted.apply(3, 2, txn([], [put('a', '3')]), stamp(3)) as TxnResponse).revision).toBe(3n);
   });
   it('read() refuses a transaction that writes', () => {
     expect(() => machine().read(txn([], [put('k', 'v')]))).toThrow(/writes/);
@@ -216,6 +216,6 @@ describe('validateTxn: INVALID_ARGUMENT naming the field', () => {
     expect(refusal(txn([], [put('a', 'v'.repeat(40)), put('b', 'v'.repeat(40))]))).toBe('TXN_TOO_LARGE success');
     expect(refusal(txn([], [put('k', 'v'), del('k')]))).toBe('TXN_DUPLICATE_KEY success[1]');
     expect(refusal(txn([], [{}]))).toBe('TXN_OP_EMPTY success[0]');
-    expect(refusal(txn([], [{ put: { key: b('k'), value: b('v') }, get: { key: b('k') } }]))).toBe('TXN_OP_EMPTY success[0]');
+    expect(refusal(txn([], [{ put: { key: b('k'), value: b('v'), lease: 0n }, get: { key: b('k') } }]))).toBe('TXN_OP_EMPTY success[0]');
   });
 });

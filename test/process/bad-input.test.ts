@@ -162,9 +162,9 @@ describe.skipIf(!BUILT)('Txn bad input against real serve processes: INVALID_ARG
   });
 
   it('refuses a key over maxKeyBytes (1024) or empty anywhere in a transaction', async () => {
-    expect(await kv.txn({ success: [{ put: { key: key(1024), value: Buffer.from('v') } }] })).toMatchObject({ succeeded: true });
+    expect(await kv.txn({ success: [{ put: { key: key(1024), value: Buffer.from('v'), lease: 0n } }] })).toMatchObject({ succeeded: true });
     const cases: [Parameters<TestKvClient['txn']>[0], string][] = [
-      [{ success: [{ put: { key: key(1025), value: Buffer.from('v') } }] }, 'success[0].key'],
+      [{ success: [{ put: { key: key(1025), value: Buffer.from('v'), lease: 0n } }] }, 'success[0].key'],
       [{ success: [{ get: { key: key('a') } }, { delete: { key: key(4096) } }] }, 'success[1].key'],
       [{ failure: [{ get: { key: key(1025) } }] }, 'failure[0].key'],
       [{ compares: [compare({ key: key(1025) })] }, 'compares[0].key'],
@@ -198,7 +198,7 @@ describe.skipIf(!BUILT)('Txn bad input against real serve processes: INVALID_ARG
       expect(await holds({ target, result: R.COMPARE_RESULT_NOT_EQUAL, number: 0n }), `${target} != 0`).toBe(false);
     }
     // So CREATE_REVISION = 0 is "absent": put-if-absent takes once.
-    const putIfAbsent = { compares: [compare({ key: missing, target: T.COMPARE_TARGET_CREATE_REVISION, number: 0n })], success: [{ put: { key: missing, value: Buffer.from('first') } }] };
+    const putIfAbsent = { compares: [compare({ key: missing, target: T.COMPARE_TARGET_CREATE_REVISION, number: 0n })], success: [{ put: { key: missing, value: Buffer.from('first'), lease: 0n } }] };
     expect((await kv.txn(putIfAbsent)).succeeded).toBe(true);
     expect((await kv.txn(putIfAbsent)).succeeded).toBe(false);
     expect(await holds({ target: T.COMPARE_TARGET_VALUE, result: R.COMPARE_RESULT_EQUAL, value: Buffer.from('first') }, true)).toBe(true);

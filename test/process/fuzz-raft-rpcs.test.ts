@@ -323,7 +323,7 @@ describe.skipIf(!BUILT)('random and bad input to the Raft-era RPCs of live serve
         () =>
           new Promise<TxnResponse>((resolve, reject) =>
             clients[0]!.txn(
-              { keyspace: 'default', compares: [], success: [{ put: { key: Buffer.from('after-fuzz'), value } }], failure: [] },
+              { keyspace: 'default', compares: [], success: [{ put: { key: Buffer.from('after-fuzz'), value, lease: 0n } }], failure: [] },
               new Metadata(),
               { deadline: Date.now() + 5_000 },
               (err, res) => (err ? reject(err) : resolve(res)),
@@ -366,7 +366,7 @@ describe.skipIf(!BUILT)('random and bad input to the Raft-era RPCs of live serve
     const txn = (c: { target: number; result: number }, write: boolean): TxnRequest => ({
       keyspace: 'default',
       compares: [{ key: Buffer.from('k'), target: c.target as CompareTarget, result: c.result as CompareResult, value: Buffer.alloc(0), number: 0n }],
-      success: write ? [{ put: { key: Buffer.from('minus-one'), value: Buffer.from('v') } }] : [{ get: { key: Buffer.from('k') } }],
+      success: write ? [{ put: { key: Buffer.from('minus-one'), value: Buffer.from('v'), lease: 0n } }] : [{ get: { key: Buffer.from('k') } }],
       failure: [],
     });
     const call = (request: TxnRequest) =>

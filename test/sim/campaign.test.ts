@@ -30,8 +30,9 @@ function script(path: string, args: string[]): Promise<Run> {
 
 /** `npm run sim -- …`. */
 const sim = (...args: string[]) => script('scripts/sim.ts', args);
-/** `npm run sim:watch -- …`. */
-const simWatch = (...args: string[]) => script('scripts/sim-watch.ts', args);
+/** `npm run sim:watch -- …` and `npm run sim:lock -- …`. */
+const simWatch = (...args: string[]) => script('scripts/sim-checked.ts', ['watch', ...args]);
+const simLock = (...args: string[]) => script('scripts/sim-checked.ts', ['lock', ...args]);
 
 describe('npm run sim:watch', () => {
   it('runs seeds of the watch simulation and says what they did; catches the broken resume; refuses a bad flag', async () => {
@@ -44,6 +45,20 @@ describe('npm run sim:watch', () => {
     const bad = await simWatch('--seeds', 'x');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('usage: npm run sim:watch');
+  });
+});
+
+describe('npm run sim:lock', () => {
+  it('runs seeds of the lock simulation and says what they did; catches expiry by a follower clock; refuses a bad flag', async () => {
+    const run = await simLock('--seeds', '6', '--from', '1001');
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/lock campaign: 6 seeds \(1001\.\.1006\) in [\d.]+ s, 0 violations; acquisitions [1-9]\d*, holderDeaths \d+/);
+    const broken = await simLock('--seeds', '20', '--broken', 'expire-by-follower-clock');
+    expect(broken.code, broken.stdout + broken.stderr).toBe(0);
+    expect(broken.stdout).toMatch(/the broken variant was caught on seed \d+: lock\n(overlap|token-order): /);
+    const bad = await simLock('--broken', 'drop-event-on-resume');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('usage: npm run sim:lock');
   });
 });
 

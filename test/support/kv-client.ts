@@ -12,7 +12,7 @@ export class TestKvClient {
   put(key: string | Buffer, value: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer } = {}): Promise<PutResponse> {
     return new Promise((resolve, reject) =>
       this.raw.put(
-        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: opts.sessionToken ?? Buffer.alloc(0), ack: 0 },
+        { keyspace: opts.keyspace ?? 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: opts.sessionToken ?? Buffer.alloc(0), ack: 0, lease: 0n },
         new Metadata(),
         { deadline: Date.now() + (opts.timeoutMs ?? 5_000) },
         (err, res) => (err ? reject(err) : resolve(res)),

@@ -359,6 +359,7 @@ export function randomExchangeCall(
     const forward: ForwardRequest = {
       txn: r.chance(0.92) ? { ...randomTxn(r, ctx.keyspaces), keyspace: keyspace() } : undefined,
       compact: undefined,
+      lease: undefined,
       timeoutMs: weighted(r, [[80, () => r.int(200, 2_000)], [10, () => 0], [10, () => 2 ** 32 - 1]]),
     };
     let expected: Expected;

@@ -33,7 +33,7 @@ function range(c: KvServiceClient, request: Partial<RangeRequest>): Promise<Rang
 
 function put(c: KvServiceClient, key: string, value: string): Promise<number> {
   return new Promise((resolve, reject) =>
-    c.put({ keyspace: 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: Buffer.alloc(0), ack: 0 }, new Metadata(), { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(Number(res.revision)))),
+    c.put({ keyspace: 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n }, new Metadata(), { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(Number(res.revision)))),
   );
 }
 
@@ -122,7 +122,7 @@ describe('KvService.Range and Watch on a CP keyspace, over real gRPC', () => {
     await w.until(() => w.events().length >= 2);
     await put(client(1), 'cfg/a', '2');
     const txn = await new Promise<number>((resolve, reject) =>
-      client(1).txn({ keyspace: 'default', compares: [], success: [{ put: { key: Buffer.from('cfg/c'), value: Buffer.from('t') } }, { delete: { key: Buffer.from('cfg/b') } }], failure: [] }, new Metadata(), { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(Number(res.revision)))),
+      client(1).txn({ keyspace: 'default', compares: [], success: [{ put: { key: Buffer.from('cfg/c'), value: Buffer.from('t'), lease: 0n } }, { delete: { key: Buffer.from('cfg/b') } }], failure: [] }, new Metadata(), { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(Number(res.revision)))),
     );
     await w.until(() => w.events().length >= 5);
     expect(w.received[0]!.created).toBe(true);

@@ -59,7 +59,7 @@ export const demoCommand: Command = {
       return c;
     };
     const put = (id: string, key: string, value: string) =>
-      unary(client(id).put.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: Buffer.alloc(0), ack: 0 }, CALL_TIMEOUT_MS);
+      unary(client(id).put.bind(client(id)), { keyspace: 'default', key: Buffer.from(key), value: Buffer.from(value), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n }, CALL_TIMEOUT_MS);
     const status = new Map<string, ClusterServiceClient>();
     /** Waits (up to 5 s) until `id` believes at most `alive` replicas of `default` alive; false if it never does. */
     const untilAlive = async (id: string, alive: number): Promise<boolean> => {

@@ -82,7 +82,7 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
         const request = { keyspace, key: Buffer.from(key, 'utf8'), sessionToken };
         if (condition !== undefined) {
           const k = Buffer.from(key, 'utf8');
-          const res = await unary(client.txn.bind(client), { keyspace, compares: [condition], success: [{ put: { key: k, value: Buffer.from(value!, 'utf8') } }], failure: [{ get: { key: k } }] }, settings.timeoutMs);
+          const res = await unary(client.txn.bind(client), { keyspace, compares: [condition], success: [{ put: { key: k, value: Buffer.from(value!, 'utf8'), lease: 0n } }], failure: [{ get: { key: k } }] }, settings.timeoutMs);
           if (settings.json) print(true, TxnJson.toJSON(res), () => '');
           if (res.succeeded) {
             if (!settings.json) print(false, undefined, () => `OK revision ${res.revision}`);
@@ -95,7 +95,7 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
           return EXIT_COMPARE_FAILED;
         }
         if (name === 'put') {
-          const res: PutResponse = await unary(client.put.bind(client), { ...request, value: Buffer.from(value!, 'utf8'), ack: 0 }, settings.timeoutMs);
+          const res: PutResponse = await unary(client.put.bind(client), { ...request, value: Buffer.from(value!, 'utf8'), ack: 0, lease: 0n }, settings.timeoutMs);
           print(settings.json, PutJson.toJSON(res), () => `OK ${formatVersion(res.version)}${tokenLine(res.sessionToken)}`);
           return 0;
         }

@@ -52,7 +52,7 @@ export function parseOperation(text: string, flag: string): RequestOp {
   const k = Buffer.from(key, 'utf8');
   if (verb === 'put') {
     if (rest === undefined) throw new UsageError(`--${flag} ${JSON.stringify(text)}: put needs a value`);
-    return { put: { key: k, value: Buffer.from(rest, 'utf8') } };
+    return { put: { key: k, value: Buffer.from(rest, 'utf8'), lease: 0n } };
   }
   if (rest !== undefined && rest.trim() !== '') throw new UsageError(`--${flag} ${JSON.stringify(text)}: ${verb} takes only a key`);
   return verb === 'get' ? { get: { key: k } } : { delete: { key: k } };

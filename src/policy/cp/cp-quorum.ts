@@ -25,9 +25,12 @@ import { WATCH_DEFAULTS, watchStatsOf, type Watcher, type WatchLimits } from '..
 import { rangeAtRevision } from './kv-range.js';
 import type { ChangeBatch } from '../watch/change.js';
 import { majority } from '../majority.js';
-import { NotLeaderError, RaftGroup, RAFT_GROUP_DEFAULTS, type HistoryRetention, type RaftGroupStatus, type RaftGroupTiming } from './raft-group.js';
+import { LEASE_DEFAULTS, NotLeaderError, RaftGroup, RAFT_GROUP_DEFAULTS, type HistoryRetention, type LeaseLimits, type RaftGroupStatus, type RaftGroupTiming, type Renewal } from './raft-group.js';
+import type { LeaseAnswer, LeaseCall } from '../../gen/replikit/v1/replica_service.js';
+import { notFound } from '../../errors.js';
 import { validateTxn } from './txn-validation.js';
 import { versionFromWire } from '../../transport/wire.js';
+import { grpcCodeOf } from '../../transport/status.js';
 
 export interface CpQuorumOptions {
   /** Tick length, election timeout and snapshot interval; see RAFT_GROUP_DEFAULTS for each reason. */
@@ -39,6 +42,14 @@ export interface CpQuorumOptions {
   readonly historyRetention?: Partial<HistoryRetention>;
   /** Bounds on each node's watchers of the keyspace. See WATCH_DEFAULTS. */
   readonly watchLimits?: Partial<WatchLimits>;
+  /** Bounds on the keyspace's leases (TTL range, how many). See LEASE_DEFAULTS. */
+  readonly leases?: Partial<LeaseLimits>;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: followers also expire leases by their
+   * own wall clock, counting from the grant and unaware of renewals. The simulation must catch it.
+   * @default false
+   */
+  readonly unsafeExpireByFollowerClock?: boolean;
   /**
    * DELIBERATELY BROKEN, for testing the test harness only: the leader counts an entry committed
    * once it alone holds it. The simulation must catch this variant.
@@ -54,6 +65,23 @@ export interface CpQuorumOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Leases one keep-alive call renews at most: one stream's batch, bounded like a transaction. */
+const MAX_RENEWALS_PER_CALL = 10_000;
+/** Leases one LeaseList page holds at most, and by default. */
+const MAX_LEASE_PAGE = 10_000;
+const DEFAULT_LEASE_PAGE = 1_000;
+/** Keys LeaseTimeToLive lists at most (the count is always exact). */
+const MAX_LEASE_KEYS_LISTED = 10_000;
+
+function leaseNotFoundError(id: number): ReplikitError {
+  return notFound('LEASE_NOT_FOUND', `lease ${id} does not exist: it expired or was revoked (or was never granted); grant a new lease and attach its keys again`, { lease: String(id) });
+}
+
+function renewalToWire(r: Renewal): { id: bigint; ttlMs: bigint; code: number; message: string } {
+  if ('ttlMs' in r) return { id: BigInt(r.id), ttlMs: BigInt(r.ttlMs), code: 0, message: '' };
+  return { id: BigInt(r.id), ttlMs: 0n, code: grpcCodeOf(r.error), message: r.error.message };
+}
 
 /** A Raft message call to a peer gives up after this long: Raft resends, so waiting longer buys nothing. */
 const RAFT_SEND_TIMEOUT_MS = 1_000;
@@ -96,7 +124,15 @@ class CpRaftKeyspace implements KeyspacePolicy {
       timing: this.#options.timing,
       historyRetention: this.#options.historyRetention,
       watchLimits: { ...WATCH_DEFAULTS, ...this.#options.watchLimits },
-      unsafe: { unsafeCommitWithoutMajority: this.#options.unsafeCommitWithoutMajority, unsafeReadIndexWithoutQuorum: this.#options.unsafeReadIndexWithoutQuorum },
+      leaseLimits: this.#options.leases,
+      unsafe: {
+        unsafeCommitWithoutMajority: this.#options.unsafeCommitWithoutMajority,
+        unsafeReadIndexWithoutQuorum: this.#options.unsafeReadIndexWithoutQuorum,
+        unsafeExpireByFollowerClock: this.#options.unsafeExpireByFollowerClock,
+      },
+      onFollowerExpiry: (ids) => {
+        for (const id of ids) void this.leaseCall({ keyspace: ctx.keyspace, revoke: { keyspace: ctx.keyspace, id: BigInt(id) } }, { timeoutMs: 5_000 }).catch(() => {});
+      },
       onFailure: (error) => ctx.onFatal(error),
       send: (peer, messages) => {
         ctx.replicas.raft?.(peer, ctx.keyspace, messages, RAFT_SEND_TIMEOUT_MS).catch(() => {});
@@ -112,7 +148,8 @@ class CpRaftKeyspace implements KeyspacePolicy {
   }
 
   async put(key: Uint8Array, value: Uint8Array, options: OperationOptions): Promise<WriteResult> {
-    const response = await this.txn({ keyspace: this.#ctx.keyspace, compares: [], success: [{ put: { key: Buffer.from(key), value: Buffer.from(value) } }], failure: [] }, options);
+    const lease = BigInt(options.lease ?? 0);
+    const response = await this.txn({ keyspace: this.#ctx.keyspace, compares: [], success: [{ put: { key: Buffer.from(key), value: Buffer.from(value), lease } }], failure: [] }, options);
     return this.#written(response);
   }
 
@@ -147,6 +184,98 @@ class CpRaftKeyspace implements KeyspacePolicy {
       (group, remainingMs) => group.run(request, remainingMs, options.signal),
       (leader, remainingMs) => this.#forward(leader, request, remainingMs),
     );
+  }
+
+  /**
+   * A lease operation: on the leader, which alone keeps lease deadlines (lease-keeper.ts);
+   * forwarded there from a follower.
+   */
+  async leaseCall(call: LeaseCall, options: OperationOptions): Promise<LeaseAnswer> {
+    this.#checkLeaseCall(call);
+    return this.#onLeader(
+      options,
+      (group, remainingMs) => this.#leaseOnLeader(group, call, remainingMs, options.signal),
+      (leader, remainingMs) => this.#forwardLease(leader, call, remainingMs),
+    );
+  }
+
+  async forwardedLease(_from: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer> {
+    this.#checkLeaseCall(call);
+    const group = this.#group;
+    if (group === undefined) throw unavailable('NOT_LEADER', `this node is still opening ${this.#ctx.keyspace}; retry`);
+    try {
+      return await this.#leaseOnLeader(group, call, timeoutMs);
+    } catch (error: unknown) {
+      if (error instanceof NotLeaderError) throw unavailable('NOT_LEADER', `this node no longer leads ${this.#ctx.keyspace}; nothing was done; retry`);
+      throw error;
+    }
+  }
+
+  /** Refuses a malformed lease call before it goes anywhere (the leader checks again). */
+  #checkLeaseCall(call: LeaseCall): void {
+    const id = call.revoke?.id ?? call.timeToLive?.id;
+    if (id !== undefined && id === 0n) throw invalidArgument('LEASE_ID_MISSING', 'id is 0; name the lease (the id LeaseGrant answered)', { field: 'id' });
+    if (call.keepAlive?.ids.some((i) => i === 0n)) throw invalidArgument('LEASE_ID_MISSING', 'id is 0; name the lease (the id LeaseGrant answered)', { field: 'id' });
+    if (call.keepAlive !== undefined && call.keepAlive.ids.length > MAX_RENEWALS_PER_CALL) {
+      throw invalidArgument('TOO_MANY_RENEWALS', `one call renews at most ${MAX_RENEWALS_PER_CALL} leases, not ${call.keepAlive.ids.length}`, { field: 'ids' });
+    }
+    if (call.list !== undefined && call.list.limit > MAX_LEASE_PAGE) {
+      throw invalidArgument('LIMIT_TOO_LARGE', `limit is ${call.list.limit}; a page holds at most ${MAX_LEASE_PAGE} leases`, { field: 'limit' });
+    }
+    const ttl = call.grant?.ttlMs;
+    const limits = { ...LEASE_DEFAULTS, ...this.#options.leases };
+    if (ttl !== undefined && (ttl < BigInt(limits.minTtlMs) || ttl > BigInt(limits.maxTtlMs))) {
+      throw invalidArgument('LEASE_TTL_INVALID', `ttl_ms is ${ttl}; a lease lives ${limits.minTtlMs} to ${limits.maxTtlMs} ms (keep it alive to hold it longer)`, { field: 'ttl_ms' });
+    }
+    if (call.grant === undefined && call.revoke === undefined && call.keepAlive === undefined && call.timeToLive === undefined && call.list === undefined) {
+      throw invalidArgument('LEASE_CALL_EMPTY', 'the lease call names no operation');
+    }
+  }
+
+  async #leaseOnLeader(group: RaftGroup, call: LeaseCall, timeoutMs: number, signal?: AbortSignal): Promise<LeaseAnswer> {
+    if (call.grant !== undefined) {
+      const g = await group.grantLease(Number(call.grant.ttlMs), timeoutMs, signal);
+      return { grant: { id: BigInt(g.id), ttlMs: BigInt(g.ttlMs), revision: BigInt(g.revision) } };
+    }
+    if (call.revoke !== undefined) {
+      const r = await group.revokeLease(Number(call.revoke.id), timeoutMs, signal);
+      return { revoke: { revision: BigInt(r.revision), keysDeleted: r.keysDeleted } };
+    }
+    if (call.keepAlive !== undefined) {
+      const renewed = await group.renewLeases(call.keepAlive.ids.map(Number), timeoutMs);
+      return { keepAlive: { responses: renewed.map(renewalToWire) } };
+    }
+    if (call.timeToLive !== undefined) {
+      const id = Number(call.timeToLive.id);
+      const wantKeys = call.timeToLive.keys;
+      return group.linearizable(() => {
+        const lease = group.machine.lease(id);
+        if (lease === undefined) throw leaseNotFoundError(id);
+        const keys = wantKeys ? [...lease.keys].sort().slice(0, MAX_LEASE_KEYS_LISTED).map((k) => Buffer.from(k, 'latin1')) : [];
+        return { timeToLive: { id: BigInt(id), ttlMs: BigInt(lease.ttlMs), remainingMs: BigInt(Math.round(group.leaseRemaining(id) ?? lease.ttlMs)), keyCount: BigInt(lease.keys.size), keys } };
+      }, timeoutMs, signal);
+    }
+    const list = call.list!;
+    const limit = list.limit === 0 ? DEFAULT_LEASE_PAGE : list.limit;
+    const after = Number(list.afterId);
+    return group.linearizable(() => {
+      const all = group.machine.leases().filter((l) => l.id > after);
+      return { list: { leases: all.slice(0, limit).map((l) => ({ id: BigInt(l.id), ttlMs: BigInt(l.ttlMs) })), more: all.length > limit } };
+    }, timeoutMs, signal);
+  }
+
+  async #forwardLease(leader: string, call: LeaseCall, timeoutMs: number): Promise<LeaseAnswer> {
+    const forward = this.#ctx.replicas.forwardLease;
+    if (forward === undefined) throw failedPrecondition('NO_FORWARDING', 'this transport cannot forward calls to the leader');
+    try {
+      return await forward.call(this.#ctx.replicas, leader, call, timeoutMs);
+    } catch (error: unknown) {
+      if (error instanceof ReplikitError) throw error;
+      if (error instanceof PeerCallError && error.failure === 'unreachable') throw unavailable('LEADER_UNREACHABLE', `the leader ${leader} refused the connection; nothing was done; retry`);
+      const changes = call.grant !== undefined || call.revoke !== undefined;
+      if (changes) throw outcomeUnknown('FORWARD_FAILED', `the lease call was handed to the leader ${leader}, which did not answer (${toReplikitError(error).message}); it may have taken effect`);
+      throw unavailable('FORWARD_FAILED', `could not reach the leader ${leader} (${toReplikitError(error).message}); retry`);
+    }
   }
 
   async range(query: RangeQuery, options: OperationOptions): Promise<RangeResult> {
@@ -288,6 +417,12 @@ class CpRaftKeyspace implements KeyspacePolicy {
       from = page[page.length - 1]!.revision + 1;
     }
     return out;
+  }
+
+  /** Diagnostics: every lease this replica holds, with the time left by this node's keeper (leader only). */
+  leaseDebug(): { id: number; ttlMs: number; keys: number; remainingMs: number | undefined }[] | undefined {
+    const group = this.#group;
+    return group?.machine.leases().map((l) => ({ id: l.id, ttlMs: l.ttlMs, keys: l.keys.size, remainingMs: group.leaseRemaining(l.id) }));
   }
 
   raftStatus(): RaftGroupStatus | undefined {

@@ -24,7 +24,7 @@ import type { Entry, Version } from '../../storage/entry.js';
 import type { Store } from '../../storage/store.js';
 import type { ChangeBatch, ChangeEvent, ChangeSource } from '../watch/change.js';
 import type { StoredKey } from './kv-state-machine.js';
-import { bounded, readStamp, stampBytes, writeStamp } from './kv-state-store.js';
+import { bounded, LEASE_FLAG, readStamp, stampBytes, writeStamp } from './kv-state-store.js';
 
 const RECORD_FORMAT = 1;
 /** History entries removed per flush after a compaction: a short commit, however much goes. */
@@ -229,15 +229,17 @@ export function decodeBatch(revision: number, data: Uint8Array): ChangeBatch {
 }
 
 function recordBytes(k: StoredKey): number {
-  return 4 + k.key.byteLength + 24 + stampBytes(k.stamp) + 4 + k.value.byteLength;
+  return 4 + k.key.byteLength + (k.lease ? 32 : 24) + stampBytes(k.stamp) + 4 + k.value.byteLength;
 }
 
 function writeRecord(out: Buffer, at: number, k: StoredKey): number {
   at = out.writeUInt32BE(k.key.byteLength, at);
   at += Buffer.from(k.key.buffer, k.key.byteOffset, k.key.byteLength).copy(out, at);
-  at = out.writeBigUInt64BE(BigInt(k.createRevision), at);
+  // As the state's records (kv-state-store.ts): a lease sets the create revision's top bit and follows the version.
+  at = out.writeBigUInt64BE(k.lease ? BigInt(k.createRevision) | LEASE_FLAG : BigInt(k.createRevision), at);
   at = out.writeBigUInt64BE(BigInt(k.modRevision), at);
   at = out.writeBigUInt64BE(BigInt(k.version), at);
+  if (k.lease) at = out.writeBigUInt64BE(BigInt(k.lease), at);
   at = writeStamp(out, at, k.stamp);
   at = out.writeUInt32BE(k.value.byteLength, at);
   return at + Buffer.from(k.value.buffer, k.value.byteOffset, k.value.byteLength).copy(out, at);
@@ -247,13 +249,15 @@ function readRecord(buf: Buffer, at: number): [StoredKey, number] {
   const keyLength = bounded(buf, at, 4).readUInt32BE(0);
   const key = Buffer.from(bounded(buf, at + 4, keyLength));
   at += 4 + keyLength;
-  const numbers = bounded(buf, at, 24);
-  at += 24;
+  const leased = (bounded(buf, at, 8).readBigUInt64BE(0) & LEASE_FLAG) !== 0n;
+  const numbers = bounded(buf, at, leased ? 32 : 24);
+  at += leased ? 32 : 24;
   const [stamp, afterStamp] = readStamp(buf, at);
   at = afterStamp;
   const valueLength = bounded(buf, at, 4).readUInt32BE(0);
   const value = Buffer.from(bounded(buf, at + 4, valueLength));
   at += 4 + valueLength;
   const version: Version = stamp;
-  return [{ key, value, createRevision: Number(numbers.readBigUInt64BE(0)), modRevision: Number(numbers.readBigUInt64BE(8)), version: Number(numbers.readBigUInt64BE(16)), stamp: version }, at];
+  const createRevision = Number(numbers.readBigUInt64BE(0) & ~LEASE_FLAG);
+  return [{ key, value, createRevision, modRevision: Number(numbers.readBigUInt64BE(8)), version: Number(numbers.readBigUInt64BE(16)), stamp: version, ...(leased ? { lease: Number(numbers.readBigUInt64BE(24)) } : {}) }, at];
 }

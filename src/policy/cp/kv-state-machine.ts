@@ -10,6 +10,15 @@
  * the revision of its last write, and its version (writes since created). A delete removes the
  * key; putting it again starts a new life at version 1. Each revision's changes, with each key's
  * previous record, go to the state's history (kv-history.ts) and to `onChanges` (the watchers).
+ *
+ * Leases (etcd's lessor, the part every replica agrees on): a lease is granted by a command whose
+ * log index becomes its id, and ended by a revoke command (a client's, or the leader's when it
+ * expired); a key put with a lease is deleted when the lease ends, every key of it in one
+ * revision. When a lease expires is not the machine's business: only the leader keeps expiry
+ * times (lease-keeper.ts), and what it decides reaches every replica through the log. Lease
+ * records live in the state beside the keys, under {@link LEASE_KEY_PREFIX}, which client keys
+ * may not use and which Range and Watch never show; the machine keeps an index from each lease
+ * to its keys in memory, rebuilt from the state when it opens.
  */
 import {
   CompareResult,
@@ -25,6 +34,7 @@ import { compareVersion, type Version } from '../../storage/entry.js';
 import { versionToWire } from '../../transport/wire.js';
 import type { ChangeBatch, ChangeEvent } from '../watch/change.js';
 import type { KvStateMeta } from './kv-state-store.js';
+import { latin1 } from '../../storage/key-text.js';
 
 export interface StoredKey {
   readonly key: Buffer;
@@ -34,6 +44,46 @@ export interface StoredKey {
   readonly version: number;
   /** The leader's HLC and id when it proposed the write (what Put and Get report as `version`). */
   readonly stamp: Version;
+  /** The lease the key is attached to (deleted when it ends); 0 or absent for none. */
+  readonly lease?: number;
+}
+
+/**
+ * Where lease records live in the state: four 0xff bytes and "lease/", then the id (u64). Client
+ * keys starting with {@link RESERVED_KEY_PREFIX} are refused (txn-validation.ts), and scans of the
+ * state stop before it, so the records are never mistaken for keys.
+ */
+export const RESERVED_KEY_PREFIX = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+export const LEASE_KEY_PREFIX = Buffer.concat([RESERVED_KEY_PREFIX, Buffer.from('lease/')]);
+
+export function leaseKey(id: number): Buffer {
+  const key = Buffer.alloc(LEASE_KEY_PREFIX.byteLength + 8);
+  LEASE_KEY_PREFIX.copy(key);
+  key.writeBigUInt64BE(BigInt(id), LEASE_KEY_PREFIX.byteLength);
+  return key;
+}
+
+/** One lease as every replica holds it. */
+export interface LeaseState {
+  readonly id: number;
+  readonly ttlMs: number;
+  /** Its keys (latin1 text of the key bytes). */
+  readonly keys: Set<string>;
+  /** When it was granted, by the proposing leader's HLC (only the deliberately broken expiry reads it). */
+  readonly grantedWallMs: number;
+}
+
+/** What applying a transaction answers when a put names a lease that does not exist. */
+export interface LeaseNotFound {
+  readonly leaseNotFound: number;
+}
+
+/** What a revoke command answers. */
+export interface LeaseRevokeResult {
+  /** The leases that existed and ended. */
+  readonly revoked: readonly number[];
+  readonly keysDeleted: number;
+  readonly revision: number;
 }
 
 /**
@@ -47,6 +97,8 @@ export interface KvStateAccess {
   put(record: StoredKey): void;
   delete(key: Uint8Array): boolean;
   setMeta(meta: KvStateMeta): void;
+  /** Every lease record, then (only when there are leases) every key: to rebuild the lease index. */
+  scanLeases(visitLease: (record: StoredKey) => void, visitKey: (record: StoredKey) => void): void;
   /** The changes of the revision just applied (the history). */
   record(batch: ChangeBatch): void;
   /** Discards the history through `revision`; answers the compaction revision then in force. */
@@ -65,6 +117,8 @@ export class KvStateMachine {
   #lastStamp: Version;
   /** Applied entries not yet recorded in the state's metadata (see {@link checkpoint}). */
   #dirty = false;
+  /** Every lease, by id. */
+  #leases = new Map<number, LeaseState>();
 
   /** Hears each revision's changes once they are applied and recorded (the watchers). */
   readonly #onChanges: (batch: ChangeBatch) => void;
@@ -76,6 +130,7 @@ export class KvStateMachine {
     this.#appliedIndex = state.meta.appliedIndex;
     this.#appliedTerm = state.meta.appliedTerm;
     this.#lastStamp = state.meta.lastStamp;
+    this.#loadLeases();
   }
 
   get revision(): number {
@@ -101,18 +156,11 @@ export class KvStateMachine {
    * undefined). Its writes are issued to the state at once; {@link checkpoint} records the applied
    * index with them.
    */
-  apply(index: number, term: number, txn: TxnRequest, stamp: Version): TxnResponse | undefined {
-    if (index <= this.#appliedIndex) return undefined;
-    this.#appliedIndex = index;
-    this.#appliedTerm = term;
-    this.#dirty = true;
-    // Versions grow in log order, whatever the proposers' clocks did (a leader restarted with its
-    // clock stepped back, or one that had not yet seen its predecessor's last stamp): a proposal's
-    // stamp that is not past the last write's takes the next one after it. Every replica computes
-    // the same, so versions agree everywhere and order writes as the log does.
-    const effective = compareVersion(stamp, this.#lastStamp) > 0 ? stamp : { hlc: { wallMs: this.#lastStamp.hlc.wallMs, logical: this.#lastStamp.hlc.logical + 1 }, nodeId: stamp.nodeId };
+  apply(index: number, term: number, txn: TxnRequest, stamp: Version): TxnResponse | LeaseNotFound | undefined {
+    if (!this.#advance(index, term)) return undefined;
     // Every command moves it, even one that changed nothing (a delete of an absent key still
     // answers with this version).
+    const effective = this.#effective(stamp);
     this.#lastStamp = effective;
     return this.#run(txn, effective);
   }
@@ -122,19 +170,13 @@ export class KvStateMachine {
    * current revision) is discarded. Answers the compaction revision then in force.
    */
   compact(index: number, term: number, revision: number): number {
-    if (index <= this.#appliedIndex) return this.#state.compact(0);
-    this.#appliedIndex = index;
-    this.#appliedTerm = term;
-    this.#dirty = true;
+    if (!this.#advance(index, term)) return this.#state.compact(0);
     return this.#state.compact(Math.min(revision, this.#revision));
   }
 
   /** A log entry that carries no command (a leader's no-op): only the applied index moves. */
   skip(index: number, term: number): void {
-    if (index <= this.#appliedIndex) return;
-    this.#appliedIndex = index;
-    this.#appliedTerm = term;
-    this.#dirty = true;
+    this.#advance(index, term);
   }
 
   /**
@@ -156,6 +198,100 @@ export class KvStateMachine {
     this.#appliedTerm = meta.appliedTerm;
     this.#lastStamp = meta.lastStamp;
     this.#dirty = false;
+    this.#loadLeases();
+  }
+
+  #loadLeases(): void {
+    this.#leases = new Map();
+    this.#state.scanLeases(
+      (record) => {
+        const id = Number(record.key.readBigUInt64BE(LEASE_KEY_PREFIX.byteLength));
+        this.#leases.set(id, { id, ttlMs: Number(record.value.readBigUInt64BE(0)), keys: new Set(), grantedWallMs: record.stamp.hlc.wallMs });
+      },
+      (record) => {
+        if (record.lease) this.#leases.get(record.lease)?.keys.add(latin1(record.key));
+      },
+    );
+  }
+
+  /** A lease, or undefined when it does not exist (never granted, expired or revoked). */
+  lease(id: number): LeaseState | undefined {
+    return this.#leases.get(id);
+  }
+
+  /** Every lease, in id order. */
+  leases(): LeaseState[] {
+    return [...this.#leases.values()].sort((a, b) => a.id - b.id);
+  }
+
+  get leaseCount(): number {
+    return this.#leases.size;
+  }
+
+  /** Applies a lease grant of log entry `index`: the lease's id is that index. */
+  grantLease(index: number, term: number, ttlMs: number, stamp: Version): { id: number; ttlMs: number; revision: number } | undefined {
+    if (!this.#advance(index, term)) return undefined;
+    this.#lastStamp = this.#effective(stamp);
+    const record: StoredKey = { key: leaseKey(index), value: u64(ttlMs), createRevision: this.#revision, modRevision: this.#revision, version: 1, stamp: this.#lastStamp };
+    this.#state.put(record);
+    this.#leases.set(index, { id: index, ttlMs, keys: new Set(), grantedWallMs: this.#lastStamp.hlc.wallMs });
+    return { id: index, ttlMs, revision: this.#revision };
+  }
+
+  /** Applies a revoke of log entry `index`: the leases that exist end, and their keys go in one revision. */
+  revokeLeases(index: number, term: number, ids: readonly number[], stamp: Version): LeaseRevokeResult | undefined {
+    if (!this.#advance(index, term)) return undefined;
+    const effective = this.#effective(stamp);
+    this.#lastStamp = effective;
+    const next = this.#revision + 1;
+    const events: ChangeEvent[] = [];
+    const revoked: number[] = [];
+    for (const id of ids) {
+      const lease = this.#leases.get(id);
+      if (lease === undefined) continue;
+      revoked.push(id);
+      // Sorted, so that every replica deletes in one order (the history records them so).
+      for (const k of [...lease.keys].sort()) this.#deleteKey(Buffer.from(k, 'latin1'), next, effective, events);
+      this.#leases.delete(id);
+      this.#state.delete(leaseKey(id));
+    }
+    this.#publish(next, events);
+    return { revoked, keysDeleted: events.length, revision: this.#revision };
+  }
+
+  /** Moves the applied index to `index`; false for a replayed entry (at or below it), which changes nothing. */
+  #advance(index: number, term: number): boolean {
+    if (index <= this.#appliedIndex) return false;
+    this.#appliedIndex = index;
+    this.#appliedTerm = term;
+    this.#dirty = true;
+    return true;
+  }
+
+  /**
+   * Versions grow in log order, whatever the proposers' clocks did (a leader restarted with its
+   * clock stepped back, or one that had not yet seen its predecessor's last stamp): a proposal's
+   * stamp that is not past the last write's takes the next one after it. Every replica computes
+   * the same, so versions agree everywhere and order writes as the log does.
+   */
+  #effective(stamp: Version): Version {
+    return compareVersion(stamp, this.#lastStamp) > 0 ? stamp : { hlc: { wallMs: this.#lastStamp.hlc.wallMs, logical: this.#lastStamp.hlc.logical + 1 }, nodeId: stamp.nodeId };
+  }
+
+  #deleteKey(key: Buffer, next: number, stamp: Version, events: ChangeEvent[]): boolean {
+    const held = this.#state.get(key);
+    if (held === undefined || !this.#state.delete(key)) return false;
+    if (held.lease) this.#leases.get(held.lease)?.keys.delete(latin1(key));
+    events.push({ type: 'delete', kv: { key, value: EMPTY, createRevision: 0, modRevision: next, version: 0, stamp }, prev: held });
+    return true;
+  }
+
+  #publish(next: number, events: ChangeEvent[]): void {
+    if (events.length === 0) return;
+    this.#revision = next;
+    const batch = { revision: next, events };
+    this.#state.record(batch);
+    this.#onChanges(batch);
   }
 
   /**
@@ -164,18 +300,25 @@ export class KvStateMachine {
    */
   read(txn: TxnRequest): TxnResponse {
     if (writes(txn)) throw new Error('read() was given a transaction that writes');
-    return this.#run(txn, undefined);
+    return this.#run(txn, undefined) as TxnResponse;
   }
 
   /** Runs a transaction; `stamp` is undefined for a read, which then must not write. */
-  #run(txn: TxnRequest, stamp: Version | undefined): TxnResponse {
+  #run(txn: TxnRequest, stamp: Version | undefined): TxnResponse | LeaseNotFound {
     const succeeded = txn.compares.every((c) => this.#holds(c));
     const ops = succeeded ? txn.success : txn.failure;
+    // A put that names a lease that ended (or never was) fails the whole transaction, as etcd's:
+    // nothing of it is applied, the same on every replica.
+    for (const op of ops) {
+      const lease = Number(op.put?.lease ?? 0n);
+      if (lease !== 0 && !this.#leases.has(lease)) return { leaseNotFound: lease };
+    }
     const next = this.#revision + 1;
     const events: ChangeEvent[] = [];
     const responses: ResponseOp[] = ops.map((op) => {
       if (op.put !== undefined && stamp !== undefined) {
         const held = this.#state.get(op.put.key);
+        const lease = Number(op.put.lease ?? 0n);
         const kv: StoredKey = {
           key: Buffer.from(op.put.key),
           value: Buffer.from(op.put.value),
@@ -183,15 +326,19 @@ export class KvStateMachine {
           modRevision: next,
           version: (held?.version ?? 0) + 1,
           stamp,
+          ...(lease === 0 ? {} : { lease }),
         };
         this.#state.put(kv);
+        if (held?.lease !== kv.lease) {
+          const text = latin1(kv.key);
+          if (held?.lease) this.#leases.get(held.lease)?.keys.delete(text);
+          if (lease !== 0) this.#leases.get(lease)!.keys.add(text);
+        }
         events.push({ type: 'put', kv, ...(held === undefined ? {} : { prev: held }) });
         return { put: { revision: BigInt(next), version: versionToWire(stamp) } };
       }
       if (op.delete !== undefined && stamp !== undefined) {
-        const held = this.#state.get(op.delete.key);
-        const deleted = held !== undefined && this.#state.delete(op.delete.key);
-        if (deleted) events.push({ type: 'delete', kv: { key: Buffer.from(op.delete.key), value: EMPTY, createRevision: 0, modRevision: next, version: 0, stamp }, prev: held });
+        const deleted = this.#deleteKey(Buffer.from(op.delete.key), next, stamp, events);
         return { delete: { deleted: deleted ? 1 : 0, version: versionToWire(stamp) } };
       }
       if (op.get !== undefined) {
@@ -201,12 +348,7 @@ export class KvStateMachine {
       // An empty operation (the API refuses it) answers nothing, the same on every replica.
       return {};
     });
-    if (events.length > 0) {
-      this.#revision = next;
-      const batch = { revision: next, events };
-      this.#state.record(batch);
-      this.#onChanges(batch);
-    }
+    this.#publish(next, events);
     return { succeeded, responses, revision: BigInt(this.#revision) };
   }
 
@@ -255,7 +397,13 @@ export function writes(txn: TxnRequest): boolean {
 }
 
 export function keyValue(k: StoredKey): KeyValue {
-  return { key: k.key, value: k.value, createRevision: BigInt(k.createRevision), modRevision: BigInt(k.modRevision), version: BigInt(k.version), writeVersion: versionToWire(k.stamp) };
+  return { key: k.key, value: k.value, createRevision: BigInt(k.createRevision), modRevision: BigInt(k.modRevision), version: BigInt(k.version), writeVersion: versionToWire(k.stamp), lease: BigInt(k.lease ?? 0) };
+}
+
+function u64(n: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(n));
+  return out;
 }
 
 function compareNumbers(held: number, operand: bigint): number {

@@ -31,9 +31,9 @@ import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import type { Entry, Version } from '../../storage/entry.js';
 import type { Store, StoreSnapshot } from '../../storage/store.js';
 import type { ChangeBatch } from '../watch/change.js';
-import type { KeyRange } from '../watch/key-range.js';
+import { prefixEnd, type KeyRange } from '../watch/key-range.js';
 import { KvHistory } from './kv-history.js';
-import type { StoredKey } from './kv-state-machine.js';
+import { LEASE_KEY_PREFIX, RESERVED_KEY_PREFIX, type StoredKey } from './kv-state-machine.js';
 import { latin1 } from '../../storage/key-text.js';
 
 /** What the applied state covers, written with every change to it. */
@@ -140,6 +140,19 @@ export class KvStateStore {
    * answers false. One synchronous run: it sees one state.
    */
   scan(range: KeyRange, visit: (record: StoredKey) => boolean): void {
+    // Client keys end before the reserved prefix (lease records): a scan never shows what follows.
+    if (Buffer.compare(range.start, RESERVED_KEY_PREFIX) >= 0) return;
+    const end = range.end === null || Buffer.compare(range.end, RESERVED_KEY_PREFIX) > 0 ? RESERVED_KEY_PREFIX : range.end;
+    this.#scanRaw({ start: range.start, end }, visit);
+  }
+
+  scanLeases(visitLease: (record: StoredKey) => void, visitKey: (record: StoredKey) => void): void {
+    let leases = 0;
+    this.#scanRaw({ start: LEASE_KEY_PREFIX, end: prefixEnd(LEASE_KEY_PREFIX) }, (record) => (leases++, visitLease(record), true));
+    if (leases > 0) this.scan({ start: Buffer.alloc(0), end: null }, (record) => (visitKey(record), true));
+  }
+
+  #scanRaw(range: KeyRange, visit: (record: StoredKey) => boolean): void {
     // Changes the store's view may not show, newest last: pending wins over flushing.
     const overlay = new Map<string, StoredKey | null>();
     for (const m of [...this.#flushing, this.#pending]) for (const [k, v] of m) overlay.set(k, v);
@@ -450,26 +463,39 @@ function takeOffered(_held: Entry | undefined, offered: Entry): Entry {
   return offered;
 }
 
-/** A key's record as the store keeps it: create revision, mod revision, version (u64 each), then the value. */
+/**
+ * A key's record as the store keeps it: create revision, mod revision, version (u64 each), then
+ * the value. A key attached to a lease has the top bit of its create revision set (a revision
+ * never reaches it) and the lease (u64) after the version: records written before leases existed
+ * read unchanged.
+ */
+export const LEASE_FLAG = 1n << 63n;
+
 function encodeRecord(k: StoredKey): Buffer {
-  const out = Buffer.allocUnsafe(24 + k.value.byteLength);
-  out.writeBigUInt64BE(BigInt(k.createRevision), 0);
+  const header = k.lease ? 32 : 24;
+  const out = Buffer.allocUnsafe(header + k.value.byteLength);
+  out.writeBigUInt64BE(k.lease ? BigInt(k.createRevision) | LEASE_FLAG : BigInt(k.createRevision), 0);
   out.writeBigUInt64BE(BigInt(k.modRevision), 8);
   out.writeBigUInt64BE(BigInt(k.version), 16);
-  Buffer.from(k.value.buffer, k.value.byteOffset, k.value.byteLength).copy(out, 24);
+  if (k.lease) out.writeBigUInt64BE(BigInt(k.lease), 24);
+  Buffer.from(k.value.buffer, k.value.byteOffset, k.value.byteLength).copy(out, header);
   return out;
 }
 
 function decodeRecord(key: Uint8Array, record: Uint8Array, stamp: Version): StoredKey {
   const buf = Buffer.from(record.buffer, record.byteOffset, record.byteLength);
-  if (buf.byteLength < 24) throw new RangeError(`a CP key's record is ${buf.byteLength} bytes, shorter than its header`);
+  const create = buf.byteLength >= 8 ? buf.readBigUInt64BE(0) : 0n;
+  const leased = (create & LEASE_FLAG) !== 0n;
+  const header = leased ? 32 : 24;
+  if (buf.byteLength < header) throw new RangeError(`a CP key's record is ${buf.byteLength} bytes, shorter than its header`);
   return {
     key: Buffer.from(key.buffer, key.byteOffset, key.byteLength),
-    value: buf.subarray(24),
-    createRevision: Number(buf.readBigUInt64BE(0)),
+    value: buf.subarray(header),
+    createRevision: Number(create & ~LEASE_FLAG),
     modRevision: Number(buf.readBigUInt64BE(8)),
     version: Number(buf.readBigUInt64BE(16)),
     stamp,
+    ...(leased ? { lease: Number(buf.readBigUInt64BE(24)) } : {}),
   };
 }
 

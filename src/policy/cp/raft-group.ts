@@ -11,7 +11,7 @@
  */
 import type { HybridLogicalClock, Scheduler, TimerHandle } from '../../clock/index.js';
 import { versionFromWire, versionToWire } from '../../transport/wire.js';
-import { invalidArgument, outcomeUnknown, ReplikitError, unavailable } from '../../errors.js';
+import { invalidArgument, notFound, outcomeUnknown, ReplikitError, resourceExhausted, unavailable } from '../../errors.js';
 import { RaftCommand } from '../../gen/replikit/v1/replica_service.js';
 import type { TxnRequest, TxnResponse } from '../../gen/replikit/v1/kv_service.js';
 import type { Logger } from '../../logging/logger.js';
@@ -19,7 +19,8 @@ import { RaftCore, type RaftConfig } from '../../raft/raft-core.js';
 import type { LogEntry, RaftMessage, RaftNodeId, RaftRole, Ready } from '../../raft/types.js';
 import type { RaftLogStore } from '../../storage/raft-log-store.js';
 import type { Store } from '../../storage/store.js';
-import { KvStateMachine, writes } from './kv-state-machine.js';
+import { KvStateMachine, writes, type LeaseNotFound, type LeaseRevokeResult } from './kv-state-machine.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { WatchHub, WATCH_DEFAULTS, type WatchLimits } from '../watch/watch-hub.js';
 import type { KvHistory } from './kv-history.js';
 import { KvStateStore } from './kv-state-store.js';
@@ -85,9 +86,46 @@ export interface RaftGroupOptions {
   readonly historyRetention?: Partial<HistoryRetention>;
   /** Watch limits (see WATCH_DEFAULTS). */
   readonly watchLimits?: WatchLimits;
+  /** Lease limits (see LEASE_DEFAULTS). */
+  readonly leaseLimits?: Partial<LeaseLimits>;
+  /**
+   * Hears leases this follower's own clock says expired, under the deliberately broken
+   * `unsafeExpireByFollowerClock` only (the caller has them revoked through the leader).
+   */
+  readonly onFollowerExpiry?: (ids: number[]) => void;
   /** Deliberately broken variants, for proving the simulation catches them. */
-  readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum'>;
+  readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum'> & {
+    /**
+     * DELIBERATELY BROKEN: each follower also expires leases by its own wall clock, counting from
+     * the grant and never hearing renewals (which go to the leader): live leases are revoked.
+     */
+    readonly unsafeExpireByFollowerClock?: boolean;
+  };
 }
+
+/** Bounds on a keyspace's leases. */
+export interface LeaseLimits {
+  /**
+   * The shortest TTL granted: 1 s. A lease must outlive a network round trip and a commit with a
+   * wide margin, or its holder loses it while renewing; etcd's minimum is comparable (1.5 ×
+   * its election timeout).
+   */
+  readonly minTtlMs: number;
+  /** The longest: one hour. A holder that dies holds its lock this long at most. */
+  readonly maxTtlMs: number;
+  /**
+   * Leases a keyspace holds at most: 100,000. Each costs every replica about 200 bytes of memory
+   * and the leader a deadline; a client that leaks leases meets this instead of the node's memory.
+   */
+  readonly maxLeases: number;
+}
+
+export const LEASE_DEFAULTS: LeaseLimits = { minTtlMs: 1_000, maxTtlMs: 3_600_000, maxLeases: 100_000 };
+/** Leases revoked per log entry when many expire at once: one entry stays small (8 bytes each). */
+const EXPIRE_BATCH = 1_000;
+
+/** One lease renewal's answer. */
+export type Renewal = { readonly id: number; readonly ttlMs: number } | { readonly id: number; readonly error: ReplikitError };
 
 const EMPTY = new Uint8Array(0);
 
@@ -129,7 +167,16 @@ export interface CompactResult {
   readonly revision: number;
 }
 
-interface PendingProposal extends Waiter<TxnResponse | CompactResult> {
+/** What a lease grant answers. */
+export interface LeaseGrantResult {
+  readonly id: number;
+  readonly ttlMs: number;
+  readonly revision: number;
+}
+
+type ProposalResult = TxnResponse | CompactResult | LeaseGrantResult | LeaseRevokeResult;
+
+interface PendingProposal extends Waiter<ProposalResult> {
   readonly term: number;
 }
 
@@ -200,6 +247,13 @@ export class RaftGroup {
   #durableLastIndex = 0;
   #retentionTimer: TimerHandle | undefined;
   #compactionProposed = 0;
+  readonly #keeper = new LeaseKeeper();
+  readonly #leaseLimits: LeaseLimits;
+  /** Renewals waiting for the next leadership confirmation, and whether one is under way. */
+  #renewals: { readonly ids: readonly number[]; readonly resolve: (r: Renewal[]) => void; readonly reject: (e: unknown) => void }[] = [];
+  #confirmingRenewals = false;
+  /** Under the broken follower-clock expiry: leases this follower already asked to revoke. */
+  readonly #followerExpired = new Set<number>();
 
   private constructor(options: RaftGroupOptions, core: RaftCore, state: KvStateStore, snapshotIndex: number) {
     this.#o = options;
@@ -209,6 +263,7 @@ export class RaftGroup {
     this.#hub = new WatchHub(state.history, options.scheduler, options.watchLimits ?? WATCH_DEFAULTS);
     this.#machine = new KvStateMachine(state, (batch) => this.#hub.publish(batch));
     this.#retention = { ...HISTORY_RETENTION_DEFAULTS, ...options.historyRetention };
+    this.#leaseLimits = { ...LEASE_DEFAULTS, ...options.leaseLimits };
     this.#snapshotIndex = snapshotIndex;
     this.#transfers = new SnapshotTransfers({
       selfId: options.selfId,
@@ -348,6 +403,81 @@ export class RaftGroup {
     return this.#propose({ compact: { keyspace: this.#o.keyspace, revision: BigInt(revision) } }, timeoutMs, signal) as Promise<CompactResult>;
   }
 
+  /** The lease limits in force. */
+  get leaseLimits(): LeaseLimits {
+    return this.#leaseLimits;
+  }
+
+  /** On the leader: grants a lease through the log; its id is the entry's index. */
+  grantLease(ttlMs: number, timeoutMs: number, signal?: AbortSignal): Promise<LeaseGrantResult> {
+    const { minTtlMs, maxTtlMs, maxLeases } = this.#leaseLimits;
+    if (!Number.isInteger(ttlMs) || ttlMs < minTtlMs || ttlMs > maxTtlMs) {
+      throw invalidArgument('LEASE_TTL_INVALID', `ttl_ms is ${ttlMs}; a lease lives ${minTtlMs} to ${maxTtlMs} ms (keep it alive to hold it longer)`, { field: 'ttl_ms' });
+    }
+    if (this.#machine.leaseCount >= maxLeases) {
+      throw resourceExhausted('TOO_MANY_LEASES', `${this.#o.keyspace} holds ${this.#machine.leaseCount} leases, its limit; revoke leases no longer needed (replikit lease list shows them)`);
+    }
+    return this.#propose({ leaseGrant: { ttlMs: BigInt(ttlMs) } }, timeoutMs, signal) as Promise<LeaseGrantResult>;
+  }
+
+  /** On the leader: revokes lease `id` through the log, deleting its keys; NOT_FOUND when it does not exist. */
+  async revokeLease(id: number, timeoutMs: number, signal?: AbortSignal): Promise<LeaseRevokeResult> {
+    if (this.#machine.lease(id) === undefined && this.#core.role === 'leader') throw leaseNotFound(id);
+    const result = (await this.#propose({ leaseRevoke: { ids: [BigInt(id)], expired: false } }, timeoutMs, signal)) as LeaseRevokeResult;
+    if (result.revoked.length === 0) throw leaseNotFound(id);
+    return result;
+  }
+
+  /**
+   * On the leader: renews leases for their TTL. Answered once a ReadIndex round started after
+   * this call confirmed that this node still leads (see lease-keeper.ts for why); renewals that
+   * arrive meanwhile share the next round. Throws {@link NotLeaderError} on a follower.
+   */
+  renewLeases(ids: readonly number[], timeoutMs: number): Promise<Renewal[]> {
+    this.#assertOpen();
+    if (this.#core.role !== 'leader') throw new NotLeaderError(this.#core.leader);
+    return new Promise<Renewal[]>((resolve, reject) => {
+      this.#renewals.push({ ids, resolve, reject });
+      this.#confirmRenewals(timeoutMs);
+    });
+  }
+
+  #confirmRenewals(timeoutMs: number): void {
+    if (this.#confirmingRenewals || this.#renewals.length === 0) return;
+    this.#confirmingRenewals = true;
+    const batch = this.#renewals;
+    this.#renewals = [];
+    const answer = () => {
+      const now = this.#o.scheduler.nowMs();
+      return batch.map((b) => b.ids.map((id): Renewal => {
+        const lease = this.#machine.lease(id);
+        if (lease === undefined) return { id, error: leaseNotFound(id) };
+        const renewed = this.#keeper.renew(id, lease.ttlMs, now);
+        if (renewed.ok) return { id, ttlMs: renewed.ttlMs };
+        if (renewed.why === 'expired') return { id, error: notFound('LEASE_EXPIRED', `lease ${id} expired and is being revoked; grant a new lease and attach its keys again`) };
+        return { id, error: unavailable('NOT_LEADER', `this node stopped leading ${this.#o.keyspace} before renewing lease ${id}; keep it alive again`) };
+      }));
+    };
+    let confirmed: Promise<Renewal[][]>;
+    try {
+      confirmed = this.linearizable(answer, timeoutMs);
+    } catch (error: unknown) {
+      confirmed = Promise.reject(error);
+    }
+    confirmed.then(
+      (answers) => batch.forEach((b, i) => b.resolve(answers[i]!)),
+      (error: unknown) => batch.forEach((b) => b.reject(error)),
+    ).finally(() => {
+      this.#confirmingRenewals = false;
+      this.#confirmRenewals(timeoutMs);
+    });
+  }
+
+  /** Milliseconds lease `id` has left by this leader's clock; undefined on a follower. */
+  leaseRemaining(id: number): number | undefined {
+    return this.#keeper.remaining(id, this.#o.scheduler.nowMs());
+  }
+
   /** The keyspace's history on this node (what Range at a past revision and catching-up watchers read). */
   get history(): KvHistory {
     return this.#state.history;
@@ -456,7 +586,7 @@ export class RaftGroup {
     this.#state.close();
   }
 
-  #propose(command: Pick<RaftCommand, 'txn' | 'compact'>, timeoutMs: number, signal?: AbortSignal): Promise<TxnResponse | CompactResult> {
+  #propose(command: Partial<Pick<RaftCommand, 'txn' | 'compact' | 'leaseGrant' | 'leaseRevoke'>>, timeoutMs: number, signal?: AbortSignal): Promise<ProposalResult> {
     this.#assertOpen();
     const data = RaftCommand.encode({ ...command, version: versionToWire({ hlc: this.#o.clock.now(), nodeId: this.#o.selfId }) }).finish();
     const result = this.#core.propose(data);
@@ -466,7 +596,7 @@ export class RaftGroup {
       throw unavailable('TOO_MANY_PENDING', `the leader of ${this.#o.keyspace} has too many uncommitted writes; retry`);
     }
     this.#kick();
-    return new Promise<TxnResponse | CompactResult>((resolve, reject) => {
+    return new Promise<ProposalResult>((resolve, reject) => {
       const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
         if (!this.#proposals.delete(result.index)) return;
         reject(outcomeUnknown('COMMIT_TIMEOUT', `the write was proposed at index ${result.index} but not committed within ${timeoutMs} ms; it may still be`));
@@ -510,7 +640,30 @@ export class RaftGroup {
       this.#core.tick();
       this.#kick();
       this.#scheduleTick();
+      this.#expireLeases();
     });
+  }
+
+  /** On the leader, once a tick: leases past their deadline are revoked through the log. */
+  #expireLeases(): void {
+    if (this.#o.unsafe?.unsafeExpireByFollowerClock && this.#core.role !== 'leader') {
+      // The deliberately broken variant: this follower's own wall clock, from the grant, unaware of renewals.
+      const wall = this.#o.clock.now().wallMs;
+      const due = this.#machine.leases().filter((l) => !this.#followerExpired.has(l.id) && wall >= l.grantedWallMs + l.ttlMs).map((l) => l.id);
+      for (const id of due) this.#followerExpired.add(id);
+      if (due.length > 0) this.#o.onFollowerExpiry?.(due);
+    }
+    if (this.#core.role !== 'leader') return;
+    for (;;) {
+      const due = this.#keeper.due(this.#o.scheduler.nowMs(), EXPIRE_BATCH);
+      if (due.length === 0) return;
+      try {
+        this.#propose({ leaseRevoke: { ids: due.map(BigInt), expired: true } }, 10 * this.#timing.tickMs * this.#timing.electionTicks).catch(() => this.#keeper.retry(due));
+      } catch {
+        this.#keeper.retry(due);
+        return;
+      }
+    }
   }
 
   /**
@@ -655,12 +808,18 @@ export class RaftGroup {
   }
 
   #apply(entry: LogEntry): void {
-    let response: TxnResponse | CompactResult | undefined;
+    let response: ProposalResult | LeaseNotFound | undefined;
     this.#appliedBytesSinceCompaction += entry.data.byteLength;
     const command = entry.kind === 'command' ? this.#decodeCommand(entry) : undefined;
     if (command?.txn !== undefined) response = this.#machine.apply(entry.index, entry.term, command.txn, command.version);
     else if (command?.compact !== undefined) response = { compactRevision: this.#machine.compact(entry.index, entry.term, command.compact), revision: this.#machine.revision };
-    else this.#machine.skip(entry.index, entry.term);
+    else if (command?.leaseGrant !== undefined) {
+      response = this.#machine.grantLease(entry.index, entry.term, command.leaseGrant, command.version);
+      if (response !== undefined) this.#keeper.granted(response.id, response.ttlMs, this.#o.scheduler.nowMs());
+    } else if (command?.leaseRevoke !== undefined) {
+      response = this.#machine.revokeLeases(entry.index, entry.term, command.leaseRevoke, command.version);
+      this.#keeper.revoked(command.leaseRevoke);
+    } else this.#machine.skip(entry.index, entry.term);
     const waiting = this.#proposals.get(entry.index);
     if (waiting === undefined) return;
     this.#proposals.delete(entry.index);
@@ -668,7 +827,8 @@ export class RaftGroup {
     if (waiting.term === entry.term && response !== undefined) {
       this.stats.commits++;
       this.stats.commitMs += this.#o.scheduler.nowMs() - waiting.proposedAt;
-      waiting.resolve(response);
+      if ('leaseNotFound' in response) waiting.reject(leaseNotFound(response.leaseNotFound));
+      else waiting.resolve(response);
     } else {
       // Another leader's entry took the index: ours was cut from the log and can never commit.
       waiting.reject(unavailable('LEADER_CHANGED', `leadership of ${this.#o.keyspace} changed before the write was committed; it was not applied`));
@@ -681,11 +841,13 @@ export class RaftGroup {
    * newer version's command or a forged entry can be one, and stopping every replica that applies
    * it, again after each restart, would turn one bad entry into a lost keyspace.
    */
-  #decodeCommand(entry: LogEntry): { txn?: TxnRequest; compact?: number; version: ReturnType<typeof versionFromWire> } | undefined {
+  #decodeCommand(entry: LogEntry): { txn?: TxnRequest; compact?: number; leaseGrant?: number; leaseRevoke?: number[]; version: ReturnType<typeof versionFromWire> } | undefined {
     try {
       const command = RaftCommand.decode(entry.data);
       const version = versionFromWire(command.version, `log entry ${entry.index}'s version`);
       if (command.compact !== undefined) return { compact: Number(command.compact.revision), version };
+      if (command.leaseGrant !== undefined) return { leaseGrant: Number(command.leaseGrant.ttlMs), version };
+      if (command.leaseRevoke !== undefined) return { leaseRevoke: command.leaseRevoke.ids.map(Number), version };
       if (command.txn === undefined) throw new Error('it holds no transaction');
       return { txn: command.txn, version };
     } catch (error: unknown) {
@@ -716,6 +878,10 @@ export class RaftGroup {
     this.#role = soft.role;
     this.#leader = soft.leader;
     if (this.#leader !== undefined) for (const wake of [...this.#leaderWaiters]) wake();
+    // Lease deadlines are the leader's alone (lease-keeper.ts): a new leader gives every lease
+    // its TTL plus one election time (the longest an election takes) from now.
+    if (!wasLeader && soft.role === 'leader') this.#keeper.lead(this.#machine.leases(), this.#o.scheduler.nowMs(), 2 * this.#timing.electionTicks * this.#timing.tickMs);
+    if (wasLeader && soft.role !== 'leader') this.#keeper.stepDown();
     if (wasLeader && soft.role !== 'leader') {
       this.#transfers.stopSending();
       // A deposed leader cannot confirm reads any more: they fail now (nothing was read) rather
@@ -770,6 +936,10 @@ export class RaftGroup {
     this.#reads.clear();
     this.#o.onFailure(error);
   }
+}
+
+export function leaseNotFound(id: number): ReplikitError {
+  return notFound('LEASE_NOT_FOUND', `lease ${id} does not exist: it expired or was revoked (or was never granted); grant a new lease and attach its keys again`, { lease: String(id) });
 }
 
 /** Rejects what a replica was never meant to be asked (a guard for the transport's dispatch). */

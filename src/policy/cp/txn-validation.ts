@@ -5,6 +5,7 @@
  */
 import { CompareResult, CompareTarget, type RequestOp, type TxnRequest } from '../../gen/replikit/v1/kv_service.js';
 import { invalidArgument } from '../../errors.js';
+import { RESERVED_KEY_PREFIX } from './kv-state-machine.js';
 
 /**
  * At most this many compares, and this many operations per branch: etcd's default (--max-txn-ops
@@ -94,5 +95,8 @@ function checkKey(key: Uint8Array, field: string, limits: TxnLimits): void {
   if (key.byteLength === 0) throw invalidArgument('KEY_EMPTY', `${field} is empty; keys are 1 to ${limits.maxKeyBytes} bytes`, { field });
   if (key.byteLength > limits.maxKeyBytes) {
     throw invalidArgument('KEY_TOO_LARGE', `${field} is ${key.byteLength} bytes; the limit (maxKeyBytes) is ${limits.maxKeyBytes}`, { field });
+  }
+  if (key.byteLength >= RESERVED_KEY_PREFIX.byteLength && RESERVED_KEY_PREFIX.equals(key.subarray(0, RESERVED_KEY_PREFIX.byteLength))) {
+    throw invalidArgument('KEY_RESERVED', `${field} starts with the bytes ff ff ff ff, which CP keyspaces keep for their own records (leases); choose another key`, { field });
   }
 }

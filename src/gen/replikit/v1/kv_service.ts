@@ -341,6 +341,11 @@ export interface PutRequest {
   sessionToken: Buffer;
   /** The acknowledgement level for AP keyspaces; ignored by the others. */
   ack: AckLevel;
+  /**
+   * CP keyspaces only: the lease (LeaseService) the key is attached to; 0 for none. The key is
+   * deleted when the lease expires or is revoked. NOT_FOUND when the lease does not exist.
+   */
+  lease: bigint;
 }
 
 /** PutResponse answers a PutRequest. */
@@ -473,6 +478,8 @@ export interface TxnPut {
   key: Buffer;
   /** The value. */
   value: Buffer;
+  /** The lease the key is attached to (as PutRequest.lease); 0 for none. */
+  lease: bigint;
 }
 
 /** TxnGet reads one key inside a transaction. */
@@ -500,7 +507,11 @@ export interface KeyValue {
   /** Writes since it was created (1 after the first put). */
   version: bigint;
   /** The version (HLC stamp and proposer) its last write carries, as Put and Get report it. */
-  writeVersion: Version | undefined;
+  writeVersion:
+    | Version
+    | undefined;
+  /** The lease the key is attached to; 0 for none. */
+  lease: bigint;
 }
 
 /** ResponseOp answers one RequestOp, in order. */
@@ -727,7 +738,14 @@ export interface CompactResponse {
 }
 
 function createBasePutRequest(): PutRequest {
-  return { keyspace: "", key: Buffer.alloc(0), value: Buffer.alloc(0), sessionToken: Buffer.alloc(0), ack: 0 };
+  return {
+    keyspace: "",
+    key: Buffer.alloc(0),
+    value: Buffer.alloc(0),
+    sessionToken: Buffer.alloc(0),
+    ack: 0,
+    lease: 0n,
+  };
 }
 
 export const PutRequest: MessageFns<PutRequest> = {
@@ -746,6 +764,12 @@ export const PutRequest: MessageFns<PutRequest> = {
     }
     if (message.ack !== 0) {
       writer.uint32(40).int32(message.ack);
+    }
+    if (message.lease !== 0n) {
+      if (BigInt.asUintN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.lease);
     }
     return writer;
   },
@@ -803,6 +827,14 @@ export const PutRequest: MessageFns<PutRequest> = {
             message.ack = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lease = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -826,6 +858,7 @@ export const PutRequest: MessageFns<PutRequest> = {
         ? Buffer.from(bytesFromBase64(object.session_token))
         : Buffer.alloc(0),
       ack: isSet(object.ack) ? ackLevelFromJSON(object.ack) : 0,
+      lease: isSet(object.lease) ? BigInt(object.lease) : 0n,
     };
   },
 
@@ -845,6 +878,9 @@ export const PutRequest: MessageFns<PutRequest> = {
     }
     if (message.ack !== 0) {
       obj.ack = ackLevelToJSON(message.ack);
+    }
+    if (message.lease !== 0n) {
+      obj.lease = message.lease.toString();
     }
     return obj;
   },
@@ -1803,7 +1839,7 @@ export const RequestOp: MessageFns<RequestOp> = {
 };
 
 function createBaseTxnPut(): TxnPut {
-  return { key: Buffer.alloc(0), value: Buffer.alloc(0) };
+  return { key: Buffer.alloc(0), value: Buffer.alloc(0), lease: 0n };
 }
 
 export const TxnPut: MessageFns<TxnPut> = {
@@ -1813,6 +1849,12 @@ export const TxnPut: MessageFns<TxnPut> = {
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
+    }
+    if (message.lease !== 0n) {
+      if (BigInt.asUintN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.lease);
     }
     return writer;
   },
@@ -1846,6 +1888,14 @@ export const TxnPut: MessageFns<TxnPut> = {
             message.value = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lease = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1862,6 +1912,7 @@ export const TxnPut: MessageFns<TxnPut> = {
     return {
       key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
       value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      lease: isSet(object.lease) ? BigInt(object.lease) : 0n,
     };
   },
 
@@ -1872,6 +1923,9 @@ export const TxnPut: MessageFns<TxnPut> = {
     }
     if (message.value.length !== 0) {
       obj.value = base64FromBytes(message.value);
+    }
+    if (message.lease !== 0n) {
+      obj.lease = message.lease.toString();
     }
     return obj;
   },
@@ -2001,6 +2055,7 @@ function createBaseKeyValue(): KeyValue {
     modRevision: 0n,
     version: 0n,
     writeVersion: undefined,
+    lease: 0n,
   };
 }
 
@@ -2032,6 +2087,12 @@ export const KeyValue: MessageFns<KeyValue> = {
     }
     if (message.writeVersion !== undefined) {
       Version.encode(message.writeVersion, writer.uint32(50).fork()).join();
+    }
+    if (message.lease !== 0n) {
+      if (BigInt.asUintN(64, message.lease) !== message.lease) {
+        throw new globalThis.Error("value provided for field message.lease of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.lease);
     }
     return writer;
   },
@@ -2097,6 +2158,14 @@ export const KeyValue: MessageFns<KeyValue> = {
             message.writeVersion = Version.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.lease = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2129,6 +2198,7 @@ export const KeyValue: MessageFns<KeyValue> = {
         : isSet(object.write_version)
         ? Version.fromJSON(object.write_version)
         : undefined,
+      lease: isSet(object.lease) ? BigInt(object.lease) : 0n,
     };
   },
 
@@ -2151,6 +2221,9 @@ export const KeyValue: MessageFns<KeyValue> = {
     }
     if (message.writeVersion !== undefined) {
       obj.writeVersion = Version.toJSON(message.writeVersion);
+    }
+    if (message.lease !== 0n) {
+      obj.lease = message.lease.toString();
     }
     return obj;
   },

@@ -21,6 +21,17 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { CompactRequest, CompactResponse, TxnRequest, TxnResponse } from "./kv_service.js";
+import {
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseKeepAliveResponse,
+  LeaseListRequest,
+  LeaseListResponse,
+  LeaseRevokeRequest,
+  LeaseRevokeResponse,
+  LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
+} from "./lease_service.js";
 import { Entry, Hlc, VectorClock, Version } from "./types.js";
 
 export const protobufPackage = "replikit.v1";
@@ -496,7 +507,11 @@ export interface ExchangeResponse {
     | TxnResponse
     | undefined;
   /** The leader's answer to a forwarded Compact. */
-  compact?: CompactResponse | undefined;
+  compact?:
+    | CompactResponse
+    | undefined;
+  /** The leader's answer to a forwarded lease call. */
+  lease?: LeaseAnswer | undefined;
 }
 
 /** RaftRequest carries Raft messages from one node to another for one CP keyspace's group. */
@@ -523,7 +538,83 @@ export interface ForwardRequest {
   /** The millisecond budget the client has left; the leader gives up past it. */
   timeoutMs: number;
   /** Instead of `txn`: a client's Compact, for the leader to put in the log. */
-  compact: CompactRequest | undefined;
+  compact:
+    | CompactRequest
+    | undefined;
+  /** Instead of `txn`: a lease call, for the leader (which alone keeps leases' expiry times). */
+  lease: LeaseCall | undefined;
+}
+
+/** LeaseGrantCommand is a lease granted, as the log holds it. */
+export interface LeaseGrantCommand {
+  /** The time to live in milliseconds. */
+  ttlMs: bigint;
+}
+
+/** LeaseRevokeCommand is leases ended, as the log holds it. */
+export interface LeaseRevokeCommand {
+  /** The leases. */
+  ids: bigint[];
+  /** True when the leader expired them; false when a client revoked them. */
+  expired: boolean;
+}
+
+/** LeaseCall is a lease operation a follower hands to the leader. */
+export interface LeaseCall {
+  /** The keyspace. */
+  keyspace: string;
+  /** Grant. */
+  grant?:
+    | LeaseGrantRequest
+    | undefined;
+  /** Revoke. */
+  revoke?:
+    | LeaseRevokeRequest
+    | undefined;
+  /** Renew these leases. */
+  keepAlive?:
+    | LeaseRenewals
+    | undefined;
+  /** TimeToLive. */
+  timeToLive?:
+    | LeaseTimeToLiveRequest
+    | undefined;
+  /** List. */
+  list?: LeaseListRequest | undefined;
+}
+
+/** LeaseRenewals names leases to renew. */
+export interface LeaseRenewals {
+  /** The leases. */
+  ids: bigint[];
+}
+
+/** LeaseRenewed answers LeaseRenewals, one response per id, in order. */
+export interface LeaseRenewed {
+  /** The answers. */
+  responses: LeaseKeepAliveResponse[];
+}
+
+/** LeaseAnswer is the leader's answer to a LeaseCall. */
+export interface LeaseAnswer {
+  /** To grant. */
+  grant?:
+    | LeaseGrantResponse
+    | undefined;
+  /** To revoke. */
+  revoke?:
+    | LeaseRevokeResponse
+    | undefined;
+  /** To keep_alive. */
+  keepAlive?:
+    | LeaseRenewed
+    | undefined;
+  /** To time_to_live. */
+  timeToLive?:
+    | LeaseTimeToLiveResponse
+    | undefined;
+  /** To list. */
+  list?: LeaseListResponse | undefined;
 }
 
 /** RaftEntry is one log entry. */
@@ -603,6 +694,17 @@ export interface RaftCommand {
   /** A compaction of the keyspace's history (CompactRequest.revision), the same on every replica. */
   compact?:
     | CompactRequest
+    | undefined;
+  /** A lease granted: its id is this entry's log index. */
+  leaseGrant?:
+    | LeaseGrantCommand
+    | undefined;
+  /**
+   * Leases ended (revoked by a client, or expired as the leader decided): their keys are deleted
+   * in one revision.
+   */
+  leaseRevoke?:
+    | LeaseRevokeCommand
     | undefined;
   /**
    * The version (the leader's HLC when it proposed the command, and its id) that the command's
@@ -2052,6 +2154,7 @@ function createBaseExchangeResponse(): ExchangeResponse {
     raft: undefined,
     forward: undefined,
     compact: undefined,
+    lease: undefined,
   };
 }
 
@@ -2083,6 +2186,9 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
     }
     if (message.compact !== undefined) {
       CompactResponse.encode(message.compact, writer.uint32(66).fork()).join();
+    }
+    if (message.lease !== undefined) {
+      LeaseAnswer.encode(message.lease, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2164,6 +2270,14 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
             message.compact = CompactResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lease = LeaseAnswer.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2186,6 +2300,7 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
       raft: isSet(object.raft) ? RaftResponse.fromJSON(object.raft) : undefined,
       forward: isSet(object.forward) ? TxnResponse.fromJSON(object.forward) : undefined,
       compact: isSet(object.compact) ? CompactResponse.fromJSON(object.compact) : undefined,
+      lease: isSet(object.lease) ? LeaseAnswer.fromJSON(object.lease) : undefined,
     };
   },
 
@@ -2214,6 +2329,9 @@ export const ExchangeResponse: MessageFns<ExchangeResponse> = {
     }
     if (message.compact !== undefined) {
       obj.compact = CompactResponse.toJSON(message.compact);
+    }
+    if (message.lease !== undefined) {
+      obj.lease = LeaseAnswer.toJSON(message.lease);
     }
     return obj;
   },
@@ -2341,7 +2459,7 @@ export const RaftResponse: MessageFns<RaftResponse> = {
 };
 
 function createBaseForwardRequest(): ForwardRequest {
-  return { txn: undefined, timeoutMs: 0, compact: undefined };
+  return { txn: undefined, timeoutMs: 0, compact: undefined, lease: undefined };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -2354,6 +2472,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.compact !== undefined) {
       CompactRequest.encode(message.compact, writer.uint32(26).fork()).join();
+    }
+    if (message.lease !== undefined) {
+      LeaseCall.encode(message.lease, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2395,6 +2516,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.compact = CompactRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lease = LeaseCall.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2416,6 +2545,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         ? globalThis.Number(object.timeout_ms)
         : 0,
       compact: isSet(object.compact) ? CompactRequest.fromJSON(object.compact) : undefined,
+      lease: isSet(object.lease) ? LeaseCall.fromJSON(object.lease) : undefined,
     };
   },
 
@@ -2429,6 +2559,577 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.compact !== undefined) {
       obj.compact = CompactRequest.toJSON(message.compact);
+    }
+    if (message.lease !== undefined) {
+      obj.lease = LeaseCall.toJSON(message.lease);
+    }
+    return obj;
+  },
+};
+
+function createBaseLeaseGrantCommand(): LeaseGrantCommand {
+  return { ttlMs: 0n };
+}
+
+export const LeaseGrantCommand: MessageFns<LeaseGrantCommand> = {
+  encode(message: LeaseGrantCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ttlMs !== 0n) {
+      if (BigInt.asUintN(64, message.ttlMs) !== message.ttlMs) {
+        throw new globalThis.Error("value provided for field message.ttlMs of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.ttlMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseGrantCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseGrantCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ttlMs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseGrantCommand {
+    return { ttlMs: isSet(object.ttlMs) ? BigInt(object.ttlMs) : isSet(object.ttl_ms) ? BigInt(object.ttl_ms) : 0n };
+  },
+
+  toJSON(message: LeaseGrantCommand): unknown {
+    const obj: any = {};
+    if (message.ttlMs !== 0n) {
+      obj.ttlMs = message.ttlMs.toString();
+    }
+    return obj;
+  },
+};
+
+function createBaseLeaseRevokeCommand(): LeaseRevokeCommand {
+  return { ids: [], expired: false };
+}
+
+export const LeaseRevokeCommand: MessageFns<LeaseRevokeCommand> = {
+  encode(message: LeaseRevokeCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ids.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.ids) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field ids of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.expired !== false) {
+      writer.uint32(16).bool(message.expired);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseRevokeCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseRevokeCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.ids.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.ids.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expired = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseRevokeCommand {
+    return {
+      ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => BigInt(e)) : [],
+      expired: isSet(object.expired) ? globalThis.Boolean(object.expired) : false,
+    };
+  },
+
+  toJSON(message: LeaseRevokeCommand): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids.map((e) => e.toString());
+    }
+    if (message.expired !== false) {
+      obj.expired = message.expired;
+    }
+    return obj;
+  },
+};
+
+function createBaseLeaseCall(): LeaseCall {
+  return {
+    keyspace: "",
+    grant: undefined,
+    revoke: undefined,
+    keepAlive: undefined,
+    timeToLive: undefined,
+    list: undefined,
+  };
+}
+
+export const LeaseCall: MessageFns<LeaseCall> = {
+  encode(message: LeaseCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.grant !== undefined) {
+      LeaseGrantRequest.encode(message.grant, writer.uint32(18).fork()).join();
+    }
+    if (message.revoke !== undefined) {
+      LeaseRevokeRequest.encode(message.revoke, writer.uint32(26).fork()).join();
+    }
+    if (message.keepAlive !== undefined) {
+      LeaseRenewals.encode(message.keepAlive, writer.uint32(34).fork()).join();
+    }
+    if (message.timeToLive !== undefined) {
+      LeaseTimeToLiveRequest.encode(message.timeToLive, writer.uint32(42).fork()).join();
+    }
+    if (message.list !== undefined) {
+      LeaseListRequest.encode(message.list, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.grant = LeaseGrantRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.revoke = LeaseRevokeRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keepAlive = LeaseRenewals.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timeToLive = LeaseTimeToLiveRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.list = LeaseListRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseCall {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      grant: isSet(object.grant) ? LeaseGrantRequest.fromJSON(object.grant) : undefined,
+      revoke: isSet(object.revoke) ? LeaseRevokeRequest.fromJSON(object.revoke) : undefined,
+      keepAlive: isSet(object.keepAlive)
+        ? LeaseRenewals.fromJSON(object.keepAlive)
+        : isSet(object.keep_alive)
+        ? LeaseRenewals.fromJSON(object.keep_alive)
+        : undefined,
+      timeToLive: isSet(object.timeToLive)
+        ? LeaseTimeToLiveRequest.fromJSON(object.timeToLive)
+        : isSet(object.time_to_live)
+        ? LeaseTimeToLiveRequest.fromJSON(object.time_to_live)
+        : undefined,
+      list: isSet(object.list) ? LeaseListRequest.fromJSON(object.list) : undefined,
+    };
+  },
+
+  toJSON(message: LeaseCall): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.grant !== undefined) {
+      obj.grant = LeaseGrantRequest.toJSON(message.grant);
+    }
+    if (message.revoke !== undefined) {
+      obj.revoke = LeaseRevokeRequest.toJSON(message.revoke);
+    }
+    if (message.keepAlive !== undefined) {
+      obj.keepAlive = LeaseRenewals.toJSON(message.keepAlive);
+    }
+    if (message.timeToLive !== undefined) {
+      obj.timeToLive = LeaseTimeToLiveRequest.toJSON(message.timeToLive);
+    }
+    if (message.list !== undefined) {
+      obj.list = LeaseListRequest.toJSON(message.list);
+    }
+    return obj;
+  },
+};
+
+function createBaseLeaseRenewals(): LeaseRenewals {
+  return { ids: [] };
+}
+
+export const LeaseRenewals: MessageFns<LeaseRenewals> = {
+  encode(message: LeaseRenewals, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ids.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.ids) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field ids of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseRenewals {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseRenewals();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.ids.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.ids.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseRenewals {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => BigInt(e)) : [] };
+  },
+
+  toJSON(message: LeaseRenewals): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids.map((e) => e.toString());
+    }
+    return obj;
+  },
+};
+
+function createBaseLeaseRenewed(): LeaseRenewed {
+  return { responses: [] };
+}
+
+export const LeaseRenewed: MessageFns<LeaseRenewed> = {
+  encode(message: LeaseRenewed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.responses) {
+      LeaseKeepAliveResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseRenewed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseRenewed();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.responses.push(LeaseKeepAliveResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseRenewed {
+    return {
+      responses: globalThis.Array.isArray(object?.responses)
+        ? object.responses.map((e: any) => LeaseKeepAliveResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LeaseRenewed): unknown {
+    const obj: any = {};
+    if (message.responses?.length) {
+      obj.responses = message.responses.map((e) => LeaseKeepAliveResponse.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseLeaseAnswer(): LeaseAnswer {
+  return { grant: undefined, revoke: undefined, keepAlive: undefined, timeToLive: undefined, list: undefined };
+}
+
+export const LeaseAnswer: MessageFns<LeaseAnswer> = {
+  encode(message: LeaseAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.grant !== undefined) {
+      LeaseGrantResponse.encode(message.grant, writer.uint32(10).fork()).join();
+    }
+    if (message.revoke !== undefined) {
+      LeaseRevokeResponse.encode(message.revoke, writer.uint32(18).fork()).join();
+    }
+    if (message.keepAlive !== undefined) {
+      LeaseRenewed.encode(message.keepAlive, writer.uint32(26).fork()).join();
+    }
+    if (message.timeToLive !== undefined) {
+      LeaseTimeToLiveResponse.encode(message.timeToLive, writer.uint32(34).fork()).join();
+    }
+    if (message.list !== undefined) {
+      LeaseListResponse.encode(message.list, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.grant = LeaseGrantResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.revoke = LeaseRevokeResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keepAlive = LeaseRenewed.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeToLive = LeaseTimeToLiveResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.list = LeaseListResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseAnswer {
+    return {
+      grant: isSet(object.grant) ? LeaseGrantResponse.fromJSON(object.grant) : undefined,
+      revoke: isSet(object.revoke) ? LeaseRevokeResponse.fromJSON(object.revoke) : undefined,
+      keepAlive: isSet(object.keepAlive)
+        ? LeaseRenewed.fromJSON(object.keepAlive)
+        : isSet(object.keep_alive)
+        ? LeaseRenewed.fromJSON(object.keep_alive)
+        : undefined,
+      timeToLive: isSet(object.timeToLive)
+        ? LeaseTimeToLiveResponse.fromJSON(object.timeToLive)
+        : isSet(object.time_to_live)
+        ? LeaseTimeToLiveResponse.fromJSON(object.time_to_live)
+        : undefined,
+      list: isSet(object.list) ? LeaseListResponse.fromJSON(object.list) : undefined,
+    };
+  },
+
+  toJSON(message: LeaseAnswer): unknown {
+    const obj: any = {};
+    if (message.grant !== undefined) {
+      obj.grant = LeaseGrantResponse.toJSON(message.grant);
+    }
+    if (message.revoke !== undefined) {
+      obj.revoke = LeaseRevokeResponse.toJSON(message.revoke);
+    }
+    if (message.keepAlive !== undefined) {
+      obj.keepAlive = LeaseRenewed.toJSON(message.keepAlive);
+    }
+    if (message.timeToLive !== undefined) {
+      obj.timeToLive = LeaseTimeToLiveResponse.toJSON(message.timeToLive);
+    }
+    if (message.list !== undefined) {
+      obj.list = LeaseListResponse.toJSON(message.list);
     }
     return obj;
   },
@@ -3070,7 +3771,7 @@ export const RaftMessage: MessageFns<RaftMessage> = {
 };
 
 function createBaseRaftCommand(): RaftCommand {
-  return { txn: undefined, compact: undefined, version: undefined };
+  return { txn: undefined, compact: undefined, leaseGrant: undefined, leaseRevoke: undefined, version: undefined };
 }
 
 export const RaftCommand: MessageFns<RaftCommand> = {
@@ -3080,6 +3781,12 @@ export const RaftCommand: MessageFns<RaftCommand> = {
     }
     if (message.compact !== undefined) {
       CompactRequest.encode(message.compact, writer.uint32(26).fork()).join();
+    }
+    if (message.leaseGrant !== undefined) {
+      LeaseGrantCommand.encode(message.leaseGrant, writer.uint32(34).fork()).join();
+    }
+    if (message.leaseRevoke !== undefined) {
+      LeaseRevokeCommand.encode(message.leaseRevoke, writer.uint32(42).fork()).join();
     }
     if (message.version !== undefined) {
       Version.encode(message.version, writer.uint32(18).fork()).join();
@@ -3116,6 +3823,22 @@ export const RaftCommand: MessageFns<RaftCommand> = {
             message.compact = CompactRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.leaseGrant = LeaseGrantCommand.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.leaseRevoke = LeaseRevokeCommand.decode(reader, reader.uint32());
+            continue;
+          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -3140,6 +3863,16 @@ export const RaftCommand: MessageFns<RaftCommand> = {
     return {
       txn: isSet(object.txn) ? TxnRequest.fromJSON(object.txn) : undefined,
       compact: isSet(object.compact) ? CompactRequest.fromJSON(object.compact) : undefined,
+      leaseGrant: isSet(object.leaseGrant)
+        ? LeaseGrantCommand.fromJSON(object.leaseGrant)
+        : isSet(object.lease_grant)
+        ? LeaseGrantCommand.fromJSON(object.lease_grant)
+        : undefined,
+      leaseRevoke: isSet(object.leaseRevoke)
+        ? LeaseRevokeCommand.fromJSON(object.leaseRevoke)
+        : isSet(object.lease_revoke)
+        ? LeaseRevokeCommand.fromJSON(object.lease_revoke)
+        : undefined,
       version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
     };
   },
@@ -3151,6 +3884,12 @@ export const RaftCommand: MessageFns<RaftCommand> = {
     }
     if (message.compact !== undefined) {
       obj.compact = CompactRequest.toJSON(message.compact);
+    }
+    if (message.leaseGrant !== undefined) {
+      obj.leaseGrant = LeaseGrantCommand.toJSON(message.leaseGrant);
+    }
+    if (message.leaseRevoke !== undefined) {
+      obj.leaseRevoke = LeaseRevokeCommand.toJSON(message.leaseRevoke);
     }
     if (message.version !== undefined) {
       obj.version = Version.toJSON(message.version);

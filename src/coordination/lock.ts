@@ -1,0 +1,61 @@
+/**
+ * Locks (LockService, and `node.lock(name)` embedded): a mutex held by a lease, with a fencing
+ * token. The queue and its safety argument are in waiting-queue.ts; this adds the deadline, the
+ * withdrawal of a waiter that gave up, and release.
+ */
+import { failedPrecondition, invalidArgument, notFound, outcomeUnknown } from '../errors.js';
+import type { CallOptions, NodeCore } from '../node/node-core.js';
+import { checkLease, checkName, queuePrefix, WaitExpired, WaitingQueue } from './waiting-queue.js';
+
+/** What Lock answers. */
+export interface LockGrant {
+  /** The key that holds the lock (give it to release). */
+  readonly key: Buffer;
+  /** Larger than every token issued before for this lock: pass it to what the lock protects. */
+  readonly fencingToken: number;
+  /** The keyspace's revision when the lock was found held. */
+  readonly revision: number;
+}
+
+const LOCK_KEY_PREFIX = Buffer.from('_lock/');
+
+/**
+ * Acquires lock `name` for `lease`, waiting until it is free or the call's time runs out; then the
+ * waiter's entry is withdrawn and the call fails with DEADLINE_EXCEEDED.
+ */
+export async function acquireLock(node: NodeCore, keyspace: string, name: string, lease: unknown, options: CallOptions): Promise<LockGrant> {
+  checkName(name, 'lock');
+  const leaseId = checkLease(lease);
+  const scheduler = node.runtime.scheduler;
+  const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
+  const deadline = scheduler.nowMs() + budget;
+  const queue = new WaitingQueue(node, keyspace, queuePrefix('lock', name));
+  const mine = await queue.join(leaseId, Buffer.alloc(0), { ...options, timeoutMs: budget });
+  try {
+    const revision = await queue.waitForHead(mine, deadline, options.signal, () => leaseEnded(leaseId, name));
+    return { key: mine.key, fencingToken: mine.createRevision, revision };
+  } catch (error: unknown) {
+    if (!(error instanceof WaitExpired)) throw error;
+    // Withdraw, or the entry would become the holder later for a caller that has gone. In the
+    // background: the caller's deadline has passed; if this fails, the lease still bounds it.
+    void queue.leave(mine, { timeoutMs: node.settings.requestTimeoutMs }).catch(() => {});
+    throw outcomeUnknown('LOCK_WAIT_EXPIRED', `lock ${JSON.stringify(name)} was not acquired within ${budget} ms; its waiting entry was withdrawn; try again with a longer deadline`);
+  }
+}
+
+/** Releases the lock held by `key` (or withdraws a waiter); FAILED_PRECONDITION when nothing holds it. */
+export async function releaseLock(node: NodeCore, keyspace: string, key: Uint8Array, options: CallOptions): Promise<number> {
+  const k = Buffer.from(key);
+  if (k.byteLength <= LOCK_KEY_PREFIX.byteLength || !k.subarray(0, LOCK_KEY_PREFIX.byteLength).equals(LOCK_KEY_PREFIX)) {
+    throw invalidArgument('NOT_A_LOCK_KEY', `key ${JSON.stringify(k.toString('latin1'))} is not a lock's key (those start with "_lock/"); give the key Lock answered`, { field: 'key' });
+  }
+  const revision = await new WaitingQueue(node, keyspace, LOCK_KEY_PREFIX).leave({ key: k }, options);
+  if (revision === undefined) {
+    throw failedPrecondition('LOCK_NOT_HELD', `the lock held by ${JSON.stringify(k.toString('latin1'))} is not held: it was released already, or its lease expired (another holder may have it now); nothing was done`);
+  }
+  return revision;
+}
+
+function leaseEnded(lease: number, name: string) {
+  return notFound('LEASE_NOT_FOUND', `lease ${lease} ended while waiting for lock ${JSON.stringify(name)} (it expired or was revoked); grant a new lease and ask again`, { lease: String(lease) });
+}

@@ -1,0 +1,163 @@
+/**
+ * The queue under locks and elections (etcd's concurrency recipes, run inside the node): each
+ * contender puts one key under the queue's prefix, attached to its lease; the contender whose key
+ * is oldest (smallest create revision) is at the head. A contender that is not waits for the
+ * deletion of the key just before its own — released, resigned, or deleted with its lease — and
+ * looks again, so one release wakes one waiter (no herd), by a watch rather than by polling.
+ *
+ * Why it is safe: keys are created through the Raft log, so create revisions order contenders
+ * the same on every replica; the head is decided by a linearizable Range, which sees every
+ * deletion committed before it; a contender's key exists only while its lease lives, and a lease
+ * ends only by a revoke committed through the log, which the leader decides (lease-keeper.ts).
+ * The head's create revision is larger than that of every earlier head (revisions only grow), so
+ * it serves as a fencing token.
+ */
+import type { Scheduler } from '../clock/index.js';
+import { CompareResult, CompareTarget, type TxnResponse } from '../gen/replikit/v1/kv_service.js';
+import { invalidArgument, outcomeUnknown, ReplikitError } from '../errors.js';
+import type { CallOptions, NodeCore } from '../node/node-core.js';
+import type { StoredKey } from '../policy/cp/kv-state-machine.js';
+
+/** A name of a lock or an election: what follows `_lock/` or `_election/` in its keys. */
+export const MAX_NAME_BYTES = 256;
+
+export function checkName(name: unknown, what: 'lock' | 'election'): string {
+  if (typeof name !== 'string' || name.length === 0) throw invalidArgument('NAME_MISSING', `name is empty; name the ${what}`, { field: 'name' });
+  const bytes = Buffer.byteLength(name);
+  if (bytes > MAX_NAME_BYTES) throw invalidArgument('NAME_TOO_LONG', `name is ${bytes} bytes; a ${what} name has at most ${MAX_NAME_BYTES}`, { field: 'name' });
+  if (name.startsWith('/') || name.endsWith('/')) throw invalidArgument('NAME_INVALID', `name ${JSON.stringify(name)} starts or ends with "/"; drop it`, { field: 'name' });
+  return name;
+}
+
+export function checkLease(lease: unknown): number {
+  const n = typeof lease === 'bigint' ? Number(lease) : lease;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
+    throw invalidArgument('LEASE_MISSING', `lease must be the id of a lease you hold (LeaseGrant answers one), not ${String(lease)}`, { field: 'lease' });
+  }
+  return n;
+}
+
+/** The queue's prefix: `_lock/<name>/` or `_election/<name>/`. */
+export function queuePrefix(kind: 'lock' | 'election', name: string): Buffer {
+  return Buffer.from(`_${kind}/${name}/`, 'utf8');
+}
+
+/** A contender's key: the prefix and its lease id in 16 hex digits (so keys sort by lease id). */
+export function contenderKey(prefix: Buffer, lease: number): Buffer {
+  return Buffer.concat([prefix, Buffer.from(lease.toString(16).padStart(16, '0'), 'latin1')]);
+}
+
+export interface Contender {
+  readonly key: Buffer;
+  readonly createRevision: number;
+  readonly lease: number;
+}
+
+export class WaitingQueue {
+  constructor(
+    private readonly node: NodeCore,
+    private readonly keyspace: string,
+    private readonly prefix: Buffer,
+  ) {}
+
+  private get scheduler(): Scheduler {
+    return this.node.runtime.scheduler;
+  }
+
+  /**
+   * Puts this contender's key (with `value`, attached to `lease`) unless it is there already — a
+   * retry after a lost answer keeps its place — and answers it.
+   */
+  async join(lease: number, value: Buffer, options: CallOptions): Promise<Contender> {
+    const key = contenderKey(this.prefix, lease);
+    const response: TxnResponse = await this.node.txn(
+      {
+        keyspace: this.keyspace,
+        compares: [{ key, target: CompareTarget.COMPARE_TARGET_CREATE_REVISION, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.alloc(0), number: 0n }],
+        success: [{ put: { key, value, lease: BigInt(lease) } }],
+        failure: [{ get: { key } }],
+      },
+      options,
+    );
+    if (response.succeeded) return { key, createRevision: Number(response.responses[0]!.put!.revision), lease };
+    const held = response.responses[0]?.get?.kv;
+    if (held === undefined) throw outcomeUnknown('QUEUE_RACE', 'the queue entry vanished while joining; retry');
+    return { key, createRevision: Number(held.createRevision), lease };
+  }
+
+  /** Every contender, oldest first, at one revision (a linearizable Range, page by page). */
+  async contenders(options: CallOptions): Promise<{ readonly revision: number; readonly all: StoredKey[] }> {
+    const all: StoredKey[] = [];
+    let continuation: Uint8Array | undefined;
+    let revision = 0;
+    do {
+      const page = await this.node.range(this.keyspace, { key: this.prefix, prefix: true, continuation }, options);
+      revision = page.revision;
+      all.push(...page.kvs);
+      continuation = page.continuation;
+    } while (continuation !== undefined);
+    all.sort((a, b) => a.createRevision - b.createRevision);
+    return { revision, all };
+  }
+
+  /**
+   * Waits until `mine` heads the queue; answers the revision at which it did. Throws NOT_FOUND
+   * when its key is gone (its lease ended), and DEADLINE_EXCEEDED at `deadlineMs` (the caller
+   * withdraws).
+   */
+  async waitForHead(mine: Contender, deadlineMs: number, signal: AbortSignal | undefined, leaseGone: () => ReplikitError): Promise<number> {
+    for (;;) {
+      const left = () => deadlineMs - this.scheduler.nowMs();
+      if (left() <= 0 || signal?.aborted) throw new WaitExpired();
+      const { revision, all } = await this.contenders({ timeoutMs: left(), signal });
+      const at = all.findIndex((k) => k.key.equals(mine.key) && k.createRevision === mine.createRevision);
+      if (at < 0) throw leaseGone();
+      if (at === 0) return revision;
+      await this.#awaitDeletion(all[at - 1]!.key, revision, deadlineMs, signal);
+    }
+  }
+
+  /** Resolves once `key` is deleted after `revision` (or the watch ends: the caller looks again). */
+  async #awaitDeletion(key: Buffer, revision: number, deadlineMs: number, signal: AbortSignal | undefined): Promise<void> {
+    const left = deadlineMs - this.scheduler.nowMs();
+    if (left <= 0) throw new WaitExpired();
+    const watcher = await this.node.watch(this.keyspace, { key, startRevision: revision + 1 }, { timeoutMs: left, signal });
+    const timer = this.scheduler.setTimer(left, () => watcher.cancel());
+    const abort = () => watcher.cancel();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      for await (const message of watcher) {
+        if (message.kind === 'events' && message.events.some((e) => e.event.type === 'delete')) return;
+      }
+    } catch {
+      // The watch ended (the node stopped serving the keyspace, or it fell behind): look again.
+    } finally {
+      timer.cancel();
+      signal?.removeEventListener('abort', abort);
+      watcher.cancel();
+    }
+  }
+
+  /** Deletes `mine` if it is still the same key (same create revision); answers the revision, or undefined when it was gone. */
+  async leave(mine: { readonly key: Buffer; readonly createRevision?: number }, options: CallOptions): Promise<number | undefined> {
+    const response = await this.node.txn(
+      {
+        keyspace: this.keyspace,
+        compares: [
+          mine.createRevision === undefined
+            ? { key: mine.key, target: CompareTarget.COMPARE_TARGET_CREATE_REVISION, result: CompareResult.COMPARE_RESULT_GREATER, value: Buffer.alloc(0), number: 0n }
+            : { key: mine.key, target: CompareTarget.COMPARE_TARGET_CREATE_REVISION, result: CompareResult.COMPARE_RESULT_EQUAL, value: Buffer.alloc(0), number: BigInt(mine.createRevision) },
+        ],
+        success: [{ delete: { key: mine.key } }],
+        failure: [],
+      },
+      options,
+    );
+    return response.succeeded ? Number(response.revision) : undefined;
+  }
+}
+
+/** The wait reached its deadline (or its caller gave up). */
+export class WaitExpired extends Error {
+  override readonly name = 'WaitExpired';
+}
