@@ -7,7 +7,7 @@ import { CompareResult, CompareTarget } from '../gen/replikit/v1/kv_service.js';
 import { failedPrecondition, invalidArgument, notFound, outcomeUnknown } from '../errors.js';
 import type { CallOptions, NodeCore } from '../node/node-core.js';
 import { keyValue, type StoredKey } from '../policy/cp/kv-state-machine.js';
-import { checkLease, checkName, queuePrefix, WaitExpired, WaitingQueue } from './waiting-queue.js';
+import { checkLease, checkName, queuePrefix, requireCp, WaitExpired, WaitingQueue } from './waiting-queue.js';
 
 /** One campaigner's candidacy (what Proclaim and Resign name). */
 export interface LeaderKey {
@@ -22,6 +22,7 @@ export interface LeaderKey {
 export async function campaign(node: NodeCore, keyspace: string, name: string, lease: unknown, value: Uint8Array, options: CallOptions): Promise<LeaderKey> {
   checkName(name, 'election');
   const leaseId = checkLease(lease);
+  requireCp(node, keyspace, 'election');
   const scheduler = node.runtime.scheduler;
   const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
   const deadline = scheduler.nowMs() + budget;
@@ -32,8 +33,9 @@ export async function campaign(node: NodeCore, keyspace: string, name: string, l
   try {
     await queue.waitForHead(mine, deadline, options.signal, () => notFound('LEASE_NOT_FOUND', `lease ${leaseId} ended while campaigning in ${JSON.stringify(name)}; grant a new lease and campaign again`, { lease: String(leaseId) }));
   } catch (error: unknown) {
-    if (!(error instanceof WaitExpired)) throw error;
+    // Whatever ended the wait, the candidacy is withdrawn (see acquireLock).
     void queue.leave(mine, { timeoutMs: node.settings.requestTimeoutMs }).catch(() => {});
+    if (!(error instanceof WaitExpired)) throw error;
     throw outcomeUnknown('CAMPAIGN_EXPIRED', `the campaign in ${JSON.stringify(name)} did not win within ${budget} ms; the candidacy was withdrawn; campaign again`);
   }
   return leader;
@@ -42,6 +44,7 @@ export async function campaign(node: NodeCore, keyspace: string, name: string, l
 /** Changes the leader's value; FAILED_PRECONDITION when `leader` no longer leads. */
 export async function proclaim(node: NodeCore, keyspace: string, leader: LeaderKey, value: Uint8Array, options: CallOptions): Promise<number> {
   checkLeaderKey(leader);
+  requireCp(node, keyspace, 'election');
   const response = await node.txn(
     {
       keyspace,
@@ -58,6 +61,7 @@ export async function proclaim(node: NodeCore, keyspace: string, leader: LeaderK
 /** Gives up leadership (or a candidacy); FAILED_PRECONDITION when it was gone already. */
 export async function resign(node: NodeCore, keyspace: string, leader: LeaderKey, options: CallOptions): Promise<number> {
   checkLeaderKey(leader);
+  requireCp(node, keyspace, 'election');
   const revision = await new WaitingQueue(node, keyspace, queuePrefix('election', leader.name)).leave({ key: leader.key, createRevision: leader.revision }, options);
   if (revision === undefined) throw notLeading(leader);
   return revision;
@@ -66,6 +70,7 @@ export async function resign(node: NodeCore, keyspace: string, leader: LeaderKey
 /** The current leader of `name`, or undefined when nobody campaigns. */
 export async function currentLeader(node: NodeCore, keyspace: string, name: string, options: CallOptions): Promise<{ readonly kv: StoredKey | undefined; readonly revision: number }> {
   checkName(name, 'election');
+  requireCp(node, keyspace, 'election');
   const { revision, all } = await new WaitingQueue(node, keyspace, queuePrefix('election', name)).contenders(options);
   return { kv: all[0], revision };
 }
@@ -84,6 +89,7 @@ export interface LeaderChange {
  */
 export async function* observe(node: NodeCore, keyspace: string, name: string, signal: AbortSignal): AsyncGenerator<LeaderChange> {
   checkName(name, 'election');
+  requireCp(node, keyspace, 'election');
   const prefix = queuePrefix('election', name);
   const queue = new WaitingQueue(node, keyspace, prefix);
   // `null` until the first announcement; then the leader last announced (undefined: none).

@@ -5,7 +5,7 @@
  */
 import { failedPrecondition, invalidArgument, notFound, outcomeUnknown } from '../errors.js';
 import type { CallOptions, NodeCore } from '../node/node-core.js';
-import { checkLease, checkName, queuePrefix, WaitExpired, WaitingQueue } from './waiting-queue.js';
+import { checkLease, checkName, queuePrefix, requireCp, WaitExpired, WaitingQueue } from './waiting-queue.js';
 
 /** What Lock answers. */
 export interface LockGrant {
@@ -26,6 +26,7 @@ const LOCK_KEY_PREFIX = Buffer.from('_lock/');
 export async function acquireLock(node: NodeCore, keyspace: string, name: string, lease: unknown, options: CallOptions): Promise<LockGrant> {
   checkName(name, 'lock');
   const leaseId = checkLease(lease);
+  requireCp(node, keyspace, 'lock');
   const scheduler = node.runtime.scheduler;
   const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
   const deadline = scheduler.nowMs() + budget;
@@ -35,16 +36,18 @@ export async function acquireLock(node: NodeCore, keyspace: string, name: string
     const revision = await queue.waitForHead(mine, deadline, options.signal, () => leaseEnded(leaseId, name));
     return { key: mine.key, fencingToken: mine.createRevision, revision };
   } catch (error: unknown) {
-    if (!(error instanceof WaitExpired)) throw error;
-    // Withdraw, or the entry would become the holder later for a caller that has gone. In the
-    // background: the caller's deadline has passed; if this fails, the lease still bounds it.
+    // Whatever ended the wait, withdraw, or the entry would become the holder later for a caller
+    // that has gone. In the background: the caller's deadline may have passed; if this fails,
+    // the lease still bounds it.
     void queue.leave(mine, { timeoutMs: node.settings.requestTimeoutMs }).catch(() => {});
+    if (!(error instanceof WaitExpired)) throw error;
     throw outcomeUnknown('LOCK_WAIT_EXPIRED', `lock ${JSON.stringify(name)} was not acquired within ${budget} ms; its waiting entry was withdrawn; try again with a longer deadline`);
   }
 }
 
 /** Releases the lock held by `key` (or withdraws a waiter); FAILED_PRECONDITION when nothing holds it. */
 export async function releaseLock(node: NodeCore, keyspace: string, key: Uint8Array, options: CallOptions): Promise<number> {
+  requireCp(node, keyspace, 'lock');
   const k = Buffer.from(key);
   if (k.byteLength <= LOCK_KEY_PREFIX.byteLength || !k.subarray(0, LOCK_KEY_PREFIX.byteLength).equals(LOCK_KEY_PREFIX)) {
     throw invalidArgument('NOT_A_LOCK_KEY', `key ${JSON.stringify(k.toString('latin1'))} is not a lock's key (those start with "_lock/"); give the key Lock answered`, { field: 'key' });

@@ -14,7 +14,7 @@
  */
 import type { Scheduler } from '../clock/index.js';
 import { CompareResult, CompareTarget, type TxnResponse } from '../gen/replikit/v1/kv_service.js';
-import { invalidArgument, outcomeUnknown, ReplikitError } from '../errors.js';
+import { failedPrecondition, invalidArgument, notFound, outcomeUnknown, ReplikitError } from '../errors.js';
 import type { CallOptions, NodeCore } from '../node/node-core.js';
 import type { StoredKey } from '../policy/cp/kv-state-machine.js';
 
@@ -27,6 +27,13 @@ export function checkName(name: unknown, what: 'lock' | 'election'): string {
   if (bytes > MAX_NAME_BYTES) throw invalidArgument('NAME_TOO_LONG', `name is ${bytes} bytes; a ${what} name has at most ${MAX_NAME_BYTES}`, { field: 'name' });
   if (name.startsWith('/') || name.endsWith('/')) throw invalidArgument('NAME_INVALID', `name ${JSON.stringify(name)} starts or ends with "/"; drop it`, { field: 'name' });
   return name;
+}
+
+/** Locks and elections need a CP keyspace: NOT_FOUND for none, FAILED_PRECONDITION for another policy. */
+export function requireCp(node: NodeCore, keyspace: string, what: 'lock' | 'election'): void {
+  const bound = node.keyspaceNames().find((k) => k.name === keyspace);
+  if (bound === undefined) throw notFound('UNKNOWN_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} does not exist on this node; name one of ${node.keyspaceNames().map((k) => k.name).join(', ')}`);
+  if (bound.policy !== 'cp') throw failedPrecondition('COORDINATION_NOT_SUPPORTED', `keyspace ${JSON.stringify(keyspace)} is ${bound.policy}; a ${what} needs a CP keyspace (linearizable, with leases)`);
 }
 
 export function checkLease(lease: unknown): number {
@@ -109,7 +116,16 @@ export class WaitingQueue {
     for (;;) {
       const left = () => deadlineMs - this.scheduler.nowMs();
       if (left() <= 0 || signal?.aborted) throw new WaitExpired();
-      const { revision, all } = await this.contenders({ timeoutMs: left(), signal });
+      let read: { readonly revision: number; readonly all: StoredKey[] };
+      try {
+        read = await this.contenders({ timeoutMs: left(), signal });
+      } catch (error: unknown) {
+        // A read cut short by the deadline (timers fire a fraction early; a forwarded read may
+        // be left a millisecond) is the deadline, not a failure of its own.
+        if (left() <= 1 || signal?.aborted) throw new WaitExpired();
+        throw error;
+      }
+      const { revision, all } = read;
       const at = all.findIndex((k) => k.key.equals(mine.key) && k.createRevision === mine.createRevision);
       if (at < 0) throw leaseGone();
       if (at === 0) return revision;
