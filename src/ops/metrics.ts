@@ -120,6 +120,9 @@ export class NodeMetrics {
     perKeyspace('replikit_watch_events_delivered', 'Events handed to watch streams, since start.', stat('watchEventsDelivered'));
     perKeyspace('replikit_cp_revision', "The keyspace's revision as this node has applied it (CP keyspaces).", stat('revision'));
     perKeyspace('replikit_cp_compact_revision', 'History is kept after this revision (CP keyspaces; see Compact and historyRetention).', stat('compactRevision'));
+    perKeyspace('replikit_leases', 'Leases the keyspace holds, as this node has applied it (CP keyspaces).', stat('leases'));
+    perKeyspace('replikit_leases_expired', 'Leases ended by expiry (the leader decided, the log carried it), as this node applied them, since start.', stat('leasesExpired'));
+    perKeyspace('replikit_lease_renewals', 'Lease renewals this node confirmed as leader, since start.', stat('leaseRenewals'));
     perKeyspace('replikit_raft_applied_index', 'The highest log index this node has applied (CP keyspaces).', stat('appliedIndex'));
     perKeyspace('replikit_keyspace_quorum_reachable', '1 when enough replicas of the keyspace are alive for a quorum (or may be, during startup), else 0.', (k) =>
       source.quorum(k.name).state === 'unreachable' ? 0 : 1,

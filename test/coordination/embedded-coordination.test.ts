@@ -52,6 +52,8 @@ describe('leases', () => {
     const took = Date.now() - started;
     expect(took).toBeLessThan(1_000 + 2_000 + 500);
     expect((await errorOf(nodes[1]!.leases.renew(id))).kind).toBe('not-found');
+    // Every node applied the expiry from the log, and says so.
+    for (const n of nodes) expect(await n.metrics.scrape()).toMatch(new RegExp(`^replikit_leases_expired\\{keyspace="default",node="${n.nodeId}"\\} [1-9]`, 'm'));
   });
 
   it('a lease kept alive outlives its TTL', async () => {
@@ -60,6 +62,9 @@ describe('leases', () => {
     await new Promise((r) => setTimeout(r, 2_500));
     expect((await nodes[2]!.keyspace('default').get('kept')).found).toBe(true);
     expect(kept.renewals).toBeGreaterThanOrEqual(5);
+    const scraped = (await Promise.all(nodes.map((n) => n.metrics.scrape()))).join('\n');
+    expect(scraped).toMatch(/^replikit_lease_renewals\{keyspace="default",node="n\d"\} ([5-9]|\d\d+)$/m);
+    expect(scraped).toMatch(/^replikit_leases\{keyspace="default",node="n1"\} [1-9]/m);
     expect(kept.valid()).toBe(true);
     kept.stop();
     await nodes[1]!.leases.revoke(kept.id);

@@ -18,6 +18,10 @@ import { MAX_RAFT_MESSAGES_PER_CALL } from '../../src/transport/replica-service.
 import { HISTORY_RETENTION_DEFAULTS } from '../../src/policy/cp/raft-group.js';
 import { WATCH_DEFAULTS } from '../../src/policy/watch/watch-hub.js';
 import { RANGE_PAGE_BYTES } from '../../src/node/range-watch-args.js';
+import { LEASE_DEFAULTS } from '../../src/policy/cp/raft-group.js';
+import { MAX_LEASE_KEYS_LISTED, MAX_LEASE_PAGE, MAX_RENEWALS_PER_CALL } from '../../src/policy/cp/cp-quorum.js';
+import { MAX_KEEPALIVES_PENDING } from '../../src/transport/coordination-services.js';
+import { MAX_NAME_BYTES } from '../../src/coordination/waiting-queue.js';
 
 const scope: Record<string, unknown> = {
   NODE_DEFAULTS,
@@ -40,6 +44,12 @@ const scope: Record<string, unknown> = {
   WATCH_DEFAULTS,
   RANGE_PAGE_BYTES,
   HISTORY_RETENTION_DEFAULTS,
+  LEASE_DEFAULTS,
+  MAX_KEEPALIVES_PENDING,
+  MAX_RENEWALS_PER_CALL,
+  MAX_LEASE_PAGE,
+  MAX_LEASE_KEYS_LISTED,
+  MAX_NAME_BYTES,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
@@ -67,5 +77,6 @@ describe('docs/limits.md', () => {
     for (const key of ['snapshotEvery', 'compactAfterBytes', 'snapshotChunkBytes']) expect(named, key).toContain(`RAFT_GROUP_DEFAULTS.${key}`);
     for (const key of ['maxPendingBytes', 'maxMessageBytes', 'maxWatchers', 'minProgressIntervalMs']) expect(named, key).toContain(`WATCH_DEFAULTS.${key}`);
     for (const key of ['revisions', 'ms']) expect(named, key).toContain(`HISTORY_RETENTION_DEFAULTS.${key}`);
+    for (const key of Object.keys(LEASE_DEFAULTS)) expect(named, key).toContain(`LEASE_DEFAULTS.${key}`);
   });
 });

@@ -67,12 +67,12 @@ export interface CpQuorumOptions {
 const EMPTY = new Uint8Array(0);
 
 /** Leases one keep-alive call renews at most: one stream's batch, bounded like a transaction. */
-const MAX_RENEWALS_PER_CALL = 10_000;
+export const MAX_RENEWALS_PER_CALL = 10_000;
 /** Leases one LeaseList page holds at most, and by default. */
-const MAX_LEASE_PAGE = 10_000;
+export const MAX_LEASE_PAGE = 10_000;
 const DEFAULT_LEASE_PAGE = 1_000;
 /** Keys LeaseTimeToLive lists at most (the count is always exact). */
-const MAX_LEASE_KEYS_LISTED = 10_000;
+export const MAX_LEASE_KEYS_LISTED = 10_000;
 
 function leaseNotFoundError(id: number): ReplikitError {
   return notFound('LEASE_NOT_FOUND', `lease ${id} does not exist: it expired or was revoked (or was never granted); grant a new lease and attach its keys again`, { lease: String(id) });
@@ -443,6 +443,7 @@ class CpRaftKeyspace implements KeyspacePolicy {
       appliedIndex: status.appliedIndex,
       revision: group.history.head,
       compactRevision: group.history.compactRevision,
+      leases: group.machine.leaseCount,
       ...watchStatsOf(group.watchers.stats),
     };
   }

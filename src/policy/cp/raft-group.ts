@@ -212,6 +212,10 @@ export interface RaftGroupStats {
   leaderChanges: number;
   /** Peer messages the core refused as impossible (see `step`). */
   messagesRefused: number;
+  /** Leases ended by expiry, as applied here. */
+  leasesExpired: number;
+  /** Renewals this node confirmed as leader. */
+  leaseRenewals: number;
 }
 
 export class RaftGroup {
@@ -225,7 +229,7 @@ export class RaftGroup {
   readonly #reads = new Map<number, PendingRead>();
   readonly #leaderWaiters = new Set<() => void>();
   readonly #revisionWaiters = new Set<{ readonly revision: number; readonly done: (reached: boolean) => void }>();
-  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0, messagesRefused: 0 };
+  readonly stats: RaftGroupStats = { syncs: 0, syncMs: 0, entriesPersisted: 0, commits: 0, commitMs: 0, snapshotsTaken: 0, snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0, messagesRefused: 0, leasesExpired: 0, leaseRenewals: 0 };
   #nextReadId = 1;
   #role: RaftRole = 'follower';
   #leader: RaftNodeId | undefined;
@@ -453,7 +457,10 @@ export class RaftGroup {
         const lease = this.#machine.lease(id);
         if (lease === undefined) return { id, error: leaseNotFound(id) };
         const renewed = this.#keeper.renew(id, lease.ttlMs, now);
-        if (renewed.ok) return { id, ttlMs: renewed.ttlMs };
+        if (renewed.ok) {
+          this.stats.leaseRenewals++;
+          return { id, ttlMs: renewed.ttlMs };
+        }
         if (renewed.why === 'expired') return { id, error: notFound('LEASE_EXPIRED', `lease ${id} expired and is being revoked; grant a new lease and attach its keys again`) };
         return { id, error: unavailable('NOT_LEADER', `this node stopped leading ${this.#o.keyspace} before renewing lease ${id}; keep it alive again`) };
       }));
@@ -817,8 +824,9 @@ export class RaftGroup {
       response = this.#machine.grantLease(entry.index, entry.term, command.leaseGrant, command.version);
       if (response !== undefined) this.#keeper.granted(response.id, response.ttlMs, this.#o.scheduler.nowMs());
     } else if (command?.leaseRevoke !== undefined) {
-      response = this.#machine.revokeLeases(entry.index, entry.term, command.leaseRevoke, command.version);
-      this.#keeper.revoked(command.leaseRevoke);
+      response = this.#machine.revokeLeases(entry.index, entry.term, command.leaseRevoke.ids, command.version);
+      if (command.leaseRevoke.expired && response !== undefined) this.stats.leasesExpired += response.revoked.length;
+      this.#keeper.revoked(command.leaseRevoke.ids);
     } else this.#machine.skip(entry.index, entry.term);
     const waiting = this.#proposals.get(entry.index);
     if (waiting === undefined) return;
@@ -841,13 +849,13 @@ export class RaftGroup {
    * newer version's command or a forged entry can be one, and stopping every replica that applies
    * it, again after each restart, would turn one bad entry into a lost keyspace.
    */
-  #decodeCommand(entry: LogEntry): { txn?: TxnRequest; compact?: number; leaseGrant?: number; leaseRevoke?: number[]; version: ReturnType<typeof versionFromWire> } | undefined {
+  #decodeCommand(entry: LogEntry): { txn?: TxnRequest; compact?: number; leaseGrant?: number; leaseRevoke?: { ids: number[]; expired: boolean }; version: ReturnType<typeof versionFromWire> } | undefined {
     try {
       const command = RaftCommand.decode(entry.data);
       const version = versionFromWire(command.version, `log entry ${entry.index}'s version`);
       if (command.compact !== undefined) return { compact: Number(command.compact.revision), version };
       if (command.leaseGrant !== undefined) return { leaseGrant: Number(command.leaseGrant.ttlMs), version };
-      if (command.leaseRevoke !== undefined) return { leaseRevoke: command.leaseRevoke.ids.map(Number), version };
+      if (command.leaseRevoke !== undefined) return { leaseRevoke: { ids: command.leaseRevoke.ids.map(Number), expired: command.leaseRevoke.expired }, version };
       if (command.txn === undefined) throw new Error('it holds no transaction');
       return { txn: command.txn, version };
     } catch (error: unknown) {
