@@ -7,7 +7,7 @@ import { CompareResult, CompareTarget } from '../gen/replikit/v1/kv_service.js';
 import { failedPrecondition, invalidArgument, notFound, outcomeUnknown } from '../errors.js';
 import type { CallOptions, NodeCore } from '../node/node-core.js';
 import { keyValue, type StoredKey } from '../policy/cp/kv-state-machine.js';
-import { checkLease, checkName, queuePrefix, requireCp, WaitExpired, WaitingQueue } from './waiting-queue.js';
+import { checkLease, checkName, queuePrefix, requireCp, waitYourTurn, WaitingQueue } from './waiting-queue.js';
 
 /** One campaigner's candidacy (what Proclaim and Resign name). */
 export interface LeaderKey {
@@ -20,25 +20,11 @@ export interface LeaderKey {
 
 /** Campaigns in election `name` and waits until this campaigner leads. */
 export async function campaign(node: NodeCore, keyspace: string, name: string, lease: unknown, value: Uint8Array, options: CallOptions): Promise<LeaderKey> {
-  checkName(name, 'election');
-  const leaseId = checkLease(lease);
-  requireCp(node, keyspace, 'election');
-  const scheduler = node.runtime.scheduler;
-  const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
-  const deadline = scheduler.nowMs() + budget;
-  const queue = new WaitingQueue(node, keyspace, queuePrefix('election', name));
-  const mine = await queue.join(leaseId, Buffer.from(value), { ...options, timeoutMs: budget });
-  const leader: LeaderKey = { name, key: mine.key, revision: mine.createRevision, lease: leaseId };
-  // A retry that found its candidacy there already announces the value it brings now.
-  try {
-    await queue.waitForHead(mine, deadline, options.signal, () => notFound('LEASE_NOT_FOUND', `lease ${leaseId} ended while campaigning in ${JSON.stringify(name)}; grant a new lease and campaign again`, { lease: String(leaseId) }));
-  } catch (error: unknown) {
-    // Whatever ended the wait, the candidacy is withdrawn (see acquireLock).
-    void queue.leave(mine, { timeoutMs: node.settings.requestTimeoutMs }).catch(() => {});
-    if (!(error instanceof WaitExpired)) throw error;
-    throw outcomeUnknown('CAMPAIGN_EXPIRED', `the campaign in ${JSON.stringify(name)} did not win within ${budget} ms; the candidacy was withdrawn; campaign again`);
-  }
-  return leader;
+  const { mine } = await waitYourTurn(node, 'election', keyspace, name, lease, value, options, {
+    leaseGone: (id) => notFound('LEASE_NOT_FOUND', `lease ${id} ended while campaigning in ${JSON.stringify(name)}; grant a new lease and campaign again`, { lease: String(id) }),
+    expired: (budget) => outcomeUnknown('CAMPAIGN_EXPIRED', `the campaign in ${JSON.stringify(name)} did not win within ${budget} ms; the candidacy was withdrawn; campaign again`),
+  });
+  return { name, key: mine.key, revision: mine.createRevision, lease: mine.lease };
 }
 
 /** Changes the leader's value; FAILED_PRECONDITION when `leader` no longer leads. */

@@ -108,32 +108,15 @@ export class NodeLock {
    */
   async acquire(options: CoordinationOptions & { readonly lease?: number; readonly ttlMs?: number } = {}): Promise<HeldLock> {
     const keyspace = options.keyspace ?? 'default';
-    const session = options.lease === undefined ? await this.leases.session(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, options) : undefined;
-    const lease = options.lease ?? session!.id;
-    try {
-      const grant = await acquireLock(this.node, keyspace, this.name, lease, call(options));
-      return {
-        name: this.name,
-        key: grant.key,
-        fencingToken: grant.fencingToken,
-        lease,
-        session,
-        release: async () => {
-          session?.stop();
-          try {
-            await releaseLock(this.node, keyspace, grant.key, call(options));
-          } finally {
-            if (session !== undefined) await this.leases.revoke(session.id, { keyspace }).catch(() => {});
-          }
-        },
-      };
-    } catch (error) {
-      if (session !== undefined) {
-        session.stop();
-        await this.leases.revoke(session.id, { keyspace }).catch(() => {});
-      }
-      throw error;
-    }
+    const { value: grant, lease, session } = await withLease(this.leases, options, (lease) => acquireLock(this.node, keyspace, this.name, lease, call(options)));
+    return {
+      name: this.name,
+      key: grant.key,
+      fencingToken: grant.fencingToken,
+      lease,
+      session,
+      release: () => endWith(this.leases, keyspace, session, () => releaseLock(this.node, keyspace, grant.key, call(options))),
+    };
   }
 }
 
@@ -155,30 +138,13 @@ export class NodeElection {
   /** Campaigns with `value` and resolves once leading. Like a lock, grants and keeps a lease unless given one. */
   async campaign(value: Uint8Array | string, options: CoordinationOptions & { readonly lease?: number; readonly ttlMs?: number } = {}): Promise<Leadership> {
     const keyspace = options.keyspace ?? 'default';
-    const session = options.lease === undefined ? await this.leases.session(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, options) : undefined;
-    const lease = options.lease ?? session!.id;
-    try {
-      const leader = await campaign(this.node, keyspace, this.name, lease, bytes(value), call(options));
-      return {
-        leader,
-        session,
-        proclaim: (v) => proclaim(this.node, keyspace, leader, bytes(v), call(options)),
-        resign: async () => {
-          session?.stop();
-          try {
-            await resign(this.node, keyspace, leader, call(options));
-          } finally {
-            if (session !== undefined) await this.leases.revoke(session.id, { keyspace }).catch(() => {});
-          }
-        },
-      };
-    } catch (error) {
-      if (session !== undefined) {
-        session.stop();
-        await this.leases.revoke(session.id, { keyspace }).catch(() => {});
-      }
-      throw error;
-    }
+    const { value: leader, session } = await withLease(this.leases, options, (lease) => campaign(this.node, keyspace, this.name, lease, bytes(value), call(options)));
+    return {
+      leader,
+      session,
+      proclaim: (v) => proclaim(this.node, keyspace, leader, bytes(v), call(options)),
+      resign: () => endWith(this.leases, keyspace, session, () => resign(this.node, keyspace, leader, call(options))),
+    };
   }
 
   /** The current leader, or undefined. */
@@ -189,6 +155,32 @@ export class NodeElection {
   /** The leader now, then each change, until `signal` aborts. */
   observe(signal: AbortSignal, options: CoordinationOptions = {}): AsyncGenerator<LeaderChange> {
     return observe(this.node, options.keyspace ?? 'default', this.name, signal);
+  }
+}
+
+/**
+ * Runs `use` with `options.lease`, or with a lease granted (of `options.ttlMs`) and kept alive for
+ * it — a session, revoked at once if `use` fails.
+ */
+async function withLease<T>(leases: Leases, options: CoordinationOptions & { readonly lease?: number; readonly ttlMs?: number }, use: (lease: number) => Promise<T>): Promise<{ value: T; lease: number; session: KeptLease | undefined }> {
+  if (options.lease !== undefined) return { value: await use(options.lease), lease: options.lease, session: undefined };
+  const session = await leases.session(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, options);
+  try {
+    return { value: await use(session.id), lease: session.id, session };
+  } catch (error) {
+    session.stop();
+    await leases.revoke(session.id, { keyspace: options.keyspace }).catch(() => {});
+    throw error;
+  }
+}
+
+/** Stops a session's keep-alive, runs `end` (release, resign), then revokes the session's lease. */
+async function endWith(leases: Leases, keyspace: string, session: KeptLease | undefined, end: () => Promise<unknown>): Promise<void> {
+  session?.stop();
+  try {
+    await end();
+  } finally {
+    if (session !== undefined) await leases.revoke(session.id, { keyspace }).catch(() => {});
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { failedPrecondition, invalidArgument, notFound, outcomeUnknown } from '../errors.js';
 import type { CallOptions, NodeCore } from '../node/node-core.js';
-import { checkLease, checkName, queuePrefix, requireCp, WaitExpired, WaitingQueue } from './waiting-queue.js';
+import { requireCp, waitYourTurn, WaitingQueue } from './waiting-queue.js';
 
 /** What Lock answers. */
 export interface LockGrant {
@@ -24,25 +24,11 @@ const LOCK_KEY_PREFIX = Buffer.from('_lock/');
  * waiter's entry is withdrawn and the call fails with DEADLINE_EXCEEDED.
  */
 export async function acquireLock(node: NodeCore, keyspace: string, name: string, lease: unknown, options: CallOptions): Promise<LockGrant> {
-  checkName(name, 'lock');
-  const leaseId = checkLease(lease);
-  requireCp(node, keyspace, 'lock');
-  const scheduler = node.runtime.scheduler;
-  const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
-  const deadline = scheduler.nowMs() + budget;
-  const queue = new WaitingQueue(node, keyspace, queuePrefix('lock', name));
-  const mine = await queue.join(leaseId, Buffer.alloc(0), { ...options, timeoutMs: budget });
-  try {
-    const revision = await queue.waitForHead(mine, deadline, options.signal, () => leaseEnded(leaseId, name));
-    return { key: mine.key, fencingToken: mine.createRevision, revision };
-  } catch (error: unknown) {
-    // Whatever ended the wait, withdraw, or the entry would become the holder later for a caller
-    // that has gone. In the background: the caller's deadline may have passed; if this fails,
-    // the lease still bounds it.
-    void queue.leave(mine, { timeoutMs: node.settings.requestTimeoutMs }).catch(() => {});
-    if (!(error instanceof WaitExpired)) throw error;
-    throw outcomeUnknown('LOCK_WAIT_EXPIRED', `lock ${JSON.stringify(name)} was not acquired within ${budget} ms; its waiting entry was withdrawn; try again with a longer deadline`);
-  }
+  const { mine, revision } = await waitYourTurn(node, 'lock', keyspace, name, lease, Buffer.alloc(0), options, {
+    leaseGone: (id) => notFound('LEASE_NOT_FOUND', `lease ${id} ended while waiting for lock ${JSON.stringify(name)} (it expired or was revoked); grant a new lease and ask again`, { lease: String(id) }),
+    expired: (budget) => outcomeUnknown('LOCK_WAIT_EXPIRED', `lock ${JSON.stringify(name)} was not acquired within ${budget} ms; its waiting entry was withdrawn; try again with a longer deadline`),
+  });
+  return { key: mine.key, fencingToken: mine.createRevision, revision };
 }
 
 /** Releases the lock held by `key` (or withdraws a waiter); FAILED_PRECONDITION when nothing holds it. */
@@ -57,8 +43,4 @@ export async function releaseLock(node: NodeCore, keyspace: string, key: Uint8Ar
     throw failedPrecondition('LOCK_NOT_HELD', `the lock held by ${JSON.stringify(k.toString('latin1'))} is not held: it was released already, or its lease expired (another holder may have it now); nothing was done`);
   }
   return revision;
-}
-
-function leaseEnded(lease: number, name: string) {
-  return notFound('LEASE_NOT_FOUND', `lease ${lease} ended while waiting for lock ${JSON.stringify(name)} (it expired or was revoked); grant a new lease and ask again`, { lease: String(lease) });
 }

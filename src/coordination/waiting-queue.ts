@@ -173,6 +173,38 @@ export class WaitingQueue {
   }
 }
 
+/**
+ * The whole wait of a lock or a campaign: checks the request, joins the queue of `name` with
+ * `lease` and `value`, and waits for the head until the call's time runs out. Whatever ends the
+ * wait early, the entry is withdrawn — or it would reach the head later for a caller that has
+ * gone — in the background (the caller's deadline may have passed; if withdrawing fails, the
+ * lease still bounds the entry). Answers the entry and the revision at which it headed the queue.
+ */
+export async function waitYourTurn(
+  node: NodeCore,
+  kind: 'lock' | 'election',
+  keyspace: string,
+  name: string,
+  lease: unknown,
+  value: Uint8Array,
+  options: CallOptions,
+  say: { readonly leaseGone: (lease: number) => ReplikitError; readonly expired: (budgetMs: number) => ReplikitError },
+): Promise<{ readonly mine: Contender; readonly revision: number }> {
+  checkName(name, kind);
+  const leaseId = checkLease(lease);
+  requireCp(node, keyspace, kind);
+  const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
+  const deadline = node.runtime.scheduler.nowMs() + budget;
+  const queue = new WaitingQueue(node, keyspace, queuePrefix(kind, name));
+  const mine = await queue.join(leaseId, Buffer.from(value), { ...options, timeoutMs: budget });
+  try {
+    return { mine, revision: await queue.waitForHead(mine, deadline, options.signal, () => say.leaseGone(leaseId)) };
+  } catch (error: unknown) {
+    void queue.leave(mine, { timeoutMs: node.settings.requestTimeoutMs }).catch(() => {});
+    throw error instanceof WaitExpired ? say.expired(budget) : error;
+  }
+}
+
 /** The wait reached its deadline (or its caller gave up). */
 export class WaitExpired extends Error {
   override readonly name = 'WaitExpired';
