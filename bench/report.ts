@@ -95,6 +95,8 @@ export interface BenchMeta {
   readonly durability: string;
   /** Anything a reader must know to trust the numbers (stale build, noisy machine, etcd missing). */
   readonly notes: readonly string[];
+  /** The command line that ran this report, to run it again. */
+  readonly command?: string;
 }
 
 export interface BenchReport {
@@ -104,6 +106,8 @@ export interface BenchReport {
   readonly targets: readonly TargetResult[];
   /** The Range and Watch rows (bench/watch-range.ts), when they ran. */
   readonly rangeWatch?: RangeWatchReport;
+  /** The lock and lease rows (bench/coordination.ts), when they ran. */
+  readonly coordination?: CoordinationReport;
 }
 
 /** The median of a non-empty list (mean of the middle two for an even count); NaN for none. */
@@ -396,7 +400,7 @@ export function renderMarkdown(report: BenchReport): string {
   const lines = [
     `# replikit benchmark (${meta.mode})`,
     '',
-    `${meta.startedAt}, ${meta.wallSeconds.toFixed(0)} s wall clock. ${meta.machine}.`,
+    `${meta.startedAt}, ${meta.wallSeconds.toFixed(0)} s wall clock. ${meta.machine}.${meta.command === undefined ? '' : ` Command: \`${meta.command}\`.`}`,
     `Each cell: ${meta.rounds} round${meta.rounds === 1 ? '' : 's'} of ${meta.durationMs / 1000} s measured after ${meta.warmupMs / 1000} s warm-up` +
       `${meta.rounds > 1 ? ', systems alternating within each round; medians over rounds' : ''}. ` +
       `${meta.valueBytes}-byte values over ${meta.keys} keys (compare-and-set: ${CAS_KEYS_PER_CALLER} keys owned by each caller); the same closed-loop ` +
@@ -411,6 +415,7 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     ...renderVsEtcd(report.rows),
     ...(report.rangeWatch === undefined ? [] : renderRangeWatch(report.rangeWatch)),
+    ...(report.coordination === undefined ? [] : renderCoordination(report.coordination)),
     '## Targets',
     '',
     ...report.targets.map((t) => `- **${t.status}** — ${t.description}: ${t.detail}`),
@@ -448,7 +453,8 @@ export function toJson(report: BenchReport): string {
     ...(r.firstError === undefined ? {} : { firstError: r.firstError }),
   }));
   const rangeWatch = report.rangeWatch === undefined ? {} : { rangeWatch: rangeWatchJson(report.rangeWatch) };
-  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch }, null, 2)}\n`;
+  const coordination = report.coordination === undefined ? {} : { coordination: coordinationJson(report.coordination) };
+  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch, ...coordination }, null, 2)}\n`;
 }
 
 /** Rounds for JSON; NaN (nothing measured) becomes null, which JSON can carry. */
@@ -456,4 +462,385 @@ function round(value: number, digits: number): number | null {
   if (!Number.isFinite(value)) return null;
   const f = 10 ** digits;
   return Math.round(value * f) / f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lock and lease rows (bench/coordination.ts measures them): per-round samples → median rows
+// with ratios against etcd → Markdown lines and JSON.
+// ---------------------------------------------------------------------------------------------
+
+export type CoordinationSystem = 'replikit-cp' | 'etcd';
+const COORDINATION_SYSTEMS: readonly CoordinationSystem[] = ['etcd', 'replikit-cp'];
+
+/** How the lock and lease rows were run: the same for both systems. */
+export interface CoordinationConfig {
+  readonly rounds: number;
+  readonly lockDurationMs: number;
+  readonly keepAliveDurationMs: number;
+  readonly warmupMs: number;
+  /** The keep-alive phase's warm-up: one renewal period, so every lease is on its spread slot. */
+  readonly keepAliveWarmupMs: number;
+  /** How long the idle cluster's CPU was read before each round's phases. */
+  readonly idleMs: number;
+  readonly leaseTtlMs: number;
+  readonly renewEveryMs: number;
+  readonly contenders: readonly number[];
+  readonly keepAliveLeases: number;
+  readonly keepAliveStreams: number;
+  /** How to run these rows again. */
+  readonly command: string;
+}
+
+/** One lock phase: N contenders looping Lock → Unlock on one name. */
+export interface LockSample {
+  readonly system: CoordinationSystem;
+  readonly round: number;
+  readonly contenders: number;
+  /** Acquire + release pairs whose Unlock returned inside the window. */
+  readonly pairs: number;
+  readonly pairsPerSec: number;
+  /** The Lock call, from asking to holding (queueing included), of locks acquired in the window. */
+  readonly acquireP50Ms: number;
+  readonly acquireP99Ms: number;
+  readonly acquireMaxMs: number;
+  /** One whole pair, Lock and Unlock. */
+  readonly pairP50Ms: number;
+  readonly errors: number;
+  /** Keep-alive answers of the contenders' leases that did not renew them. */
+  readonly leasesNotRenewed: number;
+  /** Server CPU (the three processes) per pair, ms. */
+  readonly serverCpuMsPerPair: number | null;
+  /** The same less what the idle cluster spends in as long (read before the round's phases). */
+  readonly serverCpuMsPerPairAboveIdle: number | null;
+  /** The bench process's CPU per pair, ms. */
+  readonly clientCpuMsPerPair: number | null;
+  /** 1-minute load average when the phase started. */
+  readonly loadAverage: number;
+  readonly firstError?: string;
+}
+
+/** One keep-alive phase: many leases renewed every TTL/3 over a few streams. */
+export interface KeepAliveSample {
+  readonly system: CoordinationSystem;
+  readonly round: number;
+  /** Leases granted and kept alive. */
+  readonly leases: number;
+  readonly streams: number;
+  readonly windowMs: number;
+  readonly grantsPerSec: number;
+  readonly grantErrors: number;
+  /** Renewals per second the schedule sends (leases / period). */
+  readonly askedPerSec: number;
+  /** Renewals answered "renewed" per second in the window. */
+  readonly renewalsPerSec: number;
+  /** A renewal's round trip, send to answer, on its stream. */
+  readonly renewalP50Ms: number;
+  readonly renewalP99Ms: number;
+  /** Server CPU (the three processes), ms per second of the window. */
+  readonly serverCpuMsPerSec: number;
+  /** The same cluster idle, before the round's phases (null when it could not be read). */
+  readonly idleCpuMsPerSec: number | null;
+  readonly serverCpuUsPerRenewal: number | null;
+  /** The same less what the idle cluster spends in as long. */
+  readonly serverCpuUsPerRenewalAboveIdle: number | null;
+  readonly clientCpuMsPerSec: number;
+  /** Counted client-side: message bytes plus gRPC's 5-byte prefix, requests and answers. */
+  readonly bytesPerSec: number;
+  readonly bytesPerRenewal: number | null;
+  /** Answers that did not renew (replikit: code ≠ 0; etcd: TTL ≤ 0), over the whole phase. */
+  readonly notRenewed: number;
+  /** Most renewals sent and not yet answered at once. */
+  readonly maxBacklog: number;
+  /** Renewals still unanswered when the drain gave up. */
+  readonly backlogLeft: number;
+  /** Leases of the phase missing from the cluster's list after it (NaN: not checked). */
+  readonly missingAfter: number;
+  readonly sampleChecked: number;
+  /** Leases of the TimeToLive sample with no time left (NaN: not checked). */
+  readonly sampleExpired: number;
+  /** Keep-alive streams that failed, and a failed check. */
+  readonly errors: number;
+  readonly loadAverage: number;
+  readonly firstError?: string;
+}
+
+export interface LockRow {
+  readonly system: CoordinationSystem;
+  readonly contenders: number;
+  readonly pairsPerSec: number;
+  readonly pairsPerSecByRound: readonly number[];
+  readonly pairs: number;
+  readonly acquireP50Ms: number;
+  readonly acquireP99Ms: number;
+  readonly serverCpuMsPerPair: number | null;
+  readonly serverCpuMsPerPairAboveIdle: number | null;
+  readonly errors: number;
+  readonly leasesNotRenewed: number;
+  readonly rounds: number;
+  /** replikit's pairs/s over etcd's (higher is better); null on etcd's row. */
+  readonly pairsVsEtcd: number | null;
+  /** replikit's acquire p99 over etcd's (lower is better). */
+  readonly p99VsEtcd: number | null;
+  /** replikit's server CPU per pair over etcd's (lower is better). */
+  readonly cpuVsEtcd: number | null;
+  readonly firstError?: string;
+}
+
+export interface KeepAliveRow {
+  readonly system: CoordinationSystem;
+  readonly leases: number;
+  readonly streams: number;
+  readonly grantsPerSec: number;
+  readonly askedPerSec: number;
+  readonly renewalsPerSec: number;
+  readonly renewalP50Ms: number;
+  readonly renewalP99Ms: number;
+  readonly serverCpuMsPerSec: number;
+  readonly idleCpuMsPerSec: number | null;
+  readonly serverCpuUsPerRenewal: number | null;
+  readonly serverCpuUsPerRenewalAboveIdle: number | null;
+  readonly bytesPerSec: number;
+  readonly bytesPerRenewal: number | null;
+  readonly notRenewed: number;
+  readonly missingAfter: number;
+  readonly sampleChecked: number;
+  readonly sampleExpired: number;
+  readonly maxBacklog: number;
+  readonly errors: number;
+  readonly rounds: number;
+  /** replikit over etcd (lower is better for both). */
+  readonly cpuPerRenewalVsEtcd: number | null;
+  readonly bytesVsEtcd: number | null;
+  readonly firstError?: string;
+}
+
+export interface CoordinationReport {
+  readonly config: CoordinationConfig;
+  readonly lock: readonly LockRow[];
+  readonly keepAlive: readonly KeepAliveRow[];
+  readonly samples: { readonly lock: readonly LockSample[]; readonly keepAlive: readonly KeepAliveSample[] };
+  readonly unavailable: readonly { readonly system: CoordinationSystem; readonly reason: string }[];
+  readonly notes: readonly string[];
+}
+
+function medianOrNull(values: readonly (number | null)[]): number | null {
+  const xs = values.filter((v): v is number => v !== null && !Number.isNaN(v));
+  return xs.length === 0 ? null : median(xs);
+}
+
+function ratioOf(ours: number | null, theirs: number | null | undefined): number | null {
+  return ours === null || theirs === null || theirs === undefined || !(theirs > 0) || Number.isNaN(ours) ? null : ours / theirs;
+}
+
+/** A sum that stays NaN when any part is (not checked). */
+function sumOf(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** Medians over rounds (counts summed), ratios of replikit to etcd, etcd first. */
+export function aggregateCoordination(
+  config: CoordinationConfig,
+  samples: CoordinationReport['samples'],
+  unavailable: CoordinationReport['unavailable'] = [],
+  notes: readonly string[] = [],
+): CoordinationReport {
+  const order = (s: CoordinationSystem) => COORDINATION_SYSTEMS.indexOf(s);
+  const lockGroups = new Map<string, LockSample[]>();
+  for (const s of samples.lock) lockGroups.set(`${s.system}/${s.contenders}`, [...(lockGroups.get(`${s.system}/${s.contenders}`) ?? []), s]);
+  const lockBare = [...lockGroups.values()].map((group) => {
+    const ordered = [...group].sort((a, b) => a.round - b.round);
+    const first = ordered[0]!;
+    const firstError = ordered.find((s) => s.firstError !== undefined)?.firstError;
+    return {
+      system: first.system,
+      contenders: first.contenders,
+      pairsPerSec: median(ordered.map((s) => s.pairsPerSec)),
+      pairsPerSecByRound: ordered.map((s) => s.pairsPerSec),
+      pairs: sumOf(ordered.map((s) => s.pairs)),
+      acquireP50Ms: median(ordered.map((s) => s.acquireP50Ms)),
+      acquireP99Ms: median(ordered.map((s) => s.acquireP99Ms)),
+      serverCpuMsPerPair: medianOrNull(ordered.map((s) => s.serverCpuMsPerPair)),
+      serverCpuMsPerPairAboveIdle: medianOrNull(ordered.map((s) => s.serverCpuMsPerPairAboveIdle ?? null)),
+      errors: sumOf(ordered.map((s) => s.errors)),
+      leasesNotRenewed: sumOf(ordered.map((s) => s.leasesNotRenewed)),
+      rounds: ordered.length,
+      ...(firstError === undefined ? {} : { firstError }),
+    };
+  });
+  const lock: LockRow[] = lockBare
+    .map((r) => {
+      const etcd = r.system === 'etcd' ? undefined : lockBare.find((e) => e.system === 'etcd' && e.contenders === r.contenders);
+      return {
+        ...r,
+        pairsVsEtcd: etcd === undefined ? null : ratioOf(r.pairsPerSec, etcd.pairsPerSec),
+        p99VsEtcd: etcd === undefined ? null : ratioOf(r.acquireP99Ms, etcd.acquireP99Ms),
+        cpuVsEtcd: etcd === undefined ? null : ratioOf(r.serverCpuMsPerPair, etcd.serverCpuMsPerPair),
+      };
+    })
+    .sort((a, b) => a.contenders - b.contenders || order(a.system) - order(b.system));
+
+  const kaGroups = new Map<CoordinationSystem, KeepAliveSample[]>();
+  for (const s of samples.keepAlive) kaGroups.set(s.system, [...(kaGroups.get(s.system) ?? []), s]);
+  const kaBare = [...kaGroups.values()].map((group) => {
+    const ordered = [...group].sort((a, b) => a.round - b.round);
+    const first = ordered[0]!;
+    const firstError = ordered.find((s) => s.firstError !== undefined)?.firstError;
+    return {
+      system: first.system,
+      leases: first.leases,
+      streams: first.streams,
+      grantsPerSec: median(ordered.map((s) => s.grantsPerSec)),
+      askedPerSec: median(ordered.map((s) => s.askedPerSec)),
+      renewalsPerSec: median(ordered.map((s) => s.renewalsPerSec)),
+      renewalP50Ms: median(ordered.map((s) => s.renewalP50Ms)),
+      renewalP99Ms: median(ordered.map((s) => s.renewalP99Ms)),
+      serverCpuMsPerSec: median(ordered.map((s) => s.serverCpuMsPerSec)),
+      idleCpuMsPerSec: medianOrNull(ordered.map((s) => s.idleCpuMsPerSec)),
+      serverCpuUsPerRenewal: medianOrNull(ordered.map((s) => s.serverCpuUsPerRenewal)),
+      serverCpuUsPerRenewalAboveIdle: medianOrNull(ordered.map((s) => s.serverCpuUsPerRenewalAboveIdle ?? null)),
+      bytesPerSec: median(ordered.map((s) => s.bytesPerSec)),
+      bytesPerRenewal: medianOrNull(ordered.map((s) => s.bytesPerRenewal)),
+      notRenewed: sumOf(ordered.map((s) => s.notRenewed)),
+      missingAfter: sumOf(ordered.map((s) => s.missingAfter)),
+      sampleChecked: sumOf(ordered.map((s) => s.sampleChecked)),
+      sampleExpired: sumOf(ordered.map((s) => s.sampleExpired)),
+      maxBacklog: Math.max(...ordered.map((s) => s.maxBacklog)),
+      errors: sumOf(ordered.map((s) => s.errors + s.grantErrors)),
+      rounds: ordered.length,
+      ...(firstError === undefined ? {} : { firstError }),
+    };
+  });
+  const keepAlive: KeepAliveRow[] = kaBare
+    .map((r) => {
+      const etcd = r.system === 'etcd' ? undefined : kaBare.find((e) => e.system === 'etcd');
+      return {
+        ...r,
+        cpuPerRenewalVsEtcd: etcd === undefined ? null : ratioOf(r.serverCpuUsPerRenewal, etcd.serverCpuUsPerRenewal),
+        bytesVsEtcd: etcd === undefined ? null : ratioOf(r.bytesPerSec, etcd.bytesPerSec),
+      };
+    })
+    .sort((a, b) => order(a.system) - order(b.system));
+  return { config, lock, keepAlive, samples, unavailable, notes };
+}
+
+/** Every system meant to be measured was, no call failed and no lease was lost: one line per problem. */
+export function coordinationProblems(report: CoordinationReport): string[] {
+  const problems: string[] = report.unavailable.map((u) => `${u.system} not measured (${u.reason})`);
+  for (const r of report.lock) {
+    if (r.errors > 0) problems.push(`${r.system} lock ×${r.contenders}: ${r.errors} errors (${r.firstError ?? 'unknown'})`);
+    if (r.leasesNotRenewed > 0) problems.push(`${r.system} lock ×${r.contenders}: ${r.leasesNotRenewed} keep-alive answers did not renew`);
+    if (r.pairs === 0) problems.push(`${r.system} lock ×${r.contenders}: no pair completed`);
+  }
+  for (const r of report.keepAlive) {
+    if (r.errors > 0) problems.push(`${r.system} keep-alive: ${r.errors} errors (${r.firstError ?? 'unknown'})`);
+    if (r.notRenewed > 0) problems.push(`${r.system} keep-alive: ${r.notRenewed} renewals answered not renewed (${r.firstError ?? 'unknown'})`);
+    if (Number.isNaN(r.missingAfter)) problems.push(`${r.system} keep-alive: the leases could not be listed after the phase`);
+    else if (r.missingAfter > 0) problems.push(`${r.system} keep-alive: ${r.missingAfter} leases lost (missing from the list after the phase)`);
+    if (r.sampleExpired > 0) problems.push(`${r.system} keep-alive: ${r.sampleExpired} of ${r.sampleChecked} sampled leases had no time left`);
+  }
+  return problems;
+}
+
+function fixed(value: number | null, digits: number): string {
+  return value === null || Number.isNaN(value) ? '—' : value.toFixed(digits);
+}
+
+function count(value: number): string {
+  return Number.isNaN(value) ? '—' : Math.round(value).toLocaleString('en-US');
+}
+
+/** The section's Markdown lines: the command, two tables, the check, the notes. */
+export function renderCoordination(report: CoordinationReport): string[] {
+  const c = report.config;
+  const rounds = c.rounds > 1 ? `medians of ${c.rounds} rounds (counts summed)` : '1 round';
+  const loads = [...report.samples.lock, ...report.samples.keepAlive].map((s) => s.loadAverage).filter((l) => Number.isFinite(l));
+  const lines = [
+    '## Locks and leases',
+    '',
+    `\`${c.command}\`; ${rounds}; × etcd is replikit over etcd. 1-minute load average at the start of the phases: ` +
+      (loads.length === 0 ? '—' : `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}`) +
+      '. Server CPU: user + system of the three server processes over the measured window (`/proc/PID/stat`, 10 ms ticks).',
+    '',
+    `### Lock acquire + release, one lock name, each contender with its own lease (TTL ${c.leaseTtlMs / 1000} s, kept alive)`,
+    '',
+    `Each contender loops Lock → Unlock for ${c.lockDurationMs / 1000} s after ${c.warmupMs / 1000} s of warm-up. Acquire: the Lock ` +
+      'call from asking to holding, queueing behind the other contenders included. Server CPU per pair, and in brackets the same less ' +
+      `what the idle cluster spends in as long (read for ${c.idleMs / 1000} s before the round's phases; at a few dozen pairs/s a replikit ` +
+      'cluster\'s idle heartbeats and clock sync are a good part of it). pairs/s × etcd above 1 is better; CPU × etcd (of the totals) below 1.',
+    '',
+    formatTable(
+      ['contenders', 'system', 'pairs/s', 'pairs/s by round', '× etcd', 'acquire p50 ms', 'acquire p99 ms', 'p99 × etcd', 'server CPU ms/pair (above idle)', 'CPU × etcd', 'pairs', 'errors'],
+      report.lock.map((r) => [
+        String(r.contenders),
+        r.system,
+        fixed(r.pairsPerSec, 1),
+        r.pairsPerSecByRound.map((v) => v.toFixed(0)).join(' / '),
+        formatRatio(r.pairsVsEtcd),
+        formatMs(r.acquireP50Ms),
+        formatMs(r.acquireP99Ms),
+        formatRatio(r.p99VsEtcd),
+        `${fixed(r.serverCpuMsPerPair, 2)} (${fixed(r.serverCpuMsPerPairAboveIdle, 2)})`,
+        formatRatio(r.cpuVsEtcd),
+        String(r.pairs),
+        String(r.errors),
+      ]),
+      ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
+    '',
+    `### Keep-alive of ${c.keepAliveLeases.toLocaleString('en-US')} leases (TTL ${c.leaseTtlMs / 1000} s), each renewed every ${(c.renewEveryMs / 1000).toFixed(2)} s ` +
+      `over ${c.keepAliveStreams} LeaseKeepAlive streams`,
+    '',
+    `Measured for ${c.keepAliveDurationMs / 1000} s after one renewal period. Server CPU ms/s next to the same cluster idle ` +
+      `(read for ${c.idleMs / 1000} s before the round's phases). Bytes: counted in the bench process, protobuf message bytes plus gRPC's ` +
+      '5-byte message prefix of every request and answer (HTTP/2 frame and header bytes not counted). renewal ms: a renewal\'s round trip ' +
+      'on its stream. Lost: renewals answered "not renewed" (replikit code ≠ 0, etcd TTL ≤ 0), leases missing from LeaseList / ' +
+      'LeaseLeases after the phase, and sampled leases whose LeaseTimeToLive had no time left. × etcd below 1 is better.',
+    '',
+    formatTable(
+      ['system', 'leases', 'grants/s', 'renewals/s (asked)', 'renewal p50 / p99 ms', 'server CPU ms/s (idle)', 'CPU µs/renewal (above idle)', 'CPU × etcd', 'bytes/s', 'bytes/renewal', 'bytes × etcd', 'not renewed', 'lost after', 'sample expired', 'max backlog'],
+      report.keepAlive.map((r) => [
+        r.system,
+        String(r.leases),
+        count(r.grantsPerSec),
+        `${count(r.renewalsPerSec)} (${count(r.askedPerSec)})`,
+        `${formatMs(r.renewalP50Ms)} / ${formatMs(r.renewalP99Ms)}`,
+        `${count(r.serverCpuMsPerSec)} (${r.idleCpuMsPerSec === null ? '—' : count(r.idleCpuMsPerSec)})`,
+        `${fixed(r.serverCpuUsPerRenewal, 1)} (${fixed(r.serverCpuUsPerRenewalAboveIdle, 1)})`,
+        formatRatio(r.cpuPerRenewalVsEtcd),
+        count(r.bytesPerSec),
+        fixed(r.bytesPerRenewal, 1),
+        formatRatio(r.bytesVsEtcd),
+        String(r.notRenewed),
+        count(r.missingAfter),
+        `${count(r.sampleExpired)} of ${r.sampleChecked}`,
+        String(r.maxBacklog),
+      ]),
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
+    '',
+  ];
+  const problems = coordinationProblems(report);
+  lines.push(
+    problems.length === 0
+      ? '**Check: ok**: no call failed, every renewal renewed, and every lease was still there after its phase.'
+      : `**Check: FAILED**: ${problems.join('; ')}.`,
+    '',
+  );
+  for (const u of report.unavailable) lines.push(`- ${u.system} not measured here: ${oneLine(u.reason, 400)}`);
+  for (const n of report.notes) lines.push(`- ${n}`);
+  if (report.unavailable.length + report.notes.length > 0) lines.push('');
+  return lines;
+}
+
+/** The section as JSON: numbers rounded, NaN as null, with the check's problems. */
+export function coordinationJson(report: CoordinationReport): unknown {
+  const clean = (value: unknown): unknown =>
+    typeof value === 'number'
+      ? round(value, 3)
+      : Array.isArray(value)
+        ? value.map(clean)
+        : value !== null && typeof value === 'object'
+          ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clean(v)]))
+          : value;
+  return clean({ ...report, problems: coordinationProblems(report) });
 }

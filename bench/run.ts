@@ -19,6 +19,11 @@
  * 1,000 watchers on one node (event latency and the node's memory), a 10,000-key prefix Range.
  * `--no-watch-range` leaves them out, `--watch-range-only` runs them alone.
  *
+ * Then the lock and lease rows (bench/coordination.ts), on clusters of their own again: Lock +
+ * Unlock pairs per second with 8 and 64 contenders on one lock name (acquire p50 / p99, server CPU
+ * per pair), and the cost of keeping 10,000 leases alive (server CPU, bytes, renewals per second,
+ * no lease lost). `--no-coordination` leaves them out, `--coordination-only` runs them alone.
+ *
  * Output: the table on stdout, a progress bar on stderr, and under bench/results/ a Markdown and a
  * JSON report per run, latest.md / latest.json, and cp-vs-etcd.svg.
  *
@@ -42,12 +47,14 @@ import {
   renderMarkdown,
   toJson,
   type BenchReport,
+  type CoordinationReport,
   type OpName,
   type Sample,
   type SystemName,
   type Unavailable,
 } from './report.js';
 import { renderThroughputSvg } from './svg-plot.js';
+import { coordinationPlan, runCoordination } from './coordination.js';
 import { runWatchRange, watchRangePlan } from './watch-range.js';
 import type { RangeWatchReport } from './watch-report.js';
 import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type ReplikitCalls, type StartResult } from './systems.js';
@@ -80,6 +87,8 @@ function parseFlags() {
         systems: { type: 'string' },
         'no-watch-range': { type: 'boolean', default: false },
         'watch-range-only': { type: 'boolean', default: false },
+        'no-coordination': { type: 'boolean', default: false },
+        'coordination-only': { type: 'boolean', default: false },
         out: { type: 'string', default: join(ROOT, 'bench', 'results') },
         help: { type: 'boolean', default: false },
       },
@@ -98,7 +107,8 @@ if (flags.help) {
                          [--etcd-reads leader|spread] [--replikit-calls spread|pinned]
                          [--serve-arg FLAG]... [--no-pause] [--out DIR]
                          [--no-watch-range | --watch-range-only]
-  --quick        one round of 1 s phases: a smoke check in under a minute
+                         [--no-coordination | --coordination-only]
+  --quick        one round of 1 s phases (lock phases 2 s, keep-alive 5 s): a smoke check
   --rounds N     rounds, systems alternating within each; medians reported (full: 3)
   --etcd-bin     the etcd binary (default: etcd on PATH, installed from Debian when missing)
   --no-install   never run apt-get; without etcd the report compares against echo only
@@ -116,6 +126,11 @@ if (flags.help) {
                  latency under 64 putting callers, 1,000 watchers on one node, a 10,000-key
                  prefix Range; on clusters of their own, after the other rows)
   --watch-range-only only the Range and Watch rows (--systems still picks replikit-cp / etcd)
+  --no-coordination  leave out the lock and lease rows (replikit CP and etcd: Lock + Unlock
+                 pairs/s with 8 and 64 contenders on one name, 10 s a round; keeping 10,000
+                 leases alive for 20 s; on clusters of their own, after the other rows;
+                 --quick: 2 s and 5 s)
+  --coordination-only only the lock and lease rows (--systems still picks replikit-cp / etcd)
 `);
   process.exit(0);
 }
@@ -160,10 +175,28 @@ if (flags['no-watch-range'] && flags['watch-range-only']) {
   process.exit(2);
 }
 const WATCH_RANGE_ONLY = flags['watch-range-only'];
-/** Whether a system is measured in the put / get / cas rows (all but --watch-range-only). */
-const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && wanted(name);
+if (flags['no-coordination'] && flags['coordination-only']) {
+  process.stderr.write('bench: --no-coordination and --coordination-only exclude each other\n');
+  process.exit(2);
+}
+if (flags['watch-range-only'] && flags['coordination-only']) {
+  process.stderr.write('bench: --watch-range-only and --coordination-only exclude each other\n');
+  process.exit(2);
+}
+const COORDINATION_ONLY = flags['coordination-only'];
+/** Whether a system is measured in the put / get / cas rows (all but --watch-range-only / --coordination-only). */
+const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && !COORDINATION_ONLY && wanted(name);
 /** Range / watch rows: replikit CP and etcd, when wanted. */
-const WATCH_RANGE = !flags['no-watch-range'] && (wanted('replikit-cp') || wanted('etcd'));
+const WATCH_RANGE = !flags['no-watch-range'] && !COORDINATION_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+/** Lock and lease rows: replikit CP and etcd, when wanted. */
+const COORDINATION = !flags['no-coordination'] && !WATCH_RANGE_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+/** Measured time of a lock phase, and of the keep-alive phase, per round. */
+const LOCK_MS = QUICK ? 2_000 : 10_000;
+const KEEPALIVE_MS = QUICK ? 5_000 : 20_000;
+/** How long the idle cluster's CPU is read before each round's lock and lease phases. */
+const IDLE_MS = QUICK ? 1_000 : 2_000;
+/** How to run this report again. */
+const COMMAND = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 /** Range runs per round: enough for a p99 over the full mode's 3 rounds. */
 const RANGE_RUNS = QUICK ? 5 : 10;
 
@@ -327,7 +360,7 @@ async function main(): Promise<number> {
   const lightStarts: Promise<StartResult[]> = Promise.all([
     ...(inMainRows('echo') ? [startEcho(reaper, false)] : []),
     ...(inMainRows('echo-interceptors') ? [startEcho(reaper, true)] : []),
-    ...(etcd.ok && !WATCH_RANGE_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
+    ...(etcd.ok && !WATCH_RANGE_ONLY && !COORDINATION_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
   ]);
   // The replikit clusters start one after another: every node must print its ready line within
   // LocalCluster's 20 s, and twelve node processes loading at once on two busy cores missed that.
@@ -434,6 +467,37 @@ async function main(): Promise<number> {
     clearTimeout(watchdog);
   }
 
+  let coordination: CoordinationReport | undefined;
+  if (COORDINATION && (wanted('replikit-cp') || etcd.ok)) {
+    const sectionOptions = {
+      rounds: ROUNDS,
+      lockDurationMs: LOCK_MS,
+      keepAliveDurationMs: KEEPALIVE_MS,
+      warmupMs: WARMUP_MS,
+      idleMs: IDLE_MS,
+      replikit: wanted('replikit-cp'),
+      etcdBinary: etcd.ok ? etcd.binary : undefined,
+    };
+    const sectionPlan = coordinationPlan(sectionOptions);
+    // Starting two clusters, then every step with its grants, checks and revokes on a busy machine.
+    armWatchdog(STARTUP_BUDGET_MS + sectionPlan.steps * 60_000 + sectionPlan.plannedMs, 'the lock and lease rows');
+    progress = new ProgressBar(sectionPlan.plannedMs, sectionPlan.steps);
+    const bar = progress;
+    log('locks/leases: starting a replikit CP cluster and an etcd cluster of their own');
+    coordination = await runCoordination({
+      ...sectionOptions,
+      reaper,
+      serveArgs: SERVE_ARGS,
+      replikitCalls: REPLIKIT_CALLS,
+      pause: pausing,
+      command: COMMAND,
+      log,
+      phase: (label, plannedMs) => bar.phase(label, plannedMs),
+    });
+    progress.finish();
+    clearTimeout(watchdog);
+  }
+
   const rows = aggregate(samples);
   const report: BenchReport = {
     meta: {
@@ -453,11 +517,13 @@ async function main(): Promise<number> {
         'writes batched into shared transactions), and a CP put is acknowledged once a majority has committed it. etcd 3.4: default ' +
         'settings, a Put is acknowledged once a majority has fsynced it to its write-ahead log (3.4 has no switch to turn fsync off).',
       notes,
+      command: COMMAND,
     },
     rows,
     unavailable,
     targets: evaluateTargets(rows, unavailable),
     ...(rangeWatch === undefined ? {} : { rangeWatch }),
+    ...(coordination === undefined ? {} : { coordination }),
   };
   const markdown = renderMarkdown(report);
   const json = toJson(report);

@@ -18,7 +18,7 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
     const out = mkdtempSync(join(tmpdir(), 'replikit-bench-'));
     try {
       await new Promise<void>((resolve, reject) =>
-        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
+        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--no-coordination', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
           err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(),
         ),
       );
@@ -112,5 +112,15 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
       ),
     );
     expect(message).toMatch(/^2 .*exclude each other/s);
+  }, 60_000);
+
+  it('refuses --coordination-only with --no-coordination or --watch-range-only', async () => {
+    const exit = (args: readonly string[]) =>
+      new Promise<string>((resolve) =>
+        execFile('npm', ['run', '--silent', 'bench', '--', ...args], { cwd: root, timeout: 60_000 }, (err, _stdout, stderr) => resolve(err ? `${err.code} ${stderr}` : 'exit 0')),
+      );
+    const [both, withWatch] = await Promise.all([exit(['--no-coordination', '--coordination-only']), exit(['--watch-range-only', '--coordination-only'])]);
+    expect(both).toMatch(/^2 .*--no-coordination and --coordination-only exclude each other/s);
+    expect(withWatch).toMatch(/^2 .*--watch-range-only and --coordination-only exclude each other/s);
   }, 60_000);
 });

@@ -219,9 +219,12 @@ export class KvStateMachine {
     return this.#leases.get(id);
   }
 
-  /** Every lease, in id order. */
+  /**
+   * Every lease, in id order: the map's order already, since ids are the grants' log indexes,
+   * which only grow, and a reload reads them in key order, which is id order (big-endian).
+   */
   leases(): LeaseState[] {
-    return [...this.#leases.values()].sort((a, b) => a.id - b.id);
+    return [...this.#leases.values()];
   }
 
   get leaseCount(): number {
