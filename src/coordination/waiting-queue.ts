@@ -1,9 +1,10 @@
 /**
  * The queue under locks and elections (etcd's concurrency recipes, run inside the node): each
  * contender puts one key under the queue's prefix, attached to its lease; the contender whose key
- * is oldest (smallest create revision) is at the head. A contender that is not waits for the
- * deletion of the key just before its own — released, resigned, or deleted with its lease — and
- * looks again, so one release wakes one waiter (no herd), by a watch rather than by polling.
+ * is oldest (smallest create revision) is at the head. A contender that is not reads the queue
+ * once, then follows the queue's changes with one watch until every key ahead of its own is
+ * deleted — released, resigned, or deleted with its lease — by a watch rather than by polling,
+ * and without reading the queue again on each release (only the new head acts on one).
  *
  * Why it is safe: keys are created through the Raft log, so create revisions order contenders
  * the same on every replica; the head is decided by a linearizable Range, which sees every
@@ -17,6 +18,7 @@ import { CompareResult, CompareTarget, type TxnResponse } from '../gen/replikit/
 import { failedPrecondition, invalidArgument, notFound, outcomeUnknown, ReplikitError } from '../errors.js';
 import type { CallOptions, NodeCore } from '../node/node-core.js';
 import type { StoredKey } from '../policy/cp/kv-state-machine.js';
+import { latin1 } from '../storage/key-text.js';
 
 /** A name of a lock or an election: what follows `_lock/` or `_election/` in its keys. */
 export const MAX_NAME_BYTES = 256;
@@ -113,8 +115,8 @@ export class WaitingQueue {
    * withdraws).
    */
   async waitForHead(mine: Contender, deadlineMs: number, signal: AbortSignal | undefined, leaseGone: () => ReplikitError): Promise<number> {
+    const left = () => deadlineMs - this.scheduler.nowMs();
     for (;;) {
-      const left = () => deadlineMs - this.scheduler.nowMs();
       if (left() <= 0 || signal?.aborted) throw new WaitExpired();
       let read: { readonly revision: number; readonly all: StoredKey[] };
       try {
@@ -125,25 +127,40 @@ export class WaitingQueue {
         if (left() <= 1 || signal?.aborted) throw new WaitExpired();
         throw error;
       }
-      const { revision, all } = read;
-      const at = all.findIndex((k) => k.key.equals(mine.key) && k.createRevision === mine.createRevision);
-      if (at < 0) throw leaseGone();
-      if (at === 0) return revision;
-      await this.#awaitDeletion(all[at - 1]!.key, revision, deadlineMs, signal);
+      if (!read.all.some((k) => k.key.equals(mine.key) && k.createRevision === mine.createRevision)) throw leaseGone();
+      // Who is ahead can only shrink: a newcomer's key is created later, so it queues behind.
+      const ahead = new Set(read.all.filter((k) => k.createRevision < mine.createRevision).map((k) => latin1(k.key)));
+      if (ahead.size === 0) return read.revision;
+      const headed = await this.#awaitDeletions(ahead, mine, read.revision, deadlineMs, signal);
+      if (headed === 'gone') throw leaseGone();
+      if (headed !== undefined) return headed;
+      // The watch ended early (its node stopped, or it fell behind): read the queue again.
     }
   }
 
-  /** Resolves once `key` is deleted after `revision` (or the watch ends: the caller looks again). */
-  async #awaitDeletion(key: Buffer, revision: number, deadlineMs: number, signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Follows the queue's changes from after `revision` until every key in `ahead` is deleted;
+   * answers the revision at which the last went ('gone' when `mine` went first), or undefined
+   * when the watch ended before. One watch of the prefix and no further reads: every deletion
+   * it reports is committed, so once none is ahead, `mine` heads the queue as of that revision.
+   */
+  async #awaitDeletions(ahead: Set<string>, mine: Contender, revision: number, deadlineMs: number, signal: AbortSignal | undefined): Promise<number | 'gone' | undefined> {
     const left = deadlineMs - this.scheduler.nowMs();
     if (left <= 0) throw new WaitExpired();
-    const watcher = await this.node.watch(this.keyspace, { key, startRevision: revision + 1 }, { timeoutMs: left, signal });
+    const watcher = await this.node.watch(this.keyspace, { key: this.prefix, prefix: true, startRevision: revision + 1 }, { timeoutMs: left, signal });
     const timer = this.scheduler.setTimer(left, () => watcher.cancel());
     const abort = () => watcher.cancel();
     signal?.addEventListener('abort', abort, { once: true });
+    const own = latin1(mine.key);
     try {
       for await (const message of watcher) {
-        if (message.kind === 'events' && message.events.some((e) => e.event.type === 'delete')) return;
+        if (message.kind !== 'events') continue;
+        for (const { event, revision: at } of message.events) {
+          if (event.type !== 'delete') continue;
+          const key = latin1(event.kv.key);
+          if (key === own) return 'gone';
+          if (ahead.delete(key) && ahead.size === 0) return at;
+        }
       }
     } catch {
       // The watch ended (the node stopped serving the keyspace, or it fell behind): look again.
@@ -152,6 +169,7 @@ export class WaitingQueue {
       signal?.removeEventListener('abort', abort);
       watcher.cancel();
     }
+    return undefined;
   }
 
   /** Deletes `mine` if it is still the same key (same create revision); answers the revision, or undefined when it was gone. */
