@@ -687,7 +687,7 @@ export async function runCoordination(options: CoordinationOptions): Promise<Coo
     'locks and leases ran on clusters of their own, started after the other rows; the system not measured was paused (SIGSTOP)',
     `keep-alive streams: stream i to node i mod 3 on both systems (${KEEPALIVE_STREAMS} streams, ${KEEPALIVE_LEASES / KEEPALIVE_STREAMS} leases each); ` +
       'a follower forwards renewals to its leader (replikit: one forwarded call per batch of requests that arrived together; etcd 3.4: one HTTP request to the leader per renewal)',
-    'etcd\'s v3lock server runs the clientv3 concurrency recipe inside the member (a session on the given lease, orphaned at once, then Mutex.Lock: a Txn, a Range for the waiter before, a watch on it); replikit\'s LockService runs the same kind of recipe inside the node (a Txn, a linearizable Range of every waiter, a watch on the one before)',
+    'etcd\'s v3lock server runs the clientv3 concurrency recipe inside the member (a session on the given lease, orphaned at once, then Mutex.Lock: a Txn, a Range for the waiter before, a watch on it); replikit\'s LockService runs the same kind of recipe inside the node (a Txn, one linearizable Range of the waiters, then one watch of the queue until every waiter ahead is gone)',
   ];
   if (options.etcdBinary === undefined) notes.push('etcd is not part of this run: replikit only, no ratios');
   const targets: Target[] = [];
