@@ -47,6 +47,37 @@ function tlsCredentials(args: ParsedArgs): ChannelCredentials {
   }
 }
 
+/** Flags of the commands that go through {@link ReplikitClient} with failover: `--endpoints` besides `--target`. */
+export const ENDPOINT_FLAGS = { ...CLIENT_FLAGS, endpoints: {} } as const;
+
+/** The usage text of {@link ENDPOINT_FLAGS}' endpoint part. */
+export const ENDPOINTS_USAGE = '(--target HOST:PORT | --endpoints HOST:PORT,HOST:PORT,...)';
+
+export interface EndpointSettings extends Omit<ClientSettings, 'target'> {
+  /** The nodes, in the order tried: `--endpoints`, or `--target` alone. */
+  readonly endpoints: readonly string[];
+}
+
+/**
+ * Settings of a command that takes `--target` or `--endpoints` (one of them, not both). With
+ * `waitFlag`, --timeout-ms is the command's own (how long it waits for a lock or to lead) and
+ * calls keep the default deadline.
+ */
+export function endpointSettings(args: ParsedArgs, options: { readonly waitFlag?: boolean } = {}): EndpointSettings {
+  const list = args.flags.get('endpoints');
+  const target = args.flags.get('target');
+  if (list !== undefined && target !== undefined) throw new UsageError('give --target or --endpoints, not both');
+  if (list === undefined && target === undefined) throw new UsageError('--target HOST:PORT or --endpoints HOST:PORT,... is required');
+  const endpoints = list === undefined ? [hostPortFlag('target', target!)] : list.split(',').map((e) => hostPortFlag('endpoints', e.trim()));
+  if (endpoints.length === 0 || endpoints.some((e) => e === '')) throw new UsageError('--endpoints needs at least one HOST:PORT');
+  return {
+    endpoints,
+    json: args.switches.has('json'),
+    timeoutMs: args.flags.has('timeout-ms') && options.waitFlag !== true ? intFlag('timeout-ms', args.flags.get('timeout-ms')!, 1, 3_600_000) : DEFAULT_CLI_TIMEOUT_MS,
+    credentials: tlsCredentials(args),
+  };
+}
+
 export const insecure = credentials.createInsecure;
 
 /** Calls a unary method in the callback style of generated clients, as a promise. */

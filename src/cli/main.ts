@@ -16,6 +16,9 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   txn: async () => (await import('./commands/txn.js')).txnCommand,
   watch: async () => (await import('./commands/watch.js')).watchCommand,
   compact: async () => (await import('./commands/kv.js')).compactCommand,
+  lease: async () => (await import('./commands/lease.js')).leaseCommand,
+  lock: async () => (await import('./commands/lock.js')).lockCommand,
+  elect: async () => (await import('./commands/elect.js')).electCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   check: async () => (await import('./commands/check.js')).checkCommand,
@@ -46,7 +49,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const command = await load();
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // Flags after `--` belong to another program (`replikit lock NAME -- COMMAND --help`).
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     process.stdout.write(`${command.usage}\n`);
     return 0;
   }

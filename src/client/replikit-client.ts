@@ -4,15 +4,18 @@
  * Range) and Compact are retried on the next endpoint while UNAVAILABLE within the call's
  * deadline (they change nothing, or the same thing twice); writes are not (a connection that
  * dropped may have carried the write), but the next call goes to the next endpoint. Watches
- * resume on the next endpoint from where they were complete (remote-watch.ts).
+ * resume on the next endpoint from where they were complete (remote-watch.ts). Leases, locks and
+ * elections (LeaseService, LockService, ElectionService) go over the same channels
+ * (coordination.ts): `client.leases`, `client.lock(name)`, `client.election(name)`.
  *
  * Failures are {@link ReplikitError}s with the node's reason and details (`fromGrpcError`).
  */
-import { credentials as grpcCredentials, Metadata, status as Status, type ChannelCredentials, type ClientOptions, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState as ConnectivityState, credentials as grpcCredentials, Metadata, status as Status, type ChannelCredentials, type Client as GrpcClient, type ClientOptions, type ServiceError } from '@grpc/grpc-js';
 import { invalidArgument, ReplikitError, unavailable } from '../errors.js';
 import { Consistency, KvServiceClient, SortOrder, type CompactRequest, type CompactResponse, type DeleteRequest, type DeleteResponse, type GetRequest, type GetResponse, type PutRequest, type PutResponse, type RangeRequest, type RangeResponse, type TxnRequest, type TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import { fromGrpcError } from '../transport/status.js';
 import { keyValueFromWire, RemoteWatch, type ResumeInfo } from './remote-watch.js';
+import { RemoteElection, RemoteLeases, RemoteLock } from './coordination.js';
 import { toBuffer, type Bytes, type KeyValue, type RangeOptions, type RangeResult, type WatchOptions, type WatchStream } from './types.js';
 
 export interface ReplikitClientOptions {
@@ -39,6 +42,9 @@ export class ReplikitClient {
   readonly #credentials: ChannelCredentials;
   readonly #channelOptions: ClientOptions | undefined;
   readonly #clients: (KvServiceClient | undefined)[];
+  /** Clients of the other services, sharing each endpoint's channel. */
+  readonly #services: Map<unknown, GrpcClient>[];
+  #leases: RemoteLeases | undefined;
   /** The endpoint the next call goes to first. */
   #preferred = 0;
   #closed = false;
@@ -56,6 +62,7 @@ export class ReplikitClient {
     this.#credentials = options.credentials ?? grpcCredentials.createInsecure();
     this.#channelOptions = options.channelOptions;
     this.#clients = this.endpoints.map(() => undefined);
+    this.#services = this.endpoints.map(() => new Map());
   }
 
   /**
@@ -78,11 +85,32 @@ export class ReplikitClient {
     return new RemoteKeyspace(this, name);
   }
 
-  /** Closes every channel; watches end. */
+  /** Leases of the cluster's CP keyspaces (LeaseService): grant, keep alive, revoke, inspect. */
+  get leases(): RemoteLeases {
+    this.#leases ??= new RemoteLeases(this);
+    return this.#leases;
+  }
+
+  /** The lock `name` (LockService), held by a lease. */
+  lock(name: string): RemoteLock {
+    return new RemoteLock(this, name);
+  }
+
+  /** The election `name` (ElectionService), whose campaigners hold leases. */
+  election(name: string): RemoteElection {
+    return new RemoteElection(this, name);
+  }
+
+  /** Closes every channel; watches end, kept leases stop being renewed. */
   close(): void {
     this.#closed = true;
     for (const w of [...this.#watches]) w.cancel();
+    this.#leases?.closeStreams();
     for (const c of this.#clients) c?.close();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** @internal the generated client of endpoint `index`. */
@@ -94,6 +122,23 @@ export class ReplikitClient {
       this.#clients[index] = c;
     }
     return c;
+  }
+
+  /** @internal the generated client of another service on endpoint `index`, over the same channel. */
+  serviceOf<C extends GrpcClient>(index: number, ctor: new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C): C {
+    const channel = this.clientOf(index).getChannel();
+    const byService = this.#services[index]!;
+    let c = byService.get(ctor) as C | undefined;
+    if (c === undefined) {
+      c = new ctor(this.endpoints[index]!, this.#credentials, { ...this.#channelOptions, channelOverride: channel });
+      byService.set(ctor, c);
+    }
+    return c;
+  }
+
+  /** @internal the endpoint after `index` becomes the preferred one (when `index` still is). */
+  failedOn(index: number): void {
+    if (this.#preferred === index) this.#preferred = (index + 1) % this.endpoints.length;
   }
 
   /** @internal a watch that ends when the client closes. */
@@ -117,23 +162,48 @@ export class ReplikitClient {
    * @internal Calls a unary method on the preferred endpoint; on UNAVAILABLE moves the preference
    * on and, when `retry`, tries the next endpoint (backing off 50 → 1,000 ms) until the deadline.
    */
-  async unary<K extends keyof UnaryMethods>(name: K, request: UnaryMethods[K][0], retry: boolean): Promise<UnaryMethods[K][1]> {
+  unary<K extends keyof UnaryMethods>(name: K, request: UnaryMethods[K][0], retry: boolean): Promise<UnaryMethods[K][1]> {
     type Res = UnaryMethods[K][1];
     type Method = (request: UnaryMethods[K][0], metadata: Metadata, options: { deadline: Date }, callback: (err: ServiceError | null, res: Res) => void) => unknown;
-    const deadline = Date.now() + this.timeoutMs;
+    return this.call<Res>((index, deadline, callback) => {
+      const client = this.clientOf(index);
+      return (client[name] as unknown as Method).call(client, request, new Metadata(), { deadline }, callback);
+    }, { retry });
+  }
+
+  /**
+   * @internal Runs one unary call (`invoke` starts it on endpoint `index` with `deadline`) on the
+   * preferred endpoint. On UNAVAILABLE the preference moves on; the call is tried again on the
+   * next endpoint (backing off 50 → 1,000 ms) until the deadline when `retry` says so (true:
+   * UNAVAILABLE only; a function: any failure it accepts). `timeoutMs` overrides the client's;
+   * `signal` cancels the call (CANCELLED).
+   */
+  async call<Res>(
+    invoke: (index: number, deadline: Date, callback: (err: ServiceError | null, res: Res) => void) => unknown,
+    options: { readonly retry: boolean | ((error: ReplikitError) => boolean); readonly timeoutMs?: number; readonly signal?: AbortSignal },
+  ): Promise<Res> {
+    const deadline = Date.now() + (options.timeoutMs ?? this.timeoutMs);
+    const retryable = typeof options.retry === 'function' ? options.retry : (e: ReplikitError) => options.retry === true && e.kind === 'unavailable';
     for (let attempt = 0; ; attempt++) {
       const index = this.#preferred;
       try {
         return await new Promise<Res>((resolve, reject) => {
-          const client = this.clientOf(index);
-          (client[name] as unknown as Method).call(client, request, new Metadata(), { deadline: new Date(deadline) }, (err, res) => (err ? reject(err) : resolve(res)));
+          if (options.signal?.aborted) return reject(cancelledError());
+          const call = invoke(index, new Date(deadline), (err, res) => {
+            options.signal?.removeEventListener('abort', abort);
+            if (err) reject(err);
+            else resolve(res);
+          }) as { cancel?: () => void } | undefined;
+          const abort = () => call?.cancel?.();
+          options.signal?.addEventListener('abort', abort, { once: true });
         });
       } catch (err: unknown) {
         if (!isServiceError(err)) throw err;
-        if (err.code !== Status.UNAVAILABLE) throw fromGrpcError(err);
-        if (this.#preferred === index) this.#preferred = (index + 1) % this.endpoints.length;
+        const e = fromGrpcError(err);
+        if (err.code === Status.UNAVAILABLE) this.failedOn(index);
+        if (options.signal?.aborted) throw e;
         const pause = Math.min(1_000, 50 * 2 ** Math.min(attempt, 10));
-        if (!retry || Date.now() + pause >= deadline) throw fromGrpcError(err);
+        if (!retryable(e) || Date.now() + pause >= deadline) throw e;
         await new Promise((resolve) => setTimeout(resolve, pause));
       }
     }
@@ -146,7 +216,7 @@ export class ReplikitClient {
       let pending = this.endpoints.length;
       let done = false;
       this.endpoints.forEach((endpoint, i) =>
-        this.clientOf(i).waitForReady(deadline, (error) => {
+        this.#waitForReady(i, deadline, () => done || this.#closed, (error) => {
           if (done) return;
           if (error === undefined) {
             done = true;
@@ -157,6 +227,33 @@ export class ReplikitClient {
         }),
       );
     });
+  }
+
+  /**
+   * grpc-js's `Client.waitForReady`, except that it stops looking once `stop()` holds. Theirs asks
+   * the channel to connect again at every state change, even at the SHUTDOWN that `close()` causes,
+   * which brings a closed channel back to CONNECTING with a timer that holds the process until the
+   * deadline (grpc-js 1.14): a CLI given a dead endpoint would linger that long after its work.
+   */
+  #waitForReady(index: number, deadline: number, stop: () => boolean, callback: (error?: Error) => void): void {
+    const channel = this.clientOf(index).getChannel();
+    const check = (): void => {
+      if (stop()) return;
+      let state: ConnectivityState;
+      try {
+        state = channel.getConnectivityState(true);
+      } catch {
+        return callback(new Error('The channel has been closed'));
+      }
+      if (state === ConnectivityState.READY) return callback();
+      if (state === ConnectivityState.SHUTDOWN) return callback(new Error('The channel has been closed'));
+      try {
+        channel.watchConnectivityState(state, deadline, (err) => (err ? callback(new Error('Failed to connect before the deadline')) : check()));
+      } catch {
+        callback(new Error('The channel has been closed'));
+      }
+    };
+    setImmediate(check);
   }
 }
 
@@ -204,8 +301,10 @@ export class RemoteKeyspace {
     readonly name: string,
   ) {}
 
-  async put(key: Bytes, value: Bytes): Promise<PutResult> {
-    const res = await this.client.unary('put', { keyspace: this.name, key: toBuffer(key), value: toBuffer(value), sessionToken: Buffer.alloc(0), ack: 0, lease: 0n }, false);
+  /** Writes a value; with `lease` (CP keyspaces), the key is deleted when that lease ends. */
+  async put(key: Bytes, value: Bytes, options: { readonly lease?: number } = {}): Promise<PutResult> {
+    const lease = BigInt(wholeNumber('lease', options.lease ?? 0));
+    const res = await this.client.unary('put', { keyspace: this.name, key: toBuffer(key), value: toBuffer(value), sessionToken: Buffer.alloc(0), ack: 0, lease }, false);
     return { revision: Number(res.revision) };
   }
 
@@ -334,6 +433,10 @@ function wholeNumber(name: string, value: number): number {
 function positive(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw invalidArgument('ARGUMENT_INVALID', `${name} must be a positive whole number of milliseconds, not ${value}`, { field: name });
   return value;
+}
+
+function cancelledError(): ServiceError {
+  return Object.assign(new Error('the call was cancelled'), { code: Status.CANCELLED, details: 'the call was cancelled', metadata: new Metadata() });
 }
 
 function isServiceError(err: unknown): err is ServiceError {

@@ -20,6 +20,15 @@ import type { CallOptions, NodeCore } from '../node/node-core.js';
 import type { StoredKey } from '../policy/cp/kv-state-machine.js';
 import { latin1 } from '../storage/key-text.js';
 
+/**
+ * The longest a Lock or a Campaign waits, also when the caller sets no deadline: one day. A wait
+ * holds one watcher and a timer; a bound keeps a forgotten waiter from holding them for ever
+ * (and keeps timers within what setTimeout can count).
+ */
+export const MAX_WAIT_MS = 24 * 3_600_000;
+/** Between two reads of the queue when one found no leader. */
+const RETRY_MS = 100;
+
 /** A name of a lock or an election: what follows `_lock/` or `_election/` in its keys. */
 export const MAX_NAME_BYTES = 256;
 
@@ -120,11 +129,16 @@ export class WaitingQueue {
       if (left() <= 0 || signal?.aborted) throw new WaitExpired();
       let read: { readonly revision: number; readonly all: StoredKey[] };
       try {
-        read = await this.contenders({ timeoutMs: left(), signal });
+        read = await this.contenders({ timeoutMs: Math.min(left(), this.node.settings.requestTimeoutMs), signal });
       } catch (error: unknown) {
         // A read cut short by the deadline (timers fire a fraction early; a forwarded read may
         // be left a millisecond) is the deadline, not a failure of its own.
         if (left() <= 1 || signal?.aborted) throw new WaitExpired();
+        // An election or a partition under a long wait: nothing was read; look again shortly.
+        if (error instanceof ReplikitError && error.kind === 'unavailable') {
+          await new Promise<void>((resolve) => this.scheduler.setTimer(Math.min(RETRY_MS, Math.max(1, left())), resolve));
+          continue;
+        }
         throw error;
       }
       if (!read.all.some((k) => k.key.equals(mine.key) && k.createRevision === mine.createRevision)) throw leaseGone();
@@ -145,7 +159,7 @@ export class WaitingQueue {
    * it reports is committed, so once none is ahead, `mine` heads the queue as of that revision.
    */
   async #awaitDeletions(ahead: Set<string>, mine: Contender, revision: number, deadlineMs: number, signal: AbortSignal | undefined): Promise<number | 'gone' | undefined> {
-    const left = deadlineMs - this.scheduler.nowMs();
+    const left = Math.min(deadlineMs - this.scheduler.nowMs(), MAX_WAIT_MS);
     if (left <= 0) throw new WaitExpired();
     const watcher = await this.node.watch(this.keyspace, { key: this.prefix, prefix: true, startRevision: revision + 1 }, { timeoutMs: left, signal });
     const timer = this.scheduler.setTimer(left, () => watcher.cancel());
@@ -211,10 +225,11 @@ export async function waitYourTurn(
   checkName(name, kind);
   const leaseId = checkLease(lease);
   requireCp(node, keyspace, kind);
-  const budget = options.timeoutMs ?? node.settings.requestTimeoutMs;
+  // No deadline: wait as long as it takes, within MAX_WAIT_MS.
+  const budget = Math.min(options.timeoutMs ?? MAX_WAIT_MS, MAX_WAIT_MS);
   const deadline = node.runtime.scheduler.nowMs() + budget;
   const queue = new WaitingQueue(node, keyspace, queuePrefix(kind, name));
-  const mine = await queue.join(leaseId, Buffer.from(value), { ...options, timeoutMs: budget });
+  const mine = await queue.join(leaseId, Buffer.from(value), { ...options, timeoutMs: Math.min(budget, node.settings.requestTimeoutMs) });
   try {
     return { mine, revision: await queue.waitForHead(mine, deadline, options.signal, () => say.leaseGone(leaseId)) };
   } catch (error: unknown) {

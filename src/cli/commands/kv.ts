@@ -7,7 +7,7 @@ import { CLIENT_FLAGS, clientSettings, reportCallError, sessionFlag, TLS_CLIENT_
 import type { Command } from '../main.js';
 import { positiveIntFlag, reportClientError, writeOut } from './watch.js';
 
-const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {}, 'if-value': {}, 'if-version': {}, 'if-absent': { boolean: true }, consistency: {}, prefix: { boolean: true }, limit: {}, rev: {} } as const;
+const SPEC = { ...CLIENT_FLAGS, keyspace: {}, session: {}, 'if-value': {}, 'if-version': {}, 'if-absent': { boolean: true }, consistency: {}, prefix: { boolean: true }, limit: {}, rev: {}, lease: {} } as const;
 
 /** Exit status of `get` for a key that holds nothing, so scripts can tell it from an error. */
 export const EXIT_NOT_FOUND = 3;
@@ -23,7 +23,7 @@ function tokenLine(token: Buffer): string {
 }
 
 const EXTRA_USAGE: Readonly<Record<string, string>> = {
-  put: '[--if-value OLD | --if-version N | --if-absent] ',
+  put: '[--if-value OLD | --if-version N | --if-absent] [--lease ID] ',
   get: '[--consistency linearizable|serializable] [--prefix [--limit N] [--rev R]] ',
   delete: '',
 };
@@ -67,6 +67,9 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
       for (const flag of ['if-value', 'if-version', 'if-absent'] as const) {
         if (name !== 'put' && (args.flags.has(flag) || args.switches.has(flag))) throw new UsageError(`--${flag} is a flag of put`);
       }
+      if (name !== 'put' && args.flags.has('lease')) throw new UsageError('--lease is a flag of put');
+      // The key is deleted when the lease ends (`replikit lease grant`; CP keyspaces).
+      const lease = args.flags.has('lease') ? BigInt(positiveIntFlag('lease', args.flags.get('lease')!)) : 0n;
       if (name !== 'get' && args.flags.has('consistency')) throw new UsageError('--consistency is a flag of get');
       if (name !== 'get' && args.switches.has('prefix')) throw new UsageError('--prefix is a flag of get');
       for (const flag of ['limit', 'rev'] as const) {
@@ -82,7 +85,7 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
         const request = { keyspace, key: Buffer.from(key, 'utf8'), sessionToken };
         if (condition !== undefined) {
           const k = Buffer.from(key, 'utf8');
-          const res = await unary(client.txn.bind(client), { keyspace, compares: [condition], success: [{ put: { key: k, value: Buffer.from(value!, 'utf8'), lease: 0n } }], failure: [{ get: { key: k } }] }, settings.timeoutMs);
+          const res = await unary(client.txn.bind(client), { keyspace, compares: [condition], success: [{ put: { key: k, value: Buffer.from(value!, 'utf8'), lease } }], failure: [{ get: { key: k } }] }, settings.timeoutMs);
           if (settings.json) print(true, TxnJson.toJSON(res), () => '');
           if (res.succeeded) {
             if (!settings.json) print(false, undefined, () => `OK revision ${res.revision}`);
@@ -95,7 +98,7 @@ function kvCommand(name: 'put' | 'get' | 'delete', positionals: string, summary:
           return EXIT_COMPARE_FAILED;
         }
         if (name === 'put') {
-          const res: PutResponse = await unary(client.put.bind(client), { ...request, value: Buffer.from(value!, 'utf8'), ack: 0, lease: 0n }, settings.timeoutMs);
+          const res: PutResponse = await unary(client.put.bind(client), { ...request, value: Buffer.from(value!, 'utf8'), ack: 0, lease }, settings.timeoutMs);
           print(settings.json, PutJson.toJSON(res), () => `OK ${formatVersion(res.version)}${tokenLine(res.sessionToken)}`);
           return 0;
         }

@@ -1008,7 +1008,10 @@ export const ResignResponse: MessageFns<ResignResponse> = {
  */
 export type ElectionServiceService = typeof ElectionServiceService;
 export const ElectionServiceService = {
-  /** Campaigns and waits until this campaigner leads. */
+  /**
+   * Campaigns and waits until this campaigner leads or the deadline passes (with no deadline, at
+   * most one day).
+   */
   campaign: {
     path: "/replikit.v1.ElectionService/Campaign" as const,
     requestStream: false as const,
@@ -1061,7 +1064,10 @@ export const ElectionServiceService = {
 } as const;
 
 export interface ElectionServiceServer extends UntypedServiceImplementation {
-  /** Campaigns and waits until this campaigner leads. */
+  /**
+   * Campaigns and waits until this campaigner leads or the deadline passes (with no deadline, at
+   * most one day).
+   */
   campaign: handleUnaryCall<CampaignRequest, CampaignResponse>;
   /** Changes the value the leader announces, without losing leadership. */
   proclaim: handleUnaryCall<ProclaimRequest, ProclaimResponse>;
@@ -1074,7 +1080,10 @@ export interface ElectionServiceServer extends UntypedServiceImplementation {
 }
 
 export interface ElectionServiceClient extends Client {
-  /** Campaigns and waits until this campaigner leads. */
+  /**
+   * Campaigns and waits until this campaigner leads or the deadline passes (with no deadline, at
+   * most one day).
+   */
   campaign(
     request: CampaignRequest,
     callback: (error: ServiceError | null, response: CampaignResponse) => void,

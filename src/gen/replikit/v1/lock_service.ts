@@ -407,7 +407,10 @@ export const UnlockResponse: MessageFns<UnlockResponse> = {
  */
 export type LockServiceService = typeof LockServiceService;
 export const LockServiceService = {
-  /** Acquires the lock, waiting until it is free or the deadline passes. */
+  /**
+   * Acquires the lock, waiting until it is free or the deadline passes (with no deadline, at most
+   * one day).
+   */
   lock: {
     path: "/replikit.v1.LockService/Lock" as const,
     requestStream: false as const,
@@ -430,14 +433,20 @@ export const LockServiceService = {
 } as const;
 
 export interface LockServiceServer extends UntypedServiceImplementation {
-  /** Acquires the lock, waiting until it is free or the deadline passes. */
+  /**
+   * Acquires the lock, waiting until it is free or the deadline passes (with no deadline, at most
+   * one day).
+   */
   lock: handleUnaryCall<LockRequest, LockResponse>;
   /** Releases a lock held (or withdraws a waiter). */
   unlock: handleUnaryCall<UnlockRequest, UnlockResponse>;
 }
 
 export interface LockServiceClient extends Client {
-  /** Acquires the lock, waiting until it is free or the deadline passes. */
+  /**
+   * Acquires the lock, waiting until it is free or the deadline passes (with no deadline, at most
+   * one day).
+   */
   lock(request: LockRequest, callback: (error: ServiceError | null, response: LockResponse) => void): ClientUnaryCall;
   lock(
     request: LockRequest,
