@@ -71,6 +71,8 @@ function key(r: SeededRandom): Buffer {
     [5, () => Buffer.alloc(MAX_KEY_BYTES + 1, 0x6b)],
     [2, () => Buffer.alloc(r.int(MAX_KEY_BYTES + 2, 3 * MAX_KEY_BYTES), 0x6b)],
     [10, () => Buffer.concat([Buffer.from([0x80]), bytes(r, 24)])],
+    // The prefix CP keyspaces keep for their own records (leases): refused as a client key.
+    [2, () => Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff]), bytes(r, 8)])],
   ]);
 }
 
@@ -124,7 +126,7 @@ function compare(r: SeededRandom, small: boolean): Compare {
 
 function requestOp(r: SeededRandom, small: boolean): RequestOp {
   const k = () => (small ? Buffer.from(`fuzz-${r.int(0, 15)}`) : key(r));
-  const put = () => ({ key: k(), value: bytes(r, 24) });
+  const put = () => ({ key: k(), value: bytes(r, 24), lease: 0n });
   return weighted<RequestOp>(r, [
     [35, () => ({ put: put() })],
     [25, () => ({ get: { key: k() } })],
@@ -170,7 +172,8 @@ export function expectTxn(txn: TxnRequest, served: readonly string[]): Expected 
 }
 
 function txnIsValid(txn: TxnRequest): boolean {
-  const keyOk = (k: Uint8Array) => k.byteLength >= 1 && k.byteLength <= MAX_KEY_BYTES;
+  const reserved = (k: Uint8Array) => k.byteLength >= 4 && k[0] === 0xff && k[1] === 0xff && k[2] === 0xff && k[3] === 0xff;
+  const keyOk = (k: Uint8Array) => k.byteLength >= 1 && k.byteLength <= MAX_KEY_BYTES && !reserved(k);
   if (txn.compares.length > MAX_TXN_OPS) return false;
   for (const c of txn.compares) {
     if (!keyOk(c.key)) return false;
