@@ -411,6 +411,47 @@ function linked(signal: AbortSignal | undefined, session: KeptLease | undefined)
   };
 }
 
+/**
+ * Runs `wait` (a Lock or a Campaign) holding `options.lease`, or a lease of `options.ttlMs`
+ * granted and kept alive for it (a session). The wait ends when the caller's signal aborts or the
+ * session is lost; then, or when `wait` fails, the session is stopped and its lease revoked, and a
+ * lost session is named as the reason.
+ */
+async function whileHolding<T>(
+  leases: RemoteLeases,
+  keyspace: string,
+  options: RemoteCoordinationOptions & { readonly lease?: number; readonly ttlMs?: number },
+  wait: (lease: number, signal: AbortSignal | undefined) => Promise<T>,
+): Promise<{ value: T; lease: number; session: KeptLease | undefined }> {
+  const session = options.lease === undefined ? await leases.session(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, { keyspace }) : undefined;
+  const lease = options.lease ?? session!.id;
+  const linkedWait = linked(options.signal, session);
+  try {
+    const value = await wait(lease, linkedWait.signal);
+    if (session?.lostReason !== undefined) throw session.lostReason;
+    return { value, lease, session };
+  } catch (error) {
+    if (session !== undefined) {
+      session.stop();
+      await leases.revoke(session.id, { keyspace }).catch(() => {});
+      if (session.lostReason !== undefined && error instanceof ReplikitError && error.kind === 'cancelled') throw session.lostReason;
+    }
+    throw error;
+  } finally {
+    linkedWait.done();
+  }
+}
+
+/** Stops a session's keep-alive, runs `end` (release, resign), then revokes the session's lease. */
+async function endSession(leases: RemoteLeases, keyspace: string, session: KeptLease | undefined, end: () => Promise<unknown>): Promise<void> {
+  session?.stop();
+  try {
+    await end();
+  } finally {
+    if (session !== undefined) await leases.revoke(session.id, { keyspace }).catch(() => {});
+  }
+}
+
 /** The lock `name`: `client.lock(name)`. */
 export class RemoteLock {
   constructor(
@@ -427,42 +468,22 @@ export class RemoteLock {
   async acquire(options: RemoteCoordinationOptions & { readonly lease?: number; readonly ttlMs?: number } = {}): Promise<RemoteHeldLock> {
     const keyspace = keyspaceOf(options);
     const leases = this.client.leases;
-    const session = options.lease === undefined ? await leases.session(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, { keyspace }) : undefined;
-    const lease = options.lease ?? session!.id;
-    const wait = linked(options.signal, session);
-    try {
-      const r = await this.client.call<{ key: Buffer; fencingToken: bigint; revision: bigint }>(
+    const { value: r, lease, session } = await whileHolding(leases, keyspace, options, (lease, signal) =>
+      this.client.call<{ key: Buffer; fencingToken: bigint; revision: bigint }>(
         (i, deadline, cb) => this.client.serviceOf(i, LockServiceClient).lock({ keyspace, name: this.name, lease: BigInt(lease) }, new Metadata(), { deadline }, cb),
-        { retry: waitRetryable('LOCK_WAIT_EXPIRED'), timeoutMs: options.timeoutMs ?? MAX_WAIT_MS, ...(wait.signal === undefined ? {} : { signal: wait.signal }) },
-      );
-      if (session?.lostReason !== undefined) throw session.lostReason;
-      const key = Buffer.from(r.key);
-      return {
-        name: this.name,
-        key,
-        fencingToken: Number(r.fencingToken),
-        revision: Number(r.revision),
-        lease,
-        session,
-        release: async (releaseOptions = {}) => {
-          session?.stop();
-          try {
-            await this.unlock(key, { keyspace, ...releaseOptions });
-          } finally {
-            if (session !== undefined) await leases.revoke(session.id, { keyspace }).catch(() => {});
-          }
-        },
-      };
-    } catch (error) {
-      if (session !== undefined) {
-        session.stop();
-        await leases.revoke(session.id, { keyspace }).catch(() => {});
-        if (session.lostReason !== undefined && error instanceof ReplikitError && error.kind === 'cancelled') throw session.lostReason;
-      }
-      throw error;
-    } finally {
-      wait.done();
-    }
+        { retry: waitRetryable('LOCK_WAIT_EXPIRED'), timeoutMs: options.timeoutMs ?? MAX_WAIT_MS, ...(signal === undefined ? {} : { signal }) },
+      ),
+    );
+    const key = Buffer.from(r.key);
+    return {
+      name: this.name,
+      key,
+      fencingToken: Number(r.fencingToken),
+      revision: Number(r.revision),
+      lease,
+      session,
+      release: (releaseOptions = {}) => endSession(leases, keyspace, session, () => this.unlock(key, { keyspace, ...releaseOptions })),
+    };
   }
 
   /** Releases the lock held by `key` (or withdraws a waiter). FAILED_PRECONDITION LOCK_NOT_HELD when nothing holds it. */
@@ -534,40 +555,20 @@ export class RemoteElection {
   async campaign(value: Bytes, options: RemoteCoordinationOptions & { readonly lease?: number; readonly ttlMs?: number } = {}): Promise<RemoteLeadership> {
     const keyspace = keyspaceOf(options);
     const leases = this.client.leases;
-    const session = options.lease === undefined ? await leases.session(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, { keyspace }) : undefined;
-    const lease = options.lease ?? session!.id;
-    const wait = linked(options.signal, session);
-    try {
-      const r = await this.client.call<{ leader: WireLeaderKey | undefined }>(
+    const { value: r, session } = await whileHolding(leases, keyspace, options, (lease, signal) =>
+      this.client.call<{ leader: WireLeaderKey | undefined }>(
         (i, deadline, cb) => this.#service(i).campaign({ keyspace, name: this.name, lease: BigInt(lease), value: toBuffer(value) }, new Metadata(), { deadline }, cb),
-        { retry: waitRetryable('CAMPAIGN_EXPIRED'), timeoutMs: options.timeoutMs ?? MAX_WAIT_MS, ...(wait.signal === undefined ? {} : { signal: wait.signal }) },
-      );
-      if (session?.lostReason !== undefined) throw session.lostReason;
-      const l = r.leader!;
-      const leader: RemoteLeaderKey = { name: l.name, key: Buffer.from(l.key), revision: Number(l.revision), lease: Number(l.lease) };
-      return {
-        leader,
-        session,
-        proclaim: (v, o = {}) => this.proclaim(leader, v, { keyspace, ...o }),
-        resign: async (o = {}) => {
-          session?.stop();
-          try {
-            await this.resign(leader, { keyspace, ...o });
-          } finally {
-            if (session !== undefined) await leases.revoke(session.id, { keyspace }).catch(() => {});
-          }
-        },
-      };
-    } catch (error) {
-      if (session !== undefined) {
-        session.stop();
-        await leases.revoke(session.id, { keyspace }).catch(() => {});
-        if (session.lostReason !== undefined && error instanceof ReplikitError && error.kind === 'cancelled') throw session.lostReason;
-      }
-      throw error;
-    } finally {
-      wait.done();
-    }
+        { retry: waitRetryable('CAMPAIGN_EXPIRED'), timeoutMs: options.timeoutMs ?? MAX_WAIT_MS, ...(signal === undefined ? {} : { signal }) },
+      ),
+    );
+    const l = r.leader!;
+    const leader: RemoteLeaderKey = { name: l.name, key: Buffer.from(l.key), revision: Number(l.revision), lease: Number(l.lease) };
+    return {
+      leader,
+      session,
+      proclaim: (v, o = {}) => this.proclaim(leader, v, { keyspace, ...o }),
+      resign: (o = {}) => endSession(leases, keyspace, session, () => this.resign(leader, { keyspace, ...o })),
+    };
   }
 
   /** Changes the leader's value; FAILED_PRECONDITION when `leader` no longer leads. */
