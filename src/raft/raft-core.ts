@@ -7,6 +7,7 @@
  * Section numbers (§) refer to the extended Raft paper (Ongaro & Ousterhout, 2014); thesis
  * sections (thesis §) to Ongaro's dissertation, "Consensus: Bridging Theory and Practice".
  */
+import { applyChange, decodeMembership, encodeMembership, isVoter, membershipOf, snapshotMeta, type Membership, type MembershipChange } from './membership.js';
 import { Progress, type ProgressState } from './progress.js';
 import { RaftLog } from './raft-log.js';
 import type {
@@ -23,8 +24,16 @@ import type {
 
 export interface RaftConfig {
   readonly id: RaftNodeId;
-  /** Every voter, this node included. Membership changes are not supported. */
+  /**
+   * The group's first voters, used only while neither the log nor a snapshot holds a membership
+   * (a new group's bootstrap). Empty for a node joining an existing group: it learns the
+   * membership from the leader's entries or snapshot.
+   */
   readonly voters: readonly RaftNodeId[];
+  /** The bootstrap membership's learners. @default [] */
+  readonly learners?: readonly RaftNodeId[];
+  /** The bootstrap membership's node-layer data (see Membership.context). @default '' */
+  readonly membershipContext?: string;
   /** A float in [0, 1): the election timeout's randomness, injected so that a seed replays. */
   readonly random: () => number;
   /**
@@ -49,6 +58,12 @@ export interface RaftConfig {
   readonly maxPendingProposalBytes?: number;
   /** Ticks a leader waits for a snapshot's acknowledgement before presuming it lost and probing again. */
   readonly snapshotRetryTicks?: number;
+  /**
+   * How far (in entries) a learner may trail the commit index and still be promoted: a learner
+   * further behind would stall commitment until it caught up, the very outage adding it as a
+   * learner first avoids.
+   */
+  readonly maxPromoteLagEntries?: number;
   /** Campaign in two phases (thesis §9.6). */
   readonly preVote?: boolean;
   /** Leaders step down without a majority's contact, followers keep a leader lease (thesis §6.2, §4.2.3). */
@@ -64,6 +79,15 @@ export interface RaftConfig {
    * serves stale reads. A simulation must catch this.
    */
   readonly unsafeReadIndexWithoutQuorum?: boolean;
+  /**
+   * BROKEN ON PURPOSE, for testing the tests: a leader proposes a membership change while the
+   * previous one is uncommitted (or before it committed an entry of its term), so two single-step
+   * changes overlap without joint consensus and two disjoint majorities can decide. A simulation
+   * must catch this.
+   */
+  readonly unsafeOverlappingChanges?: boolean;
+  /** BROKEN ON PURPOSE, for testing the tests: a learner is promoted however far behind it is. */
+  readonly unsafePromoteLagging?: boolean;
 }
 
 export const RAFT_DEFAULTS = {
@@ -92,6 +116,8 @@ export const RAFT_DEFAULTS = {
   maxPendingProposalBytes: 32 * 1024 * 1024,
   /** Three default election timeouts: a snapshot is large and slow, but one lost must not stall its follower forever. */
   snapshotRetryTicks: 30,
+  /** One full append (maxAppendEntries): a learner that close receives the rest in one round trip. */
+  maxPromoteLagEntries: 256,
   /** A node keeps its disk (and its vote) unless the node layer knows otherwise. */
   canVote: true,
   /** A node back from a partition must not depose a healthy leader by bumping terms (thesis §9.6). */
@@ -102,6 +128,10 @@ export const RAFT_DEFAULTS = {
   unsafeCommitWithoutMajority: false,
   /** Off: on, a deposed leader serves stale reads (only tests turn it on, to check the checks). */
   unsafeReadIndexWithoutQuorum: false,
+  /** Off: on, membership changes can overlap and split the group (only tests turn it on). */
+  unsafeOverlappingChanges: false,
+  /** Off: on, a lagging learner can be promoted and stall commitment (only tests turn it on). */
+  unsafePromoteLagging: false,
 } as const;
 
 export type ProposeResult =
@@ -109,6 +139,16 @@ export type ProposeResult =
   | { readonly ok: false; readonly reason: 'not-leader' | 'transferring' | 'too-many-pending'; readonly leader: RaftNodeId | undefined };
 
 export type ReadIndexResult = { readonly ok: true } | { readonly ok: false; readonly reason: 'not-leader'; readonly leader: RaftNodeId | undefined };
+
+export type ChangeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number; readonly membership: Membership }
+  | { readonly ok: false; readonly reason: 'not-leader' | 'transferring' | 'too-many-pending'; readonly leader: RaftNodeId | undefined }
+  /**
+   * `in-progress`: the previous change is not committed yet, or this leader has not committed an
+   * entry of its term; retry shortly. `invalid`: not one valid step from the current membership.
+   * `behind`: the learner to promote trails the commit index by more than maxPromoteLagEntries.
+   */
+  | { readonly ok: false; readonly reason: 'in-progress' | 'invalid' | 'behind'; readonly leader: RaftNodeId | undefined; readonly detail: string };
 
 export type TransferResult =
   | { readonly ok: true }
@@ -137,6 +177,19 @@ export interface RaftStatus {
   readonly progress: readonly FollowerProgress[];
   /** The node a leadership transfer is handing over to. */
   readonly transferee: RaftNodeId | undefined;
+  /** The membership in effect (the latest in the log, committed or not). */
+  readonly membership: Membership;
+  /** The index of the entry that set it (0: the bootstrap's or a snapshot's). */
+  readonly membershipIndex: number;
+  /** True while that entry is not committed: no other change may start. */
+  readonly changePending: boolean;
+}
+
+/** A config entry in the log after the snapshot. */
+interface ConfigAt {
+  readonly index: number;
+  readonly term: number;
+  readonly membership: Membership;
 }
 
 /** A ReadIndex round waiting for a majority to confirm this node still leads (thesis §6.4). */
@@ -148,14 +201,22 @@ interface ReadRound {
   readonly acks: Set<RaftNodeId>;
 }
 
-type Settings = Required<Omit<RaftConfig, 'id' | 'voters' | 'random'>>;
+type Settings = Required<Omit<RaftConfig, 'id' | 'voters' | 'learners' | 'membershipContext' | 'random'>>;
 
 const EMPTY = new Uint8Array(0);
 
 export class RaftCore {
   readonly id: RaftNodeId;
-  readonly #voters: readonly RaftNodeId[];
-  readonly #peers: readonly RaftNodeId[];
+  /** The membership in effect: the latest config entry's, else the snapshot's, else the bootstrap's. */
+  #membership: Membership;
+  /** The membership as of the snapshot index. */
+  #snapshotMembership: Membership;
+  /** Config entries after the snapshot, in index order. */
+  #configs: ConfigAt[] = [];
+  /** Every member but this node: whom a leader replicates to. */
+  #peers: readonly RaftNodeId[] = [];
+  /** The voters but this node: whom a candidate asks. */
+  #voterPeers: readonly RaftNodeId[] = [];
   readonly #random: () => number;
   readonly #settings: Settings;
   readonly #log: RaftLog;
@@ -194,8 +255,8 @@ export class RaftCore {
   #handedOutSoftState: { role: RaftRole; leader: RaftNodeId | undefined };
 
   constructor(config: RaftConfig, restored: RaftRestoredState) {
-    if (!config.voters.includes(config.id)) throw new RangeError(`node ${config.id} is not among the voters ${config.voters.join(', ')}`);
-    if (new Set(config.voters).size !== config.voters.length) throw new RangeError(`voters must be distinct: ${config.voters.join(', ')}`);
+    const bootstrapMembers = [...config.voters, ...(config.learners ?? [])];
+    if (new Set(bootstrapMembers).size !== bootstrapMembers.length) throw new RangeError(`voters and learners must be distinct: ${bootstrapMembers.join(', ')}`);
     const defined = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined));
     this.#settings = { ...RAFT_DEFAULTS, ...defined } as Settings;
     const s = this.#settings;
@@ -206,12 +267,17 @@ export class RaftCore {
       if (!(s[key] >= 1)) throw new RangeError(`${key} must be at least 1, not ${s[key]}`);
     }
     this.id = config.id;
-    this.#voters = config.voters.slice();
-    this.#peers = this.#voters.filter((v) => v !== this.id);
     this.#random = config.random;
 
     const { hardState, snapshot } = restored;
     this.#log = new RaftLog(snapshot, restored.entries, hardState.commit);
+    this.#snapshotMembership =
+      snapshot !== undefined
+        ? membershipOf(snapshot)
+        : { voters: config.voters.slice(), learners: (config.learners ?? []).slice(), context: config.membershipContext ?? '' };
+    this.#membership = this.#snapshotMembership;
+    this.#setMembership(this.#snapshotMembership);
+    this.#noteEntries(restored.entries);
     this.#term = hardState.term;
     this.#vote = hardState.vote;
     this.#applied = this.#log.snapshotIndex;
@@ -236,9 +302,12 @@ export class RaftCore {
   }
 
   step(m: RaftMessage): void {
-    // Messages to someone else, from ourselves or from strangers are noise (or a misrouted
-    // message from another cluster): no state change, no answer.
-    if (m.to !== this.id || m.from === this.id || !this.#peers.includes(m.from)) return;
+    // Messages to someone else or from ourselves are noise: no state change, no answer.
+    if (m.to !== this.id || m.from === this.id) return;
+    // Only voters (in our membership) may campaign: a removed node, or one that never got the
+    // entry that removed it, must not disturb the group with its elections (thesis §4.2.3). A
+    // leader's messages come from anyone: a new member learns the membership from them.
+    if ((m.type === 'preVote' || m.type === 'vote') && !isVoter(this.#membership, m.from)) return;
     // Pieces of a snapshot in transit are the node layer's business (see types.ts), never the core's.
     if (m.type === 'snapshotChunk' || m.type === 'snapshotChunkAck') return;
 
@@ -298,7 +367,7 @@ export class RaftCore {
         return;
       case 'timeoutNow':
         // Thesis §3.10: the leader caught us up and asks us to campaign now, skipping pre-vote.
-        if (this.#role !== 'leader' && this.#settings.canVote) this.#campaign('vote', true);
+        if (this.#role !== 'leader' && this.#mayCampaign()) this.#campaign('vote', true);
         return;
     }
   }
@@ -319,6 +388,53 @@ export class RaftCore {
     this.#pendingProposalBytes += data.byteLength;
     this.#broadcastAppend();
     return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Proposes one membership step (see membership.ts), carrying the node layer's new `context`.
+   * Refused while another change is uncommitted or before this leader committed an entry of its
+   * term, when the step is not valid from the current membership, and when promoting a learner
+   * that trails the commit index by more than maxPromoteLagEntries. The new membership takes
+   * effect here at once (on followers, when the entry reaches their logs).
+   */
+  proposeChange(change: MembershipChange, context: string): ChangeResult {
+    if (this.#role !== 'leader') return { ok: false, reason: 'not-leader', leader: this.#leader };
+    if (this.#transferee !== undefined) return { ok: false, reason: 'transferring', leader: this.id };
+    if (!this.#settings.unsafeOverlappingChanges) {
+      const pendingAt = this.#configs[this.#configs.length - 1]?.index ?? 0;
+      if (pendingAt > this.#log.committed) {
+        return { ok: false, reason: 'in-progress', leader: this.id, detail: `the membership change at index ${pendingAt} is not committed yet` };
+      }
+      if (this.#log.term(this.#log.committed) !== this.#term) {
+        return { ok: false, reason: 'in-progress', leader: this.id, detail: 'this leader has not committed an entry of its term yet' };
+      }
+    }
+    const next = applyChange(this.#membership, change, context);
+    if (typeof next === 'string') return { ok: false, reason: 'invalid', leader: this.id, detail: next };
+    if (change.type === 'promote' && !this.#settings.unsafePromoteLagging) {
+      const pr = this.#progress.get(change.id);
+      const match = pr?.match ?? 0;
+      if (pr === undefined || pr.state === 'snapshot' || match + this.#settings.maxPromoteLagEntries < this.#log.committed) {
+        return { ok: false, reason: 'behind', leader: this.id, detail: `${change.id} holds the log through index ${match}, and ${this.#log.committed} is committed` };
+      }
+    }
+    if (this.#pendingProposals > 0 && this.#pendingProposals + 1 > this.#settings.maxPendingProposals) {
+      return { ok: false, reason: 'too-many-pending', leader: this.id };
+    }
+    const entry = this.#appendEntry('config', encodeMembership(next));
+    this.#pendingProposals++;
+    this.#broadcastAppend();
+    return { ok: true, index: entry.index, term: entry.term, membership: next };
+  }
+
+  /** The membership as of log index `index` (at least the snapshot's index). */
+  membershipAt(index: number): Membership {
+    let found = this.#snapshotMembership;
+    for (const c of this.#configs) {
+      if (c.index > index) break;
+      found = c.membership;
+    }
+    return found;
   }
 
   /**
@@ -345,7 +461,7 @@ export class RaftCore {
    */
   transferLeadership(to: RaftNodeId): TransferResult {
     if (this.#role !== 'leader') return { ok: false, reason: 'not-leader', leader: this.#leader };
-    if (!this.#peers.includes(to)) {
+    if (!this.#voterPeers.includes(to)) {
       return to === this.id ? { ok: true } : { ok: false, reason: 'unknown-node', leader: this.id };
     }
     if (this.#transferee === to) return { ok: true };
@@ -366,9 +482,12 @@ export class RaftCore {
   compact(index: number, data: Uint8Array): RaftSnapshot | undefined {
     if (index > this.#applied) throw new RangeError(`cannot compact through ${index}: only ${this.#applied} is applied`);
     if (index <= this.#log.snapshotIndex) return undefined;
-    const snapshot: RaftSnapshot = { meta: { index, term: this.#log.term(index)!, voters: this.#voters }, data };
+    const membership = this.membershipAt(index);
+    const snapshot: RaftSnapshot = { meta: snapshotMeta(index, this.#log.term(index)!, membership), data };
     this.#log.compact(index, snapshot.meta.term);
     this.#snapshot = snapshot;
+    this.#snapshotMembership = membership;
+    this.#configs = this.#configs.filter((c) => c.index > index);
     return snapshot;
   }
 
@@ -444,7 +563,14 @@ export class RaftCore {
       snapshotIndex: this.#log.snapshotIndex,
       progress,
       transferee: this.#transferee,
+      membership: this.#membership,
+      membershipIndex: this.#configs[this.#configs.length - 1]?.index ?? 0,
+      changePending: (this.#configs[this.#configs.length - 1]?.index ?? 0) > this.#log.committed,
     };
+  }
+
+  get membership(): Membership {
+    return this.#membership;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -452,7 +578,7 @@ export class RaftCore {
 
   #tickFollower(): void {
     this.#electionElapsed++;
-    if (this.#settings.canVote && this.#electionElapsed >= this.#randomizedElectionTimeout) {
+    if (this.#mayCampaign() && this.#electionElapsed >= this.#randomizedElectionTimeout) {
       this.#campaign(this.#settings.preVote ? 'preVote' : 'vote', false);
       return;
     }
@@ -460,7 +586,7 @@ export class RaftCore {
       // §5.1: RPCs without a timely answer are retried, so one lost request does not cost a
       // whole election timeout. A voter answers a repeated request as it did the first.
       this.#heartbeatElapsed = 0;
-      for (const to of this.#peers) if (!this.#votes.has(to)) this.#send({ ...this.#campaignRequest, to });
+      for (const to of this.#voterPeers) if (!this.#votes.has(to)) this.#send({ ...this.#campaignRequest, to });
     }
   }
 
@@ -472,7 +598,8 @@ export class RaftCore {
       if (this.#settings.checkQuorum) {
         // Thesis §6.2: without a majority's word within an election timeout, a newer leader may
         // exist; stop taking requests that could never commit.
-        const active = 1 + this.#peers.filter((p) => this.#progress.get(p)!.recentActive).length;
+        const self = isVoter(this.#membership, this.id) ? 1 : 0;
+        const active = self + this.#voterPeers.filter((p) => this.#progress.get(p)?.recentActive === true).length;
         if (active < this.#majority()) {
           this.#becomeFollower(this.#term, undefined);
           return;
@@ -555,7 +682,7 @@ export class RaftCore {
       this.#vote = this.id;
     }
     this.#votes.set(this.id, true);
-    if (this.#majority() === 1) {
+    if (this.#majority() === 1 && this.#voterPeers.length === 0) {
       // A cluster of one: nothing to ask.
       if (kind === 'preVote') this.#campaign('vote', transfer);
       else this.#becomeLeader();
@@ -563,20 +690,14 @@ export class RaftCore {
     }
     const term = kind === 'preVote' ? this.#term + 1 : this.#term;
     this.#campaignRequest = { type: kind, term, lastLogIndex: this.#log.lastIndex(), lastLogTerm: this.#log.lastTerm(), transfer };
-    for (const to of this.#peers) this.#send({ ...this.#campaignRequest, to });
+    for (const to of this.#voterPeers) this.#send({ ...this.#campaignRequest, to });
   }
 
   #becomeLeader(): void {
     this.#reset(this.#term);
     this.#role = 'leader';
     this.#leader = this.id;
-    const next = this.#log.lastIndex() + 1;
-    for (const peer of this.#peers) {
-      const pr = new Progress(next, this.#settings.maxInflightAppends);
-      // Check-quorum's first window starts now: everyone gets the benefit of the doubt.
-      pr.recentActive = true;
-      this.#progress.set(peer, pr);
-    }
+    this.#trackPeers();
     // §5.4.2 / §8: a leader commits its predecessors' entries only by committing one of its own
     // term; the no-op does that at once instead of waiting for a client's command.
     this.#appendEntry('noop', EMPTY);
@@ -611,21 +732,75 @@ export class RaftCore {
     // A granted pre-vote echoes the term we would campaign in; anything else is for our term.
     const expectedTerm = m.type === 'preVoteResponse' && !m.reject ? this.#term + 1 : this.#term;
     if (m.term !== expectedTerm) return;
+    if (!isVoter(this.#membership, m.from)) return;
     this.#votes.set(m.from, !m.reject);
     let granted = 0;
-    for (const g of this.#votes.values()) if (g) granted++;
-    const rejected = this.#votes.size - granted;
+    let rejected = 0;
+    for (const [id, g] of this.#votes) {
+      if (!isVoter(this.#membership, id)) continue;
+      if (g) granted++;
+      else rejected++;
+    }
     if (granted >= this.#majority()) {
       if (this.#role === 'preCandidate') this.#campaign('vote', false);
       else this.#becomeLeader();
-    } else if (rejected > this.#voters.length - this.#majority()) {
+    } else if (rejected > this.#membership.voters.length - this.#majority()) {
       this.#becomeFollower(this.#term, undefined);
     }
   }
 
   /** Votes needed to win and acknowledgements needed to confirm leadership. */
   #majority(): number {
-    return Math.floor(this.#voters.length / 2) + 1;
+    return Math.floor(this.#membership.voters.length / 2) + 1;
+  }
+
+  /** Only a voter with its vote intact campaigns; a learner or a removed node never does. */
+  #mayCampaign(): boolean {
+    return this.#settings.canVote && isVoter(this.#membership, this.id);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership
+
+  /**
+   * Records the config entries among `entries` (just appended, or restored) and makes the latest
+   * membership in the log the one in effect. Entries a truncation replaced are dropped first: a
+   * config entry still in the log has the same index and term as when it was recorded (§5.3).
+   */
+  #noteEntries(entries: readonly LogEntry[]): void {
+    const before = this.#configs.length;
+    this.#configs = this.#configs.filter((c) => this.#log.term(c.index) === c.term);
+    let changed = this.#configs.length !== before;
+    for (const e of entries) {
+      if (e.kind !== 'config' || this.#log.term(e.index) !== e.term) continue;
+      if (this.#configs.some((c) => c.index === e.index)) continue;
+      this.#configs.push({ index: e.index, term: e.term, membership: decodeMembership(e.data) });
+      changed = true;
+    }
+    if (changed) {
+      this.#configs.sort((a, b) => a.index - b.index);
+      this.#setMembership(this.#configs[this.#configs.length - 1]?.membership ?? this.#snapshotMembership);
+    }
+  }
+
+  #setMembership(m: Membership): void {
+    this.#membership = m;
+    this.#peers = [...m.voters, ...m.learners].filter((id) => id !== this.id);
+    this.#voterPeers = m.voters.filter((id) => id !== this.id);
+    if (this.#role === 'leader') this.#trackPeers();
+  }
+
+  /** A leader keeps a Progress for every member but itself: new members start probing, removed ones are forgotten. */
+  #trackPeers(): void {
+    const next = this.#log.lastIndex() + 1;
+    for (const peer of this.#peers) {
+      if (this.#progress.has(peer)) continue;
+      const pr = new Progress(next, this.#settings.maxInflightAppends);
+      // Check-quorum's first window starts now: everyone gets the benefit of the doubt.
+      pr.recentActive = true;
+      this.#progress.set(peer, pr);
+    }
+    for (const peer of [...this.#progress.keys()]) if (!this.#peers.includes(peer)) this.#progress.delete(peer);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -648,6 +823,7 @@ export class RaftCore {
     if (!this.#log.acceptEntries(m.entries)) {
       throw new Error(`leader ${m.from} of term ${m.term} sent entries conflicting with committed index ${committed}: a safety bug`);
     }
+    this.#noteEntries(m.entries);
     const lastNew = m.prevIndex + m.entries.length;
     // Only the prefix through lastNew is known to match the leader's log, so only that may commit.
     this.#log.commitTo(Math.min(m.commit, lastNew));
@@ -674,6 +850,9 @@ export class RaftCore {
         this.#log.restore(meta);
         this.#snapshot = m.snapshot;
         this.#snapshotToHandOut = m.snapshot;
+        this.#snapshotMembership = membershipOf(meta);
+        this.#configs = [];
+        this.#setMembership(this.#snapshotMembership);
       }
     }
     const index = this.#log.committed;
@@ -686,6 +865,7 @@ export class RaftCore {
   #appendEntry(kind: LogEntry['kind'], data: Uint8Array): LogEntry {
     const entry: LogEntry = { term: this.#term, index: this.#log.lastIndex() + 1, kind, data };
     this.#log.append(entry);
+    if (kind === 'config') this.#noteEntries([entry]);
     return entry;
   }
 
@@ -694,8 +874,8 @@ export class RaftCore {
    * append (`sendIfEmpty`) probes the follower's log or carries the commit index.
    */
   #sendAppend(to: RaftNodeId, sendIfEmpty: boolean): boolean {
-    const pr = this.#progress.get(to)!;
-    if (pr.isPaused()) return false;
+    const pr = this.#progress.get(to);
+    if (pr === undefined || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.#log.term(prevIndex);
     if (prevTerm === undefined) return this.#sendSnapshot(to, pr);
@@ -732,7 +912,8 @@ export class RaftCore {
   }
 
   #handleAppendResponse(m: Extract<RaftMessage, { type: 'appendResponse' }>): void {
-    const pr = this.#progress.get(m.from)!;
+    const pr = this.#progress.get(m.from);
+    if (pr === undefined) return; // A member removed since.
     pr.recentActive = true;
     if (m.reject) {
       if (pr.maybeDecrTo(m.index, this.#skipOlderTerm(m.index, m.hint))) {
@@ -777,7 +958,8 @@ export class RaftCore {
   }
 
   #handleHeartbeatResponse(m: Extract<RaftMessage, { type: 'heartbeatResponse' }>): void {
-    const pr = this.#progress.get(m.from)!;
+    const pr = this.#progress.get(m.from);
+    if (pr === undefined) return; // A member removed since.
     pr.heardFrom();
     // An empty append still goes out when there is nothing new: if the pipeline lost its last
     // append, the follower's rejection of this one is how the leader finds out; a probed
@@ -791,7 +973,9 @@ export class RaftCore {
    * current term; older entries commit with it, never by counting replicas (Figure 8).
    */
   #maybeCommit(): boolean {
-    const matches = this.#voters.map((v) => (v === this.id ? this.#log.stableIndex() : this.#progress.get(v)!.match));
+    // Only voters count, and this leader only while it is one (thesis §4.2.2: a leader removing
+    // itself manages the group without counting its own copy until the change commits).
+    const matches = this.#membership.voters.map((v) => (v === this.id ? this.#log.stableIndex() : (this.#progress.get(v)?.match ?? 0)));
     matches.sort((a, b) => b - a);
     const candidate = this.#settings.unsafeCommitWithoutMajority ? this.#log.stableIndex() : matches[this.#majority() - 1]!;
     if (candidate <= this.#log.committed || this.#log.term(candidate) !== this.#term) return false;
@@ -799,10 +983,19 @@ export class RaftCore {
     this.#log.commitTo(candidate);
     for (let i = before + 1; i <= candidate; i++) {
       const e = this.#log.entry(i)!;
-      if (e.term === this.#term && e.kind === 'command') {
+      if (e.term === this.#term && e.kind !== 'noop') {
         this.#pendingProposals--;
-        this.#pendingProposalBytes -= e.data.byteLength;
+        if (e.kind === 'command') this.#pendingProposalBytes -= e.data.byteLength;
       }
+    }
+    if (!isVoter(this.#membership, this.id) && (this.#configs[this.#configs.length - 1]?.index ?? 0) <= candidate) {
+      // Thesis §4.2.2: the change that removed (or demoted) this leader is committed; it hands
+      // over by stepping down. The most caught-up voter is told to campaign at once (thesis
+      // §3.10) instead of waiting out an election timeout.
+      const successor = this.#voterPeers.find((v) => this.#progress.get(v)?.match === this.#log.lastIndex());
+      if (successor !== undefined) this.#send({ type: 'timeoutNow', to: successor, term: this.#term });
+      this.#becomeFollower(this.#term, undefined);
+      return false;
     }
     if (this.#readsAwaitingTermCommit.length > 0) {
       const waiting = this.#readsAwaitingTermCommit;
@@ -817,14 +1010,15 @@ export class RaftCore {
 
   #startReadRound(requestId: number): void {
     const index = this.#log.committed;
-    if (this.#settings.unsafeReadIndexWithoutQuorum || this.#majority() === 1) {
+    const selfVotes = isVoter(this.#membership, this.id);
+    if (this.#settings.unsafeReadIndexWithoutQuorum || (this.#majority() === 1 && selfVotes)) {
       this.#readStates.push({ requestId, index });
       return;
     }
     // Step 3: a heartbeat round answered by a majority proves no newer leader existed when the
     // read arrived, so `index` covers every write completed before it.
     const context = ++this.#lastReadContext;
-    this.#readRounds.push({ context, requestId, index, acks: new Set([this.id]) });
+    this.#readRounds.push({ context, requestId, index, acks: new Set(selfVotes ? [this.id] : []) });
     this.#broadcastHeartbeat(context);
   }
 
@@ -833,12 +1027,15 @@ export class RaftCore {
    * up to that one started, so the answer counts for all of them.
    */
   #acknowledgeReads(from: RaftNodeId, context: number): void {
+    // A learner's word proves nothing about who leads: only voters elect.
+    if (!isVoter(this.#membership, from)) return;
     for (const round of this.#readRounds) {
       if (round.context > context) break;
       round.acks.add(from);
     }
+    const voterAcks = (acks: Set<RaftNodeId>) => this.#membership.voters.filter((v) => acks.has(v)).length;
     let done = 0;
-    while (done < this.#readRounds.length && this.#readRounds[done]!.acks.size >= this.#majority()) done++;
+    while (done < this.#readRounds.length && voterAcks(this.#readRounds[done]!.acks) >= this.#majority()) done++;
     for (const round of this.#readRounds.splice(0, done)) this.#readStates.push({ requestId: round.requestId, index: round.index });
   }
 

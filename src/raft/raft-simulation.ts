@@ -16,6 +16,7 @@
 import { SeededRandom } from '../sim/seeded-random.js';
 import { HistoryRecorder, type OperationHandle } from '../testing/history.js';
 import { checkLinearizability, type Verdict } from '../testing/linearizability.js';
+import type { MembershipChange } from './membership.js';
 import { RaftCore, type RaftConfig } from './raft-core.js';
 import type { HardState, LogEntry, RaftMessage, RaftNodeId, RaftRestoredState, RaftRole, RaftSnapshot, Ready } from './types.js';
 
@@ -46,8 +47,10 @@ export const ALL_FAULTS: FaultRates = { drop: 0.03, duplicate: 0.03, reorder: 0.
  * - `commitWithoutMajority`: the leader commits on its own copy ({@link RaftConfig.unsafeCommitWithoutMajority}).
  * - `forgetVoteOnRestart`: a crash loses the persisted vote, so a node may vote twice in a term.
  * - `readIndexWithoutQuorum`: reads skip the leadership check ({@link RaftConfig.unsafeReadIndexWithoutQuorum}).
+ * - `overlappingChanges`: a leader proposes membership changes while one is uncommitted
+ *   ({@link RaftConfig.unsafeOverlappingChanges}), and the nemesis asks for two at once.
  */
-export type BrokenVariant = 'commitWithoutMajority' | 'forgetVoteOnRestart' | 'readIndexWithoutQuorum';
+export type BrokenVariant = 'commitWithoutMajority' | 'forgetVoteOnRestart' | 'readIndexWithoutQuorum' | 'overlappingChanges';
 
 export interface RaftSimulationOptions {
   readonly seed: number;
@@ -57,6 +60,13 @@ export interface RaftSimulationOptions {
   readonly broken?: BrokenVariant;
   /** Check the clients' history for linearizability at the end (default true). */
   readonly checkLinearizability?: boolean;
+  /**
+   * Membership changes under the faults: now and then the leader is asked to add a new, empty
+   * node as a learner, promote a learner, or remove a member (the leader itself included), keeping
+   * 3 to 5 voters. A removed node runs on for a while (a decommissioning that lags), then is
+   * retired for good. New nodes take fresh ids, as a replaced machine does. @default false
+   */
+  readonly membershipChanges?: boolean;
 }
 
 export type Invariant =
@@ -88,6 +98,18 @@ export interface RaftSimulationStats {
   transfers: number;
   /** The history's verdict, when checked (and no invariant failed first). */
   history: Verdict | undefined;
+  /** Membership changes: proposed and accepted by a leader, committed (config entries), and refused by reason. */
+  readonly membership: {
+    proposed: number;
+    committed: number;
+    learnersAdded: number;
+    promoted: number;
+    removed: number;
+    leadersRemoved: number;
+    refusedBehind: number;
+    refusedInProgress: number;
+    nodesRetired: number;
+  };
 }
 
 export interface RaftSimulationResult {
@@ -267,7 +289,8 @@ class ViolationFound extends Error {
 class Simulation {
   readonly #o: RaftSimulationOptions;
   readonly #random: SeededRandom;
-  readonly #ids: readonly RaftNodeId[];
+  /** Every node that ever existed, the retired included. */
+  readonly #ids: RaftNodeId[];
   readonly #nodes = new Map<RaftNodeId, SimNode>();
   readonly #preVote: boolean;
   readonly #checkQuorum: boolean;
@@ -281,8 +304,15 @@ class Simulation {
     compactions: 0,
     transfers: 0,
     history: undefined,
+    membership: { proposed: 0, committed: 0, learnersAdded: 0, promoted: 0, removed: 0, leadersRemoved: 0, refusedBehind: 0, refusedInProgress: 0, nodesRetired: 0 },
   };
   #now = 0;
+  /** The first voters; nodes added later start knowing no membership and learn it from a leader. */
+  readonly #initialVoters: readonly RaftNodeId[];
+  /** Nodes removed and since stopped for good. */
+  readonly #retired = new Set<RaftNodeId>();
+  /** When each removed node is retired. */
+  readonly #retireAt = new Map<RaftNodeId, number>();
 
   // Network
   #inFlight: InFlight[] = [];
@@ -312,31 +342,36 @@ class Simulation {
     this.#o = options;
     this.#random = new SeededRandom(options.seed);
     this.#ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
+    this.#initialVoters = this.#ids.slice();
     // Most runs use the defaults; some turn pre-vote or check-quorum off, so that those paths
     // (more term churn, no leases) are exercised under the same faults.
     this.#preVote = this.#random.chance(0.75);
     this.#checkQuorum = this.#random.chance(0.75);
-    for (const id of this.#ids) {
-      const durable: DurableStore = { hardState: { term: 0, vote: undefined, commit: 0 }, snapshot: undefined, entries: [] };
-      const node: SimNode = {
-        id,
-        durable,
-        core: undefined,
-        machine: new KvMachine(),
-        role: 'follower',
-        term: 0,
-        commit: 0,
-        recordedCommitThrough: 0,
-        restartAt: 0,
-        crashAt: undefined,
-        tickPhase: this.#random.int(0, STEPS_PER_TICK - 1),
-        compactEvery: this.#random.int(10, 40),
-        incarnation: 0,
-      };
-      this.#nodes.set(id, node);
-      this.#start(node);
-    }
+    for (const id of this.#ids) this.#newNode(id);
     for (let i = 0; i < options.nodes + 1; i++) this.#clients.push({ id: i, leaderGuess: undefined, op: undefined });
+  }
+
+  /** A node with an empty disk, started at once. */
+  #newNode(id: RaftNodeId): SimNode {
+    const durable: DurableStore = { hardState: { term: 0, vote: undefined, commit: 0 }, snapshot: undefined, entries: [] };
+    const node: SimNode = {
+      id,
+      durable,
+      core: undefined,
+      machine: new KvMachine(),
+      role: 'follower',
+      term: 0,
+      commit: 0,
+      recordedCommitThrough: 0,
+      restartAt: 0,
+      crashAt: undefined,
+      tickPhase: this.#random.int(0, STEPS_PER_TICK - 1),
+      compactEvery: this.#random.int(10, 40),
+      incarnation: 0,
+    };
+    this.#nodes.set(id, node);
+    this.#start(node);
+    return node;
   }
 
   run(): RaftSimulationResult {
@@ -380,8 +415,9 @@ class Simulation {
     if (this.#sides === undefined && this.#random.chance(f.partition)) this.#partition();
 
     for (const node of this.#nodes.values()) {
-      if (node.core === undefined && this.#now >= node.restartAt) this.#start(node);
+      if (node.core === undefined && this.#now >= node.restartAt && !this.#retired.has(node.id)) this.#start(node);
     }
+    if (this.#o.membershipChanges === true) this.#changeMembership();
     const up = [...this.#nodes.values()].filter((n) => n.core !== undefined && n.crashAt === undefined);
     if (this.#canCrash() && this.#random.chance(f.crash)) {
       // Leaders crash more often than their share: that is where the interesting recoveries are.
@@ -400,11 +436,75 @@ class Simulation {
     }
   }
 
-  /** Fewer than half the nodes are down or about to crash, so that progress stays possible. */
+  /**
+   * Fewer than half the voters are down or about to crash, so that progress stays possible: of
+   * the voters in every membership a running node holds, since during a change either may rule.
+   */
   #canCrash(): boolean {
-    let down = 0;
-    for (const n of this.#nodes.values()) if (n.core === undefined || n.crashAt !== undefined) down++;
-    return down < Math.floor((this.#o.nodes - 1) / 2);
+    const memberships = [...this.#nodes.values()]
+      .filter((n) => n.core !== undefined && n.core.membership.voters.length > 0)
+      .map((n) => n.core!.membership.voters);
+    if (memberships.length === 0) return false;
+    return memberships.every((voters) => {
+      let down = 0;
+      for (const id of voters) {
+        const n = this.#nodes.get(id);
+        if (n === undefined || n.core === undefined || n.crashAt !== undefined) down++;
+      }
+      return down < Math.floor((voters.length - 1) / 2);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership changes
+
+  #changeMembership(): void {
+    for (const [id, at] of this.#retireAt) {
+      if (this.#now < at) continue;
+      // Decommissioned for good: stopped, never restarted, its disk gone with it.
+      const node = this.#nodes.get(id)!;
+      if (node.core !== undefined) this.#crash(node);
+      this.#retired.add(id);
+      this.#retireAt.delete(id);
+      this.stats.membership.nodesRetired++;
+    }
+    if (!this.#random.chance(0.012)) return;
+    const leader = [...this.#nodes.values()].find((n) => n.core !== undefined && n.role === 'leader' && n.crashAt === undefined);
+    if (leader === undefined) return;
+    const times = this.#o.broken === 'overlappingChanges' ? 2 : 1;
+    for (let i = 0; i < times; i++) this.#proposeChange(leader);
+  }
+
+  #proposeChange(leader: SimNode): void {
+    const core = leader.core!;
+    const { voters, learners } = core.membership;
+    const options: (() => MembershipChange)[] = [];
+    if (voters.length + learners.length < 6) options.push(() => ({ type: 'addLearner', id: `n${this.#ids.length + 1}` }));
+    if (learners.length > 0 && voters.length < 5) options.push(() => ({ type: 'promote', id: this.#random.pick(learners) }));
+    if (voters.length > 3) options.push(() => ({ type: 'remove', id: this.#random.pick(voters) }));
+    if (learners.length > 0) options.push(() => ({ type: 'remove', id: this.#random.pick(learners) }));
+    if (options.length === 0) return;
+    const change = this.#random.pick(options)();
+    const result = core.proposeChange(change, '');
+    if (!result.ok) {
+      if (result.reason === 'behind') this.stats.membership.refusedBehind++;
+      if (result.reason === 'in-progress') this.stats.membership.refusedInProgress++;
+      return;
+    }
+    this.stats.membership.proposed++;
+    if (change.type === 'addLearner') {
+      this.#ids.push(change.id);
+      this.#newNode(change.id);
+      this.stats.membership.learnersAdded++;
+    } else if (change.type === 'promote') {
+      this.stats.membership.promoted++;
+    } else {
+      this.stats.membership.removed++;
+      if (change.id === leader.id) this.stats.membership.leadersRemoved++;
+      // The operator stops the removed node a while later (a proposed removal may yet be cut from
+      // the log; stopping it anyway is what an operator does, and the others must cope).
+      if (!this.#retireAt.has(change.id)) this.#retireAt.set(change.id, this.#now + this.#random.int(50, 600));
+    }
   }
 
   /** The Ready grants a vote to another node. */
@@ -457,7 +557,7 @@ class Simulation {
     const random = this.#random.fork(this.#ids.indexOf(node.id) * 1000 + node.incarnation++);
     const config: RaftConfig = {
       id: node.id,
-      voters: this.#ids,
+      voters: this.#initialVoters.includes(node.id) ? this.#initialVoters : [],
       random: () => random.next(),
       electionTicks: ELECTION_TICKS,
       heartbeatTicks: 1,
@@ -471,6 +571,7 @@ class Simulation {
       checkQuorum: this.#checkQuorum,
       unsafeCommitWithoutMajority: this.#o.broken === 'commitWithoutMajority',
       unsafeReadIndexWithoutQuorum: this.#o.broken === 'readIndexWithoutQuorum',
+      unsafeOverlappingChanges: this.#o.broken === 'overlappingChanges',
     };
     node.core = new RaftCore(config, restored);
     node.machine = d.snapshot === undefined ? new KvMachine() : KvMachine.decode(d.snapshot.data);
@@ -750,10 +851,12 @@ class Simulation {
     const d = node.durable;
     const through = d.hardState.commit;
     for (let index = Math.max(node.recordedCommitThrough, durableSnapshotIndex(d)) + 1; index <= through; index++) {
-      const id = identity(durableEntry(d, index)!);
+      const entry = durableEntry(d, index)!;
+      const id = identity(entry);
       const known = this.#committed.get(index);
       if (known === undefined) {
         this.#committed.set(index, { identity: id, term: d.hardState.term });
+        if (entry.kind === 'config') this.stats.membership.committed++;
         for (const leader of this.#nodes.values()) {
           if (leader.core !== undefined && leader.role === 'leader' && leader.term > d.hardState.term && index > durableSnapshotIndex(leader.durable)) {
             this.#expectHolds(leader, leader.term, index, id);

@@ -18,7 +18,9 @@ export type EntryKind =
   /** An application command: `data` is opaque to Raft. */
   | 'command'
   /** The empty entry a new leader appends to commit its predecessors' entries (§5.4.2, §8). */
-  | 'noop';
+  | 'noop'
+  /** A new membership (see membership.ts): `data` is its encoding, which the core reads. */
+  | 'config';
 
 export interface LogEntry {
   readonly term: number;
@@ -42,6 +44,10 @@ export interface SnapshotMeta {
   readonly term: number;
   /** The voters as of `index`. */
   readonly voters: readonly RaftNodeId[];
+  /** The learners as of `index` (absent in snapshots of builds before membership changes: none). */
+  readonly learners?: readonly RaftNodeId[];
+  /** The membership's node-layer data as of `index` (see Membership.context). */
+  readonly context?: string;
 }
 
 export interface RaftSnapshot {

@@ -1,4 +1,5 @@
 import * as zlib from 'node:zlib';
+import { snapshotMeta } from '../raft/membership.js';
 import type { EntryKind, HardState, LogEntry, SnapshotMeta } from '../raft/types.js';
 
 /**
@@ -18,13 +19,16 @@ import type { EntryKind, HardState, LogEntry, SnapshotMeta } from '../raft/types
  * integers), written as two uint32 halves, high first: the same bytes as a uint64 BE. A string is
  * a uint16 byte length and UTF-8.
  *
- * Entry (type 1): `u64 term`, `u64 index`, `u8 kind` (0 command, 1 noop), then the data to the end.
+ * Entry (type 1): `u64 term`, `u64 index`, `u8 kind` (0 command, 1 noop, 2 config), then the data
+ * to the end.
  *
  * Hard state (type 2): `u64 term`, `u64 commit`, `u8 flags` (1: a vote follows), `string vote`
  * when flagged.
  *
  * Snapshot meta (type 3): `u64 index`, `u64 term`, `u64 data length`, `u32 voter count`, then
- * each voter as a string.
+ * each voter as a string; then (records written since membership changes; older ones end here and
+ * read as no learners and an empty context) `u32 learner count`, each learner as a string, and
+ * `u32 context length` and the membership's context in UTF-8.
  *
  * Snapshot data (type 4): `u64 index`, `u64 term`, then the data to the end. Kept apart from the
  * meta so that loading the log never reads a large snapshot; the index, term and length repeated
@@ -48,7 +52,7 @@ const ENTRY_FIXED_BYTES = HEADER_BYTES + 8 + 8 + 1;
 /** The longest node id (vote, voter), in UTF-8 bytes: its length is stored as a uint16. */
 export const MAX_RAFT_NODE_ID_BYTES = 0xffff;
 
-const KINDS: readonly EntryKind[] = ['command', 'noop'];
+const KINDS: readonly EntryKind[] = ['command', 'noop', 'config'];
 
 /** A record that does not decode: torn, rotten, or not written by this code. */
 export class RaftLogRecordError extends Error {
@@ -126,7 +130,10 @@ export function decodeHardStateRecord(bytes: Uint8Array): HardState {
 /** The record bytes of a snapshot's meta, given the length of its data. */
 export function encodeSnapshotMetaRecord(meta: SnapshotMeta, dataLength: number): Buffer {
   const voters = meta.voters.map((voter) => nodeId(voter, 'voter'));
-  const out = Buffer.allocUnsafe(HEADER_BYTES + 8 + 8 + 8 + 4 + voters.reduce((n, v) => n + 2 + v.length, 0));
+  const learners = (meta.learners ?? []).map((learner) => nodeId(learner, 'learner'));
+  const context = Buffer.from(meta.context ?? '', 'utf8');
+  const names = (list: Buffer[]) => list.reduce((n, v) => n + 2 + v.length, 0);
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 8 + 8 + 8 + 4 + names(voters) + 4 + names(learners) + 4 + context.length);
   let at = header(out, RECORD_SNAPSHOT_META);
   at = writeU64(out, at, meta.index, 'snapshot index');
   at = writeU64(out, at, meta.term, 'snapshot term');
@@ -136,6 +143,13 @@ export function encodeSnapshotMetaRecord(meta: SnapshotMeta, dataLength: number)
     at = out.writeUInt16BE(voter.length, at);
     at += voter.copy(out, at);
   }
+  at = out.writeUInt32BE(learners.length, at);
+  for (const learner of learners) {
+    at = out.writeUInt16BE(learner.length, at);
+    at += learner.copy(out, at);
+  }
+  at = out.writeUInt32BE(context.length, at);
+  context.copy(out, at);
   return seal(out);
 }
 
@@ -149,8 +163,16 @@ export function decodeSnapshotMetaRecord(bytes: Uint8Array): SnapshotMetaRecord 
   const count = reader.u32();
   const voters: string[] = [];
   for (let i = 0; i < count; i++) voters.push(reader.string());
+  const learners: string[] = [];
+  let context = '';
+  if (reader.at < input.length) {
+    const learnerCount = reader.u32();
+    for (let i = 0; i < learnerCount; i++) learners.push(reader.string());
+    context = reader.bytes(reader.u32()).toString('utf8');
+  }
   reader.end();
-  return Object.freeze({ meta: Object.freeze({ index, term, voters: Object.freeze(voters) }), dataLength });
+  const meta = snapshotMeta(index, term, { voters: Object.freeze(voters), learners: Object.freeze(learners), context });
+  return Object.freeze({ meta: Object.freeze(meta), dataLength });
 }
 
 /** The record bytes of a snapshot's data. */
@@ -281,6 +303,13 @@ class Reader {
     const text = this.input.toString('utf8', this.at, this.at + length);
     this.at += length;
     return text;
+  }
+
+  bytes(length: number): Buffer {
+    this.#need(length);
+    const out = this.input.subarray(this.at, this.at + length);
+    this.at += length;
+    return out;
   }
 
   end(): void {

@@ -1,4 +1,5 @@
 import type { HardState, LogEntry, RaftRestoredState, RaftSnapshot, SnapshotMeta } from '../raft/types.js';
+import { snapshotMeta } from '../raft/membership.js';
 import { MAX_RAFT_NODE_ID_BYTES } from './raft-log-codec.js';
 import { INITIAL_HARD_STATE, type RaftLogWrite } from './raft-log-store.js';
 import { StoreClosedError } from './store.js';
@@ -245,6 +246,9 @@ function checkSnapshot(snapshot: RaftSnapshot): void {
   checkIndex(snapshot.meta.term, 'snapshot term');
   if (!Array.isArray(snapshot.meta.voters)) throw new RangeError('snapshot voters must be an array of strings');
   for (const voter of snapshot.meta.voters) checkNodeId(voter, 'snapshot voter');
+  if (snapshot.meta.learners !== undefined && !Array.isArray(snapshot.meta.learners)) throw new RangeError('snapshot learners must be an array of strings');
+  for (const learner of snapshot.meta.learners ?? []) checkNodeId(learner, 'snapshot learner');
+  if (snapshot.meta.context !== undefined && typeof snapshot.meta.context !== 'string') throw new RangeError('snapshot context must be a string');
   if (!(snapshot.data instanceof Uint8Array)) throw new RangeError('snapshot data must be a Uint8Array');
 }
 
@@ -329,7 +333,7 @@ export function copyHardState(state: HardState): HardState {
 }
 
 export function copySnapshotMeta(meta: SnapshotMeta): SnapshotMeta {
-  return Object.freeze({ index: meta.index, term: meta.term, voters: Object.freeze([...meta.voters]) });
+  return Object.freeze(snapshotMeta(meta.index, meta.term, { voters: Object.freeze([...meta.voters]), learners: Object.freeze([...(meta.learners ?? [])]), context: meta.context ?? '' }));
 }
 
 export function copySnapshot(snapshot: RaftSnapshot): RaftSnapshot {

@@ -3,6 +3,7 @@
  * replica_service.proto). Decoding validates: a peer's message that does not make sense for its
  * type is refused as a whole (the sender's core retries what matters), never half-applied.
  */
+import { decodeMembership, snapshotMeta } from '../raft/membership.js';
 import {
   RaftEntryKind,
   RaftMessageType,
@@ -42,28 +43,49 @@ function entryToWire(e: LogEntry): WireRaftEntry {
   return {
     term: BigInt(e.term),
     index: BigInt(e.index),
-    kind: e.kind === 'noop' ? RaftEntryKind.RAFT_ENTRY_KIND_NOOP : RaftEntryKind.RAFT_ENTRY_KIND_COMMAND,
+    kind: KIND_TO_WIRE[e.kind],
     data: asBuffer(e.data),
   };
 }
 
 function entryFromWire(w: WireRaftEntry, at: number): LogEntry {
-  if (w.kind !== RaftEntryKind.RAFT_ENTRY_KIND_NOOP && w.kind !== RaftEntryKind.RAFT_ENTRY_KIND_COMMAND) {
-    throw invalidArgument('RAFT_MESSAGE_INVALID', `entry ${at} has unknown kind ${w.kind}`);
-  }
+  const kind = KIND_FROM_WIRE.get(w.kind);
+  if (kind === undefined) throw invalidArgument('RAFT_MESSAGE_INVALID', `entry ${at} has unknown kind ${w.kind}`);
   const index = num(w.index, `entry ${at}'s index`);
   if (index < 1) throw invalidArgument('RAFT_MESSAGE_INVALID', `entry ${at} has index 0`);
-  return { term: num(w.term, `entry ${at}'s term`), index, kind: w.kind === RaftEntryKind.RAFT_ENTRY_KIND_NOOP ? 'noop' : 'command', data: w.data };
+  if (kind === 'config') {
+    try {
+      decodeMembership(w.data);
+    } catch (error) {
+      throw invalidArgument('RAFT_MESSAGE_INVALID', `entry ${at} is a config entry whose membership does not decode: ${(error as Error).message}`);
+    }
+  }
+  return { term: num(w.term, `entry ${at}'s term`), index, kind, data: w.data };
 }
 
+const KIND_TO_WIRE: Readonly<Record<LogEntry['kind'], RaftEntryKind>> = {
+  command: RaftEntryKind.RAFT_ENTRY_KIND_COMMAND,
+  noop: RaftEntryKind.RAFT_ENTRY_KIND_NOOP,
+  config: RaftEntryKind.RAFT_ENTRY_KIND_CONFIG,
+};
+const KIND_FROM_WIRE = new Map(Object.entries(KIND_TO_WIRE).map(([k, v]) => [v, k as LogEntry['kind']]));
+
 function snapshotToWire(s: RaftSnapshot): WireRaftSnapshot {
-  return { index: BigInt(s.meta.index), term: BigInt(s.meta.term), voters: [...s.meta.voters], data: asBuffer(s.data) };
+  return {
+    index: BigInt(s.meta.index),
+    term: BigInt(s.meta.term),
+    voters: [...s.meta.voters],
+    learners: [...(s.meta.learners ?? [])],
+    context: s.meta.context ?? '',
+    data: asBuffer(s.data),
+  };
 }
 
 function snapshotFromWire(w: WireRaftSnapshot | undefined): RaftSnapshot {
   if (w === undefined) throw invalidArgument('RAFT_MESSAGE_INVALID', 'a SNAPSHOT message carries no snapshot');
   if (w.voters.length === 0) throw invalidArgument('RAFT_MESSAGE_INVALID', 'a snapshot names no voters');
-  return { meta: { index: num(w.index, "the snapshot's index"), term: num(w.term, "the snapshot's term"), voters: w.voters }, data: w.data };
+  const meta = snapshotMeta(num(w.index, "the snapshot's index"), num(w.term, "the snapshot's term"), { voters: w.voters, learners: w.learners, context: w.context });
+  return { meta, data: w.data };
 }
 
 export function raftMessageToWire(m: RaftMessage): WireRaftMessage {

@@ -165,7 +165,7 @@ describe.skipIf(!BUILT)('one forged Raft message from a claimed member (findings
     const { answer, hex } = await forge('n3', 'n1', 'default', {
       type: RaftMessageType.RAFT_MESSAGE_TYPE_SNAPSHOT,
       term,
-      snapshot: { index: raft.commitIndex + 50n, term, voters: [...cluster.ids], data: Buffer.from('not a snapshot') },
+      snapshot: { index: raft.commitIndex + 50n, term, voters: [...cluster.ids], learners: [], context: '', data: Buffer.from('not a snapshot') },
     });
     expect(answer, `frame hex ${hex}`).toBe('raft');
     expect(await exitsWithin('n3', LIVES_ON_MS), `n3 exited; frame hex ${hex}`).toBe(false);

@@ -105,8 +105,18 @@ describe('raft-log-codec', () => {
     for (const state of [hardState(7, 'nœud-1', 99), hardState(0, undefined, 0), hardState(1, '', 0)]) {
       expect(decodeHardStateRecord(encodeHardStateRecord(state))).toEqual(state);
     }
-    const meta = { index: 10, term: 3, voters: ['a', 'b', 'ç'] };
+    const meta = { index: 10, term: 3, voters: ['a', 'b', 'ç'], learners: ['d'], context: '{"a":"h:1"}' };
     expect(decodeSnapshotMetaRecord(encodeSnapshotMetaRecord(meta, 1234))).toEqual({ meta, dataLength: 1234 });
+    const config = { index: 11, term: 3, kind: 'config' as const, data: new TextEncoder().encode('{"voters":["a"]}') };
+    expect(decodeEntryRecord(encodeEntryRecord(config))).toEqual(config);
+  });
+
+  it('reads a snapshot meta written before membership changes as no learners and an empty context', () => {
+    // The record as format 1 wrote it until learners and context were appended: it ends after the voters.
+    const current = encodeSnapshotMetaRecord({ index: 10, term: 3, voters: ['a', 'b'], learners: [], context: '' }, 5);
+    const old = Buffer.from(current.subarray(0, current.length - 8));
+    old.writeUInt32BE(crc32(old.subarray(6)), 2);
+    expect(decodeSnapshotMetaRecord(old)).toEqual({ meta: { index: 10, term: 3, voters: ['a', 'b'] }, dataLength: 5 });
   });
 
   it('pins the entry layout (it is an on-disk format)', () => {

@@ -7,6 +7,7 @@
  * src/transport/raft-wire.ts). Messages are built on a decoded empty message, so fields added to
  * the protos later get their defaults here.
  */
+import { decodeMembership } from '../../src/raft/membership.js';
 import { CompareResult, CompareTarget, TxnRequest, type Compare, type RequestOp } from '../../src/gen/replikit/v1/kv_service.js';
 import {
   ExchangeRequest,
@@ -83,6 +84,15 @@ function key(r: SeededRandom): Buffer {
  * test (fuzz-raft-rpcs.test.ts), since today it stops every replica that applies it and would end
  * the fuzzing at once.
  */
+function isMembership(data: Uint8Array): boolean {
+  try {
+    decodeMembership(data);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function enumValue(r: SeededRandom, last: number): number {
   return weighted(r, [
     [80, () => r.int(0, last)],
@@ -275,7 +285,7 @@ function raftMessage(r: SeededRandom, sender: string, self: string, members: rea
     hint: u64(r),
     context: u64(r),
     snapshot: r.chance(0.5)
-      ? { index: u64(r), term: u64(r), voters: r.chance(0.8) ? [...members] : [], data: bytes(r, 48) }
+      ? { index: u64(r), term: u64(r), voters: r.chance(0.8) ? [...members] : [], learners: [], context: '', data: bytes(r, 48) }
       : undefined,
     snapshotTransfer: u64(r),
     snapshotChunk: weighted(r, [[50, () => 0n], [50, () => u64(r)]]),
@@ -296,7 +306,8 @@ function raftMessageRefused(m: RaftMessage, sender: string, self: string): boole
       if (m.prevIndex > MAX_SAFE || m.prevTerm > MAX_SAFE || m.commit > MAX_SAFE) return true;
       return m.entries.some(
         (e, i) =>
-          (e.kind !== RaftEntryKind.RAFT_ENTRY_KIND_COMMAND && e.kind !== RaftEntryKind.RAFT_ENTRY_KIND_NOOP) ||
+          (e.kind !== RaftEntryKind.RAFT_ENTRY_KIND_COMMAND && e.kind !== RaftEntryKind.RAFT_ENTRY_KIND_NOOP && e.kind !== RaftEntryKind.RAFT_ENTRY_KIND_CONFIG) ||
+          (e.kind === RaftEntryKind.RAFT_ENTRY_KIND_CONFIG && !isMembership(e.data)) ||
           e.index > MAX_SAFE ||
           e.term > MAX_SAFE ||
           e.index !== m.prevIndex + 1n + BigInt(i),

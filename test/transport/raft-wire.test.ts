@@ -8,6 +8,7 @@ import { ReplikitError } from '../../src/errors.js';
 
 const entry = (index: number, term: number, data = `e${index}`) => ({ index, term, kind: 'command' as const, data: Buffer.from(data) });
 const base = { from: 'n1', to: 'n2', term: 7 };
+const CONFIG = '{"voters":["n1","n2","n3"],"learners":["n4"],"context":"{}"}';
 const MESSAGES: RaftMessage[] = [
   { ...base, type: 'preVote', lastLogIndex: 9, lastLogTerm: 6, transfer: false },
   { ...base, type: 'vote', lastLogIndex: 9, lastLogTerm: 6, transfer: true },
@@ -19,6 +20,8 @@ const MESSAGES: RaftMessage[] = [
   { ...base, type: 'heartbeatResponse', context: 12 },
   { ...base, type: 'snapshot', snapshot: { meta: { index: 40, term: 6, voters: ['n1', 'n2', 'n3'] }, data: Buffer.from('state') } },
   { ...base, type: 'timeoutNow' },
+  { ...base, type: 'append', prevIndex: 5, prevTerm: 7, entries: [{ index: 6, term: 7, kind: 'config', data: Buffer.from(CONFIG) }], commit: 5 },
+  { ...base, type: 'snapshot', snapshot: { meta: { index: 41, term: 7, voters: ['n1', 'n2'], learners: ['n4'], context: '{"n4":"h:4"}' }, data: Buffer.from('state') } },
 ];
 
 const roundTrip = (m: RaftMessage) => raftMessageFromWire(WireRaftMessage.decode(WireRaftMessage.encode(raftMessageToWire(m)).finish()), m.from, m.to);
@@ -35,6 +38,14 @@ describe('Raft messages on the wire', () => {
     expect(() => raftMessageFromWire({ ...wire, entries: [wire.entries[1]!, wire.entries[0]!] }, 'n1', 'n2')).toThrow(/index/);
     expect(() => raftMessageFromWire({ ...wire, term: 2n ** 60n }, 'n1', 'n2')).toThrow(/2\^53/);
     expect(() => raftMessageFromWire({ ...wire, type: 99 as WireRaftMessage["type"] }, 'n1', 'n2')).toThrow(/unknown Raft message type/);
+  });
+
+  it('refuses a config entry whose membership does not decode, naming why', () => {
+    const wire = raftMessageToWire(MESSAGES[10]!);
+    const bad = (data: string) => () => raftMessageFromWire({ ...wire, entries: [{ ...wire.entries[0]!, data: Buffer.from(data) }] }, 'n1', 'n2');
+    expect(bad('{"voters":[]}')).toThrow(/config entry whose membership does not decode: .*voters must not be empty/);
+    expect(bad('garbage')).toThrow(/not JSON/);
+    expect(bad('{"voters":["a"],"learners":["a"]}')).toThrow(/names a member twice/);
   });
 
   it('random bytes either fail to decode or are refused with INVALID_ARGUMENT, never anything else', () => {

@@ -265,6 +265,13 @@ export enum RaftEntryKind {
   RAFT_ENTRY_KIND_COMMAND = 1,
   /** RAFT_ENTRY_KIND_NOOP - The empty entry a new leader appends. */
   RAFT_ENTRY_KIND_NOOP = 2,
+  /**
+   * RAFT_ENTRY_KIND_CONFIG - A new membership of the group: `data` is UTF-8 JSON
+   * {"voters": [ids], "learners": [ids], "context": string}, the whole membership (not a delta),
+   * in effect on each replica from the moment the entry is in its log. `context` is the node
+   * layer's: a JSON object of each member's id to its address.
+   */
+  RAFT_ENTRY_KIND_CONFIG = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -279,6 +286,9 @@ export function raftEntryKindFromJSON(object: any): RaftEntryKind {
     case 2:
     case "RAFT_ENTRY_KIND_NOOP":
       return RaftEntryKind.RAFT_ENTRY_KIND_NOOP;
+    case 3:
+    case "RAFT_ENTRY_KIND_CONFIG":
+      return RaftEntryKind.RAFT_ENTRY_KIND_CONFIG;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -294,6 +304,8 @@ export function raftEntryKindToJSON(object: RaftEntryKind): string {
       return "RAFT_ENTRY_KIND_COMMAND";
     case RaftEntryKind.RAFT_ENTRY_KIND_NOOP:
       return "RAFT_ENTRY_KIND_NOOP";
+    case RaftEntryKind.RAFT_ENTRY_KIND_CONFIG:
+      return "RAFT_ENTRY_KIND_CONFIG";
     case RaftEntryKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -625,7 +637,7 @@ export interface RaftEntry {
   index: bigint;
   /** What it holds. */
   kind: RaftEntryKind;
-  /** For COMMAND: an encoded RaftCommand. */
+  /** For COMMAND: an encoded RaftCommand. For CONFIG: the membership (see RAFT_ENTRY_KIND_CONFIG). */
   data: Buffer;
 }
 
@@ -639,6 +651,10 @@ export interface RaftSnapshot {
   voters: string[];
   /** The state machine, in the keyspace's own encoding. */
   data: Buffer;
+  /** The learners as of `index` (members that receive the log but do not vote). */
+  learners: string[];
+  /** The membership's context as of `index` (see RAFT_ENTRY_KIND_CONFIG). */
+  context: string;
 }
 
 /** RaftMessage is one Raft message; which fields are set depends on `type`. */
@@ -3247,7 +3263,7 @@ export const RaftEntry: MessageFns<RaftEntry> = {
 };
 
 function createBaseRaftSnapshot(): RaftSnapshot {
-  return { index: 0n, term: 0n, voters: [], data: Buffer.alloc(0) };
+  return { index: 0n, term: 0n, voters: [], data: Buffer.alloc(0), learners: [], context: "" };
 }
 
 export const RaftSnapshot: MessageFns<RaftSnapshot> = {
@@ -3269,6 +3285,12 @@ export const RaftSnapshot: MessageFns<RaftSnapshot> = {
     }
     if (message.data.length !== 0) {
       writer.uint32(34).bytes(message.data);
+    }
+    for (const v of message.learners) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.context !== "") {
+      writer.uint32(50).string(message.context);
     }
     return writer;
   },
@@ -3318,6 +3340,22 @@ export const RaftSnapshot: MessageFns<RaftSnapshot> = {
             message.data = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.learners.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.context = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3336,6 +3374,8 @@ export const RaftSnapshot: MessageFns<RaftSnapshot> = {
       term: isSet(object.term) ? BigInt(object.term) : 0n,
       voters: globalThis.Array.isArray(object?.voters) ? object.voters.map((e: any) => globalThis.String(e)) : [],
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      learners: globalThis.Array.isArray(object?.learners) ? object.learners.map((e: any) => globalThis.String(e)) : [],
+      context: isSet(object.context) ? globalThis.String(object.context) : "",
     };
   },
 
@@ -3352,6 +3392,12 @@ export const RaftSnapshot: MessageFns<RaftSnapshot> = {
     }
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
+    }
+    if (message.learners?.length) {
+      obj.learners = message.learners;
+    }
+    if (message.context !== "") {
+      obj.context = message.context;
     }
     return obj;
   },
