@@ -195,8 +195,25 @@ export interface KeyspacePolicy {
   raftStatus?(): RaftGroupStatus | undefined;
   /** Replica: one anti-entropy exchange (AP keyspaces only). */
   syncDigests?(from: string, bucketHashes: readonly bigint[], maxEntries: number): Promise<DigestAnswer>;
+  /**
+   * The cluster's membership changed (a member added, promoted or removed; see
+   * node/cluster-membership.ts). `voters` and `learners` include this node when it is one. A
+   * learner receives every write and every repair but counts toward no acknowledgement, quorum or
+   * recovery; a member no longer listed is dropped (its hints, streams and buffers with it).
+   * Called with the membership committed in the cluster's log, in order; the first call may repeat
+   * what `PolicyContext.replicaIds` said.
+   */
+  membershipChanged?(members: MemberSet): void;
   /** Stops background work; in-flight operations finish or fail. */
   close(options?: { readonly abrupt?: boolean }): Promise<void>;
+}
+
+/** Who replicates a keyspace (see KeyspacePolicy.membershipChanged). */
+export interface MemberSet {
+  /** Replicas whose copies count: toward acknowledgements, quorums and recovery. */
+  readonly voters: readonly string[];
+  /** Replicas that receive everything and count toward nothing yet (new members catching up). */
+  readonly learners: readonly string[];
 }
 
 /** A consistency policy: a factory of keyspace policies, as bound in the node's config. */
