@@ -22,6 +22,8 @@ import { LEASE_DEFAULTS } from '../../src/policy/cp/raft-group.js';
 import { MAX_LEASE_KEYS_LISTED, MAX_LEASE_PAGE, MAX_RENEWALS_PER_CALL } from '../../src/policy/cp/cp-quorum.js';
 import { MAX_KEEPALIVES_PENDING } from '../../src/transport/coordination-services.js';
 import { MAX_NAME_BYTES, MAX_WAIT_MS } from '../../src/coordination/waiting-queue.js';
+import { MAX_DISCOVERED_PEERS } from '../../src/node/peer-discovery.js';
+import { PEERS_DNS_WAIT_MS } from '../../src/cli/commands/serve.js';
 
 const scope: Record<string, unknown> = {
   NODE_DEFAULTS,
@@ -51,6 +53,8 @@ const scope: Record<string, unknown> = {
   MAX_LEASE_KEYS_LISTED,
   MAX_NAME_BYTES,
   MAX_WAIT_MS,
+  MAX_DISCOVERED_PEERS,
+  PEERS_DNS_WAIT_MS,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */

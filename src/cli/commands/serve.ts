@@ -1,5 +1,7 @@
 import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { ConfigError, type PeerConfig } from '../../node/config.js';
+import { createPeerResolver, MAX_DISCOVERED_PEERS, PeerDiscoveryError, resolvePeersFromDns } from '../../node/peer-discovery.js';
 import { ReplicaNode } from '../../node/replica-node.js';
 import { InvalidFailureDetectorConfigError } from '../../failure/index.js';
 import { LOG_LEVELS, type LogLevel } from '../../logging/logger.js';
@@ -19,7 +21,15 @@ import type { Command } from '../main.js';
  */
 export const SHUTDOWN_BOUND_MS = 5_000;
 
-const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,...]
+/**
+ * How long `--peers-dns-wait` waits for the DNS records to name its peers: long enough for a
+ * StatefulSet's pods to be scheduled, pull the image and get their records on a busy cluster,
+ * short enough that a wrong name fails the pod visibly (exit 1, restarted) instead of hanging.
+ */
+export const PEERS_DNS_WAIT_MS = 120_000;
+
+const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,... | --peers-dns NAME]
+                     [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT]
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
@@ -27,7 +37,15 @@ const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST
 
 Runs one replica until SIGTERM or SIGINT. The keyspace "default" is bound to --policy (cp unless
 given); --keyspace adds more. Data lives in LMDB under --data-dir (default ./replikit-data/ID);
---memory keeps it in memory only. Prints one line once it serves (a new cluster: once every member has started; a node whose data is gone: once it has recovered it from its peers); logs JSON lines to stderr.
+--memory keeps it in memory only. --peers-dns NAME reads the peers from DNS once, at startup,
+instead of --peers: SRV records first (each target is a peer; its id is the target's first label,
+e.g. a StatefulSet pod's name, and this node's own record is left out), else A/AAAA records with
+--peers-dns-port (each address is the peer ip-ADDRESS, . and : as -, so run each node with --id
+by that rule; prefer SRV: pod names are stable, IPs are not). --peers-dns-wait N re-resolves every
+second until N peers besides this node are listed (give the cluster size minus one: the member
+list is fixed at startup, so every node must see them all), for at most ${PEERS_DNS_WAIT_MS / 1000} s.
+--peers-dns-server asks that DNS server instead of the system's (e.g. Consul's on 127.0.0.1:8600).
+Prints one line once it serves (a new cluster: once every member has started; a node whose data is gone: once it has recovered it from its peers); logs JSON lines to stderr.
 --heartbeat-interval-ms (default 100, the LAN profile: a crash is seen within about 0.8 s, and
 beats of a few dozen bytes cost nothing on a LAN) sets how often peers exchange liveness beats.
 --metrics-listen serves Prometheus metrics at http://HOST:PORT/metrics. --tls-cert and --tls-key
@@ -37,14 +55,19 @@ against it. Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace ha
 this node's clock is off against a majority of peers) and gRPC server reflection.
 --clock-skew-ms N adds N ms to this node's wall clock: a fault-injection drill, never for production.
 Exit status: 0 drained cleanly after SIGTERM or SIGINT; 1 the store failed (a failed sync or a full
-disk: the node stopped acknowledging at once); 2 bad flags; 3 it did not drain within 5 s of the
-signal (calls to a stopped peer, say) and exited anyway.
+disk: the node stopped acknowledging at once), or --peers-dns found no usable peers; 2 bad flags;
+3 it did not drain within 5 s of the signal (calls to a stopped peer, say) and exited anyway.
 Policies available: ${Object.keys(POLICIES).join(', ')}.`;
 
-const SPEC = {
+/** The flags `serve` takes (flag names without the dashes). */
+export const SERVE_FLAGS = {
   id: {},
   listen: {},
   peers: {},
+  'peers-dns': {},
+  'peers-dns-port': {},
+  'peers-dns-wait': {},
+  'peers-dns-server': {},
   'data-dir': {},
   memory: { boolean: true },
   'cluster-id': {},
@@ -70,6 +93,31 @@ export function parsePeers(text: string): PeerConfig[] {
   });
 }
 
+/** `--peers-dns NAME [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT]`, or undefined without it. */
+function peersDnsFlags(flags: ReadonlyMap<string, string>): { name: string; port?: number; wait: number; server?: string } | undefined {
+  const name = flags.get('peers-dns');
+  if (name === undefined) {
+    const stray = ['peers-dns-port', 'peers-dns-wait', 'peers-dns-server'].find((f) => flags.has(f));
+    if (stray !== undefined) throw new UsageError(`--${stray} needs --peers-dns NAME`);
+    return undefined;
+  }
+  if (flags.has('peers')) throw new UsageError('give --peers or --peers-dns, not both');
+  if (!/^[A-Za-z0-9_.-]{1,253}$/.test(name) || name.startsWith('.') || name.includes('..')) {
+    throw new UsageError(`--peers-dns must be a DNS name (e.g. replikit.default.svc.cluster.local), not ${JSON.stringify(name)}`);
+  }
+  const server = flags.get('peers-dns-server');
+  const serverIp = server === undefined ? undefined : /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(server);
+  if (serverIp !== undefined && (serverIp === null || (serverIp[1] !== undefined ? isIP(serverIp[1]) !== 6 : isIP(serverIp[2]!) !== 4) || Number(serverIp[3] ?? 53) > 65535)) {
+    throw new UsageError(`--peers-dns-server must be IP or IP:PORT (IPv6 as [::1]:53), not ${JSON.stringify(server)}`);
+  }
+  return {
+    name,
+    port: flags.has('peers-dns-port') ? intFlag('peers-dns-port', flags.get('peers-dns-port')!, 1, 65535) : undefined,
+    wait: flags.has('peers-dns-wait') ? intFlag('peers-dns-wait', flags.get('peers-dns-wait')!, 0, MAX_DISCOVERED_PEERS) : 0,
+    server,
+  };
+}
+
 function policyFlag(flag: string, name: string): ConsistencyPolicy {
   const policy = policyByName(name);
   if (policy === undefined) {
@@ -82,14 +130,15 @@ export const serveCommand: Command = {
   summary: 'run one replica',
   usage: USAGE,
   async run(argv) {
-    const args = parseArgs(argv, SPEC);
+    const args = parseArgs(argv, SERVE_FLAGS);
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
     const id = args.flags.get('id');
     if (id === undefined) throw new UsageError('--id is required');
     const listen = args.flags.get('listen');
     if (listen === undefined) throw new UsageError('--listen is required');
     hostPortFlag('listen', listen);
-    const peers = parsePeers(args.flags.get('peers') ?? '');
+    let peers = parsePeers(args.flags.get('peers') ?? '');
+    const peersDns = peersDnsFlags(args.flags);
     const levelText = args.flags.get('log-level') ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(levelText)) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(levelText)}`);
@@ -121,6 +170,25 @@ export const serveCommand: Command = {
     if (tls !== undefined && tls.cert === undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key: a TLS node presents a certificate');
 
     const logger = createPinoLogger({ level: levelText as LogLevel, base: { node: id } });
+    if (peersDns !== undefined) {
+      try {
+        peers = await resolvePeersFromDns(peersDns.name, {
+          selfId: id,
+          defaultPort: peersDns.port,
+          resolver: createPeerResolver({ servers: peersDns.server === undefined ? undefined : [peersDns.server] }),
+          waitForPeers: { minPeers: peersDns.wait, timeoutMs: PEERS_DNS_WAIT_MS },
+          onNote: (message) => logger.info(message, { peersDns: peersDns.name }),
+        });
+      } catch (err: unknown) {
+        if (!(err instanceof PeerDiscoveryError)) throw err;
+        process.stderr.write(`replikit serve: --peers-dns: ${err.message}\n`);
+        return 1;
+      }
+      logger.info(`--peers-dns ${peersDns.name}: ${peers.length} peers: ${peers.map((p) => `${p.id}=${p.address}`).join(',') || 'none'}`, {
+        peersDns: peersDns.name,
+        peers: peers.map((p) => p.id),
+      });
+    }
     let store: Store;
     let storeLabel: string;
     if (args.switches.has('memory')) {
