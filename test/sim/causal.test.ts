@@ -36,10 +36,10 @@ describe('causal policy under faults', () => {
   });
 
   it('keeps the dirty-read counterexamples of the 10,000-seed campaign: each fails with reads of writes in flight and passes without', async () => {
-    // Seeds 5721 and 6798: a session read a write still committing at its node, a power loss
+    // Seeds 6798 and 8178 (5721 until the system keyspace's traffic changed the schedules): a session read a write still committing at its node, a power loss
     // took the write away, and a later read of the session went back to an older value
     // (monotonic reads); before reads came from durable state only.
-    for (const seed of [5721, 6798]) {
+    for (const seed of [6798, 8178]) {
       expect((await runSeed('causal', seed, { readInFlight: true })).violation?.kind, `seed ${seed}`).toBe('causality');
       expect((await runSeed('causal', seed)).violation?.explanation, `seed ${seed}`).toBeUndefined();
     }
@@ -60,9 +60,11 @@ describe('causal policy under faults', () => {
   }, 120_000);
 
   it('flags the variant with the dependency check switched off', async () => {
+    // Rare per seed (4 of the first 150 since the system keyspace's traffic shares the network;
+    // first at seed 63): the runs stop at the first two flagged.
     let flagged = 0;
     let example = '';
-    for (let seed = 1; seed <= 40; seed++) {
+    for (let seed = 1; seed <= 150 && flagged < 2; seed++) {
       const run = await runCausalWorkload({ seed, policy: causal({ callTimeoutMs: 100, unsafeSkipDependencyCheck: true }) });
       const result = checkCausalConsistency(run.operations);
       if (!result.valid) {
@@ -70,7 +72,7 @@ describe('causal policy under faults', () => {
         example ||= result.explanation ?? '';
       }
     }
-    console.log(`dependency check off: flagged on ${flagged}/40 seeds; e.g.\n${example.split('\n').slice(0, 4).join('\n')}`);
+    console.log(`dependency check off: flagged on ${flagged} seeds; e.g.\n${example.split('\n').slice(0, 4).join('\n')}`);
     expect(flagged).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -1,13 +1,15 @@
-import { invalidArgument, outcomeUnknown, unavailable } from '../../errors.js';
+import { failedPrecondition, invalidArgument, outcomeUnknown, unavailable } from '../../errors.js';
 import type { DigestAnswer, SnapshotPage } from '../../transport/replica-set.js';
 import { pageOf } from '../snapshot-page.js';
 import { entryBytes, prefixWithin } from '../../storage/entry-size.js';
 import type { TimerHandle } from '../../clock/index.js';
-import type { ApplyOutcome, Entry } from '../../storage/entry.js';
+import type { ApplyOutcome, Entry, Version } from '../../storage/entry.js';
 import type { ConflictResolver } from '../../storage/store.js';
 import type {
+  AckLevel,
   ConsistencyPolicy,
   KeyspacePolicy,
+  MemberSet,
   OperationOptions,
   PolicyContext,
   RangeQuery,
@@ -19,11 +21,12 @@ import type {
 import { FEED_BYTES, FeedRecorder, feedEpoch, feedStats, LocalFeed, scanReplica, storedKeyOf, type FeedStats } from '../watch/local-feed.js';
 import { pageOfRange } from '../watch/range-page.js';
 import { WATCH_DEFAULTS, WatchHub, type Watcher, type WatchHubStats, type WatchLimits } from '../watch/watch-hub.js';
-import { majority } from '../majority.js';
 import { withDefaults } from '../options.js';
+import { ackLevelMet, voterAcks, votersToReach } from './ack-level.js';
 import { lastWriterWins, mergeResolver, type MergeFailure, type MergeFunction } from './conflict.js';
 import { entryHash, keyId, KeyspaceDigest } from './entry-digest.js';
 import { HintLog } from './hint-log.js';
+import { checkedMembers, initialMembers, isMember, peersOf, sameMembers, type Members } from './members.js';
 import { PeerReplicator } from './peer-replicator.js';
 
 /** Options of {@link apAsync}; every default has its reason. */
@@ -90,6 +93,20 @@ export interface ApStats extends FeedStats {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_ACKS: ReadonlySet<string> = new Set();
+
+/** A write waiting for its ack level (see ack-level.ts), re-evaluated when the membership changes. */
+interface AckWait {
+  readonly key: Uint8Array;
+  readonly version: Version;
+  readonly level: AckLevel;
+  /** Peers that hold the write, voters or not (a learner's copy counts once it is promoted). */
+  readonly acked: Set<string>;
+  /** Per peer: forgets this write's waiter at that peer's replicator. */
+  readonly forget: Map<string, () => void>;
+  /** Ends the wait: the ack level is met. */
+  readonly met: () => void;
+}
 
 /**
  * AP async: available under partition, convergent. Puts and deletes apply to the local replica
@@ -107,7 +124,16 @@ const EMPTY = new Uint8Array(0);
  * current state; and no message outlives the grace period (deadlines are seconds). So once the
  * rule holds, no replica and no message holds a value the delete removed, and purging cannot
  * bring deleted data back. A purged tombstone may come back from a replica that has not purged it
- * yet; it is purged again by the same rule.
+ * yet; it is purged again by the same rule. "Every other replica" means every member, learners
+ * included: a learner's copy could bring a deleted value back as well as a voter's.
+ *
+ * Membership (see membershipChanged). A learner is replicated to, hinted for and synced with like
+ * any peer, and takes part in anti-entropy itself; only its copy counts toward no ack level (see
+ * ack-level.ts, which also says what a learner coordinating a write waits for). A member removed
+ * is dropped with everything kept for it: its queue, its hints (durably) and its anti-entropy
+ * state; writes waiting for acks stop waiting for it; anti-entropy rounds it starts are refused.
+ * A node that is no longer a member itself refuses client writes and starts no anti-entropy
+ * round, but keeps replicating what it queued and hinted to the members.
  */
 export function apAsync(options: ApAsyncOptions = {}): ConsistencyPolicy {
   return { name: 'ap', create: (context) => new ApAsyncKeyspace(context, options) };
@@ -120,12 +146,19 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   readonly #digest = new KeyspaceDigest();
   readonly #replicators = new Map<string, PeerReplicator>();
   readonly #hints = new Map<string, HintLog>();
-  readonly #peers: string[];
+  /** The membership now: voters and learners, this node included when it is one. */
+  #members: Members;
+  /** Every member but this node, voters first: whom this node replicates to, hints for and syncs with. */
+  #peers: string[];
+  /** Writes waiting for their ack level. */
+  readonly #ackWaits = new Set<AckWait>();
   /** Keys whose entry is a tombstone, for the garbage collector. */
   readonly #tombstones = new Map<string, Uint8Array>();
   /** Per peer: this node's HLC wall time at the last whole-keyspace digest match. */
   readonly #lastMatchWallMs = new Map<string, number>();
   #timer: TimerHandle | undefined;
+  /** An anti-entropy round is under way (the next is scheduled when it ends). */
+  #syncing = false;
   #round = 0;
   #closed = false;
   #stats = { hintsDropped: 0, mergeFailures: 0, antiEntropyRounds: 0, repairedEntries: 0, tombstonesPurged: 0 };
@@ -147,31 +180,46 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
       this.#hub.publish(batch);
     });
     this.#resolve = options.merge === undefined ? lastWriterWins : mergeResolver(options.merge, (f) => this.#mergeFailed(f));
-    this.#peers = context.replicaIds.filter((id) => id !== context.selfId);
+    this.#members = initialMembers(context.replicaIds);
+    this.#peers = peersOf(this.#members, context.selfId);
     for (const entry of context.store.entries(context.keyspace)) this.#track(entry.key, entry);
-    for (const peer of this.#peers) {
-      const hints = HintLog.open(context.store, hintKeyspace(context.keyspace, peer), this.#o.maxHintsPerPeer, (count) => {
-        this.#stats.hintsDropped += count;
-        context.logger.warn(`dropped the ${count} oldest hints for ${peer}: the hint bound (${this.#o.maxHintsPerPeer}) is reached; anti-entropy will repair them`, {
-          keyspace: context.keyspace,
-          peer,
-        });
-      });
-      this.#hints.set(peer, hints);
-      this.#replicators.set(
-        peer,
-        new PeerReplicator(
-          peer,
-          context.keyspace,
-          (key) => context.store.get(context.keyspace, key),
-          context.replicas,
-          context.scheduler,
-          hints,
-          { ...this.#o, batchEntries: this.#o.batchEntries, batchBytes: context.limits.maxBatchBytes },
-          context.logger,
-        ),
-      );
+    for (const peer of this.#peers) this.#addPeer(peer);
+    this.#scheduleAntiEntropy();
+  }
+
+  /**
+   * Follows the cluster's membership (see KeyspacePolicy.membershipChanged). Members added are
+   * replicated to, hinted for and synced with from now on (anti-entropy brings them what was
+   * written before). Members removed are dropped with their queue and their hints, in memory and
+   * on disk: a hint for a removed member is dropped only because that member is gone for good,
+   * and nothing acknowledged is lost by it, since a hint names a key whose entry this replica
+   * still holds and replicates to every member that remains. Writes waiting for acks are
+   * re-evaluated against the voters now: one whose ack level the acks it already has meet among
+   * the new voters succeeds at once; the others go on waiting (and time out as before), now also
+   * for any voter added meanwhile, to which they are queued. The same membership again changes
+   * nothing.
+   */
+  membershipChanged(members: MemberSet): void {
+    const next = checkedMembers(members);
+    if (this.#closed || sameMembers(next, this.#members)) return;
+    const { selfId, keyspace, logger } = this.#ctx;
+    this.#members = next;
+    this.#peers = peersOf(next, selfId);
+    const peers = new Set(this.#peers);
+    for (const peer of [...this.#replicators.keys()]) if (!peers.has(peer)) this.#removePeer(peer);
+    for (const peer of this.#peers) if (!this.#replicators.has(peer)) this.#addPeer(peer);
+    for (const wait of this.#ackWaits) {
+      for (const [peer, forget] of wait.forget) {
+        if (peers.has(peer)) continue;
+        forget();
+        wait.forget.delete(peer);
+        // Should it come back, it comes back empty: what it held then says nothing now.
+        wait.acked.delete(peer);
+      }
+      for (const r of this.#replicators.values()) if (!wait.forget.has(r.peer)) this.#awaitAck(wait, r);
+      if (ackLevelMet(wait.level, next.voters, selfId, wait.acked)) wait.met();
     }
+    logger.info('the keyspace follows a new membership', { keyspace, voters: [...next.voters].join(','), learners: [...next.learners].join(',') });
     this.#scheduleAntiEntropy();
   }
 
@@ -244,7 +292,10 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     return Promise.all(keys.map((key) => this.#ctx.store.readDurable(this.#ctx.keyspace, key)));
   }
 
-  /** A majority of the others holds every write acknowledged at ack level quorum or all. */
+  /**
+   * A majority of the others holds every write acknowledged at ack level quorum or all. Counted
+   * over the voters: a learner's copy counts toward no acknowledgement, so none is needed here.
+   */
   readonly recoveryNeeds = 'majority';
 
   async snapshot(afterKey: Uint8Array | undefined, maxEntries: number, _from: string): Promise<SnapshotPage> {
@@ -255,10 +306,17 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     if (page.entries.length > 0) await this.#apply(page.entries);
   }
 
-  /** The replica half of an anti-entropy round (SyncDigests). */
+  /**
+   * The replica half of an anti-entropy round (SyncDigests). Only with members: a node this replica
+   * does not hold as a member (removed, or added but not yet known here) is refused; replication
+   * from it is still taken in (its data is data), but it is no longer synced with.
+   */
   async syncDigests(from: string, hashes: readonly bigint[], maxEntries: number): Promise<DigestAnswer> {
     if (hashes.length !== this.#digest.buckets) {
       throw invalidArgument('DIGEST_SIZE', `the digest has ${hashes.length} bucket hashes; this replica uses ${this.#digest.buckets}`);
+    }
+    if (!this.#replicators.has(from)) {
+      throw failedPrecondition('NOT_A_MEMBER', `node ${JSON.stringify(from.slice(0, 80))} is not a member of keyspace ${this.#ctx.keyspace} as this replica knows it; anti-entropy runs between members only`);
     }
     const differingBuckets = this.#digest.differing(hashes);
     if (differingBuckets.length === 0) this.#lastMatchWallMs.set(from, this.#ctx.clock.now().wallMs);
@@ -274,39 +332,96 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   }
 
   async #write(entry: Entry, options: OperationOptions): Promise<WriteResult> {
-    await this.#apply([entry]);
-    const needed = options.ack === 'all' ? this.#peers.length : options.ack === 'quorum' ? majority(this.#peers.length + 1) - 1 : 0;
-    let acked = 0;
-    let done: () => void = () => {};
-    const allAcked = new Promise<void>((resolve) => (done = resolve));
-    if (needed === 0) done();
-    const forget: (() => void)[] = [];
-    for (const r of this.#replicators.values()) {
-      forget.push(r.enqueue(entry.key, entry.version, needed === 0 ? undefined : () => ++acked >= needed && done()));
+    const { selfId, keyspace, scheduler } = this.#ctx;
+    if (!isMember(this.#members, selfId)) {
+      throw unavailable('NOT_A_MEMBER', `node ${selfId} is no longer a member of keyspace ${keyspace}; nothing was written: write through a member`);
     }
-    if (needed > 0) {
-      let timer: TimerHandle | undefined;
-      let giveUp: () => void = () => {};
-      const timedOut = new Promise<'timeout'>((resolve) => {
-        giveUp = () => resolve('timeout');
-        timer = this.#ctx.scheduler.setTimer(options.timeoutMs, giveUp);
-        options.signal?.addEventListener('abort', giveUp, { once: true });
-      });
-      const outcome = await Promise.race([allAcked, timedOut]);
-      timer?.cancel();
-      options.signal?.removeEventListener('abort', giveUp);
-      // The write stops waiting, so its acknowledgement callbacks go too (it still replicates).
-      for (const f of forget) f();
-      if (outcome === 'timeout') {
-        throw outcomeUnknown(
-          'ACK_LEVEL_NOT_REACHED',
-          `the write is durable on this replica and on ${acked} of the ${needed} other replicas it had to reach before the deadline; ` +
-            'it will still replicate in the background, so do not retry it blindly',
-          { acked: String(acked), needed: String(needed) },
-        );
-      }
+    await this.#apply([entry]);
+    const level = options.ack ?? 'one';
+    if (ackLevelMet(level, this.#members.voters, selfId, NO_ACKS)) {
+      for (const r of this.#replicators.values()) r.enqueue(entry.key, entry.version);
+      return { version: entry.version, sessionToken: EMPTY };
+    }
+    let met: () => void = () => {};
+    const acked = new Promise<void>((resolve) => (met = resolve));
+    const wait: AckWait = { key: entry.key, version: entry.version, level, acked: new Set(), forget: new Map(), met: () => met() };
+    this.#ackWaits.add(wait);
+    for (const r of this.#replicators.values()) this.#awaitAck(wait, r);
+    let timer: TimerHandle | undefined;
+    let giveUp: () => void = () => {};
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      giveUp = () => resolve('timeout');
+      timer = scheduler.setTimer(options.timeoutMs, giveUp);
+      options.signal?.addEventListener('abort', giveUp, { once: true });
+    });
+    const outcome = await Promise.race([acked, timedOut]);
+    timer?.cancel();
+    options.signal?.removeEventListener('abort', giveUp);
+    // The write stops waiting, so its acknowledgement callbacks go too (it still replicates).
+    this.#ackWaits.delete(wait);
+    for (const forget of wait.forget.values()) forget();
+    if (outcome === 'timeout') {
+      const { voters } = this.#members;
+      const reached = voterAcks(voters, selfId, wait.acked);
+      const needed = votersToReach(level, voters.size, voters.has(selfId));
+      throw outcomeUnknown(
+        'ACK_LEVEL_NOT_REACHED',
+        `the write is durable on this replica${voters.has(selfId) ? '' : ' (a learner, whose copy counts toward no ack level)'} and on ${reached} of the ` +
+          `${needed} other replicas (voters) it had to reach before the deadline; it will still replicate in the background, so do not retry it blindly`,
+        { acked: String(reached), needed: String(needed) },
+      );
     }
     return { version: entry.version, sessionToken: EMPTY };
+  }
+
+  /** Queues `wait`'s write to `r`'s peer and counts the peer's acknowledgement toward it. */
+  #awaitAck(wait: AckWait, r: PeerReplicator): void {
+    const forget = r.enqueue(wait.key, wait.version, () => {
+      wait.acked.add(r.peer);
+      if (ackLevelMet(wait.level, this.#members.voters, this.#ctx.selfId, wait.acked)) wait.met();
+    });
+    wait.forget.set(r.peer, forget);
+  }
+
+  /** Starts replicating to `peer`, with its durable hints (reloaded if an earlier run left some). */
+  #addPeer(peer: string): void {
+    const { store, keyspace, logger, replicas, scheduler, limits } = this.#ctx;
+    const hints = HintLog.open(store, hintKeyspace(keyspace, peer), this.#o.maxHintsPerPeer, (count) => {
+      this.#stats.hintsDropped += count;
+      logger.warn(`dropped the ${count} oldest hints for ${peer}: the hint bound (${this.#o.maxHintsPerPeer}) is reached; anti-entropy will repair them`, { keyspace, peer });
+    });
+    this.#hints.set(peer, hints);
+    this.#replicators.set(
+      peer,
+      new PeerReplicator(
+        peer,
+        keyspace,
+        (key) => store.get(keyspace, key),
+        replicas,
+        scheduler,
+        hints,
+        { ...this.#o, batchEntries: this.#o.batchEntries, batchBytes: limits.maxBatchBytes },
+        logger,
+      ),
+    );
+  }
+
+  /**
+   * Stops replicating to `peer`, which left the cluster for good: its queue and waiters go, its
+   * hints are dropped from memory at once and from the store soon, and its anti-entropy state goes.
+   */
+  #removePeer(peer: string): void {
+    const { keyspace, logger } = this.#ctx;
+    this.#replicators.get(peer)?.discard();
+    this.#replicators.delete(peer);
+    this.#lastMatchWallMs.delete(peer);
+    const hints = this.#hints.get(peer);
+    this.#hints.delete(peer);
+    if (hints === undefined) return;
+    const count = hints.size;
+    // A store failure here has already stopped the node (fail-stop); the log says so.
+    void hints.drop().catch((error: unknown) => logger.debug('dropping the hints of a removed member failed', { keyspace, peer, error: String(error) }));
+    if (count > 0) logger.info(`dropped ${count} hints for ${peer}: it is no longer a member`, { keyspace, peer });
   }
 
   /**
@@ -346,33 +461,49 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     return { entries, truncated: false };
   }
 
+  /**
+   * Schedules the next anti-entropy round, unless one is scheduled or under way, or there is no one
+   * to sync with: no peer, or this node is no longer a member (the members refuse it).
+   */
   #scheduleAntiEntropy(): void {
-    if (this.#closed || this.#peers.length === 0) return;
+    if (!this.#syncsNow() || this.#timer !== undefined || this.#syncing) return;
     this.#timer = this.#ctx.scheduler.setTimer(this.#o.antiEntropyIntervalMs, () => {
-      void this.#antiEntropyRound()
+      this.#timer = undefined;
+      // Nobody to sync with any more: the next membership that has someone schedules rounds again.
+      if (!this.#syncsNow()) return;
+      this.#syncing = true;
+      void this.#antiEntropyRound(this.#peers[this.#round++ % this.#peers.length]!)
         .catch((err: unknown) => this.#ctx.logger.debug('anti-entropy round failed', { keyspace: this.#ctx.keyspace, error: String(err) }))
-        .finally(() => this.#scheduleAntiEntropy());
+        .finally(() => {
+          this.#syncing = false;
+          this.#scheduleAntiEntropy();
+        });
     });
   }
 
-  /** One round with the next peer in turn: exchange digests, pull theirs, push ours, then collect garbage. */
-  async #antiEntropyRound(): Promise<void> {
+  #syncsNow(): boolean {
+    return !this.#closed && this.#peers.length > 0 && isMember(this.#members, this.#ctx.selfId);
+  }
+
+  /** One round with `peer`: exchange digests, pull theirs, push ours, then collect garbage. */
+  async #antiEntropyRound(peer: string): Promise<void> {
     const { replicas, keyspace, clock } = this.#ctx;
-    const peer = this.#peers[this.#round++ % this.#peers.length]!;
     this.#stats.antiEntropyRounds++;
     const answer = await replicas.syncDigests(peer, keyspace, this.#digest.hashes(), this.#o.callTimeoutMs);
     if (this.#closed) return;
+    // Its entries are kept even if it left meanwhile: they are data a member wrote or held.
     if (answer.entries.length > 0) {
       const outcomes = await this.#apply(answer.entries);
       this.#stats.repairedEntries += outcomes.filter((o) => o === 'applied').length;
     }
+    if (!this.#replicators.has(peer)) return; // it left during the round: nothing more for it
     if (answer.differingBuckets.length === 0) {
       this.#lastMatchWallMs.set(peer, clock.now().wallMs);
     } else {
       // Ours in the same buckets, in batches within both limits; a round sends at most ten of
       // them, and the next round carries on where the digests still differ.
       let { entries } = this.#entriesIn(answer.differingBuckets, 10 * this.#o.batchEntries, 10 * this.#ctx.limits.maxBatchBytes);
-      while (entries.length > 0 && !this.#closed) {
+      while (entries.length > 0 && !this.#closed && this.#replicators.has(peer)) {
         const batch = prefixWithin(entries, entryBytes, this.#ctx.limits.maxBatchBytes, this.#o.batchEntries);
         await replicas.replicate(peer, keyspace, batch, this.#o.callTimeoutMs);
         entries = entries.slice(batch.length);

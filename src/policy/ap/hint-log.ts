@@ -23,6 +23,8 @@ export class HintLog {
   /** In order of age (oldest first). */
   readonly #index = new Map<string, Hint>();
   #dropped = 0;
+  /** Dropped for good (the peer left the cluster): every later call does nothing. */
+  #gone = false;
 
   private constructor(
     private readonly store: Store,
@@ -51,16 +53,18 @@ export class HintLog {
 
   /** Records that the peer misses these keys' writes; resolves once durable. */
   async add(entries: readonly Entry[]): Promise<void> {
-    if (entries.length === 0) return;
+    if (this.#gone || entries.length === 0) return;
     const hints = entries.map((e): Entry => ({ key: e.key, value: EMPTY, version: e.version, tombstone: false }));
     await this.store.apply(this.name, hints);
+    // Dropped meanwhile: drop() saw these records (the store shows writes in flight) and removes them.
+    if (this.#gone) return;
     for (const h of hints) {
       const id = keyId(h.key);
       this.#index.delete(id); // re-inserted at the end: it is now the youngest
       this.#index.set(id, { key: h.key, version: h.version });
     }
     const excess = this.#index.size - this.maxHints;
-    if (excess > 0) {
+    if (excess > 0 && !this.#gone) {
       const victims = [...this.#index.values()].slice(0, excess);
       for (const v of victims) this.#index.delete(keyId(v.key));
       this.#dropped += excess;
@@ -81,8 +85,24 @@ export class HintLog {
 
   /** Forgets delivered hints (those not re-hinted with a newer version meanwhile). */
   async remove(hints: readonly Hint[]): Promise<void> {
+    if (this.#gone) return;
     const current = hints.filter((h) => this.#index.get(keyId(h.key))?.version === h.version);
     for (const h of current) this.#index.delete(keyId(h.key));
     if (current.length > 0) await this.store.remove(this.name, current);
+  }
+
+  /**
+   * Forgets every hint, in memory at once and in the store, and ignores every later call: the peer
+   * left the cluster for good, so there is no one to deliver them to. Nothing is lost by it: a
+   * hint names a key whose entry this replica still holds and replicates to the members that
+   * remain. Resolves with how many records it removed from the store, once that is durable.
+   */
+  async drop(): Promise<number> {
+    this.#gone = true;
+    this.#index.clear();
+    // From the store rather than the index: it also shows the records of an add still in flight.
+    const held = this.store.entries(this.name);
+    if (held.length === 0) return 0;
+    return this.store.remove(this.name, held);
   }
 }

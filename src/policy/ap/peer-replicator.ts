@@ -44,6 +44,8 @@ export class PeerReplicator {
   #timer: TimerHandle | undefined;
   #replayTimer: TimerHandle | undefined;
   #closed = false;
+  /** The peer left the cluster: nothing more is queued, hinted or acknowledged for it. */
+  #discarded = false;
 
   constructor(
     readonly peer: string,
@@ -102,6 +104,18 @@ export class PeerReplicator {
     this.#replayTimer?.cancel();
   }
 
+  /**
+   * Stops for good because the peer left the cluster: its queue goes, its waiters never hear from
+   * it (their writers count their ack level over the members that remain), and a batch still in
+   * flight puts nothing back and spills nothing. The peer's hint log is the caller's to drop.
+   */
+  discard(): void {
+    this.#discarded = true;
+    this.close();
+    this.#queue.clear();
+    this.#waiters.clear();
+  }
+
   #kick(delayMs: number): void {
     if (this.#closed || this.#inFlight || this.#timer !== undefined) return;
     this.#timer = this.scheduler.setTimer(delayMs, () => {
@@ -138,12 +152,13 @@ export class PeerReplicator {
       if (this.#queue.size > 0) this.#kick(0);
     } catch (err: unknown) {
       this.#failures++;
+      this.#inFlight = false;
+      if (this.#discarded) return;
       // Put the keys back unless a newer write queued them again meanwhile (same key, same effect).
       entries.forEach((entry) => {
         const id = keyId(entry.key);
         if (!this.#queue.has(id)) this.#queue.set(id, entry.key);
       });
-      this.#inFlight = false;
       if (this.#failures >= this.limits.hintAfterFailures) {
         await this.#spill(`${this.#failures} failed sends: ${err instanceof Error ? err.message : String(err)}`);
       } else {
@@ -169,6 +184,7 @@ export class PeerReplicator {
 
   /** Moves every queued key to the durable hint log. */
   async #spill(why: string): Promise<void> {
+    if (this.#discarded) return;
     const keys = [...this.#queue.values()];
     this.#queue.clear();
     if (keys.length === 0) return;

@@ -8,6 +8,7 @@ import type { ApplyOutcome, Entry } from '../../storage/entry.js';
 import type {
   ConsistencyPolicy,
   KeyspacePolicy,
+  MemberSet,
   OperationOptions,
   PolicyContext,
   RangeQuery,
@@ -20,6 +21,7 @@ import { FEED_BYTES, FeedRecorder, feedEpoch, feedStats, LocalFeed, scanReplica,
 import { pageOfRange } from '../watch/range-page.js';
 import { WATCH_DEFAULTS, WatchHub, type Watcher, type WatchHubStats, type WatchLimits } from '../watch/watch-hub.js';
 import { withDefaults } from '../options.js';
+import { checkedMembers, initialMembers, isMember, peersOf, sameMembers, type Members } from '../ap/members.js';
 import { OriginLog } from './origin-log.js';
 import { PeerSender } from './peer-sender.js';
 
@@ -135,6 +137,17 @@ const SNAPSHOT_KEPT_MS = 60_000;
  *
  * Each node keeps its own writes in a durable per-origin log (OriginLog) until every peer has
  * applied them, so a write acknowledged to a client reaches every replica even across crashes.
+ *
+ * Membership (see membershipChanged). Causal writes wait for no peer, so voters and learners are
+ * treated alike here: both receive every write, and both may coordinate writes (a learner's
+ * writes replicate to every member; its log keeps them until every member has applied them, so
+ * they outlive the learner leaving again as long as it drains first). A member removed is dropped
+ * with its sender (nothing more is sent to it, and its acknowledgements no longer hold this
+ * node's log back) and any snapshot kept for it. The origins, dependencies and session tokens a
+ * replica accepts are those of every node it knows as a member or a former member: a removed
+ * member's writes stay (their origin sequence just stops growing), and so do the writes and
+ * sessions that depend on them. A node that is no longer a member refuses client writes and keeps
+ * sending its log to the members until they hold it.
  */
 export function causal(options: CausalOptions = {}): ConsistencyPolicy {
   return { name: 'causal', create: (context) => new CausalKeyspace(context, options) };
@@ -154,6 +167,14 @@ export class CausalKeyspace implements KeyspacePolicy {
   };
   readonly #log: OriginLog;
   readonly #senders = new Map<string, PeerSender>();
+  /** The membership now: voters and learners, this node included when it is one. */
+  #members: Members;
+  /**
+   * Every node this replica knew as a member since it started, removed ones included. With the
+   * origins in the applied clock (which outlives restarts) these are the nodes an entry, a
+   * dependency or a session token may name: bounded by the membership changes, not by peers.
+   */
+  readonly #known: Set<string>;
   /** What this replica has applied, per origin: contiguous sequences (some may still be committing). */
   #applied: VectorClock;
   /** What of that is durable: "already applied" is answered only for these. */
@@ -195,12 +216,44 @@ export class CausalKeyspace implements KeyspacePolicy {
     this.#durableApplied = this.#applied;
     this.#log = OriginLog.open(context.store, `_l.${context.keyspace}`, this.#applied.get(context.selfId));
     this.#nextSeq = Math.max(this.#applied.get(context.selfId), this.#log.lastSeq) + 1;
-    for (const peer of context.replicaIds.filter((id) => id !== context.selfId)) {
-      this.#senders.set(
-        peer,
-        new PeerSender(peer, context.keyspace, this.#log, context.replicas, context.scheduler, { ...this.#o, batchBytes: context.limits.maxBatchBytes }, context.logger, () => this.#truncateLog()),
-      );
+    this.#members = initialMembers(context.replicaIds);
+    this.#known = new Set(context.replicaIds);
+    for (const peer of peersOf(this.#members, context.selfId)) this.#addSender(peer);
+  }
+
+  /**
+   * Follows the cluster's membership (see KeyspacePolicy.membershipChanged and the class comment).
+   * A member added gets a sender, which offers it every write still in this node's log; what was
+   * truncated before it is the snapshot's it copies when it joins, so it must join (copy its
+   * snapshot) after every member has been told it is one. A member removed loses its sender and
+   * its snapshot, and the log is truncated through what the members that remain have applied.
+   * The same membership again changes nothing.
+   *
+   * Only an origin sends its own writes. So a member that dies for good with writes that reached
+   * some members and not others leaves those others without them, and every write that depends on
+   * them buffered there. A live node that learns it was removed keeps sending its log to the
+   * members until they hold it; a dead one is best removed once the members hold the same of its
+   * writes (a recovery copy between them would do). Writes that exist on no member are gone.
+   */
+  membershipChanged(members: MemberSet): void {
+    const next = checkedMembers(members);
+    if (this.#closed || sameMembers(next, this.#members)) return;
+    const { selfId, keyspace, logger } = this.#ctx;
+    this.#members = next;
+    const peers = peersOf(next, selfId);
+    for (const id of [...next.voters, ...next.learners]) this.#known.add(id);
+    for (const [peer, sender] of this.#senders) {
+      if (peers.includes(peer)) continue;
+      sender.close();
+      this.#senders.delete(peer);
+      const snapshot = this.#snapshots.get(peer);
+      snapshot?.expiry.cancel();
+      this.#snapshots.delete(peer);
     }
+    for (const peer of peers) if (!this.#senders.has(peer)) this.#addSender(peer);
+    logger.info('the keyspace follows a new membership', { keyspace, voters: [...next.voters].join(','), learners: [...next.learners].join(',') });
+    // A member removed may have been the one holding the log back.
+    this.#truncateLog();
   }
 
   stats(): CausalStats {
@@ -287,14 +340,15 @@ export class CausalKeyspace implements KeyspacePolicy {
       if (seq === undefined || seq < 1) {
         throw invalidArgument('NOT_CAUSAL_ENTRY', `an entry replicated to causal keyspace ${this.#ctx.keyspace} lacks its origin sequence`);
       }
-      if (!this.#ctx.replicaIds.includes(origin)) {
-        throw invalidArgument('UNKNOWN_ORIGIN', `an entry names origin ${JSON.stringify(origin)}, which is not a replica of this keyspace`);
+      // A member this replica has not been told of yet is refused too: its sender offers it again.
+      if (!this.#isKnown(origin)) {
+        throw invalidArgument('UNKNOWN_ORIGIN', `an entry names origin ${JSON.stringify(origin.slice(0, 80))}, which is not a replica of this keyspace, nor was one`);
       }
-      // A dependency clock names replicas of the keyspace only: a clock of thousands of made-up
-      // node ids would cost its size in memory for as long as the entry waits.
+      // A dependency clock names members and former members of the keyspace only: a clock of
+      // thousands of made-up node ids would cost its size in memory for as long as the entry waits.
       for (const node of entry.dependencies?.nodes() ?? []) {
-        if (!this.#ctx.replicaIds.includes(node)) {
-          throw invalidArgument('UNKNOWN_DEPENDENCY', `an entry depends on node ${JSON.stringify(node.slice(0, 80))}, which is not a replica of this keyspace`);
+        if (!this.#isKnown(node)) {
+          throw invalidArgument('UNKNOWN_DEPENDENCY', `an entry depends on node ${JSON.stringify(node.slice(0, 80))}, which is not a replica of this keyspace, nor was one`);
         }
       }
       // Only a window ahead of what is applied: entries far in an origin's future (forged, or
@@ -342,7 +396,8 @@ export class CausalKeyspace implements KeyspacePolicy {
 
   /**
    * Every other replica: an origin truncates its log once every peer has applied a write, so the
-   * writes a wiped replica had applied may exist nowhere but in the others' state.
+   * writes a wiped replica had applied may exist nowhere but in the others' state. Every other
+   * member, learners included: a learner's own writes may be held by no voter yet.
    */
   readonly recoveryNeeds = 'all';
 
@@ -412,11 +467,14 @@ export class CausalKeyspace implements KeyspacePolicy {
     const context = await this.#catchUp(options);
     // A write that waited for its session while the keyspace closed must not start now.
     if (this.#closed) throw unavailable('NODE_CLOSED', `keyspace ${ctx.keyspace} is closing; nothing was written: retry on another node`);
+    if (!isMember(this.#members, ctx.selfId)) {
+      throw unavailable('NOT_A_MEMBER', `node ${ctx.selfId} is no longer a member of keyspace ${ctx.keyspace}; nothing was written: write through a member`);
+    }
     if (this.#log.size >= this.#o.maxUnreplicatedWrites) {
       throw unavailable(
         'REPLICATION_BACKLOG_FULL',
         `this node holds ${this.#log.size} writes not yet replicated to every peer (the limit, maxUnreplicatedWrites, is ${this.#o.maxUnreplicatedWrites}); ` +
-          'nothing was written: bring the missing peers back or write through another node',
+          'nothing was written: bring the missing peers back (or remove those gone for good) or write through another node',
       );
     }
     // The sequence number is taken synchronously, so concurrent writes of this node are ordered.
@@ -436,15 +494,22 @@ export class CausalKeyspace implements KeyspacePolicy {
     this.#log.markDurable(seq);
     this.#wakeWaiters();
     for (const s of this.#senders.values()) s.kick();
+    // No peer to wait for (the only member): nothing keeps the record.
+    if (this.#senders.size === 0) this.#truncateLog();
     return { version: entry.version, sessionToken: ctx.sessions.encode(ctx.keyspace, context.with(ctx.selfId, seq)) };
   }
 
   /** Decodes the session token and waits until this replica has applied everything in it. */
   async #catchUp(options: OperationOptions): Promise<VectorClock> {
     const context = this.#ctx.sessions.decode(this.#ctx.keyspace, options.sessionToken ?? EMPTY);
+    // The token is this cluster's (its tag says so), so a node it names that this replica does not
+    // know is a member it has not been told of yet: retry, here later or elsewhere.
     for (const node of context.nodes()) {
-      if (!this.#ctx.replicaIds.includes(node)) {
-        throw invalidArgument('SESSION_TOKEN_INVALID', `the session token names node ${JSON.stringify(node)}, which is not a replica of this keyspace`);
+      if (!this.#isKnown(node)) {
+        throw unavailable(
+          'UNKNOWN_SESSION_NODE',
+          `the session token names node ${JSON.stringify(node.slice(0, 80))}, which this replica does not know as a member of keyspace ${this.#ctx.keyspace} (yet); nothing was done: retry, here or on another node`,
+        );
       }
     }
     if (this.#applied.dominates(context)) return context;
@@ -562,11 +627,22 @@ export class CausalKeyspace implements KeyspacePolicy {
     this.#waiters = still;
   }
 
-  /** Drops log records every peer has applied. */
+  /** Drops log records every peer has applied (every durable one when no peer is left). */
   #truncateLog(): void {
-    let lowest = Number.POSITIVE_INFINITY;
+    let lowest = this.#log.durableSeq;
     for (const s of this.#senders.values()) lowest = Math.min(lowest, s.acknowledgedSeq);
-    if (Number.isFinite(lowest)) void this.#log.truncateThrough(lowest).catch(() => {});
+    // A store failure here has already stopped the node (fail-stop).
+    void this.#log.truncateThrough(lowest).catch(() => {});
+  }
+
+  #addSender(peer: string): void {
+    const { keyspace, replicas, scheduler, limits, logger } = this.#ctx;
+    this.#senders.set(peer, new PeerSender(peer, keyspace, this.#log, replicas, scheduler, { ...this.#o, batchBytes: limits.maxBatchBytes }, logger, () => this.#truncateLog()));
+  }
+
+  /** True when `node` is, or was, a member: see #known. */
+  #isKnown(node: string): boolean {
+    return this.#known.has(node) || this.#applied.get(node) > 0;
   }
 }
 
