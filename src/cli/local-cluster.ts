@@ -80,16 +80,33 @@ export class LocalCluster {
   }
 
   /**
+   * Makes room for one more node (a free port and an empty data directory) and returns its id,
+   * the next `nN`; start it with `start(id, [], { join: [...] })` to have it join the cluster.
+   */
+  async addSlot(): Promise<string> {
+    const [port] = await freePorts(1);
+    const taken = new Set(this.#members.map((m) => m.id));
+    let n = this.#members.length + 1;
+    while (taken.has(`n${n}`)) n++;
+    const id = `n${n}`;
+    this.#members.push({ id, port: port!, dataDir: join(this.root, id), child: undefined });
+    return id;
+  }
+
+  /**
    * Starts (or restarts) one node from its data directory; resolves with its ready line (printed
    * once it serves) or, with `until: 'listening'`, with its "node started" log line, for a node
    * that will wait (to recover lost data, or for its peers) before it serves.
    */
-  start(id: string, extraArgs: readonly string[] = [], options: { until?: 'ready' | 'listening'; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  start(id: string, extraArgs: readonly string[] = [], options: { until?: 'ready' | 'listening'; env?: NodeJS.ProcessEnv; join?: readonly string[] } = {}): Promise<string> {
     const member = this.#member(id);
     if (this.isRunning(id)) throw new Error(`${id} is already running`);
     const peers = this.#members.filter((m) => m.id !== id).map((m) => `${m.id}=127.0.0.1:${m.port}`).join(',');
+    // A joining node names members to ask; the others know every slot (the membership in their
+    // logs overrides this list once they run).
+    const membership = options.join === undefined ? ['--peers', peers] : ['--join', options.join.join(',')];
     const args = [
-      BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${member.port}`, '--peers', peers,
+      BIN, 'serve', '--id', id, '--listen', `127.0.0.1:${member.port}`, ...membership,
       ...(this.#options.memory ? ['--memory'] : ['--data-dir', member.dataDir]), ...(this.#options.serveArgs ?? []), ...extraArgs,
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env === undefined ? process.env : { ...process.env, ...options.env } });

@@ -39,7 +39,7 @@ export interface MembershipViewOptions {
 
 interface PeerRecord {
   readonly id: string;
-  readonly address: string;
+  address: string;
   detector: PhiAccrualDetector;
   state: MemberState;
   /** Undefined until the first beat. */
@@ -110,18 +110,57 @@ export class MembershipView {
     for (const { id, address } of options.peers) {
       if (id === options.selfId) throw new RangeError(`peer ${JSON.stringify(id)} is this node itself`);
       if (this.#peers.has(id)) throw new RangeError(`peer ${JSON.stringify(id)} is listed twice`);
-      this.#peers.set(id, {
-        id,
-        address,
-        detector: this.#newDetector(),
-        state: 'DEAD',
-        incarnation: undefined,
-        lastHeardMs: undefined,
-        suspectSinceMs: undefined,
-        clock: new ClockSampleWindow(this.config.clockSampleWindow),
-        clockOffsetExceeded: false,
-      });
+      this.#addPeer(id, address);
     }
+  }
+
+  #addPeer(id: string, address: string): void {
+    this.#peers.set(id, {
+      id,
+      address,
+      detector: this.#newDetector(),
+      state: 'DEAD',
+      incarnation: undefined,
+      lastHeardMs: undefined,
+      suspectSinceMs: undefined,
+      clock: new ClockSampleWindow(this.config.clockSampleWindow),
+      clockOffsetExceeded: false,
+    });
+  }
+
+  /**
+   * The membership changed: from now on the peers are exactly `peers`. A new peer starts as one
+   * never heard from (DEAD until its first beat); a peer that left is forgotten, and dropped from
+   * every tracked quorum (re-track a quorum to give it new replicas). Returns who came and went.
+   */
+  setPeers(peers: readonly PeerAddress[]): { added: string[]; removed: string[] } {
+    const wanted = new Map(peers.filter((p) => p.id !== this.selfId).map((p) => [p.id, p.address]));
+    const removed = [...this.#peers.keys()].filter((id) => !wanted.has(id));
+    const added: string[] = [];
+    for (const id of removed) this.#peers.delete(id);
+    for (const [id, address] of wanted) {
+      const record = this.#peers.get(id);
+      if (record === undefined) {
+        this.#addPeer(id, address);
+        added.push(id);
+      } else {
+        record.address = address;
+      }
+    }
+    if (removed.length > 0) {
+      for (const [name, tracked] of this.#quorums) {
+        if (!tracked.replicaIds.some((id) => removed.includes(id))) continue;
+        const replicaIds = tracked.replicaIds.filter((id) => !removed.includes(id));
+        this.#quorums.delete(name);
+        if (replicaIds.length > 0) this.trackQuorum(name, replicaIds);
+      }
+    }
+    return { added, removed };
+  }
+
+  /** True when `id` is a peer of this node now. */
+  hasPeer(id: string): boolean {
+    return this.#peers.has(id);
   }
 
   /** Adds a listener; returns a function that removes it. See the class comment for timing. */

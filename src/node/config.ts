@@ -58,6 +58,19 @@ export interface ReplicaNodeConfig {
    * @default false
    */
   readonly unsafeSkipRecovery?: boolean;
+  /**
+   * This node joins a running cluster with an empty store: it was (or is being) added as a learner
+   * (ClusterService.AddMember, `replikit member add`, or `serve --join`, which does both), and
+   * `peers` are the cluster's current members. It copies its peers' state before it serves, and
+   * learns the membership from the cluster's log. Ignored once the store holds the node's identity.
+   * @default false
+   */
+  readonly join?: boolean;
+  /**
+   * Where peers reach this node, HOST:PORT, as recorded in the cluster's membership. The bound
+   * listen address (`listen` with its real port) by default.
+   */
+  readonly advertiseAddress?: string;
 }
 
 /** The defaults, each with the reason for its value. */

@@ -46,9 +46,16 @@ export class FailureDetection {
   readonly #o: FailureDetectionOptions;
   readonly #timers = new Set<TimerHandle>();
   #closed = false;
+  /** The members' ids (the heartbeat streams read the same set). */
+  readonly #knownPeerIds: Set<string>;
+  #peers: readonly PeerConfig[];
+  readonly #keyspaces: readonly string[];
 
   constructor(options: FailureDetectionOptions) {
     this.#o = options;
+    this.#peers = options.peers;
+    this.#keyspaces = options.keyspaces;
+    this.#knownPeerIds = new Set(options.peers.map((p) => p.id));
     const { scheduler, logger } = options;
     this.view = new MembershipView({
       selfId: options.selfId,
@@ -79,7 +86,7 @@ export class FailureDetection {
       selfId: options.selfId,
       clusterId: options.clusterId,
       incarnation: options.incarnation,
-      knownPeerIds: new Set(options.peers.map((p) => p.id)),
+      knownPeerIds: this.#knownPeerIds,
       heartbeatIntervalMs: options.config.heartbeatIntervalMs,
       maxClockOffsetMs: options.config.maxClockOffsetMs,
       replicas: options.replicas,
@@ -98,9 +105,34 @@ export class FailureDetection {
     });
   }
 
+  /**
+   * The membership changed (see node/cluster-membership.ts): beats, ClockSync and quorum tracking
+   * follow `peers` (every member but this node) from now on; `voters` (this node included when
+   * it is one) are whom the keyspaces' quorums count.
+   */
+  setPeers(peers: readonly PeerConfig[], voters: readonly string[]): void {
+    if (this.#closed) return;
+    const { added, removed } = this.view.setPeers(peers);
+    this.#peers = peers.filter((p) => p.id !== this.#o.selfId);
+    this.#knownPeerIds.clear();
+    for (const p of this.#peers) this.#knownPeerIds.add(p.id);
+    const quorumIds = voters.filter((id) => id === this.#o.selfId || this.#knownPeerIds.has(id));
+    for (const name of this.#keyspaces) {
+      this.view.untrackQuorum(name);
+      if (quorumIds.length > 0) this.view.trackQuorum(name, quorumIds);
+    }
+    // Calls to a member that left are not abandoned here: its last messages (the one that tells
+    // it of its removal) are still on their way; the transport closes its connection later.
+    if (added.length > 0 || removed.length > 0) {
+      this.#o.logger.info('membership changed', { added, removed, peers: this.#peers.map((p) => p.id) });
+      this.streams.membersChanged();
+    }
+  }
+
   /** Liveness for the policies: ALIVE peers, plus never-heard ones while the startup grace lasts. */
   readonly liveness: LivenessOracle = {
     isAlive: (peer) => {
+      if (peer !== this.#o.selfId && !this.view.hasPeer(peer)) return false;
       if (this.view.isAlive(peer)) return true;
       const now = this.#o.scheduler.nowMs();
       return now < this.view.startMs + this.#o.config.startupGraceMs && this.view.member(peer, now).lastHeardAgeMs === undefined;
@@ -140,7 +172,7 @@ export class FailureDetection {
     this.streams.start();
     this.#every(this.#o.config.tickIntervalMs, () => this.view.tick(this.#o.scheduler.nowMs()));
     this.#every(CLOCK_SYNC_INTERVAL_MS, () => {
-      for (const peer of this.#o.peers) void this.#syncClock(peer.id);
+      for (const peer of this.#peers) void this.#syncClock(peer.id);
     });
   }
 

@@ -30,6 +30,14 @@ import { BatchingReplicaSet } from '../transport/batching-replica-set.js';
 import { NODE_DEFAULTS, type PeerConfig } from './config.js';
 import { KeyspaceHandle } from './keyspace-handle.js';
 import { latin1 } from '../storage/key-text.js';
+import { clusterMembershipOf, decodeContext, encodeContext, SYSTEM_KEYSPACE, type ClusterMembership, type MembershipContext } from './cluster-membership.js';
+import { cpQuorum, CpRaftKeyspace } from '../policy/cp/cp-quorum.js';
+import type { MembershipResult, RaftGroup } from '../policy/cp/raft-group.js';
+import type { Membership, MembershipChange } from '../raft/membership.js';
+import { RAFT_DEFAULTS } from '../raft/raft-core.js';
+import { MemoryRaftLogStore } from '../storage/memory-raft-log-store.js';
+import type { MemberProgress } from '../transport/replica-set.js';
+import type { PolicyContext } from '../policy/policy.js';
 
 /** What a node runs on, injected: real gRPC and time, or an in-memory network on virtual time. */
 export interface NodeRuntime {
@@ -55,6 +63,18 @@ export interface NodeRuntime {
   readonly onFatal?: (error: unknown) => void;
   /** Called whenever the node's phase or what it waits for changes (health listens). */
   readonly onPhaseChange?: (phase: NodePhase) => void;
+  /**
+   * Called when the cluster's membership changed (see cluster-membership.ts): `peers` is every
+   * member but this node with its address (learners and members being added included), `voters`
+   * the committed voters. The failure detector and the identity checks follow it.
+   */
+  readonly onMembershipChange?: (change: {
+    readonly peers: readonly PeerConfig[];
+    readonly voters: readonly string[];
+    readonly membership: ClusterMembership;
+    /** Every node whose peer calls are still taken: the peers, and members that left a moment ago (their last acknowledgements). */
+    readonly known: readonly string[];
+  }) => void;
 }
 
 /**
@@ -115,7 +135,40 @@ export interface NodeSettings {
    * @default false
    */
   readonly unsafeIgnoreClockHighWater?: boolean;
+  /** Where peers reach this node, HOST:PORT (recorded in the cluster's membership). @default '' */
+  readonly selfAddress?: string;
+  /**
+   * This node joins a running cluster with an empty store (`serve --join`): it was added as a
+   * learner and learns the membership from the cluster's leaders; it copies the AP and causal
+   * state of its peers before it serves, and, being new, votes once promoted.
+   */
+  readonly join?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: a learner is promoted without asking
+   * how far it has caught up, and CP keyspaces promote it however far behind. The simulation
+   * must catch this variant.
+   */
+  readonly unsafePromoteLagging?: boolean;
 }
+
+/** What the membership calls answer: the committed membership, with its version. */
+export interface MembershipAnswer {
+  readonly clusterId: string;
+  readonly membership: ClusterMembership;
+}
+
+/**
+ * How far (in log entries) a learner may trail the commit index of a CP keyspace and still be
+ * promoted: one append's worth, which it receives in one round trip (RAFT_DEFAULTS.maxPromoteLagEntries).
+ */
+const PROMOTE_LAG_ENTRIES = RAFT_DEFAULTS.maxPromoteLagEntries;
+/** How long asking a learner for its progress may take. */
+const PROGRESS_TIMEOUT_MS = 2_000;
+/**
+ * How long a member that left stays connected: its last messages (the heartbeat that tells it of
+ * its removal) are sent within a round trip of the commit; two seconds cover a loaded machine.
+ */
+const DEPARTURE_GRACE_MS = 2_000;
 
 /** Per-call options of the embedding API. */
 export interface CallOptions {
@@ -154,6 +207,18 @@ export class NodeCore implements ReplicaHandler {
   /** The store as the policies use it: fail-stop, keeping the clock's high-water mark. */
   readonly store: Store;
   readonly #policies = new Map<string, { name: PolicyName; policy: KeyspacePolicy }>();
+  /** The system keyspace: the cluster's membership (see cluster-membership.ts). */
+  readonly #system: CpRaftKeyspace;
+  /** The membership as this node's system keyspace committed it. */
+  #membership: ClusterMembership;
+  /** This node was a member and the committed membership no longer names it. */
+  #removed = false;
+  /** Where peers reach this node (see advertise). */
+  #selfAddress: string;
+  /** The members this node reaches now (see #followMembership). */
+  #connected: readonly PeerConfig[];
+  /** Members that left, reachable until DEPARTURE_GRACE_MS after they did, by id → address. */
+  readonly #departed = new Map<string, string>();
   #closed = false;
   #phase: NodePhase;
   /** Why the node is not serving yet, for logs, health and Status. */
@@ -177,10 +242,35 @@ export class NodeCore implements ReplicaHandler {
     const replicaIds = [settings.nodeId, ...settings.peers.map((p) => p.id)];
     // Calls to one peer issued in the same turn travel as one batch (see BatchingReplicaSet).
     this.replicas = new BatchingReplicaSet(runtime.replicas, runtime.scheduler, { maxBatchEntries: settings.maxBatchEntries, maxBatchBytes: settings.maxBatchBytes });
+    this.#selfAddress = settings.selfAddress ?? '';
+    this.#connected = settings.peers;
+    const formedWith: MembershipContext = {
+      version: 0,
+      addresses: Object.fromEntries([[settings.nodeId, settings.selfAddress ?? ''], ...settings.peers.map((p) => [p.id, p.address])]),
+      removed: [],
+    };
+    this.#membership = { ...formedWith, voters: replicaIds, learners: [], members: replicaIds.map((id) => ({ id, address: formedWith.addresses[id] ?? '', role: 'voter' as const })) };
+    const raftLog = runtime.raftLog ?? (() => new MemoryRaftLogStore());
+    this.#system = cpQuorum({ unsafePromoteLagging: settings.unsafePromoteLagging }).create({
+      ...this.#policyContext(SYSTEM_KEYSPACE, replicaIds, () => raftLog(SYSTEM_KEYSPACE)),
+      joining: settings.join,
+      membershipContext: encodeContext(formedWith),
+      onMembership: (inEffect, committed) => this.#followMembership(inEffect, committed),
+    }) as CpRaftKeyspace;
     for (const [name, policy] of Object.entries(settings.keyspaces)) {
       this.#policies.set(name, {
         name: policy.name,
         policy: policy.create({
+          ...this.#policyContext(name, replicaIds, runtime.raftLog === undefined ? undefined : () => runtime.raftLog!(name)),
+          joining: settings.join,
+        }),
+      });
+    }
+  }
+
+  #policyContext(name: string, replicaIds: readonly string[], raftLog: (() => RaftLogStore) | undefined): PolicyContext {
+    const { settings, runtime } = this;
+    return {
           keyspace: name,
           selfId: settings.nodeId,
           replicaIds,
@@ -193,12 +283,224 @@ export class NodeCore implements ReplicaHandler {
           sessions: this.sessions,
           limits: { maxBatchEntries: settings.maxBatchEntries, maxBatchBytes: settings.maxBatchBytes },
           valueLimits: { maxKeyBytes: settings.maxKeyBytes, maxValueBytes: settings.maxValueBytes },
-          raftLog: runtime.raftLog === undefined ? undefined : () => runtime.raftLog!(name),
+          raftLog,
           random: runtime.random ?? Math.random,
           onFatal: (error) => this.#failStop(error),
-        }),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership (see cluster-membership.ts)
+
+  /** The cluster's membership as this node's system keyspace committed it. */
+  get membership(): ClusterMembership {
+    return this.#membership;
+  }
+
+  /**
+   * Where peers reach this node, once known (a node listening on port 0 learns its port when it
+   * binds): every membership change this node makes records it.
+   */
+  advertise(address: string): void {
+    this.#selfAddress = address;
+  }
+
+  /** The members' addresses as of `current`, with this node's own as it knows it best. */
+  #addressesWithSelf(current: ClusterMembership): Record<string, string> {
+    const addresses = { ...current.addresses };
+    if (this.#selfAddress !== '' && current.members.some((m) => m.id === this.settings.nodeId)) addresses[this.settings.nodeId] = this.#selfAddress;
+    return addresses;
+  }
+
+  /** True once the committed membership no longer names this node: it serves nothing more. */
+  get removed(): boolean {
+    return this.#removed;
+  }
+
+  /** The system keyspace's Raft group, once open (Status, tests). */
+  get systemGroup(): RaftGroup | undefined {
+    return this.#system.group;
+  }
+
+  /**
+   * Adds `id` at `address` as a learner. On the system keyspace's leader only: elsewhere it throws
+   * UNAVAILABLE `NOT_MEMBERSHIP_LEADER` naming the leader and its address, for the caller to
+   * forward (ClusterService does). `clusterId`, when given, must be this cluster's.
+   */
+  async addMember(id: string, address: string, options: CallOptions & { readonly clusterId?: string } = {}): Promise<MembershipAnswer> {
+    if (options.clusterId !== undefined && options.clusterId !== '' && options.clusterId !== this.settings.clusterId) {
+      this.runtime.logger.warn(`refused to add ${id} at ${address}: it asked to join cluster ${JSON.stringify(options.clusterId)}, this is ${JSON.stringify(this.settings.clusterId)}`, { member: id, address, clusterId: options.clusterId });
+      throw failedPrecondition('CLUSTER_ID_MISMATCH', `${id} asked to join cluster ${JSON.stringify(options.clusterId)}, but this is cluster ${JSON.stringify(this.settings.clusterId)}; nothing was changed: give it the right --cluster-id, or join the other cluster`, { member: id });
+    }
+    checkMemberId(id);
+    checkAddress(address);
+    const group = await this.#membershipLeader(options);
+    const current = clusterMembershipOf(group.membership);
+    const existing = current.members.find((m) => m.id === id);
+    if (existing !== undefined) throw failedPrecondition('MEMBER_EXISTS', `${id} is already a ${existing.role} of the cluster (at ${existing.address}); nothing was changed`, { member: id });
+    const sameAddress = Object.entries(this.#addressesWithSelf(current)).find(([, a]) => a === address)?.[0];
+    if (sameAddress !== undefined) throw failedPrecondition('ADDRESS_IN_USE', `${address} is already the address of member ${sameAddress}; nothing was changed: remove ${sameAddress} first, or give the new node another address`, { member: id, address });
+    if (current.removed.includes(id)) {
+      throw failedPrecondition('MEMBER_REMOVED_BEFORE', `${id} was a member and was removed; a node never comes back under a removed id (its old votes could count twice): start the new node with another id; nothing was changed`, { member: id });
+    }
+    const context = encodeContext({ version: current.version + 1, addresses: { ...this.#addressesWithSelf(current), [id]: address }, removed: current.removed });
+    return this.#change(group, { type: 'addLearner', id }, context, options);
+  }
+
+  /**
+   * Makes the learner `id` a voter, once it has caught up: it serves (its AP and causal state is
+   * copied) and has applied every CP keyspace's log to within PROMOTE_LAG_ENTRIES of what this
+   * node knows committed. FAILED_PRECONDITION `MEMBER_BEHIND` otherwise. On the leader only (see addMember).
+   */
+  async promoteMember(id: string, options: CallOptions = {}): Promise<MembershipAnswer> {
+    checkMemberId(id);
+    const group = await this.#membershipLeader(options);
+    const current = clusterMembershipOf(group.membership);
+    if (current.voters.includes(id)) throw failedPrecondition('ALREADY_VOTER', `${id} is already a voter; nothing was changed`, { member: id });
+    if (!current.learners.includes(id)) throw unknownMember(id, current);
+    if (!this.settings.unsafePromoteLagging) await this.#checkCaughtUp(id, options);
+    const context = encodeContext({ version: current.version + 1, addresses: this.#addressesWithSelf(current), removed: current.removed });
+    return this.#change(group, { type: 'promote', id }, context, options);
+  }
+
+  /**
+   * Removes the voter or learner `id`. Refused when the voters left would not include a majority
+   * the failure detector believes alive (the cluster would stop), and for the last voter. On the
+   * leader only (see addMember).
+   */
+  async removeMember(id: string, options: CallOptions = {}): Promise<MembershipAnswer> {
+    checkMemberId(id);
+    const group = await this.#membershipLeader(options);
+    const current = clusterMembershipOf(group.membership);
+    if (!current.members.some((m) => m.id === id)) throw unknownMember(id, current);
+    const voters = current.voters.filter((v) => v !== id);
+    if (voters.length === 0) throw failedPrecondition('LAST_VOTER', `${id} is the last voter: a cluster needs at least one; nothing was changed`, { member: id });
+    const alive = voters.filter((v) => v === this.settings.nodeId || this.runtime.liveness.isAlive(v));
+    if (alive.length < majority(voters.length)) {
+      throw failedPrecondition(
+        'NO_LIVE_MAJORITY',
+        `removing ${id} would leave ${voters.length} voters (${voters.join(', ')}) of which ${alive.length} are alive, and a majority needs ${majority(voters.length)}: the cluster would stop; nothing was changed (bring members back first)`,
+        { member: id },
+      );
+    }
+    const addresses = Object.fromEntries(Object.entries(this.#addressesWithSelf(current)).filter(([member]) => member !== id));
+    const context = encodeContext({ version: current.version + 1, addresses, removed: [...current.removed, id] });
+    return this.#change(group, { type: 'remove', id }, context, options);
+  }
+
+  async #membershipLeader(options: CallOptions): Promise<RaftGroup> {
+    const timeoutMs = options.timeoutMs ?? this.settings.requestTimeoutMs;
+    await this.#whenServing(this.#operationOptions(options));
+    const group = this.#system.group;
+    if (group === undefined) throw unavailable('NOT_OPEN', 'the system keyspace is still loading its log on this node; retry');
+    if (group.role !== 'leader') {
+      // An election may be under way: give it most of the caller's time before answering.
+      const until = this.runtime.scheduler.nowMs() + Math.min(timeoutMs * 0.5, 2_000);
+      while (group.leader === undefined && this.runtime.scheduler.nowMs() < until) await group.waitForLeader(100, options.signal);
+      if ((group.role as string) === 'leader') return group;
+      const leader = group.leader;
+      throw unavailable(
+        'NOT_MEMBERSHIP_LEADER',
+        leader === undefined
+          ? "the cluster's membership has no leader now (an election is under way, or no majority is reachable); nothing was changed: retry"
+          : `membership changes go through ${leader}, the leader of the cluster's membership; nothing was changed here`,
+        { leader: leader ?? '', leader_address: leader === undefined ? '' : (this.#membership.addresses[leader] ?? '') },
+      );
+    }
+    return group;
+  }
+
+  async #change(group: RaftGroup, change: MembershipChange, context: string, options: CallOptions): Promise<MembershipAnswer> {
+    const timeoutMs = options.timeoutMs ?? this.settings.requestTimeoutMs;
+    const { scheduler } = this.runtime;
+    const until = scheduler.nowMs() + timeoutMs / 2;
+    let result: MembershipResult;
+    for (;;) {
+      try {
+        result = await group.changeMembership(change, context, Math.max(1, timeoutMs - (scheduler.nowMs() - (until - timeoutMs / 2))), options.signal);
+        break;
+      } catch (error) {
+        // A leader elected a moment ago commits its first entry within a round trip: wait for it.
+        if (!(error instanceof ReplikitError && error.reason === 'LEADER_NOT_READY') || scheduler.nowMs() >= until) throw error;
+        await this.#pause(20);
+      }
+    }
+    this.runtime.logger.info(`membership changed: ${change.type} ${change.id}`, { change: change.type, member: change.id, version: decodeContext(result.membership.context).version });
+    return { clusterId: this.settings.clusterId, membership: clusterMembershipOf(result.membership) };
+  }
+
+  async #checkCaughtUp(id: string, options: CallOptions): Promise<void> {
+    let progress: MemberProgress;
+    try {
+      progress = await this.replicas.progress(id, Math.min(PROGRESS_TIMEOUT_MS, options.timeoutMs ?? this.settings.requestTimeoutMs));
+    } catch (error) {
+      throw failedPrecondition('MEMBER_BEHIND', `${id} did not say how far it has caught up (${describeError(error)}); nothing was changed: promote it once it is running and reachable`, { member: id });
+    }
+    if (!progress.serving) throw failedPrecondition('MEMBER_BEHIND', `${id} is still copying its peers' state; nothing was changed: promote it once it serves`, { member: id });
+    const groups: [string, RaftGroup | undefined][] = [[SYSTEM_KEYSPACE, this.#system.group]];
+    for (const [name, { policy }] of this.#policies) if (policy instanceof CpRaftKeyspace) groups.push([name, policy.group]);
+    for (const [name, group] of groups) {
+      if (group === undefined) continue;
+      const commit = group.status().commitIndex;
+      const applied = progress.applied[name] ?? 0;
+      if (applied + PROMOTE_LAG_ENTRIES < commit) {
+        throw failedPrecondition('MEMBER_BEHIND', `${id} has applied keyspace ${name} through index ${applied}, and ${commit} is committed; nothing was changed: promote it once it has caught up`, { member: id, keyspace: name });
+      }
+    }
+  }
+
+  /**
+   * The system keyspace's membership changed (in effect or committed): connections follow both
+   * (a member being added is reached before its addition commits), everything that counts
+   * replicas follows the committed one.
+   */
+  #followMembership(inEffect: Membership, committed: Membership): void {
+    // A joining node knows no membership until the leader's first entries reach it: until then it
+    // keeps the members it was started with.
+    if (committed.voters.length === 0) return;
+    const now = clusterMembershipOf(committed);
+    const pending = clusterMembershipOf(inEffect);
+    const wasMember = this.#membership.members.some((m) => m.id === this.settings.nodeId);
+    this.#membership = now;
+    const addresses = { ...now.addresses, ...pending.addresses };
+    const ids = new Set([...now.voters, ...now.learners, ...pending.voters, ...pending.learners]);
+    ids.delete(this.settings.nodeId);
+    // The simulation's network reaches peers by id alone; gRPC needs the address, which every
+    // member added at run time has (the formed-with members' come from --peers).
+    const peers = [...ids].map((id) => ({ id, address: addresses[id] ?? '' }));
+    for (const gone of this.#connected.filter((p) => !ids.has(p.id))) {
+      // A member that just left stays reachable a moment: the message telling it that it was
+      // removed (its last Raft heartbeat) is on its way.
+      this.#departed.set(gone.id, gone.address);
+      this.runtime.scheduler.setTimer(DEPARTURE_GRACE_MS, () => {
+        if (this.#departed.delete(gone.id) && !this.#closed) {
+          this.#connect(this.#connected);
+          this.#announce();
+        }
       });
     }
+    for (const p of peers) this.#departed.delete(p.id);
+    this.#connect(peers);
+    this.#announce();
+    const members = { voters: now.voters, learners: now.learners };
+    for (const { policy } of this.#policies.values()) policy.membershipChanged?.(members);
+    const isMember = now.members.some((m) => m.id === this.settings.nodeId);
+    if (wasMember && !isMember && !this.#removed) {
+      this.#removed = true;
+      this.runtime.logger.warn(`node ${this.settings.nodeId} was removed from the cluster (membership version ${now.version}): it serves nothing more; stop it`);
+      this.runtime.onPhaseChange?.(this.#phase);
+    }
+  }
+
+  #announce(): void {
+    const peers = this.#connected.filter((p) => p.address !== '');
+    const known = [...new Set([...this.#connected.map((p) => p.id), ...this.#departed.keys()])];
+    this.runtime.onMembershipChange?.({ peers, voters: this.#membership.voters, membership: this.#membership, known });
+  }
+
+  #connect(peers: readonly PeerConfig[]): void {
+    this.#connected = peers;
+    this.replicas.setPeers([...peers, ...[...this.#departed].filter(([id]) => !peers.some((p) => p.id === id)).map(([id, address]) => ({ id, address }))]);
   }
 
   /** Keyspace names with their policy names, in config order. */
@@ -399,6 +701,17 @@ export class NodeCore implements ReplicaHandler {
     return policy.syncDigests(from, bucketHashes, this.settings.maxBatchEntries);
   }
 
+  async progress(_from: string): Promise<MemberProgress> {
+    const applied: Record<string, number> = {};
+    const system = this.#system.group;
+    if (system !== undefined) applied[SYSTEM_KEYSPACE] = system.status().appliedIndex;
+    for (const [name, { policy }] of this.#policies) {
+      const status = policy.raftStatus?.();
+      if (status !== undefined) applied[name] = status.appliedIndex;
+    }
+    return { serving: this.#phase === 'serving', applied };
+  }
+
   async probe(_from: string): Promise<ProbeAnswer> {
     if (this.#phase !== 'starting') return 'member';
     return this.store.getMeta(FORMING_META) === undefined ? 'new' : 'ready';
@@ -415,7 +728,7 @@ export class NodeCore implements ReplicaHandler {
 
   async raft(from: string, keyspace: string, messages: readonly RaftMessage[]): Promise<void> {
     // Taken in while the node closes too: a leader handing over needs its followers' answers.
-    const policy = this.#closed ? this.#policies.get(keyspace)?.policy : this.#policyOf(keyspace);
+    const policy = keyspace === SYSTEM_KEYSPACE ? this.#system : this.#closed ? this.#policies.get(keyspace)?.policy : this.#policyOf(keyspace);
     if (policy === undefined) return;
     if (policy.raftMessages === undefined) throw failedPrecondition('NOT_A_RAFT_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} has no Raft group`);
     await this.#joinIfFormed();
@@ -454,7 +767,9 @@ export class NodeCore implements ReplicaHandler {
     if (this.#closed) return;
     this.#closed = true;
     this.#wakeServeWaiters(false);
-    await Promise.all([...this.#policies.values()].map((p) => p.policy.close(options)));
+    // The system keyspace hands nothing over: membership changes are rare and wait out an
+    // election, and a hand-over would hold every node's close (on virtual time too) for it.
+    await Promise.all([this.#system.close({ abrupt: true }), ...[...this.#policies.values()].map((p) => p.policy.close(options))]);
   }
 
   /**
@@ -464,6 +779,9 @@ export class NodeCore implements ReplicaHandler {
    * their deadline less the time waited.
    */
   async #whenServing(options: OperationOptions): Promise<OperationOptions> {
+    if (this.#removed) {
+      throw failedPrecondition('NODE_REMOVED', `node ${this.settings.nodeId} was removed from the cluster and serves nothing; nothing was done: use another node`);
+    }
     if (this.#phase === 'serving') return options;
     if (this.#phase === 'failed' || this.#closed || this.#serveWaiters.size >= MAX_SERVE_WAITERS) this.#assertServing();
     const { scheduler } = this.runtime;
@@ -528,6 +846,18 @@ export class NodeCore implements ReplicaHandler {
       }
       lastWait = why;
     };
+    if (this.settings.join) {
+      // Added to a running cluster as a learner: it copies its peers' AP and causal state before
+      // it serves (its CP keyspaces catch up through their logs), and, being new, it votes once
+      // promoted.
+      this.#phase = 'recovering';
+      this.runtime.onPhaseChange?.('recovering');
+      logger.info(`node ${this.settings.nodeId} joins a running cluster: it copies its peers' state before it serves`);
+      for (const [name, { policy }] of this.#policies) await this.#recoverKeyspace(name, policy, waiting);
+      if (this.#closed) return;
+      await this.#serve('joined');
+      return;
+    }
     waiting('asking its peers whether the cluster is new');
     let recover = false;
     while (peers.length > 0) {
@@ -567,7 +897,7 @@ export class NodeCore implements ReplicaHandler {
    * Writes the node's identity and starts serving; once only, however many paths lead here (the
    * bootstrap loop, or a peer's call showing that the cluster has formed).
    */
-  #serve(how: 'formed' | 'recovered'): Promise<void> {
+  #serve(how: 'formed' | 'recovered' | 'joined'): Promise<void> {
     this.#serving ??= (async () => {
       if (how === 'recovered') await this.store.putMeta(RAFT_NO_VOTE_META, new Uint8Array([1]));
       await this.#openPolicies();
@@ -577,7 +907,9 @@ export class NodeCore implements ReplicaHandler {
       this.#waitingFor = '';
       this.runtime.onPhaseChange?.('serving');
       this.#wakeServeWaiters(true);
-      this.runtime.logger.info(how === 'recovered' ? `node ${this.settings.nodeId} recovered and serves` : `node ${this.settings.nodeId} formed a new cluster and serves`);
+      this.runtime.logger.info(
+        how === 'recovered' ? `node ${this.settings.nodeId} recovered and serves` : how === 'joined' ? `node ${this.settings.nodeId} joined the cluster and serves` : `node ${this.settings.nodeId} formed a new cluster and serves`,
+      );
     })();
     return this.#serving;
   }
@@ -637,7 +969,11 @@ export class NodeCore implements ReplicaHandler {
   #openPolicies(): Promise<void> {
     this.#opened ??= (async () => {
       const amnesiac = this.store.getMeta(RAFT_NO_VOTE_META) !== undefined;
+      // The membership first: the keyspaces follow what its log says from the start.
+      await this.#system.open({ amnesiac });
       for (const { policy } of this.#policies.values()) await policy.open?.({ amnesiac });
+      const members = { voters: this.#membership.voters, learners: this.#membership.learners };
+      for (const { policy } of this.#policies.values()) policy.membershipChanged?.(members);
     })();
     return this.#opened;
   }
@@ -735,6 +1071,9 @@ export function settle(config: {
   sessionSecret?: string;
   unsafeSkipRecovery?: boolean;
   unsafeIgnoreClockHighWater?: boolean;
+  unsafePromoteLagging?: boolean;
+  join?: boolean;
+  advertiseAddress?: string;
 }): NodeSettings {
   return {
     nodeId: config.nodeId,
@@ -750,5 +1089,28 @@ export function settle(config: {
     sessionSecret: config.sessionSecret,
     unsafeSkipRecovery: config.unsafeSkipRecovery,
     unsafeIgnoreClockHighWater: config.unsafeIgnoreClockHighWater,
+    unsafePromoteLagging: config.unsafePromoteLagging,
+    join: config.join,
+    selfAddress: config.advertiseAddress,
   };
+}
+
+const MEMBER_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const MEMBER_ADDRESS_PATTERN = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+function checkMemberId(id: string): void {
+  if (typeof id !== 'string' || !MEMBER_ID_PATTERN.test(id)) {
+    throw invalidArgument('MEMBER_ID_INVALID', `a member id is 1 to 64 characters of [A-Za-z0-9._-], not ${JSON.stringify(shorten(String(id)))}`, { field: 'node_id' });
+  }
+}
+
+function checkAddress(address: string): void {
+  const m = typeof address === 'string' ? MEMBER_ADDRESS_PATTERN.exec(address) : null;
+  if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw invalidArgument('ADDRESS_INVALID', `a member's address is HOST:PORT (port 1 to 65535), not ${JSON.stringify(shorten(String(address)))}`, { field: 'address' });
+  }
+}
+
+function unknownMember(id: string, membership: ClusterMembership): ReplikitError {
+  return invalidArgument('MEMBER_UNKNOWN', `${id} is not a member of the cluster; the members are ${membership.members.map((m) => `${m.id} (${m.role})`).join(', ')}`, { member: id, field: 'node_id' });
 }

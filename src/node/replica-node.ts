@@ -1,6 +1,6 @@
-import { Server, ServerCredentials, status, type ChannelCredentials } from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials, status, type ChannelCredentials } from '@grpc/grpc-js';
 import { HybridLogicalClock, systemScheduler, systemWallClock, type Scheduler, type WallClock } from '../clock/index.js';
-import { ClusterServiceService } from '../gen/replikit/v1/cluster_service.js';
+import { ClusterServiceClient, ClusterServiceService } from '../gen/replikit/v1/cluster_service.js';
 import { KvServiceService } from '../gen/replikit/v1/kv_service.js';
 import { LeaseServiceService } from '../gen/replikit/v1/lease_service.js';
 import { LockServiceService } from '../gen/replikit/v1/lock_service.js';
@@ -36,7 +36,7 @@ import { MemoryRaftLogStore } from '../storage/memory-raft-log-store.js';
 import type { RaftLogStore } from '../storage/raft-log-store.js';
 import type { Store } from '../storage/store.js';
 import { handleClockSync } from '../transport/clock-sync-service.js';
-import { clusterService, type StatusSource } from '../transport/cluster-service.js';
+import { clusterService, type MembershipSource, type StatusSource } from '../transport/cluster-service.js';
 import { GrpcReplicaSet } from '../transport/grpc-replica-set.js';
 import { StreamingReplicaSet } from '../transport/streaming-replica-set.js';
 import { hlcFromWire, hlcToWire } from '../transport/wire.js';
@@ -44,7 +44,7 @@ import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import { kvService } from '../transport/kv-service.js';
 import { replicaService } from '../transport/replica-service.js';
 import { answeringUndecodable } from '../transport/undecodable-requests.js';
-import { validateNodeConfig, type ReplicaNodeConfig } from './config.js';
+import { validateNodeConfig, type PeerConfig, type ReplicaNodeConfig } from './config.js';
 import type { KeyspaceHandle } from './keyspace-handle.js';
 import { NodeCore, settle } from './node-core.js';
 import { MESSAGE_HEADROOM_BYTES, maxSendBytes } from './range-watch-args.js';
@@ -128,6 +128,7 @@ export class ReplicaNode {
   readonly #store: Store;
   readonly #scheduler: Scheduler;
   readonly #ownsStore: boolean;
+  readonly #clusterClients: Map<string, ClusterServiceClient>;
   #closing: Promise<void> | undefined;
   /**
    * Resolves with the error when the node's store fails (a failed sync): the node has stopped
@@ -159,7 +160,9 @@ export class ReplicaNode {
     ownsStore: boolean;
     failed: Promise<unknown>;
     serving: Promise<void>;
+    clusterClients: Map<string, ClusterServiceClient>;
   }) {
+    this.#clusterClients = parts.clusterClients;
     this.failed = parts.failed;
     this.serving = parts.serving;
     this.core = parts.core;
@@ -195,6 +198,7 @@ export class ReplicaNode {
     const incarnation = await nextIncarnation(store, wallClock);
     const maxMessageBytes = settings.maxValueBytes + MESSAGE_HEADROOM_BYTES;
     const knownNodeIds = new Set(settings.peers.map((p) => p.id));
+    let currentPeers: readonly PeerConfig[] = settings.peers;
     const fdConfig: FailureDetectorConfig = {
       ...lanProfile(),
       maxClockOffsetMs: settings.maxClockOffsetMs,
@@ -256,6 +260,13 @@ export class ReplicaNode {
       liveness: detection.liveness,
       onPhaseChange: () => health?.update(),
       onFatal: (error) => reportFailure(error),
+      // The membership changed: identity checks, beats, ClockSync and quorum tracking follow it.
+      onMembershipChange: ({ peers: members, voters, known }) => {
+        knownNodeIds.clear();
+        for (const id of known) knownNodeIds.add(id);
+        currentPeers = members;
+        detection?.setPeers(members, voters);
+      },
     });
     health = new NodeHealth({
       nodeId: settings.nodeId,
@@ -309,7 +320,10 @@ export class ReplicaNode {
       clusterId: settings.clusterId,
       incarnation,
       clock,
-      peers: settings.peers,
+      get peers() {
+        return currentPeers;
+      },
+      voters: () => core.membership.voters,
       keyspaces: () => core.keyspaceNames(),
       raftStatus: (keyspace) => core.policyOf(keyspace).raftStatus?.(),
       isAlive: (id) => failureDetection.view.isAlive(id),
@@ -359,7 +373,21 @@ export class ReplicaNode {
     server.addService(...answeringUndecodable(LeaseServiceService, leaseService(core, wallClock)));
     server.addService(...answeringUndecodable(LockServiceService, lockService(core, wallClock)));
     server.addService(...answeringUndecodable(ElectionServiceService, electionService(core, wallClock)));
-    server.addService(...answeringUndecodable(ClusterServiceService, clusterService(statusSource)));
+    const clusterClients = new Map<string, ClusterServiceClient>();
+    const membershipSource: MembershipSource = {
+      clusterId: settings.clusterId,
+      wallClock,
+      membership: () => core.membership,
+      addMember: (id, address, options) => core.addMember(id, address, options),
+      promoteMember: (id, options) => core.promoteMember(id, options),
+      removeMember: (id, options) => core.removeMember(id, options),
+      clientFor: (address) => {
+        let client = clusterClients.get(address);
+        if (client === undefined) clusterClients.set(address, (client = new ClusterServiceClient(address, config.peerCredentials ?? credentials.createInsecure())));
+        return client;
+      },
+    };
+    server.addService(...answeringUndecodable(ClusterServiceService, clusterService(statusSource, membershipSource)));
     if (config.health !== false) health.addToServer(server);
     if (config.reflection !== false) addReflection(server);
     if (ownsServer) {
@@ -375,10 +403,11 @@ export class ReplicaNode {
       const port = await bind(server, config.listen, config.serverCredentials ?? ServerCredentials.createInsecure());
       address = config.listen.replace(/:\d+$/, `:${port}`);
     }
+    core.advertise(config.advertiseAddress ?? address ?? '');
     failureDetection.start();
     logger.info('node started', { nodeId: settings.nodeId, address, incarnation, peers: settings.peers.length, phase: core.phase });
     const serving = core.start();
-    return new ReplicaNode({ serving, core, clock, logger, incarnation, address, server, ownsServer, replicas, streaming: peers, failureDetection, health, metrics, scheduler, store, ownsStore, failed });
+    return new ReplicaNode({ serving, core, clock, logger, incarnation, address, server, ownsServer, replicas, streaming: peers, failureDetection, health, metrics, scheduler, store, ownsStore, failed, clusterClients });
   }
 
   get nodeId(): string {
@@ -424,6 +453,7 @@ export class ReplicaNode {
       if (this.#ownsServer) await shutdown(this.#server, graceMs);
       this.#streaming.close();
       this.#replicas.close();
+      for (const client of this.#clusterClients.values()) client.close();
       if (this.#ownsStore) await this.#store.close();
       this.logger.info('node stopped', { nodeId: this.nodeId });
     })();

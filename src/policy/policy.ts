@@ -6,6 +6,7 @@ import type { Store } from '../storage/store.js';
 import type { DigestAnswer, ReplicaSet, SnapshotPage } from '../transport/replica-set.js';
 import type { TxnRequest, TxnResponse } from '../gen/replikit/v1/kv_service.js';
 import type { RaftMessage } from '../raft/types.js';
+import type { Membership } from '../raft/membership.js';
 import type { RaftLogStore } from '../storage/raft-log-store.js';
 import type { RaftGroupStatus } from './cp/raft-group.js';
 import type { SessionCodec } from '../transport/session-token.js';
@@ -52,6 +53,15 @@ export interface PolicyContext {
   readonly random: () => number;
   /** The keyspace's durable state failed: the node stops (fail-stop). */
   readonly onFatal: (error: unknown) => void;
+  /**
+   * CP keyspaces: this node joins a running cluster with an empty store, so its Raft group starts
+   * knowing no membership and learns it from the leader (instead of bootstrapping `replicaIds`).
+   */
+  readonly joining?: boolean;
+  /** CP keyspaces: the first membership's node-layer data (the system keyspace keeps addresses there). */
+  readonly membershipContext?: string;
+  /** CP keyspaces: hears the group's membership, in effect and committed, whenever either changes. */
+  readonly onMembership?: (inEffect: Membership, committed: Membership) => void;
 }
 
 /** What one batch to a peer may carry: entries and bytes (one larger entry travels alone). */

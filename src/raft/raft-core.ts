@@ -142,10 +142,10 @@ export type ReadIndexResult = { readonly ok: true } | { readonly ok: false; read
 
 export type ChangeResult =
   | { readonly ok: true; readonly index: number; readonly term: number; readonly membership: Membership }
-  | { readonly ok: false; readonly reason: 'not-leader' | 'transferring' | 'too-many-pending'; readonly leader: RaftNodeId | undefined }
+  | { readonly ok: false; readonly reason: 'not-leader' | 'transferring' | 'too-many-pending' | 'not-ready'; readonly leader: RaftNodeId | undefined }
   /**
-   * `in-progress`: the previous change is not committed yet, or this leader has not committed an
-   * entry of its term; retry shortly. `invalid`: not one valid step from the current membership.
+   * `not-ready` (above): this leader has not committed an entry of its term yet; retry in a moment.
+   * `in-progress`: the previous change is not committed yet. `invalid`: not one valid step from the current membership.
    * `behind`: the learner to promote trails the commit index by more than maxPromoteLagEntries.
    */
   | { readonly ok: false; readonly reason: 'in-progress' | 'invalid' | 'behind'; readonly leader: RaftNodeId | undefined; readonly detail: string };
@@ -240,6 +240,12 @@ export class RaftCore {
   #campaignRequest: DistributiveOmit<Extract<RaftMessage, { type: 'preVote' | 'vote' }>, 'from' | 'to'> | undefined = undefined;
 
   readonly #progress = new Map<RaftNodeId, Progress>();
+  /**
+   * On a leader, members a change removed, by the index of that change's entry: they are still
+   * replicated to (never counted) until it commits, and then told the commit index once, so that
+   * a removed node learns it was removed (thesis §4.2.2) instead of waiting for a leader forever.
+   */
+  readonly #leaving = new Map<RaftNodeId, { readonly removedAt: number; ticksSinceCommit: number }>();
   #transferee: RaftNodeId | undefined = undefined;
   #transferElapsed = 0;
   #pendingProposals = 0;
@@ -405,9 +411,7 @@ export class RaftCore {
       if (pendingAt > this.#log.committed) {
         return { ok: false, reason: 'in-progress', leader: this.id, detail: `the membership change at index ${pendingAt} is not committed yet` };
       }
-      if (this.#log.term(this.#log.committed) !== this.#term) {
-        return { ok: false, reason: 'in-progress', leader: this.id, detail: 'this leader has not committed an entry of its term yet' };
-      }
+      if (this.#log.term(this.#log.committed) !== this.#term) return { ok: false, reason: 'not-ready', leader: this.id };
     }
     const next = applyChange(this.#membership, change, context);
     if (typeof next === 'string') return { ok: false, reason: 'invalid', leader: this.id, detail: next };
@@ -611,6 +615,7 @@ export class RaftCore {
       // The transferee did not take over within an election timeout: lead on and accept proposals.
       this.#transferee = undefined;
     }
+    if (this.#leaving.size > 0) this.#releaseLeaving(true);
     for (const [peer, pr] of this.#progress) {
       if (pr.state === 'snapshot' && ++pr.snapshotElapsed >= this.#settings.snapshotRetryTicks) {
         pr.becomeProbe();
@@ -657,6 +662,7 @@ export class RaftCore {
     this.#votes.clear();
     this.#campaignRequest = undefined;
     this.#progress.clear();
+    this.#leaving.clear();
     this.#transferee = undefined;
     this.#pendingProposals = 0;
     this.#pendingProposalBytes = 0;
@@ -790,17 +796,48 @@ export class RaftCore {
     if (this.#role === 'leader') this.#trackPeers();
   }
 
-  /** A leader keeps a Progress for every member but itself: new members start probing, removed ones are forgotten. */
+  /**
+   * A leader keeps a Progress for every member but itself: new members start probing; removed
+   * ones stay until their removal commits (see #leaving), or go at once when it already has.
+   */
   #trackPeers(): void {
     const next = this.#log.lastIndex() + 1;
     for (const peer of this.#peers) {
+      this.#leaving.delete(peer);
       if (this.#progress.has(peer)) continue;
       const pr = new Progress(next, this.#settings.maxInflightAppends);
       // Check-quorum's first window starts now: everyone gets the benefit of the doubt.
       pr.recentActive = true;
       this.#progress.set(peer, pr);
     }
-    for (const peer of [...this.#progress.keys()]) if (!this.#peers.includes(peer)) this.#progress.delete(peer);
+    const configAt = this.#configs[this.#configs.length - 1]?.index ?? 0;
+    for (const peer of [...this.#progress.keys()]) {
+      if (this.#peers.includes(peer)) continue;
+      if (configAt > this.#log.committed) {
+        if (!this.#leaving.has(peer)) this.#leaving.set(peer, { removedAt: configAt, ticksSinceCommit: 0 });
+      } else {
+        this.#progress.delete(peer);
+        this.#leaving.delete(peer);
+      }
+    }
+  }
+
+  /**
+   * A member whose removal is committed and who holds the removing entry hears the commit index
+   * one last time, and is forgotten. One that does not answer (it is down) is forgotten ten
+   * election timeouts after the commit: it learns of its removal from an operator, not from us.
+   */
+  #releaseLeaving(tick = false): void {
+    for (const [peer, leaving] of this.#leaving) {
+      if (leaving.removedAt > this.#log.committed) continue;
+      const pr = this.#progress.get(peer);
+      const holds = pr !== undefined && pr.match >= leaving.removedAt;
+      if (tick) leaving.ticksSinceCommit++;
+      if (!holds && leaving.ticksSinceCommit < 10 * this.#settings.electionTicks) continue;
+      if (holds) this.#send({ type: 'heartbeat', to: peer, term: this.#term, commit: Math.min(pr.match, this.#log.committed), context: 0 });
+      this.#progress.delete(peer);
+      this.#leaving.delete(peer);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -898,7 +935,8 @@ export class RaftCore {
 
   /** New entries (or, with `sendIfEmpty`, a new commit index) for every follower that is not paused. */
   #broadcastAppend(sendIfEmpty = false): void {
-    for (const peer of this.#peers) this.#sendAppend(peer, sendIfEmpty);
+    // Every member, and those leaving until their removal commits (see #leaving).
+    for (const peer of this.#progress.keys()) this.#sendAppend(peer, sendIfEmpty);
   }
 
   #broadcastHeartbeat(context: number): void {
@@ -923,6 +961,10 @@ export class RaftCore {
       return;
     }
     const updated = pr.maybeUpdate(m.index);
+    if (updated && this.#leaving.has(m.from)) {
+      this.#releaseLeaving();
+      if (!this.#progress.has(m.from)) return;
+    }
     // A probe answered at the match point we knew also tells where the logs meet.
     if (updated || (pr.state === 'probe' && m.index === pr.match)) {
       if (pr.state === 'probe') {
@@ -981,6 +1023,7 @@ export class RaftCore {
     if (candidate <= this.#log.committed || this.#log.term(candidate) !== this.#term) return false;
     const before = this.#log.committed;
     this.#log.commitTo(candidate);
+    if (this.#leaving.size > 0) this.#releaseLeaving();
     for (let i = before + 1; i <= candidate; i++) {
       const e = this.#log.entry(i)!;
       if (e.term === this.#term && e.kind !== 'noop') {

@@ -219,7 +219,7 @@ function checkEntry(entry: LogEntry): void {
   checkIndex(entry.index, 'entry index');
   if (entry.index < 1) throw new RangeError('entry indexes start at 1');
   checkIndex(entry.term, 'entry term');
-  if (entry.kind !== 'command' && entry.kind !== 'noop') throw new RangeError(`entry kind must be command or noop, not ${String(entry.kind)}`);
+  if (entry.kind !== 'command' && entry.kind !== 'noop' && entry.kind !== 'config') throw new RangeError(`entry kind must be command, noop or config, not ${String(entry.kind)}`);
   if (!(entry.data instanceof Uint8Array)) throw new RangeError('entry data must be a Uint8Array');
 }
 

@@ -7,7 +7,7 @@ import type { Scheduler } from '../clock/index.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import { entryBytes } from '../storage/entry-size.js';
 import type { BatchLimits } from '../policy/policy.js';
-import { PeerCallError, type DigestAnswer, type ProbeAnswer, type ReplicaSet, type SnapshotPage } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type MemberProgress, type ProbeAnswer, type ReplicaSet, type SnapshotPage } from './replica-set.js';
 
 interface Pending<I, O> {
   readonly items: readonly I[];
@@ -46,7 +46,7 @@ function keyId(key: Uint8Array): string {
  */
 export class BatchingReplicaSet implements ReplicaSet {
   readonly selfId: string;
-  readonly peerIds: readonly string[];
+
   readonly #inner: ReplicaSet;
   readonly #scheduler: Scheduler;
   readonly #limits: BatchLimits;
@@ -57,10 +57,17 @@ export class BatchingReplicaSet implements ReplicaSet {
 
   constructor(inner: ReplicaSet, scheduler: Scheduler, limits: BatchLimits) {
     this.selfId = inner.selfId;
-    this.peerIds = inner.peerIds;
     this.#inner = inner;
     this.#scheduler = scheduler;
     this.#limits = limits;
+  }
+
+  get peerIds(): readonly string[] {
+    return this.#inner.peerIds;
+  }
+
+  setPeers(peers: readonly { readonly id: string; readonly address: string }[]): void {
+    this.#inner.setPeers?.(peers);
   }
 
   replicate(peer: string, keyspace: string, entries: readonly Entry[], timeoutMs: number): Promise<ApplyOutcome[]> {
@@ -73,6 +80,11 @@ export class BatchingReplicaSet implements ReplicaSet {
 
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
     return this.#inner.syncDigests(peer, keyspace, bucketHashes, timeoutMs);
+  }
+
+  progress(peer: string, timeoutMs: number): Promise<MemberProgress> {
+    if (this.#inner.progress === undefined) return Promise.reject(new PeerCallError(peer, 'rejected', 'this transport cannot ask a member how far it caught up'));
+    return this.#inner.progress(peer, timeoutMs);
   }
 
   probe(peer: string, timeoutMs: number): Promise<ProbeAnswer> {

@@ -12,7 +12,7 @@ import {
 type UnaryCallback<Res> = (err: ServiceError | null, response?: Res) => void;
 import type { PeerConfig } from '../node/config.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
-import { PeerCallError, type DigestAnswer, type ProbeAnswer, type ReplicaSet, type SnapshotPage } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type MemberProgress, type ProbeAnswer, type ReplicaSet, type SnapshotPage } from './replica-set.js';
 import { entryFromWire, entryToWire, optionalEntryFromWire, outcomeFromWire, asBuffer, vectorClockFromWire } from './wire.js';
 
 export interface GrpcReplicaSetOptions {
@@ -56,8 +56,10 @@ function channelOptions(maxMessageBytes: number): Record<string, number> {
  */
 export class GrpcReplicaSet implements ReplicaSet {
   readonly selfId: string;
-  readonly peerIds: readonly string[];
+  #peerIds: readonly string[];
   readonly #clients = new Map<string, ReplicaServiceClient>();
+  readonly #addresses = new Map<string, string>();
+  readonly #options: GrpcReplicaSetOptions;
   readonly #waitForReady: (peer: string) => boolean;
   readonly #maxMessageBytes: number;
   /** Per peer, how to abandon each call in flight. */
@@ -67,16 +69,42 @@ export class GrpcReplicaSet implements ReplicaSet {
     this.#waitForReady = options.waitForReady ?? (() => false);
     this.#maxMessageBytes = options.maxMessageBytes;
     this.selfId = options.selfId;
-    this.peerIds = options.peers.map((p) => p.id);
-    for (const peer of options.peers) {
+    this.#options = options;
+    this.#peerIds = [];
+    this.setPeers(options.peers);
+  }
+
+  get peerIds(): readonly string[] {
+    return this.#peerIds;
+  }
+
+  /** The address `peer` is reached at, or undefined for a non-member. */
+  addressOf(peer: string): string | undefined {
+    return this.#addresses.get(peer);
+  }
+
+  setPeers(peers: readonly PeerConfig[]): void {
+    const wanted = new Map(peers.filter((p) => p.id !== this.selfId).map((p) => [p.id, p.address]));
+    for (const [id, client] of this.#clients) {
+      if (wanted.get(id) === this.#addresses.get(id)) continue;
+      // Gone, or moved to another address: its calls end now and its channel closes.
+      this.abandonCalls(id, wanted.has(id) ? `${id} moved to ${wanted.get(id)}` : `${id} is no longer a member`);
+      client.close();
+      this.#clients.delete(id);
+      this.#addresses.delete(id);
+    }
+    for (const [id, address] of wanted) {
+      if (this.#clients.has(id)) continue;
       this.#clients.set(
-        peer.id,
-        new ReplicaServiceClient(peer.address, options.credentials ?? credentials.createInsecure(), {
-          ...channelOptions(options.maxMessageBytes),
-          interceptors: options.interceptorsFor(peer.id),
+        id,
+        new ReplicaServiceClient(address, this.#options.credentials ?? credentials.createInsecure(), {
+          ...channelOptions(this.#options.maxMessageBytes),
+          interceptors: this.#options.interceptorsFor(id),
         }),
       );
+      this.#addresses.set(id, address);
     }
+    this.#peerIds = [...wanted.keys()];
   }
 
   /** The client of one peer, for heartbeats and clock sync. */
@@ -144,6 +172,16 @@ export class GrpcReplicaSet implements ReplicaSet {
         entries: response.entries.map((e, i) => entryFromWire(e, `${peer}'s repair entry ${i}`)),
         truncated: response.truncated,
       }),
+    );
+  }
+
+  progress(peer: string, timeoutMs: number): Promise<MemberProgress> {
+    const client = this.client(peer);
+    return this.#unary(
+      peer,
+      timeoutMs,
+      (md, options, done: UnaryCallback<ProbeResponse>) => client.probe({}, md, options, done),
+      (response) => ({ serving: response.serving, applied: Object.fromEntries(response.keyspaces.map((k) => [k.keyspace, Number(k.appliedIndex)])) }),
     );
   }
 

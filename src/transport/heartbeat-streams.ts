@@ -119,6 +119,20 @@ export class HeartbeatStreams {
     this.#attach(peer, stream, false);
   }
 
+  /**
+   * The membership changed: `knownPeerIds` (the same set, updated by the caller) now names the
+   * members. Streams to peers that left end; this node opens the streams it owns to new ones.
+   */
+  membersChanged(): void {
+    if (this.#closed) return;
+    for (const [peer, stream] of [...this.#streams]) {
+      if (this.#o.knownPeerIds.has(peer)) continue;
+      this.#streams.delete(peer);
+      this.#drop(stream, `${peer} is no longer a member`);
+    }
+    for (const peer of this.#o.knownPeerIds) if (this.#o.selfId < peer && !this.#streams.has(peer)) this.#open(peer);
+  }
+
   /** The peers with a live stream now. */
   connectedPeers(): string[] {
     return [...this.#streams.keys()];
@@ -229,7 +243,7 @@ export class HeartbeatStreams {
     this.#backoffMs.set(peer, backoff);
     const timer = this.#o.scheduler.setTimer(this.#o.random() * backoff, () => {
       this.#timers.delete(timer);
-      if (!this.#streams.has(peer)) this.#open(peer);
+      if (!this.#streams.has(peer) && this.#o.knownPeerIds.has(peer)) this.#open(peer);
     });
     this.#timers.add(timer);
   }

@@ -97,9 +97,15 @@ export class InMemoryNetwork {
 
   /** The replica set of `selfId`: calls to `peerIds` over this network. */
   replicaSet(selfId: string, peerIds: readonly string[]): ReplicaSet {
+    let peers = peerIds;
     return {
       selfId,
-      peerIds,
+      get peerIds() {
+        return peers;
+      },
+      setPeers: (next) => {
+        peers = next.map((p) => p.id).filter((id) => id !== selfId);
+      },
       replicate: (peer, keyspace, entries, timeoutMs) =>
         this.#call<ApplyOutcome[]>(selfId, peer, timeoutMs, (h, from) => h.replicate(from, keyspace, entries.map(overTheWire))),
       read: (peer, keyspace, keys, timeoutMs) =>
@@ -113,6 +119,11 @@ export class InMemoryNetwork {
         }),
       // Answered whatever the caller's clock, as on the gRPC transport (see replica-node.ts).
       probe: (peer, timeoutMs) => this.#call(selfId, peer, timeoutMs, (h, from) => h.probe(from), true),
+      progress: (peer, timeoutMs) =>
+        this.#call(selfId, peer, timeoutMs, async (h, from) => {
+          if (h.progress === undefined) throw new Error('this replica cannot tell how far it caught up');
+          return h.progress(from);
+        }, true),
       snapshot: (peer, keyspace, afterKey, maxEntries, timeoutMs) =>
         this.#call<SnapshotPage>(selfId, peer, timeoutMs, async (h, from) => {
           const page = await h.snapshot(from, keyspace, afterKey, maxEntries);

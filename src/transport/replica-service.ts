@@ -238,7 +238,9 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       respond(callback, async () => {
         const answer = await handlers.replica.probe(callerOf(call));
         const state = answer === 'new' ? ProbeState.PROBE_STATE_NEW : answer === 'ready' ? ProbeState.PROBE_STATE_READY : ProbeState.PROBE_STATE_MEMBER;
-        return { state };
+        const progress = (await handlers.replica.progress?.(callerOf(call))) ?? { serving: false, applied: {} };
+        const keyspaces = Object.entries(progress.applied).map(([keyspace, applied]) => ({ keyspace, appliedIndex: BigInt(applied) }));
+        return { state, serving: progress.serving, keyspaces };
       });
     }),
     snapshot: guarded(ReplicaServiceService.snapshot.path, (call: ServerUnaryCall<SnapshotRequest, SnapshotResponse>, callback: sendUnaryData<SnapshotResponse>) => {

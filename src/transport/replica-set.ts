@@ -35,8 +35,15 @@ export interface SnapshotPage {
 export interface ReplicaSet {
   /** This node's id. */
   readonly selfId: string;
-  /** The other members' ids, in a fixed order. */
+  /** The other members' ids, in a fixed order (until the membership changes: see setPeers). */
   readonly peerIds: readonly string[];
+
+  /**
+   * The membership changed: reach exactly these peers from now on. A new peer (or one at a new
+   * address) gets a new connection; a peer no longer listed loses its connection, and its calls
+   * in flight fail as unreachable.
+   */
+  setPeers?(peers: readonly { readonly id: string; readonly address: string }[]): void;
 
   /** Offers entries of `keyspace` to `peer`; resolves with one outcome per entry once durable there. */
   replicate(peer: string, keyspace: string, entries: readonly Entry[], timeoutMs: number): Promise<ApplyOutcome[]>;
@@ -49,6 +56,9 @@ export interface ReplicaSet {
 
   /** Asks `peer` where it stands (a node with an empty store asks, to tell a new cluster from a rejoin). */
   probe(peer: string, timeoutMs: number): Promise<ProbeAnswer>;
+
+  /** Asks `peer` how far it has caught up (the same Probe call; see MemberProgress). */
+  progress?(peer: string, timeoutMs: number): Promise<MemberProgress>;
 
   /** Copies a page of `peer`'s entries of `keyspace` after `afterKey` (from the start when undefined). */
   snapshot(peer: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number, timeoutMs: number): Promise<SnapshotPage>;
@@ -80,6 +90,14 @@ export interface ReplicaSet {
    * detector's to find.
    */
   isConnected?(peer: string): boolean | undefined;
+}
+
+/** How far a member has caught up: before a learner is promoted, the leader asks it. */
+export interface MemberProgress {
+  /** It serves: its AP and causal keyspaces hold the state it copied from its peers. */
+  readonly serving: boolean;
+  /** The highest index it applied, per CP keyspace (the system keyspace included). */
+  readonly applied: Readonly<Record<string, number>>;
 }
 
 /** A replica's answer to a digest exchange. */
@@ -123,6 +141,7 @@ export interface ReplicaHandler {
   read(from: string, keyspace: string, keys: readonly Uint8Array[]): Promise<(Entry | undefined)[]>;
   syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer>;
   probe(from: string): Promise<ProbeAnswer>;
+  progress?(from: string): Promise<MemberProgress>;
   snapshot(from: string, keyspace: string, afterKey: Uint8Array | undefined, maxEntries: number): Promise<SnapshotPage>;
   raft(from: string, keyspace: string, messages: readonly RaftMessage[]): Promise<void>;
   forward(from: string, request: TxnRequest, timeoutMs: number): Promise<TxnResponse>;

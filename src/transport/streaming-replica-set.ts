@@ -6,7 +6,7 @@ import type { ExchangeRequest, ExchangeResponse } from '../gen/replikit/v1/repli
 import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import type { ApplyOutcome, Entry } from '../storage/entry.js';
 import type { GrpcReplicaSet } from './grpc-replica-set.js';
-import { PeerCallError, type DigestAnswer, type ProbeAnswer, type SnapshotPage, type ReplicaSet } from './replica-set.js';
+import { PeerCallError, type DigestAnswer, type MemberProgress, type ProbeAnswer, type SnapshotPage, type ReplicaSet } from './replica-set.js';
 import { raftMessageToWire } from './raft-wire.js';
 import { fromExchangeError } from './status.js';
 import type { RaftMessage } from '../raft/types.js';
@@ -51,7 +51,6 @@ export interface StreamingReplicaSetOptions {
  */
 export class StreamingReplicaSet implements ReplicaSet {
   readonly selfId: string;
-  readonly peerIds: readonly string[];
   readonly #o: StreamingReplicaSetOptions;
   readonly #streams = new Map<string, PeerStream>();
   #nextCallId = 1n;
@@ -60,7 +59,17 @@ export class StreamingReplicaSet implements ReplicaSet {
   constructor(options: StreamingReplicaSetOptions) {
     this.#o = options;
     this.selfId = options.unary.selfId;
-    this.peerIds = options.unary.peerIds;
+  }
+
+  get peerIds(): readonly string[] {
+    return this.#o.unary.peerIds;
+  }
+
+  setPeers(peers: readonly { readonly id: string; readonly address: string }[]): void {
+    const before = new Map(this.#o.unary.peerIds.map((id) => [id, this.#o.unary.addressOf(id)]));
+    this.#o.unary.setPeers(peers);
+    // A stream to a peer that left or moved ends with its calls; the next call opens a new one.
+    for (const [id, address] of before) if (this.#o.unary.addressOf(id) !== address) this.abandonCalls(id, `${id} left or moved`);
   }
 
   async replicate(peer: string, keyspace: string, entries: readonly Entry[], timeoutMs: number): Promise<ApplyOutcome[]> {
@@ -122,6 +131,10 @@ export class StreamingReplicaSet implements ReplicaSet {
 
   syncDigests(peer: string, keyspace: string, bucketHashes: readonly bigint[], timeoutMs: number): Promise<DigestAnswer> {
     return this.#o.unary.syncDigests(peer, keyspace, bucketHashes, timeoutMs);
+  }
+
+  progress(peer: string, timeoutMs: number): Promise<MemberProgress> {
+    return this.#o.unary.progress(peer, timeoutMs);
   }
 
   probe(peer: string, timeoutMs: number): Promise<ProbeAnswer> {

@@ -106,7 +106,7 @@ describe('membership changes in the Raft core', () => {
     d.isolated.add('n1');
     const early = d.core('n2').proposeChange({ type: 'addLearner', id: 'n4' }, '');
     if (d.core('n2').status().role === 'leader') {
-      expect(early).toMatchObject({ ok: false, reason: 'in-progress', detail: 'this leader has not committed an entry of its term yet' });
+      expect(early).toMatchObject({ ok: false, reason: 'not-ready' });
     }
   });
 

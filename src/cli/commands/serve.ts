@@ -1,3 +1,5 @@
+import { joinCluster, JoinError } from '../../node/join.js';
+import { NODE_DEFAULTS } from '../../node/config.js';
 import { mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { ConfigError, type PeerConfig } from '../../node/config.js';
@@ -28,8 +30,8 @@ export const SHUTDOWN_BOUND_MS = 5_000;
  */
 export const PEERS_DNS_WAIT_MS = 120_000;
 
-const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,... | --peers-dns NAME]
-                     [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT]
+const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,... | --peers-dns NAME | --join HOST:PORT,...]
+                     [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT] [--advertise HOST:PORT]
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
@@ -45,6 +47,10 @@ by that rule; prefer SRV: pod names are stable, IPs are not). --peers-dns-wait N
 second until N peers besides this node are listed (give the cluster size minus one: the member
 list is fixed at startup, so every node must see them all), for at most ${PEERS_DNS_WAIT_MS / 1000} s.
 --peers-dns-server asks that DNS server instead of the system's (e.g. Consul's on 127.0.0.1:8600).
+--join HOST:PORT,... joins a running cluster instead: it asks those members for the membership and,
+unless this id is a member already, to add it as a learner at --advertise (default --listen); it
+copies its peers' state, follows every keyspace's log and serves; promote it once it caught up
+(replikit member promote ID). A cluster of another --cluster-id refuses it (exit 1).
 Prints one line once it serves (a new cluster: once every member has started; a node whose data is gone: once it has recovered it from its peers); logs JSON lines to stderr.
 --heartbeat-interval-ms (default 100, the LAN profile: a crash is seen within about 0.8 s, and
 beats of a few dozen bytes cost nothing on a LAN) sets how often peers exchange liveness beats.
@@ -68,6 +74,8 @@ export const SERVE_FLAGS = {
   'peers-dns-port': {},
   'peers-dns-wait': {},
   'peers-dns-server': {},
+  join: {},
+  advertise: {},
   'data-dir': {},
   memory: { boolean: true },
   'cluster-id': {},
@@ -139,6 +147,14 @@ export const serveCommand: Command = {
     hostPortFlag('listen', listen);
     let peers = parsePeers(args.flags.get('peers') ?? '');
     const peersDns = peersDnsFlags(args.flags);
+    const joinSeeds = args.flags.has('join') ? args.flags.get('join')!.split(',').map((seed) => hostPortFlag('join', seed)) : undefined;
+    if (joinSeeds !== undefined && (args.flags.has('peers') || peersDns !== undefined)) {
+      throw new UsageError('give --join or --peers (or --peers-dns), not both: a joining node learns its peers from the cluster');
+    }
+    const advertise = args.flags.has('advertise') ? hostPortFlag('advertise', args.flags.get('advertise')!) : undefined;
+    if (joinSeeds !== undefined && advertise === undefined && /^(0\.0\.0\.0|\[::\]):|:0$/.test(listen)) {
+      throw new UsageError(`--join needs --advertise HOST:PORT when --listen ${listen} is not an address peers can reach`);
+    }
     const levelText = args.flags.get('log-level') ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(levelText)) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(levelText)}`);
@@ -189,6 +205,27 @@ export const serveCommand: Command = {
         peers: peers.map((p) => p.id),
       });
     }
+    if (joinSeeds !== undefined) {
+      const address = advertise ?? listen;
+      try {
+        const joined = await joinCluster({
+          seeds: joinSeeds,
+          nodeId: id,
+          address,
+          clusterId: args.flags.get('cluster-id') ?? NODE_DEFAULTS.clusterId,
+          credentials: tls === undefined ? undefined : channelCredentialsOf(tls),
+        });
+        peers = joined.peers;
+        logger.info(
+          joined.added ? `joined the cluster as a learner at ${address} (membership version ${joined.version}); promote it once it caught up: replikit member promote ${id}` : `already a ${joined.role} of the cluster (membership version ${joined.version})`,
+          { peers: peers.map((p) => p.id), version: joined.version },
+        );
+      } catch (err: unknown) {
+        if (!(err instanceof JoinError)) throw err;
+        process.stderr.write(`replikit serve: --join: ${err.message}\n`);
+        return 1;
+      }
+    }
     let store: Store;
     let storeLabel: string;
     if (args.switches.has('memory')) {
@@ -212,6 +249,8 @@ export const serveCommand: Command = {
         nodeId: id,
         listen,
         peers,
+        join: joinSeeds !== undefined,
+        advertiseAddress: advertise,
         clusterId: args.flags.get('cluster-id'),
         keyspaces,
         store,

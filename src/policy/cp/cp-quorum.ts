@@ -20,7 +20,9 @@ import type { TxnRequest, TxnResponse } from '../../gen/replikit/v1/kv_service.j
 import type { RaftMessage } from '../../raft/types.js';
 import type { Entry } from '../../storage/entry.js';
 import { PeerCallError, type SnapshotPage } from '../../transport/replica-set.js';
-import type { CompactResult, ConsistencyPolicy, KeyspacePolicy, OperationOptions, PolicyContext, RangeQuery, RangeResult, ReadResult, WatchRequestSpec, WriteResult } from '../policy.js';
+import type { CompactResult, ConsistencyPolicy, KeyspacePolicy, MemberSet, OperationOptions, PolicyContext, RangeQuery, RangeResult, ReadResult, WatchRequestSpec, WriteResult } from '../policy.js';
+import { repeatEvery, type TimerHandle } from '../../clock/index.js';
+import type { Membership, MembershipChange } from '../../raft/membership.js';
 import { WATCH_DEFAULTS, watchStatsOf, type Watcher, type WatchLimits } from '../watch/watch-hub.js';
 import { rangeAtRevision } from './kv-range.js';
 import type { ChangeBatch } from '../watch/change.js';
@@ -62,6 +64,12 @@ export interface CpQuorumOptions {
    * @default false
    */
   readonly unsafeReadIndexWithoutQuorum?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: a learner is promoted however far
+   * behind it is (see RaftConfig.unsafePromoteLagging).
+   * @default false
+   */
+  readonly unsafePromoteLagging?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -91,7 +99,7 @@ export function cpQuorum(options: CpQuorumOptions = {}): ConsistencyPolicy {
   return { name: 'cp', create: (context) => new CpRaftKeyspace(context, options) };
 }
 
-class CpRaftKeyspace implements KeyspacePolicy {
+export class CpRaftKeyspace implements KeyspacePolicy {
   readonly recoveryNeeds = 'none' as const;
   readonly #ctx: PolicyContext;
   readonly #options: CpQuorumOptions;
@@ -100,6 +108,10 @@ class CpRaftKeyspace implements KeyspacePolicy {
   #opening: Promise<RaftGroup> | undefined;
   readonly #openWaiters = new Set<() => void>();
   #closed = false;
+  /** The cluster's membership this group follows (see membershipChanged); undefined until told. */
+  #target: MemberSet | undefined;
+  #reconciling = false;
+  #reconcileTimer: TimerHandle | undefined;
 
   constructor(context: PolicyContext, options: CpQuorumOptions) {
     if (context.raftLog === undefined) throw new Error(`keyspace ${context.keyspace} is CP, but the node gave it no Raft log store`);
@@ -113,7 +125,14 @@ class CpRaftKeyspace implements KeyspacePolicy {
     this.#opening ??= RaftGroup.open({
       keyspace: ctx.keyspace,
       selfId: ctx.selfId,
-      voters: ctx.replicaIds,
+      // A node joining a running cluster knows no membership: it learns it from the leader, which
+      // adds it as a learner once the cluster's membership names it.
+      voters: ctx.joining === true ? [] : ctx.replicaIds,
+      membershipContext: ctx.membershipContext,
+      onMembership: (inEffect, committed) => {
+        ctx.onMembership?.(inEffect, committed);
+        this.#reconcileSoon();
+      },
       log: ctx.raftLog!(),
       store: ctx.store,
       scheduler: ctx.scheduler,
@@ -129,6 +148,7 @@ class CpRaftKeyspace implements KeyspacePolicy {
         unsafeCommitWithoutMajority: this.#options.unsafeCommitWithoutMajority,
         unsafeReadIndexWithoutQuorum: this.#options.unsafeReadIndexWithoutQuorum,
         unsafeExpireByFollowerClock: this.#options.unsafeExpireByFollowerClock,
+        unsafePromoteLagging: this.#options.unsafePromoteLagging,
       },
       onFollowerExpiry: (ids) => {
         for (const id of ids) void this.leaseCall({ keyspace: ctx.keyspace, revoke: { keyspace: ctx.keyspace, id: BigInt(id) } }, { timeoutMs: 5_000 }).catch(() => {});
@@ -139,6 +159,9 @@ class CpRaftKeyspace implements KeyspacePolicy {
       },
     }).then((group) => {
       this.#group = group;
+      // A leader follows the cluster's membership a step at a time; retried on this beat while it
+      // differs (a learner still catching up, a change still committing).
+      this.#reconcileTimer = repeatEvery(ctx.scheduler, 2 * this.#timing.tickMs, () => this.#reconcileSoon());
       for (const wake of this.#openWaiters) wake();
       this.#openWaiters.clear();
       if (this.#closed) void group.close(0);
@@ -464,8 +487,47 @@ class CpRaftKeyspace implements KeyspacePolicy {
     throw failedPrecondition('NOT_A_RAFT_CALL', `${this.#ctx.keyspace} is a CP keyspace: it recovers through its Raft log`);
   }
 
+  /**
+   * The cluster's membership (the system keyspace's, committed): this group's leader brings the
+   * group's own membership to it one step at a time, through the group's log — members that left
+   * are removed first, new ones added as learners, and learners the cluster made voters promoted
+   * once they have caught up with this group's log (the core refuses earlier).
+   */
+  membershipChanged(members: MemberSet): void {
+    this.#target = members;
+    this.#reconcileSoon();
+  }
+
+  /** The group this keyspace runs on, once open (the node layer's membership API uses it). */
+  get group(): RaftGroup | undefined {
+    return this.#group;
+  }
+
+  #reconcileSoon(): void {
+    const group = this.#group;
+    const target = this.#target;
+    if (group === undefined || target === undefined || this.#reconciling || this.#closed || group.role !== 'leader' || group.changePending) return;
+    const step = nextStep(group.membership, target);
+    if (step === undefined) return;
+    this.#reconciling = true;
+    group
+      .changeMembership(step, '', 10 * this.#timing.tickMs * this.#timing.electionTicks)
+      .then(
+        () => this.#ctx.logger.info(`keyspace ${this.#ctx.keyspace} followed the cluster's membership: ${step.type} ${step.id}`, { keyspace: this.#ctx.keyspace, change: step.type, member: step.id }),
+        (error: unknown) => {
+          // A learner still behind, a change still committing, a leader that just stepped down:
+          // all resolve themselves; the next beat tries again.
+          if (!(error instanceof ReplikitError && error.reason === 'MEMBER_BEHIND')) {
+            this.#ctx.logger.debug(`keyspace ${this.#ctx.keyspace} could not ${step.type} ${step.id} yet`, { error: String(error) });
+          }
+        },
+      )
+      .finally(() => (this.#reconciling = false));
+  }
+
   async close(options: { readonly abrupt?: boolean } = {}): Promise<void> {
     this.#closed = true;
+    this.#reconcileTimer?.cancel();
     await this.#group?.close(options.abrupt ? 0 : undefined);
   }
 
@@ -498,10 +560,13 @@ class CpRaftKeyspace implements KeyspacePolicy {
 
   /** Refuses at once, as the old quorum policy did, when the failure detector sees no majority. */
   #refuseWithoutMajority(): void {
-    const alive = this.#ctx.replicaIds.filter((id) => this.#reachable(id));
-    const needed = majority(this.#ctx.replicaIds.length);
+    const voters = this.#group?.membership.voters ?? this.#ctx.replicaIds;
+    // A node that knows no membership yet (joining) cannot judge: the leader will answer.
+    if (voters.length === 0) return;
+    const alive = voters.filter((id) => this.#reachable(id));
+    const needed = majority(voters.length);
     if (alive.length < needed) {
-      throw unavailable('NO_QUORUM', `${alive.length} of ${this.#ctx.replicaIds.length} replicas are alive and a quorum needs ${needed} (keyspace ${this.#ctx.keyspace}); nothing was done`, {
+      throw unavailable('NO_QUORUM', `${alive.length} of ${voters.length} replicas are alive and a quorum needs ${needed} (keyspace ${this.#ctx.keyspace}); nothing was done`, {
         reachable: String(alive.length),
         needed: String(needed),
       });
@@ -557,4 +622,21 @@ class CpRaftKeyspace implements KeyspacePolicy {
       throw unavailable('FORWARD_FAILED', `could not reach the leader ${leader} (${toReplikitError(error).message}); nothing was ${reads ? 'read' : 'done'}; retry`);
     }
   }
+}
+
+/**
+ * The next single step from a group's membership toward the cluster's: a member that left goes
+ * first (while it is still out of every quorum it can be, before new voters raise the majority),
+ * then a new member joins as a learner, then a learner the cluster made a voter is promoted.
+ * Undefined when the group already matches. Demoting a voter is not a step the cluster takes.
+ */
+export function nextStep(group: Membership, target: MemberSet): MembershipChange | undefined {
+  const wanted = new Set([...target.voters, ...target.learners]);
+  const gone = [...group.learners, ...group.voters].find((id) => !wanted.has(id));
+  if (gone !== undefined && !(group.voters.length === 1 && group.voters[0] === gone)) return { type: 'remove', id: gone };
+  const missing = [...target.voters, ...target.learners].find((id) => !group.voters.includes(id) && !group.learners.includes(id));
+  if (missing !== undefined) return { type: 'addLearner', id: missing };
+  const ready = group.learners.find((id) => target.voters.includes(id));
+  if (ready !== undefined) return { type: 'promote', id: ready };
+  return undefined;
 }

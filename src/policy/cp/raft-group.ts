@@ -11,11 +11,12 @@
  */
 import type { HybridLogicalClock, Scheduler, TimerHandle } from '../../clock/index.js';
 import { versionFromWire, versionToWire } from '../../transport/wire.js';
-import { invalidArgument, notFound, outcomeUnknown, ReplikitError, resourceExhausted, unavailable } from '../../errors.js';
+import { failedPrecondition, invalidArgument, notFound, outcomeUnknown, ReplikitError, resourceExhausted, unavailable } from '../../errors.js';
 import { RaftCommand } from '../../gen/replikit/v1/replica_service.js';
 import type { TxnRequest, TxnResponse } from '../../gen/replikit/v1/kv_service.js';
 import type { Logger } from '../../logging/logger.js';
 import { RaftCore, type RaftConfig } from '../../raft/raft-core.js';
+import { decodeMembership, snapshotMeta, type Membership, type MembershipChange } from '../../raft/membership.js';
 import type { LogEntry, RaftMessage, RaftNodeId, RaftRole, Ready } from '../../raft/types.js';
 import type { RaftLogStore } from '../../storage/raft-log-store.js';
 import type { Store } from '../../storage/store.js';
@@ -61,7 +62,15 @@ export const RAFT_GROUP_DEFAULTS: RaftGroupTiming = { tickMs: 100, electionTicks
 export interface RaftGroupOptions {
   readonly keyspace: string;
   readonly selfId: RaftNodeId;
+  /** The first voters of a new group (see RaftConfig.voters): empty for a node joining a cluster. */
   readonly voters: readonly RaftNodeId[];
+  /** The first membership's node-layer data (see Membership.context). @default '' */
+  readonly membershipContext?: string;
+  /**
+   * Hears the membership whenever it changes: the one in effect (the latest in the log) and the
+   * committed one (as of the commit index), after the Ready that changed either.
+   */
+  readonly onMembership?: (inEffect: Membership, committed: Membership) => void;
   readonly log: RaftLogStore;
   /** The node's store: the applied state lives there (kv-state-store.ts), beside the log. */
   readonly store: Store;
@@ -94,7 +103,7 @@ export interface RaftGroupOptions {
    */
   readonly onFollowerExpiry?: (ids: number[]) => void;
   /** Deliberately broken variants, for proving the simulation catches them. */
-  readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum'> & {
+  readonly unsafe?: Pick<RaftConfig, 'unsafeCommitWithoutMajority' | 'unsafeReadIndexWithoutQuorum' | 'unsafeOverlappingChanges' | 'unsafePromoteLagging'> & {
     /**
      * DELIBERATELY BROKEN: each follower also expires leases by its own wall clock, counting from
      * the grant and never hearing renewals (which go to the leader): live leases are revoked.
@@ -174,7 +183,14 @@ export interface LeaseGrantResult {
   readonly revision: number;
 }
 
-type ProposalResult = TxnResponse | CompactResult | LeaseGrantResult | LeaseRevokeResult;
+type ProposalResult = TxnResponse | CompactResult | LeaseGrantResult | LeaseRevokeResult | MembershipResult;
+
+/** A membership change, committed. */
+export interface MembershipResult {
+  readonly membership: Membership;
+  /** The index of its config entry: the membership's version. */
+  readonly index: number;
+}
 
 interface PendingProposal extends Waiter<ProposalResult> {
   readonly term: number;
@@ -271,7 +287,7 @@ export class RaftGroup {
     this.#snapshotIndex = snapshotIndex;
     this.#transfers = new SnapshotTransfers({
       selfId: options.selfId,
-      voters: options.voters,
+      membershipAt: (index) => this.#core.membershipAt(index),
       state,
       scheduler: options.scheduler,
       chunkBytes: this.#timing.snapshotChunkBytes,
@@ -314,6 +330,7 @@ export class RaftGroup {
       {
         id: options.selfId,
         voters: [...options.voters],
+        membershipContext: options.membershipContext,
         electionTicks: timing.electionTicks,
         heartbeatTicks: 1,
         random: options.random,
@@ -337,8 +354,54 @@ export class RaftGroup {
     opened = group;
     group.#scheduleTick();
     group.#scheduleRetention();
+    group.#noteMembership();
     group.#kick();
     return group;
+  }
+
+  /** The membership in effect (the latest in this node's log, committed or not). */
+  get membership(): Membership {
+    return this.#core.membership;
+  }
+
+  /** The membership as of this node's commit index. */
+  get committedMembership(): Membership {
+    return this.#core.membershipAt(this.#core.status().commit);
+  }
+
+  /** True while a membership change is in the log and not yet committed. */
+  get changePending(): boolean {
+    return this.#core.status().changePending;
+  }
+
+  /** On the leader: the replication progress of `member` (undefined elsewhere or for a non-member). */
+  progressOf(member: RaftNodeId): { readonly match: number; readonly commit: number } | undefined {
+    const status = this.#core.status();
+    const pr = status.progress.find((p) => p.id === member);
+    return pr === undefined ? undefined : { match: pr.match, commit: status.commit };
+  }
+
+  /**
+   * On the leader: one membership step through the log (see raft/membership.ts); resolves once
+   * committed. Refused, with the reason, while another change is under way, for a step that is not
+   * valid, and for promoting a learner that has not caught up. Throws NotLeaderError elsewhere.
+   */
+  changeMembership(change: MembershipChange, context: string, timeoutMs: number, signal?: AbortSignal): Promise<MembershipResult> {
+    this.#assertOpen();
+    const result = this.#core.proposeChange(change, context);
+    if (!result.ok) {
+      if (result.reason === 'not-leader') throw new NotLeaderError(result.leader);
+      if (result.reason === 'transferring') throw unavailable('LEADER_TRANSFERRING', `the leader of ${this.#o.keyspace} is handing over to another node; nothing was changed: retry`);
+      if (result.reason === 'too-many-pending') throw unavailable('TOO_MANY_PENDING', `the leader of ${this.#o.keyspace} has too many uncommitted writes; nothing was changed: retry`);
+      if (result.reason === 'not-ready') throw unavailable('LEADER_NOT_READY', `the leader of ${this.#o.keyspace} was just elected and has not committed an entry of its term yet; nothing was changed: retry`);
+      if (result.reason === 'invalid') throw failedPrecondition('MEMBERSHIP_CHANGE_INVALID', `${describeChange(change)} cannot be done: ${result.detail}; nothing was changed`, { member: change.id });
+      if (result.reason === 'behind') {
+        throw failedPrecondition('MEMBER_BEHIND', `${change.id} cannot be promoted yet in ${this.#o.keyspace}: ${result.detail}; it is still catching up (retry once it has)`, { member: change.id });
+      }
+      throw failedPrecondition('MEMBERSHIP_CHANGE_IN_PROGRESS', `another membership change of ${this.#o.keyspace} is under way (${'detail' in result ? result.detail : ''}); nothing was changed: retry once it is done`);
+    }
+    this.#kick();
+    return this.#awaitProposal(result.index, result.term, timeoutMs, signal) as Promise<MembershipResult>;
   }
 
   /** This node's role as the core knows it now (not as of the last Ready). */
@@ -603,17 +666,34 @@ export class RaftGroup {
       throw unavailable('TOO_MANY_PENDING', `the leader of ${this.#o.keyspace} has too many uncommitted writes; retry`);
     }
     this.#kick();
+    return this.#awaitProposal(result.index, result.term, timeoutMs, signal);
+  }
+
+  #awaitProposal(index: number, term: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<ProposalResult> {
     return new Promise<ProposalResult>((resolve, reject) => {
       const timer = this.#o.scheduler.setTimer(timeoutMs, () => {
-        if (!this.#proposals.delete(result.index)) return;
-        reject(outcomeUnknown('COMMIT_TIMEOUT', `the write was proposed at index ${result.index} but not committed within ${timeoutMs} ms; it may still be`));
+        if (!this.#proposals.delete(index)) return;
+        reject(outcomeUnknown('COMMIT_TIMEOUT', `the write was proposed at index ${index} but not committed within ${timeoutMs} ms; it may still be`));
       });
-      this.#proposals.set(result.index, { term: result.term, resolve, reject, timer, proposedAt: this.#o.scheduler.nowMs() });
+      this.#proposals.set(index, { term, resolve, reject, timer, proposedAt: this.#o.scheduler.nowMs() });
       // A caller that gives up only stops waiting: the proposal is in the log and may commit.
       signal?.addEventListener('abort', () => {
-        if (this.#proposals.delete(result.index)) (timer.cancel(), reject(outcomeUnknown('CANCELLED', 'the caller gave up after the write was proposed; it may still commit')));
+        if (this.#proposals.delete(index)) (timer.cancel(), reject(outcomeUnknown('CANCELLED', 'the caller gave up after the write was proposed; it may still commit')));
       }, { once: true });
     });
+  }
+
+  #lastMembership: { inEffect: Membership; committed: Membership } | undefined;
+
+  /** Tells the node layer of a membership that changed, in effect or committed. */
+  #noteMembership(): void {
+    if (this.#o.onMembership === undefined) return;
+    const inEffect = this.#core.membership;
+    const committed = this.#core.membershipAt(this.#core.status().commit);
+    const last = this.#lastMembership;
+    if (last !== undefined && last.inEffect === inEffect && last.committed === committed) return;
+    this.#lastMembership = { inEffect, committed };
+    this.#o.onMembership(inEffect, committed);
   }
 
   #readIndex(answer: () => unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
@@ -751,6 +831,7 @@ export class RaftGroup {
         this.#machine.checkpoint();
         this.#core.advance(ready);
         this.#noteSoftState(ready);
+        if (ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined) this.#noteMembership();
         for (const rs of ready.readStates) {
           const read = this.#reads.get(rs.requestId);
           if (read !== undefined) read.index = rs.index;
@@ -827,7 +908,10 @@ export class RaftGroup {
       response = this.#machine.revokeLeases(entry.index, entry.term, command.leaseRevoke.ids, command.version);
       if (command.leaseRevoke.expired && response !== undefined) this.stats.leasesExpired += response.revoked.length;
       this.#keeper.revoked(command.leaseRevoke.ids);
-    } else this.#machine.skip(entry.index, entry.term);
+    } else {
+      this.#machine.skip(entry.index, entry.term);
+      if (entry.kind === 'config') response = { membership: decodeMembership(entry.data), index: entry.index };
+    }
     const waiting = this.#proposals.get(entry.index);
     if (waiting === undefined) return;
     this.#proposals.delete(entry.index);
@@ -920,7 +1004,7 @@ export class RaftGroup {
     if (applied <= this.#snapshotIndex) return;
     const term = this.#machine.appliedTerm;
     await this.#state.flush();
-    await this.#o.log.compact({ meta: { index: applied, term, voters: [...this.#o.voters] }, data: EMPTY });
+    await this.#o.log.compact({ meta: snapshotMeta(applied, term, this.#core.membershipAt(applied)), data: EMPTY });
     this.#core.compact(applied, EMPTY);
     this.#snapshotIndex = applied;
     this.#appliedBytesSinceCompaction = 0;
@@ -953,4 +1037,8 @@ export function leaseNotFound(id: number): ReplikitError {
 /** Rejects what a replica was never meant to be asked (a guard for the transport's dispatch). */
 export function notForRaft(what: string): ReplikitError {
   return invalidArgument('NOT_A_RAFT_CALL', `${what} is not served by CP keyspaces, which replicate through their Raft log`);
+}
+
+function describeChange(change: MembershipChange): string {
+  return change.type === 'addLearner' ? `adding ${change.id}` : change.type === 'promote' ? `promoting ${change.id}` : `removing ${change.id}`;
 }

@@ -12,6 +12,7 @@
  * snapshot retry interval, and a new transfer starts from the first chunk); so does a change of
  * term. Nothing here decides anything Raft relies on: the core accepts or refuses the snapshot.
  */
+import { snapshotMeta, type Membership } from '../../raft/membership.js';
 import type { Scheduler, TimerHandle } from '../../clock/index.js';
 import type { RaftMessage, RaftNodeId, RaftSnapshot } from '../../raft/types.js';
 import { decodeChunk, type KvSnapshotReader, type KvStateMeta, type KvStateStore } from './kv-state-store.js';
@@ -49,7 +50,8 @@ interface Incoming {
 
 export interface SnapshotTransferOptions {
   readonly selfId: RaftNodeId;
-  readonly voters: readonly RaftNodeId[];
+  /** The group's membership as of a log index (a snapshot carries the one of its index). */
+  readonly membershipAt: (index: number) => Membership;
   readonly state: KvStateStore;
   readonly scheduler: Scheduler;
   /** Bytes of keys and values per chunk ({@link SNAPSHOT_CHUNK_BYTES}; the simulation uses tiny ones). */
@@ -103,7 +105,7 @@ export class SnapshotTransfers {
       this.#o.onError(error);
       return;
     }
-    const meta = { index: reader.meta.appliedIndex, term: reader.meta.appliedTerm, voters: [...this.#o.voters] };
+    const meta = snapshotMeta(reader.meta.appliedIndex, reader.meta.appliedTerm, this.#o.membershipAt(reader.meta.appliedIndex));
     const transfer: Outgoing = { id: this.#nextId++, term, reader, meta, chunk: -1, last: false, timer: undefined };
     this.#outgoing.set(to, transfer);
     this.stats.transfersStarted++;

@@ -24,6 +24,49 @@ export const protobufPackage = "replikit.v1";
 
 export const protobufFileName = "replikit/v1/cluster_service.proto";
 
+/** MemberRole is a member's part in the cluster. */
+export enum MemberRole {
+  /** MEMBER_ROLE_UNSPECIFIED - Not set; never sent. */
+  MEMBER_ROLE_UNSPECIFIED = 0,
+  /** MEMBER_ROLE_VOTER - Votes, and counts toward every quorum and acknowledgement. */
+  MEMBER_ROLE_VOTER = 1,
+  /** MEMBER_ROLE_LEARNER - Receives everything, counts toward nothing: a new member catching up. */
+  MEMBER_ROLE_LEARNER = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function memberRoleFromJSON(object: any): MemberRole {
+  switch (object) {
+    case 0:
+    case "MEMBER_ROLE_UNSPECIFIED":
+      return MemberRole.MEMBER_ROLE_UNSPECIFIED;
+    case 1:
+    case "MEMBER_ROLE_VOTER":
+      return MemberRole.MEMBER_ROLE_VOTER;
+    case 2:
+    case "MEMBER_ROLE_LEARNER":
+      return MemberRole.MEMBER_ROLE_LEARNER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MemberRole.UNRECOGNIZED;
+  }
+}
+
+export function memberRoleToJSON(object: MemberRole): string {
+  switch (object) {
+    case MemberRole.MEMBER_ROLE_UNSPECIFIED:
+      return "MEMBER_ROLE_UNSPECIFIED";
+    case MemberRole.MEMBER_ROLE_VOTER:
+      return "MEMBER_ROLE_VOTER";
+    case MemberRole.MEMBER_ROLE_LEARNER:
+      return "MEMBER_ROLE_LEARNER";
+    case MemberRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** MemberState is the failure detector's verdict on a member. */
 export enum MemberState {
   /** MEMBER_STATE_UNSPECIFIED - Not set; never sent. */
@@ -72,6 +115,79 @@ export function memberStateToJSON(object: MemberState): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** ListMembersRequest asks for the membership; it has no fields. */
+export interface ListMembersRequest {
+}
+
+/** AddMemberRequest names the node to add. */
+export interface AddMemberRequest {
+  /** The new node's id: 1 to 64 characters of [A-Za-z0-9._-], never used in this cluster before. */
+  nodeId: string;
+  /** Where its gRPC server listens, HOST:PORT. */
+  address: string;
+  /** The cluster the caller believes it joins; empty to skip the check (an operator's command). */
+  clusterId: string;
+}
+
+/** PromoteMemberRequest names the learner to promote. */
+export interface PromoteMemberRequest {
+  /** The learner's node id. */
+  nodeId: string;
+}
+
+/** RemoveMemberRequest names the member to remove. */
+export interface RemoveMemberRequest {
+  /** The member's node id. */
+  nodeId: string;
+}
+
+/** ListMembersResponse is the cluster's membership. */
+export interface ListMembersResponse {
+  /** The membership. */
+  membership: Membership | undefined;
+}
+
+/** AddMemberResponse is the membership after the change. */
+export interface AddMemberResponse {
+  /** The membership, the new learner included. */
+  membership: Membership | undefined;
+}
+
+/** PromoteMemberResponse is the membership after the change. */
+export interface PromoteMemberResponse {
+  /** The membership, the learner now a voter. */
+  membership: Membership | undefined;
+}
+
+/** RemoveMemberResponse is the membership after the change. */
+export interface RemoveMemberResponse {
+  /** The membership, without the removed member. */
+  membership: Membership | undefined;
+}
+
+/** Membership is the cluster's membership as committed in its system keyspace's log. */
+export interface Membership {
+  /** The cluster's id. */
+  clusterId: string;
+  /**
+   * The membership's version: the log index of the system keyspace's entry that set it (0 for a
+   * cluster that never changed its membership).
+   */
+  version: bigint;
+  /** Every member. */
+  members: ClusterMember[];
+}
+
+/** ClusterMember is one member of the cluster's membership. */
+export interface ClusterMember {
+  /** Its node id. */
+  nodeId: string;
+  /** Its address, HOST:PORT. */
+  address: string;
+  /** Voter or learner. */
+  role: MemberRole;
 }
 
 /** StatusRequest asks for a node's view; it has no fields. */
@@ -182,6 +298,701 @@ export interface RaftFollower {
   /** How many entries it is behind the leader's last index. */
   lag: bigint;
 }
+
+function createBaseListMembersRequest(): ListMembersRequest {
+  return {};
+}
+
+export const ListMembersRequest: MessageFns<ListMembersRequest> = {
+  encode(_: ListMembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListMembersRequest {
+    return {};
+  },
+
+  toJSON(_: ListMembersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseAddMemberRequest(): AddMemberRequest {
+  return { nodeId: "", address: "", clusterId: "" };
+}
+
+export const AddMemberRequest: MessageFns<AddMemberRequest> = {
+  encode(message: AddMemberRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.clusterId !== "") {
+      writer.uint32(26).string(message.clusterId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMemberRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMemberRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddMemberRequest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      clusterId: isSet(object.clusterId)
+        ? globalThis.String(object.clusterId)
+        : isSet(object.cluster_id)
+        ? globalThis.String(object.cluster_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AddMemberRequest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.clusterId !== "") {
+      obj.clusterId = message.clusterId;
+    }
+    return obj;
+  },
+};
+
+function createBasePromoteMemberRequest(): PromoteMemberRequest {
+  return { nodeId: "" };
+}
+
+export const PromoteMemberRequest: MessageFns<PromoteMemberRequest> = {
+  encode(message: PromoteMemberRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteMemberRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteMemberRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteMemberRequest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PromoteMemberRequest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    return obj;
+  },
+};
+
+function createBaseRemoveMemberRequest(): RemoveMemberRequest {
+  return { nodeId: "" };
+}
+
+export const RemoveMemberRequest: MessageFns<RemoveMemberRequest> = {
+  encode(message: RemoveMemberRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMemberRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMemberRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveMemberRequest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RemoveMemberRequest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    return obj;
+  },
+};
+
+function createBaseListMembersResponse(): ListMembersResponse {
+  return { membership: undefined };
+}
+
+export const ListMembersResponse: MessageFns<ListMembersResponse> = {
+  encode(message: ListMembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMembersResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: ListMembersResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+};
+
+function createBaseAddMemberResponse(): AddMemberResponse {
+  return { membership: undefined };
+}
+
+export const AddMemberResponse: MessageFns<AddMemberResponse> = {
+  encode(message: AddMemberResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMemberResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMemberResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddMemberResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: AddMemberResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+};
+
+function createBasePromoteMemberResponse(): PromoteMemberResponse {
+  return { membership: undefined };
+}
+
+export const PromoteMemberResponse: MessageFns<PromoteMemberResponse> = {
+  encode(message: PromoteMemberResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteMemberResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteMemberResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteMemberResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: PromoteMemberResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+};
+
+function createBaseRemoveMemberResponse(): RemoveMemberResponse {
+  return { membership: undefined };
+}
+
+export const RemoveMemberResponse: MessageFns<RemoveMemberResponse> = {
+  encode(message: RemoveMemberResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.membership !== undefined) {
+      Membership.encode(message.membership, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMemberResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMemberResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.membership = Membership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveMemberResponse {
+    return { membership: isSet(object.membership) ? Membership.fromJSON(object.membership) : undefined };
+  },
+
+  toJSON(message: RemoveMemberResponse): unknown {
+    const obj: any = {};
+    if (message.membership !== undefined) {
+      obj.membership = Membership.toJSON(message.membership);
+    }
+    return obj;
+  },
+};
+
+function createBaseMembership(): Membership {
+  return { clusterId: "", version: 0n, members: [] };
+}
+
+export const Membership: MessageFns<Membership> = {
+  encode(message: Membership, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clusterId !== "") {
+      writer.uint32(10).string(message.clusterId);
+    }
+    if (message.version !== 0n) {
+      if (BigInt.asUintN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.version);
+    }
+    for (const v of message.members) {
+      ClusterMember.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Membership {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembership();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clusterId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.members.push(ClusterMember.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Membership {
+    return {
+      clusterId: isSet(object.clusterId)
+        ? globalThis.String(object.clusterId)
+        : isSet(object.cluster_id)
+        ? globalThis.String(object.cluster_id)
+        : "",
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
+      members: globalThis.Array.isArray(object?.members)
+        ? object.members.map((e: any) => ClusterMember.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Membership): unknown {
+    const obj: any = {};
+    if (message.clusterId !== "") {
+      obj.clusterId = message.clusterId;
+    }
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => ClusterMember.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseClusterMember(): ClusterMember {
+  return { nodeId: "", address: "", role: 0 };
+}
+
+export const ClusterMember: MessageFns<ClusterMember> = {
+  encode(message: ClusterMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.role !== 0) {
+      writer.uint32(24).int32(message.role);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterMember {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      role: isSet(object.role) ? memberRoleFromJSON(object.role) : 0,
+    };
+  },
+
+  toJSON(message: ClusterMember): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.role !== 0) {
+      obj.role = memberRoleToJSON(message.role);
+    }
+    return obj;
+  },
+};
 
 function createBaseStatusRequest(): StatusRequest {
   return {};
@@ -1164,11 +1975,91 @@ export const ClusterServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /** ListMembers returns the cluster's membership as committed in its system keyspace's log. */
+  listMembers: {
+    path: "/replikit.v1.ClusterService/ListMembers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMembersRequest): Buffer => Buffer.from(ListMembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMembersRequest => ListMembersRequest.decode(value),
+    responseSerialize: (value: ListMembersResponse): Buffer => Buffer.from(ListMembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMembersResponse => ListMembersResponse.decode(value),
+  },
+  /**
+   * AddMember adds a node as a learner: it receives every keyspace's writes and catches up, but
+   * votes on nothing and counts toward no acknowledgement until promoted. Any node forwards the
+   * change to the leader of the system keyspace. One change at a time: a second while one is
+   * under way is FAILED_PRECONDITION. An id or address already in the configuration, or an id
+   * removed before, is FAILED_PRECONDITION; a malformed id or address INVALID_ARGUMENT; a
+   * cluster_id other than the cluster's FAILED_PRECONDITION (and logged).
+   */
+  addMember: {
+    path: "/replikit.v1.ClusterService/AddMember" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddMemberRequest): Buffer => Buffer.from(AddMemberRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddMemberRequest => AddMemberRequest.decode(value),
+    responseSerialize: (value: AddMemberResponse): Buffer => Buffer.from(AddMemberResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddMemberResponse => AddMemberResponse.decode(value),
+  },
+  /**
+   * PromoteMember makes a learner a voter, once it has caught up: every CP keyspace's log applied
+   * to near its commit index, and its AP and causal keyspaces copied (FAILED_PRECONDITION
+   * MEMBER_BEHIND otherwise, naming the keyspace). An id that is not a member is INVALID_ARGUMENT.
+   */
+  promoteMember: {
+    path: "/replikit.v1.ClusterService/PromoteMember" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteMemberRequest): Buffer => Buffer.from(PromoteMemberRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteMemberRequest => PromoteMemberRequest.decode(value),
+    responseSerialize: (value: PromoteMemberResponse): Buffer =>
+      Buffer.from(PromoteMemberResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PromoteMemberResponse => PromoteMemberResponse.decode(value),
+  },
+  /**
+   * RemoveMember removes a voter or a learner. Refused (FAILED_PRECONDITION) when the voters left
+   * would not include a majority the failure detector believes alive, or when it is the last
+   * voter. The removed node stops serving; its hints and streams are dropped everywhere.
+   */
+  removeMember: {
+    path: "/replikit.v1.ClusterService/RemoveMember" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveMemberRequest): Buffer => Buffer.from(RemoveMemberRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveMemberRequest => RemoveMemberRequest.decode(value),
+    responseSerialize: (value: RemoveMemberResponse): Buffer =>
+      Buffer.from(RemoveMemberResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveMemberResponse => RemoveMemberResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
   /** Status returns this node's view of the cluster. */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /** ListMembers returns the cluster's membership as committed in its system keyspace's log. */
+  listMembers: handleUnaryCall<ListMembersRequest, ListMembersResponse>;
+  /**
+   * AddMember adds a node as a learner: it receives every keyspace's writes and catches up, but
+   * votes on nothing and counts toward no acknowledgement until promoted. Any node forwards the
+   * change to the leader of the system keyspace. One change at a time: a second while one is
+   * under way is FAILED_PRECONDITION. An id or address already in the configuration, or an id
+   * removed before, is FAILED_PRECONDITION; a malformed id or address INVALID_ARGUMENT; a
+   * cluster_id other than the cluster's FAILED_PRECONDITION (and logged).
+   */
+  addMember: handleUnaryCall<AddMemberRequest, AddMemberResponse>;
+  /**
+   * PromoteMember makes a learner a voter, once it has caught up: every CP keyspace's log applied
+   * to near its commit index, and its AP and causal keyspaces copied (FAILED_PRECONDITION
+   * MEMBER_BEHIND otherwise, naming the keyspace). An id that is not a member is INVALID_ARGUMENT.
+   */
+  promoteMember: handleUnaryCall<PromoteMemberRequest, PromoteMemberResponse>;
+  /**
+   * RemoveMember removes a voter or a learner. Refused (FAILED_PRECONDITION) when the voters left
+   * would not include a majority the failure detector believes alive, or when it is the last
+   * voter. The removed node stops serving; its hints and streams are dropped everywhere.
+   */
+  removeMember: handleUnaryCall<RemoveMemberRequest, RemoveMemberResponse>;
 }
 
 export interface ClusterServiceClient extends Client {
@@ -1187,6 +2078,85 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  /** ListMembers returns the cluster's membership as committed in its system keyspace's log. */
+  listMembers(
+    request: ListMembersRequest,
+    callback: (error: ServiceError | null, response: ListMembersResponse) => void,
+  ): ClientUnaryCall;
+  listMembers(
+    request: ListMembersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMembersResponse) => void,
+  ): ClientUnaryCall;
+  listMembers(
+    request: ListMembersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMembersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * AddMember adds a node as a learner: it receives every keyspace's writes and catches up, but
+   * votes on nothing and counts toward no acknowledgement until promoted. Any node forwards the
+   * change to the leader of the system keyspace. One change at a time: a second while one is
+   * under way is FAILED_PRECONDITION. An id or address already in the configuration, or an id
+   * removed before, is FAILED_PRECONDITION; a malformed id or address INVALID_ARGUMENT; a
+   * cluster_id other than the cluster's FAILED_PRECONDITION (and logged).
+   */
+  addMember(
+    request: AddMemberRequest,
+    callback: (error: ServiceError | null, response: AddMemberResponse) => void,
+  ): ClientUnaryCall;
+  addMember(
+    request: AddMemberRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddMemberResponse) => void,
+  ): ClientUnaryCall;
+  addMember(
+    request: AddMemberRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddMemberResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * PromoteMember makes a learner a voter, once it has caught up: every CP keyspace's log applied
+   * to near its commit index, and its AP and causal keyspaces copied (FAILED_PRECONDITION
+   * MEMBER_BEHIND otherwise, naming the keyspace). An id that is not a member is INVALID_ARGUMENT.
+   */
+  promoteMember(
+    request: PromoteMemberRequest,
+    callback: (error: ServiceError | null, response: PromoteMemberResponse) => void,
+  ): ClientUnaryCall;
+  promoteMember(
+    request: PromoteMemberRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PromoteMemberResponse) => void,
+  ): ClientUnaryCall;
+  promoteMember(
+    request: PromoteMemberRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PromoteMemberResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RemoveMember removes a voter or a learner. Refused (FAILED_PRECONDITION) when the voters left
+   * would not include a majority the failure detector believes alive, or when it is the last
+   * voter. The removed node stops serving; its hints and streams are dropped everywhere.
+   */
+  removeMember(
+    request: RemoveMemberRequest,
+    callback: (error: ServiceError | null, response: RemoveMemberResponse) => void,
+  ): ClientUnaryCall;
+  removeMember(
+    request: RemoveMemberRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveMemberResponse) => void,
+  ): ClientUnaryCall;
+  removeMember(
+    request: RemoveMemberRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveMemberResponse) => void,
   ): ClientUnaryCall;
 }
 

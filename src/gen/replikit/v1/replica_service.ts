@@ -320,6 +320,24 @@ export interface ProbeRequest {
 export interface ProbeResponse {
   /** Where the receiver stands. */
   state: ProbeState;
+  /**
+   * The receiver serves (it is not starting or recovering): its AP and causal keyspaces hold the
+   * state it copied from its peers. A learner is promoted only once this is true.
+   */
+  serving: boolean;
+  /**
+   * How far the receiver has applied each CP keyspace's log (the system keyspace included). A
+   * learner is promoted only once it is close to the commit index everywhere.
+   */
+  keyspaces: KeyspaceProgress[];
+}
+
+/** KeyspaceProgress is how far one replica has applied one CP keyspace's log. */
+export interface KeyspaceProgress {
+  /** The keyspace. */
+  keyspace: string;
+  /** The highest log index the replica applied. */
+  appliedIndex: bigint;
 }
 
 /** SnapshotRequest asks for a page of a keyspace's entries. */
@@ -784,13 +802,19 @@ export const ProbeRequest: MessageFns<ProbeRequest> = {
 };
 
 function createBaseProbeResponse(): ProbeResponse {
-  return { state: 0 };
+  return { state: 0, serving: false, keyspaces: [] };
 }
 
 export const ProbeResponse: MessageFns<ProbeResponse> = {
   encode(message: ProbeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.state !== 0) {
       writer.uint32(8).int32(message.state);
+    }
+    if (message.serving !== false) {
+      writer.uint32(16).bool(message.serving);
+    }
+    for (const v of message.keyspaces) {
+      KeyspaceProgress.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -816,6 +840,22 @@ export const ProbeResponse: MessageFns<ProbeResponse> = {
             message.state = reader.int32() as any;
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.serving = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyspaces.push(KeyspaceProgress.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -829,13 +869,107 @@ export const ProbeResponse: MessageFns<ProbeResponse> = {
   },
 
   fromJSON(object: any): ProbeResponse {
-    return { state: isSet(object.state) ? probeStateFromJSON(object.state) : 0 };
+    return {
+      state: isSet(object.state) ? probeStateFromJSON(object.state) : 0,
+      serving: isSet(object.serving) ? globalThis.Boolean(object.serving) : false,
+      keyspaces: globalThis.Array.isArray(object?.keyspaces)
+        ? object.keyspaces.map((e: any) => KeyspaceProgress.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: ProbeResponse): unknown {
     const obj: any = {};
     if (message.state !== 0) {
       obj.state = probeStateToJSON(message.state);
+    }
+    if (message.serving !== false) {
+      obj.serving = message.serving;
+    }
+    if (message.keyspaces?.length) {
+      obj.keyspaces = message.keyspaces.map((e) => KeyspaceProgress.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseKeyspaceProgress(): KeyspaceProgress {
+  return { keyspace: "", appliedIndex: 0n };
+}
+
+export const KeyspaceProgress: MessageFns<KeyspaceProgress> = {
+  encode(message: KeyspaceProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyspace !== "") {
+      writer.uint32(10).string(message.keyspace);
+    }
+    if (message.appliedIndex !== 0n) {
+      if (BigInt.asUintN(64, message.appliedIndex) !== message.appliedIndex) {
+        throw new globalThis.Error("value provided for field message.appliedIndex of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.appliedIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyspaceProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyspaceProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyspace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.appliedIndex = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyspaceProgress {
+    return {
+      keyspace: isSet(object.keyspace) ? globalThis.String(object.keyspace) : "",
+      appliedIndex: isSet(object.appliedIndex)
+        ? BigInt(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? BigInt(object.applied_index)
+        : 0n,
+    };
+  },
+
+  toJSON(message: KeyspaceProgress): unknown {
+    const obj: any = {};
+    if (message.keyspace !== "") {
+      obj.keyspace = message.keyspace;
+    }
+    if (message.appliedIndex !== 0n) {
+      obj.appliedIndex = message.appliedIndex.toString();
     }
     return obj;
   },
