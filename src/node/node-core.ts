@@ -149,6 +149,12 @@ export interface NodeSettings {
    * must catch this variant.
    */
   readonly unsafePromoteLagging?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: the system keyspace takes a
+   * membership change while another is uncommitted (no joint consensus). The simulation must
+   * catch this variant.
+   */
+  readonly unsafeOverlappingChanges?: boolean;
 }
 
 /** What the membership calls answer: the committed membership, with its version. */
@@ -251,7 +257,7 @@ export class NodeCore implements ReplicaHandler {
     };
     this.#membership = { ...formedWith, voters: replicaIds, learners: [], members: replicaIds.map((id) => ({ id, address: formedWith.addresses[id] ?? '', role: 'voter' as const })) };
     const raftLog = runtime.raftLog ?? (() => new MemoryRaftLogStore());
-    this.#system = cpQuorum({ unsafePromoteLagging: settings.unsafePromoteLagging }).create({
+    this.#system = cpQuorum({ unsafePromoteLagging: settings.unsafePromoteLagging, unsafeOverlappingChanges: settings.unsafeOverlappingChanges }).create({
       ...this.#policyContext(SYSTEM_KEYSPACE, replicaIds, () => raftLog(SYSTEM_KEYSPACE)),
       joining: settings.join,
       membershipContext: encodeContext(formedWith),
@@ -1072,6 +1078,7 @@ export function settle(config: {
   unsafeSkipRecovery?: boolean;
   unsafeIgnoreClockHighWater?: boolean;
   unsafePromoteLagging?: boolean;
+  unsafeOverlappingChanges?: boolean;
   join?: boolean;
   advertiseAddress?: string;
 }): NodeSettings {
@@ -1090,6 +1097,7 @@ export function settle(config: {
     unsafeSkipRecovery: config.unsafeSkipRecovery,
     unsafeIgnoreClockHighWater: config.unsafeIgnoreClockHighWater,
     unsafePromoteLagging: config.unsafePromoteLagging,
+    unsafeOverlappingChanges: config.unsafeOverlappingChanges,
     join: config.join,
     selfAddress: config.advertiseAddress,
   };

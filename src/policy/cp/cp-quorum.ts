@@ -70,6 +70,12 @@ export interface CpQuorumOptions {
    * @default false
    */
   readonly unsafePromoteLagging?: boolean;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: membership changes may overlap
+   * without joint consensus (see RaftConfig.unsafeOverlappingChanges).
+   * @default false
+   */
+  readonly unsafeOverlappingChanges?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -149,6 +155,7 @@ export class CpRaftKeyspace implements KeyspacePolicy {
         unsafeReadIndexWithoutQuorum: this.#options.unsafeReadIndexWithoutQuorum,
         unsafeExpireByFollowerClock: this.#options.unsafeExpireByFollowerClock,
         unsafePromoteLagging: this.#options.unsafePromoteLagging,
+        unsafeOverlappingChanges: this.#options.unsafeOverlappingChanges,
       },
       onFollowerExpiry: (ids) => {
         for (const id of ids) void this.leaseCall({ keyspace: ctx.keyspace, revoke: { keyspace: ctx.keyspace, id: BigInt(id) } }, { timeoutMs: 5_000 }).catch(() => {});
