@@ -41,10 +41,10 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
     const client = new ClusterServiceClient(seed, options.credentials ?? credentials.createInsecure());
     try {
       let membership = required((await call<{ membership?: Membership }>((md, deadline, done) => client.listMembers({}, md, { deadline }, done), options)).membership);
-      if (membership.clusterId !== options.clusterId) {
-        throw new JoinError(`${seed} belongs to cluster ${JSON.stringify(membership.clusterId)}, not ${JSON.stringify(options.clusterId)}: give the right --cluster-id or --join`);
-      }
-      let self = membership.members.find((m) => m.nodeId === options.nodeId);
+      // Another cluster's members are asked anyway: they refuse the join and log it, so that the
+      // operator of that cluster sees a stranger knocking.
+      const sameCluster = membership.clusterId === options.clusterId;
+      let self = sameCluster ? membership.members.find((m) => m.nodeId === options.nodeId) : undefined;
       let added = false;
       if (self === undefined) {
         membership = required(

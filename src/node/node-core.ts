@@ -174,7 +174,7 @@ const PROGRESS_TIMEOUT_MS = 2_000;
  * How long a member that left stays connected: its last messages (the heartbeat that tells it of
  * its removal) are sent within a round trip of the commit; two seconds cover a loaded machine.
  */
-const DEPARTURE_GRACE_MS = 2_000;
+export const DEPARTURE_GRACE_MS = 2_000;
 
 /** Per-call options of the embedding API. */
 export interface CallOptions {

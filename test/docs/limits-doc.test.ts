@@ -23,6 +23,8 @@ import { MAX_LEASE_KEYS_LISTED, MAX_LEASE_PAGE, MAX_RENEWALS_PER_CALL } from '..
 import { MAX_KEEPALIVES_PENDING } from '../../src/transport/coordination-services.js';
 import { MAX_NAME_BYTES, MAX_WAIT_MS } from '../../src/coordination/waiting-queue.js';
 import { MAX_DISCOVERED_PEERS } from '../../src/node/peer-discovery.js';
+import { MAX_REMOVED_IDS } from '../../src/node/cluster-membership.js';
+import { DEPARTURE_GRACE_MS } from '../../src/node/node-core.js';
 import { PEERS_DNS_WAIT_MS } from '../../src/cli/commands/serve.js';
 
 const scope: Record<string, unknown> = {
@@ -55,6 +57,8 @@ const scope: Record<string, unknown> = {
   MAX_WAIT_MS,
   MAX_DISCOVERED_PEERS,
   PEERS_DNS_WAIT_MS,
+  MAX_REMOVED_IDS,
+  DEPARTURE_GRACE_MS,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
