@@ -3,6 +3,7 @@
  * etcd and against bare echo → targets met or missed (and by how much) → Markdown, terminal text
  * and JSON. No I/O here, so test/bench/load.test.ts checks every number.
  */
+import { renderCatchUp, type CatchUpReport } from './catch-up.js';
 import type { LoadResult } from './load.js';
 import { rangeWatchJson, renderRangeWatch, type RangeWatchReport } from './watch-report.js';
 import { CAS_KEYS_PER_CALLER } from './workload.js';
@@ -108,6 +109,8 @@ export interface BenchReport {
   readonly rangeWatch?: RangeWatchReport;
   /** The lock and lease rows (bench/coordination.ts), when they ran. */
   readonly coordination?: CoordinationReport;
+  /** A new node catching up (bench/catch-up.ts), when it ran. */
+  readonly catchUp?: CatchUpReport;
 }
 
 /** The median of a non-empty list (mean of the middle two for an even count); NaN for none. */
@@ -416,6 +419,7 @@ export function renderMarkdown(report: BenchReport): string {
     ...renderVsEtcd(report.rows),
     ...(report.rangeWatch === undefined ? [] : renderRangeWatch(report.rangeWatch)),
     ...(report.coordination === undefined ? [] : renderCoordination(report.coordination)),
+    ...(report.catchUp === undefined ? [] : renderCatchUp(report.catchUp)),
     '## Targets',
     '',
     ...report.targets.map((t) => `- **${t.status}** — ${t.description}: ${t.detail}`),
@@ -454,7 +458,8 @@ export function toJson(report: BenchReport): string {
   }));
   const rangeWatch = report.rangeWatch === undefined ? {} : { rangeWatch: rangeWatchJson(report.rangeWatch) };
   const coordination = report.coordination === undefined ? {} : { coordination: coordinationJson(report.coordination) };
-  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch, ...coordination }, null, 2)}\n`;
+  const catchUp = report.catchUp === undefined ? {} : { catchUp: report.catchUp };
+  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch, ...coordination, ...catchUp }, null, 2)}\n`;
 }
 
 /** Rounds for JSON; NaN (nothing measured) becomes null, which JSON can carry. */

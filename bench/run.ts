@@ -24,6 +24,11 @@
  * per pair), and the cost of keeping 10,000 leases alive (server CPU, bytes, renewals per second,
  * no lease lost). `--no-coordination` leaves them out, `--coordination-only` runs them alone.
  *
+ * Then a new node catching up (bench/catch-up.ts): a 3-node cluster holding 100,000 CP and 20,000
+ * AP keys (quick: 20,000 and 5,000), a fourth node joining with `serve --join`, how long until it
+ * serves and until it is promoted, and the bytes sent. `--no-catch-up` leaves it out,
+ * `--catch-up-only` runs it alone.
+ *
  * Output: the table on stdout, a progress bar on stderr, and under bench/results/ a Markdown and a
  * JSON report per run, latest.md / latest.json, and cp-vs-etcd.svg.
  *
@@ -55,6 +60,7 @@ import {
 } from './report.js';
 import { renderThroughputSvg } from './svg-plot.js';
 import { coordinationPlan, runCoordination } from './coordination.js';
+import { runCatchUp, type CatchUpReport } from './catch-up.js';
 import { runWatchRange, watchRangePlan } from './watch-range.js';
 import type { RangeWatchReport } from './watch-report.js';
 import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type ReplikitCalls, type StartResult } from './systems.js';
@@ -89,6 +95,8 @@ function parseFlags() {
         'watch-range-only': { type: 'boolean', default: false },
         'no-coordination': { type: 'boolean', default: false },
         'coordination-only': { type: 'boolean', default: false },
+        'no-catch-up': { type: 'boolean', default: false },
+        'catch-up-only': { type: 'boolean', default: false },
         out: { type: 'string', default: join(ROOT, 'bench', 'results') },
         help: { type: 'boolean', default: false },
       },
@@ -107,7 +115,7 @@ if (flags.help) {
                          [--etcd-reads leader|spread] [--replikit-calls spread|pinned]
                          [--serve-arg FLAG]... [--no-pause] [--out DIR]
                          [--no-watch-range | --watch-range-only]
-                         [--no-coordination | --coordination-only]
+                         [--no-coordination | --coordination-only] [--no-catch-up | --catch-up-only]
   --quick        one round of 1 s phases (lock phases 2 s, keep-alive 5 s): a smoke check
   --rounds N     rounds, systems alternating within each; medians reported (full: 3)
   --etcd-bin     the etcd binary (default: etcd on PATH, installed from Debian when missing)
@@ -131,6 +139,8 @@ if (flags.help) {
                  leases alive for 20 s; on clusters of their own, after the other rows;
                  --quick: 2 s and 5 s)
   --coordination-only only the lock and lease rows (--systems still picks replikit-cp / etcd)
+  --no-catch-up      leave out the row of a new node catching up (100,000 CP keys; quick: 20,000)
+  --catch-up-only    only that row
 `);
   process.exit(0);
 }
@@ -183,13 +193,24 @@ if (flags['watch-range-only'] && flags['coordination-only']) {
   process.stderr.write('bench: --watch-range-only and --coordination-only exclude each other\n');
   process.exit(2);
 }
+const CATCH_UP_ONLY = flags['catch-up-only'];
+if (flags['no-catch-up'] && CATCH_UP_ONLY) {
+  process.stderr.write('bench: --no-catch-up and --catch-up-only exclude each other\n');
+  process.exit(2);
+}
+if (CATCH_UP_ONLY && (flags['watch-range-only'] || flags['coordination-only'])) {
+  process.stderr.write('bench: --catch-up-only excludes --watch-range-only and --coordination-only\n');
+  process.exit(2);
+}
 const COORDINATION_ONLY = flags['coordination-only'];
 /** Whether a system is measured in the put / get / cas rows (all but --watch-range-only / --coordination-only). */
-const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && !COORDINATION_ONLY && wanted(name);
+const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY && wanted(name);
 /** Range / watch rows: replikit CP and etcd, when wanted. */
-const WATCH_RANGE = !flags['no-watch-range'] && !COORDINATION_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+const WATCH_RANGE = !flags['no-watch-range'] && !COORDINATION_ONLY && !CATCH_UP_ONLY && (wanted('replikit-cp') || wanted('etcd'));
 /** Lock and lease rows: replikit CP and etcd, when wanted. */
-const COORDINATION = !flags['no-coordination'] && !WATCH_RANGE_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+const COORDINATION = !flags['no-coordination'] && !WATCH_RANGE_ONLY && !CATCH_UP_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+/** The catch-up row: replikit only. */
+const CATCH_UP = !flags['no-catch-up'] && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && wanted('replikit-cp');
 /** Measured time of a lock phase, and of the keep-alive phase, per round. */
 const LOCK_MS = QUICK ? 2_000 : 10_000;
 const KEEPALIVE_MS = QUICK ? 5_000 : 20_000;
@@ -498,6 +519,15 @@ async function main(): Promise<number> {
     clearTimeout(watchdog);
   }
 
+  let catchUp: CatchUpReport | undefined;
+  if (CATCH_UP) {
+    // Loading the keys (a minute or two on a loaded machine), then the join.
+    armWatchdog(STARTUP_BUDGET_MS + 10 * 60_000, 'the catch-up row');
+    log('catch-up: starting a replikit cluster of its own and loading it');
+    catchUp = await runCatchUp({ cpKeys: QUICK ? 20_000 : 100_000, apKeys: QUICK ? 5_000 : 20_000, log });
+    clearTimeout(watchdog);
+  }
+
   const rows = aggregate(samples);
   const report: BenchReport = {
     meta: {
@@ -524,6 +554,7 @@ async function main(): Promise<number> {
     targets: evaluateTargets(rows, unavailable),
     ...(rangeWatch === undefined ? {} : { rangeWatch }),
     ...(coordination === undefined ? {} : { coordination }),
+    ...(catchUp === undefined ? {} : { catchUp }),
   };
   const markdown = renderMarkdown(report);
   const json = toJson(report);

@@ -34,7 +34,7 @@ import { clusterMembershipOf, decodeContext, encodeContext, SYSTEM_KEYSPACE, typ
 import { cpQuorum, CpRaftKeyspace } from '../policy/cp/cp-quorum.js';
 import type { MembershipResult, RaftGroup } from '../policy/cp/raft-group.js';
 import type { Membership, MembershipChange } from '../raft/membership.js';
-import { RAFT_DEFAULTS } from '../raft/raft-core.js';
+import { promoteLag, RAFT_DEFAULTS } from '../raft/raft-core.js';
 import { MemoryRaftLogStore } from '../storage/memory-raft-log-store.js';
 import type { MemberProgress } from '../transport/replica-set.js';
 import type { PolicyContext } from '../policy/policy.js';
@@ -449,7 +449,7 @@ export class NodeCore implements ReplicaHandler {
       if (group === undefined) continue;
       const commit = group.status().commitIndex;
       const applied = progress.applied[name] ?? 0;
-      if (applied + PROMOTE_LAG_ENTRIES < commit) {
+      if (applied + promoteLag(PROMOTE_LAG_ENTRIES, commit) < commit) {
         throw failedPrecondition('MEMBER_BEHIND', `${id} has applied keyspace ${name} through index ${applied}, and ${commit} is committed; nothing was changed: promote it once it has caught up`, { member: id, keyspace: name });
       }
     }

@@ -418,7 +418,7 @@ export class RaftCore {
     if (change.type === 'promote' && !this.#settings.unsafePromoteLagging) {
       const pr = this.#progress.get(change.id);
       const match = pr?.match ?? 0;
-      if (pr === undefined || pr.state === 'snapshot' || match + this.#settings.maxPromoteLagEntries < this.#log.committed) {
+      if (pr === undefined || pr.state === 'snapshot' || match + promoteLag(this.#settings.maxPromoteLagEntries, this.#log.committed) < this.#log.committed) {
         return { ok: false, reason: 'behind', leader: this.id, detail: `${change.id} holds the log through index ${match}, and ${this.#log.committed} is committed` };
       }
     }
@@ -1102,6 +1102,14 @@ export class RaftCore {
     const s = this.#handedOutSoftState;
     return s.role !== this.#role || s.leader !== this.#leader;
   }
+}
+
+/**
+ * How far a learner may trail `committed` and be promoted: at most `max` entries, and at most a
+ * hundredth of the log, so that a learner of a short log is not promoted before it holds it.
+ */
+export function promoteLag(max: number, committed: number): number {
+  return Math.min(max, Math.floor(committed / 100));
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

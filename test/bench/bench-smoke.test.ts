@@ -18,7 +18,7 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
     const out = mkdtempSync(join(tmpdir(), 'replikit-bench-'));
     try {
       await new Promise<void>((resolve, reject) =>
-        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--no-coordination', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
+        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--no-coordination', '--no-catch-up', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
           err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(),
         ),
       );
@@ -104,6 +104,26 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 180_000);
+
+  it('runs the catch-up row: a node joins a loaded cluster, is promoted once caught up; time and bytes reported', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'replikit-bench-catchup-'));
+    try {
+      const code = await new Promise<string>((resolve) =>
+        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--catch-up-only', '--systems', 'replikit-cp', '--out', out], { cwd: root, timeout: 150_000 }, (err, _stdout, stderr) =>
+          resolve(err ? `${err.code} ${stderr}` : 'ok'),
+        ),
+      );
+      expect(code).toBe('ok');
+      const latest = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as { catchUp?: { cpKeys: number; servingMs: number; promotedMs: number; loopbackBytes: number } };
+      expect(latest.catchUp?.cpKeys).toBe(20_000);
+      expect(latest.catchUp!.promotedMs).toBeGreaterThanOrEqual(latest.catchUp!.servingMs);
+      // At least the keys and values themselves crossed the wire: 25,000 × 108 bytes.
+      expect(latest.catchUp!.loopbackBytes).toBeGreaterThan(25_000 * 108);
+      expect(readFileSync(join(out, 'latest.md'), 'utf8')).toMatch(/## A new node catches up/);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 160_000);
 
   it('refuses --no-watch-range with --watch-range-only', async () => {
     const message = await new Promise<string>((resolve) =>
