@@ -537,6 +537,7 @@ export class NodeCore implements ReplicaHandler {
 
   /** Why the node does not serve, in one sentence for health and Status; empty while it serves. */
   notServingReason(): string {
+    if (this.#removed) return `node ${this.settings.nodeId} was removed from the cluster (membership version ${this.#membership.version}); stop it`;
     if (this.#phase === 'serving') return '';
     if (this.#phase === 'failed') return `node ${this.settings.nodeId} stopped: its store failed`;
     return `node ${this.settings.nodeId} is ${this.#phase}: ${this.#waitingFor}`;

@@ -106,6 +106,9 @@ describe('membership changes at run time, over gRPC', () => {
       expect(dec((await n.core.get('default', enc('before'))).value)).toBe('1');
     }
     await expect(node(leader).core.put('default', enc('x'), enc('y'))).rejects.toMatchObject({ reason: 'NODE_REMOVED' });
+    // Its health says so: a load balancer or Kubernetes stops sending it anything.
+    expect(node(leader).health.serving).toBe(false);
+    expect(node(leader).health.reasons.join('; ')).toMatch(/was removed from the cluster/);
     // Removed means gone for good: the id cannot come back.
     const again = await refused(cluster(survivor.address!), 'addMember', { nodeId: leader, address: '127.0.0.1:1', clusterId: '' });
     expect(again.code).toBe(Status.FAILED_PRECONDITION);
