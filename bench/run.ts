@@ -381,7 +381,7 @@ async function main(): Promise<number> {
   const lightStarts: Promise<StartResult[]> = Promise.all([
     ...(inMainRows('echo') ? [startEcho(reaper, false)] : []),
     ...(inMainRows('echo-interceptors') ? [startEcho(reaper, true)] : []),
-    ...(etcd.ok && !WATCH_RANGE_ONLY && !COORDINATION_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
+    ...(etcd.ok && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
   ]);
   // The replikit clusters start one after another: every node must print its ready line within
   // LocalCluster's 20 s, and twelve node processes loading at once on two busy cores missed that.

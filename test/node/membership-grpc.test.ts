@@ -148,4 +148,20 @@ describe('membership changes at run time, over gRPC', () => {
     const after = await call(c, 'listMembers', {});
     expect(roles(after)).toEqual({ n1: 'voter', n2: 'voter', n3: 'voter', n5: 'learner' });
   }, 60_000);
+
+  it('refuses a second change while one is under way (FAILED_PRECONDITION), and the first ends with its outcome unknown', async () => {
+    nodes = await startInProcessCluster(3, () => ({ keyspaces: KEYSPACES, requestTimeoutMs: 1_500 }));
+    await Promise.all(nodes.map((n) => n.serving));
+    await waitFor(async () => nodes.some((n) => n.core.systemGroup?.role === 'leader'), 10_000, 'a membership leader');
+    const leader = nodes.find((n) => n.core.systemGroup?.role === 'leader')!;
+    // With both followers gone the first change cannot commit, and stays under way.
+    await Promise.all(nodes.filter((n) => n !== leader).map((n) => n.close(100)));
+    const c = cluster(leader.address!);
+    const first = call(c, 'addMember', { nodeId: 'n8', address: '127.0.0.1:8', clusterId: '' }).catch((e: ServiceError) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    const second = await refused(c, 'addMember', { nodeId: 'n9', address: '127.0.0.1:9', clusterId: '' });
+    expect([second.code, second.details]).toEqual([Status.FAILED_PRECONDITION, expect.stringMatching(/another membership change of _cluster is under way/)]);
+    const outcome = (await first) as ServiceError;
+    expect([Status.DEADLINE_EXCEEDED, Status.UNAVAILABLE]).toContain(outcome.code);
+  }, 60_000);
 });
