@@ -286,6 +286,7 @@ export class ReplicaNode {
         quorum: (name) => failureDetection.view.quorum(name),
         refusedPeerCalls: () => failureDetection.refused,
         serving: () => health.serving,
+        membership: () => core.membership,
       },
     });
 

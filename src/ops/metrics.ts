@@ -24,6 +24,8 @@ export interface MetricsSource {
   refusedPeerCalls(): ReadonlyMap<string, number>;
   /** True while the health service says SERVING. */
   serving(): boolean;
+  /** The committed membership (see node/cluster-membership.ts), when the node has one. */
+  membership?(): { readonly version: number; readonly members: readonly { readonly id: string; readonly role: 'voter' | 'learner' }[] };
 }
 
 export interface NodeMetricsOptions {
@@ -90,6 +92,27 @@ export class NodeMetrics {
           }
         },
       });
+    new Gauge({
+      name: 'replikit_membership_version',
+      help: "The version of the cluster's membership this node has committed (membership changes so far).",
+      registers,
+      collect() {
+        const m = source.membership?.();
+        if (m !== undefined) this.set(m.version);
+      },
+    });
+    new Gauge({
+      name: 'replikit_membership_members',
+      help: "The cluster's members by role (voter: counts toward quorums; learner: catching up), as this node committed them.",
+      labelNames: ['role'],
+      registers,
+      collect() {
+        this.reset();
+        const m = source.membership?.();
+        if (m === undefined) return;
+        for (const role of ['voter', 'learner'] as const) this.set({ role }, m.members.filter((x) => x.role === role).length);
+      },
+    });
     const stat = (field: string) => (k: { name: string }) => numberField(source.policyStats(k.name), field);
     perKeyspace('replikit_ap_replication_queued_keys', 'Keys waiting to be replicated to peers (AP keyspaces), summed over peers.', stat('queuedKeys'));
     perKeyspace('replikit_ap_hints', 'Durable hints held for unreachable peers (AP keyspaces), summed over peers.', stat('hints'));

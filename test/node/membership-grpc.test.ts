@@ -83,6 +83,11 @@ describe('membership changes at run time, over gRPC', () => {
     expect(roles(promoted)).toEqual({ n1: 'voter', n2: 'voter', n3: 'voter', n4: 'voter' });
     // The data keyspace's own group follows: its leader promotes n4 there too.
     await waitFor(async () => nodes.every((n) => n.core.membership.voters.includes('n4')), 5_000, 'every node to see n4 a voter');
+    for (const n of nodes) {
+      const metrics = await n.metrics.scrape();
+      expect(metrics).toMatch(new RegExp(`^replikit_membership_version\\{node="${n.nodeId}"\\} 2$`, 'm'));
+      expect(metrics).toMatch(new RegExp(`^replikit_membership_members\\{role="voter",node="${n.nodeId}"\\} 4$`, 'm'));
+    }
     const leader = raftOf(node('n1')).leader!;
     await waitFor(async () => raftOf(node(leader)).followers.some((f) => f.id === 'n4'), 5_000, 'the leader to replicate to n4');
     await node('n4').core.put('default', enc('via-n4'), enc('2'));
