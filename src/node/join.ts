@@ -81,6 +81,31 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
   throw new JoinError(`no member answered (${failures.join('; ')})`);
 }
 
+/**
+ * For a node that found its peers (by DNS) and has an empty store: asks them for the membership.
+ * When a cluster answers and does not know this node (a StatefulSet scaled up: a new pod), it
+ * joins as a learner (see joinCluster) and the answer says so; when the cluster knows it, or
+ * nobody answers yet (a new cluster forming), undefined: start as usual.
+ */
+export async function joinIfNew(options: Omit<JoinOptions, 'seeds'> & { readonly peers: readonly PeerConfig[] }): Promise<JoinResult | undefined> {
+  for (const peer of options.peers) {
+    const client = new ClusterServiceClient(peer.address, options.credentials ?? credentials.createInsecure());
+    try {
+      const answer = await call<{ membership?: Membership }>((md, deadline, done) => client.listMembers({}, md, { deadline }, done), { ...options, seeds: [], timeoutMs: options.timeoutMs ?? 2_000 });
+      const membership = answer.membership;
+      if (membership === undefined || membership.clusterId !== options.clusterId) continue;
+      if (membership.members.some((m) => m.nodeId === options.nodeId)) return undefined;
+      return await joinCluster({ ...options, seeds: options.peers.map((p) => p.address) });
+    } catch (error) {
+      if (error instanceof JoinError) throw error;
+      // Not up yet, or not serving: ask the next.
+    } finally {
+      client.close();
+    }
+  }
+  return undefined;
+}
+
 function call<T>(invoke: (md: Metadata, deadline: Date, done: (err: ServiceError | null, res?: T) => void) => unknown, options: JoinOptions): Promise<T> {
   return new Promise((resolve, reject) => invoke(new Metadata(), new Date(Date.now() + (options.timeoutMs ?? 5_000)), (err, res) => (err ? reject(err) : resolve(res!))));
 }

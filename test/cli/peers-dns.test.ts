@@ -101,8 +101,23 @@ describe.skipIf(!BUILT)('replikit serve --peers-dns', () => {
       10_000,
       'every member ALIVE in 127.0.0.2\'s view',
     );
-    for (const node of nodes) node.child.kill('SIGTERM');
-    expect(await Promise.all(nodes.map((n) => n.exit))).toEqual([0, 0, 0]);
+
+    // Scaled up: a fourth node with the same flags finds a cluster that does not know it, and
+    // joins it as a learner (instead of taking its empty store for a lost one); then it is promoted.
+    const fourth = '127.0.0.4';
+    const fourthId = `ip-${fourth.replace(/\./g, '-')}`;
+    dns.set('nodes.replikit.test', { a: [...ips, fourth] });
+    const added = serve([
+      '--id', fourthId, '--listen', `${fourth}:${port}`, '--memory',
+      '--peers-dns', 'nodes.replikit.test', '--peers-dns-port', String(port), '--peers-dns-wait', '2', '--peers-dns-server', dns.address,
+    ]);
+    await until(() => added.stdout.includes('ready on'), 'the fourth node ready', 30_000);
+    expect(added.stderr).toMatch(/does not know ip-127-0-0-4: joined it as a learner/);
+    const listed = await cli(['member', 'list', '--target', `127.0.0.1:${port}`]);
+    expect(listed.stdout).toMatch(new RegExp(`${fourthId} +${fourth}:${port} +learner`));
+    await waitFor(async () => (await cli(['member', 'promote', fourthId, '--target', `127.0.0.2:${port}`])).code === 0, 15_000, 'the fourth node promoted');
+    for (const node of [...nodes, added]) node.child.kill('SIGTERM');
+    expect(await Promise.all([...nodes, added].map((n) => n.exit))).toEqual([0, 0, 0, 0]);
   });
 
   it('refuses --peers with --peers-dns, and the other flags without it, with exit status 2', async () => {

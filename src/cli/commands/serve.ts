@@ -1,4 +1,5 @@
-import { joinCluster, JoinError } from '../../node/join.js';
+import { joinCluster, joinIfNew, JoinError } from '../../node/join.js';
+import { IDENTITY_META } from '../../node/node-core.js';
 import { NODE_DEFAULTS } from '../../node/config.js';
 import { mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -44,9 +45,11 @@ instead of --peers: SRV records first (each target is a peer; its id is the targ
 e.g. a StatefulSet pod's name, and this node's own record is left out), else A/AAAA records with
 --peers-dns-port (each address is the peer ip-ADDRESS, . and : as -, so run each node with --id
 by that rule; prefer SRV: pod names are stable, IPs are not). --peers-dns-wait N re-resolves every
-second until N peers besides this node are listed (give the cluster size minus one: the member
-list is fixed at startup, so every node must see them all), for at most ${PEERS_DNS_WAIT_MS / 1000} s.
+second until N peers besides this node are listed (give the first cluster's size minus one: the
+nodes that form a cluster must all see each other), for at most ${PEERS_DNS_WAIT_MS / 1000} s.
 --peers-dns-server asks that DNS server instead of the system's (e.g. Consul's on 127.0.0.1:8600).
+With --peers-dns and an empty store, a node that finds a running cluster that does not know its id
+(a StatefulSet scaled up) joins it as a learner at --advertise, as --join does.
 --join HOST:PORT,... joins a running cluster instead: it asks those members for the membership and,
 unless this id is a member already, to add it as a learner at --advertise (default --listen); it
 copies its peers' state, follows every keyspace's log and serves; promote it once it caught up
@@ -243,13 +246,39 @@ export const serveCommand: Command = {
       storeLabel = `lmdb:${dir}`;
     }
 
+    // A pod of a scaled-up StatefulSet finds its peers by DNS like the first ones did, but the
+    // cluster does not know it yet: it joins as a learner instead of taking its empty disk for a
+    // lost one.
+    let joining = joinSeeds !== undefined;
+    if (peersDns !== undefined && store.getMeta(IDENTITY_META) === undefined && peers.length > 0) {
+      try {
+        const joined = await joinIfNew({
+          peers,
+          nodeId: id,
+          address: advertise ?? listen,
+          clusterId: args.flags.get('cluster-id') ?? NODE_DEFAULTS.clusterId,
+          credentials: tls === undefined ? undefined : channelCredentialsOf(tls),
+        });
+        if (joined !== undefined) {
+          peers = joined.peers;
+          joining = true;
+          logger.info(`the cluster found by --peers-dns does not know ${id}: joined it as a learner at ${advertise ?? listen} (membership version ${joined.version}); promote it once it caught up: replikit member promote ${id}`);
+        }
+      } catch (err: unknown) {
+        if (!(err instanceof JoinError)) throw err;
+        await store.close();
+        process.stderr.write(`replikit serve: --peers-dns: ${err.message}\n`);
+        return 1;
+      }
+    }
+
     let node: ReplicaNode;
     try {
       node = await ReplicaNode.start({
         nodeId: id,
         listen,
         peers,
-        join: joinSeeds !== undefined,
+        join: joining,
         advertiseAddress: advertise,
         clusterId: args.flags.get('cluster-id'),
         keyspaces,
