@@ -115,6 +115,9 @@ describe.skipIf(!BUILT)('one forged Raft message from a claimed member (findings
     await waitFor(async () => (await Promise.all(cluster.ids.map((id) => raftOf(id, 'wedge')))).every((r) => r.leader !== ''), 10_000, 'wedge has a leader');
     const { answer, hex } = await forge('n1', 'n2', 'wedge', { type: RaftMessageType.RAFT_MESSAGE_TYPE_APPEND_RESPONSE, term: MAX_SAFE_TERM, reject: true });
     expect(answer, `frame hex ${hex}`).toBe('raft');
+    // Until the leader hears n2's answer in that term (its next heartbeat), it may still commit
+    // a write with the third node: wait until the term reached every node.
+    await waitFor(async () => (await Promise.all(cluster.ids.map((id) => raftOf(id, 'wedge')))).every((r) => r.term === MAX_SAFE_TERM), 10_000, 'the forged term on every node');
     const kv = new TestKvClient(cluster.address('n2'));
     let committed = false;
     try {
