@@ -67,6 +67,12 @@ export interface ReplicaNodeConfig {
    */
   readonly join?: boolean;
   /**
+   * Whichever node leads the cluster's membership promotes each learner as soon as it has caught
+   * up, instead of waiting for `replikit member promote` (`serve --auto-promote`). Give it to
+   * every node. @default false
+   */
+  readonly autoPromote?: boolean;
+  /**
    * Where peers reach this node, HOST:PORT, as recorded in the cluster's membership. The bound
    * listen address (`listen` with its real port) by default.
    */

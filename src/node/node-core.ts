@@ -1,4 +1,4 @@
-import { HybridLogicalClock, type Scheduler, type WallClock } from '../clock/index.js';
+import { HybridLogicalClock, repeatEvery, type Scheduler, type TimerHandle, type WallClock } from '../clock/index.js';
 import { failedPrecondition, invalidArgument, notFound, ReplikitError, unavailable } from '../errors.js';
 import type { LeaseAnswer, LeaseCall } from '../gen/replikit/v1/replica_service.js';
 import type { Logger } from '../logging/logger.js';
@@ -144,6 +144,12 @@ export interface NodeSettings {
    */
   readonly join?: boolean;
   /**
+   * The membership's leader promotes each learner by itself as soon as it has caught up (as
+   * `promoteMember` would accept), instead of waiting for an operator's command. Give it to every
+   * node: whichever leads the membership acts. @default false
+   */
+  readonly autoPromote?: boolean;
+  /**
    * DELIBERATELY BROKEN, for testing the test harness only: a learner is promoted without asking
    * how far it has caught up, and CP keyspaces promote it however far behind. The simulation
    * must catch this variant.
@@ -168,6 +174,8 @@ export interface MembershipAnswer {
  * promoted: one append's worth, which it receives in one round trip (RAFT_DEFAULTS.maxPromoteLagEntries).
  */
 const PROMOTE_LAG_ENTRIES = RAFT_DEFAULTS.maxPromoteLagEntries;
+/** How often the membership's leader looks for a learner to promote, with autoPromote: a few times per catch-up. */
+const AUTO_PROMOTE_CHECK_MS = 500;
 /** How long asking a learner for its progress may take. */
 const PROGRESS_TIMEOUT_MS = 2_000;
 /**
@@ -776,6 +784,7 @@ export class NodeCore implements ReplicaHandler {
     this.#wakeServeWaiters(false);
     // The system keyspace hands nothing over: membership changes are rare and wait out an
     // election, and a hand-over would hold every node's close (on virtual time too) for it.
+    this.#autoPromoteTimer?.cancel();
     await Promise.all([this.#system.close({ abrupt: true }), ...[...this.#policies.values()].map((p) => p.policy.close(options))]);
   }
 
@@ -981,8 +990,29 @@ export class NodeCore implements ReplicaHandler {
       for (const { policy } of this.#policies.values()) await policy.open?.({ amnesiac });
       const members = { voters: this.#membership.voters, learners: this.#membership.learners };
       for (const { policy } of this.#policies.values()) policy.membershipChanged?.(members);
+      if (this.settings.autoPromote) this.#autoPromoteTimer = repeatEvery(this.runtime.scheduler, AUTO_PROMOTE_CHECK_MS, () => void this.#autoPromote());
     })();
     return this.#opened;
+  }
+
+  #autoPromoteTimer: TimerHandle | undefined;
+  #autoPromoting = false;
+
+  /** With autoPromote, on the membership's leader: promotes the first learner that has caught up. */
+  async #autoPromote(): Promise<void> {
+    const group = this.#system.group;
+    if (this.#autoPromoting || this.#closed || this.#phase !== 'serving' || group?.role !== 'leader' || group.changePending) return;
+    const learner = clusterMembershipOf(group.membership).learners[0];
+    if (learner === undefined) return;
+    this.#autoPromoting = true;
+    try {
+      await this.promoteMember(learner, { timeoutMs: this.settings.requestTimeoutMs });
+      this.runtime.logger.info(`promoted ${learner}: it has caught up (autoPromote)`, { member: learner });
+    } catch {
+      // Still behind, or the leadership moved: the next check tries again.
+    } finally {
+      this.#autoPromoting = false;
+    }
   }
 
   #pause(ms: number): Promise<void> {
@@ -1081,6 +1111,7 @@ export function settle(config: {
   unsafePromoteLagging?: boolean;
   unsafeOverlappingChanges?: boolean;
   join?: boolean;
+  autoPromote?: boolean;
   advertiseAddress?: string;
 }): NodeSettings {
   return {
@@ -1100,6 +1131,7 @@ export function settle(config: {
     unsafePromoteLagging: config.unsafePromoteLagging,
     unsafeOverlappingChanges: config.unsafeOverlappingChanges,
     join: config.join,
+    autoPromote: config.autoPromote,
     selfAddress: config.advertiseAddress,
   };
 }

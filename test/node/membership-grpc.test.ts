@@ -154,6 +154,19 @@ describe('membership changes at run time, over gRPC', () => {
     expect(roles(after)).toEqual({ n1: 'voter', n2: 'voter', n3: 'voter', n5: 'learner' });
   }, 60_000);
 
+  it('with autoPromote, the membership leader promotes a learner by itself once it has caught up', async () => {
+    nodes = await startInProcessCluster(3, () => ({ keyspaces: KEYSPACES, autoPromote: true }));
+    await Promise.all(nodes.map((n) => n.serving));
+    for (let i = 0; i < 300; i++) await node('n1').core.put('default', enc(`k${i}`), enc('v'));
+    const [port4] = await freePorts(1);
+    const address4 = `127.0.0.1:${port4}`;
+    await call(cluster(node('n1').address!), 'addMember', { nodeId: 'n4', address: address4, clusterId: '' });
+    nodes.push(await ReplicaNode.start({ nodeId: 'n4', listen: address4, join: true, autoPromote: true, keyspaces: KEYSPACES, peers: nodes.map((n) => ({ id: n.nodeId, address: n.address! })) }));
+    await waitFor(async () => node('n1').core.membership.voters.includes('n4'), 15_000, 'n4 promoted without a command');
+    // Promoted only once caught up: it holds the keys written before (all but the last few entries).
+    expect(dec((await node('n4').core.get('default', enc('k200'), { consistency: 'serializable' })).value)).toBe('v');
+  }, 60_000);
+
   it('refuses a second change while one is under way (FAILED_PRECONDITION), and the first ends with its outcome unknown', async () => {
     nodes = await startInProcessCluster(3, () => ({ keyspaces: KEYSPACES, requestTimeoutMs: 1_500 }));
     await Promise.all(nodes.map((n) => n.serving));

@@ -32,7 +32,7 @@ export const SHUTDOWN_BOUND_MS = 5_000;
 export const PEERS_DNS_WAIT_MS = 120_000;
 
 const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,... | --peers-dns NAME | --join HOST:PORT,...]
-                     [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT] [--advertise HOST:PORT]
+                     [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT] [--advertise HOST:PORT] [--auto-promote]
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
@@ -54,6 +54,8 @@ With --peers-dns and an empty store, a node that finds a running cluster that do
 unless this id is a member already, to add it as a learner at --advertise (default --listen); it
 copies its peers' state, follows every keyspace's log and serves; promote it once it caught up
 (replikit member promote ID). A cluster of another --cluster-id refuses it (exit 1).
+--auto-promote: the node leading the membership promotes each learner once it has caught up (give
+it to every node), so that no one has to run member promote.
 Prints one line once it serves (a new cluster: once every member has started; a node whose data is gone: once it has recovered it from its peers); logs JSON lines to stderr.
 --heartbeat-interval-ms (default 100, the LAN profile: a crash is seen within about 0.8 s, and
 beats of a few dozen bytes cost nothing on a LAN) sets how often peers exchange liveness beats.
@@ -79,6 +81,7 @@ export const SERVE_FLAGS = {
   'peers-dns-server': {},
   join: {},
   advertise: {},
+  'auto-promote': { boolean: true },
   'data-dir': {},
   memory: { boolean: true },
   'cluster-id': {},
@@ -279,6 +282,7 @@ export const serveCommand: Command = {
         listen,
         peers,
         join: joining,
+        autoPromote: args.switches.has('auto-promote'),
         advertiseAddress: advertise,
         clusterId: args.flags.get('cluster-id'),
         keyspaces,
