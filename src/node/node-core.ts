@@ -227,6 +227,8 @@ export class NodeCore implements ReplicaHandler {
   #membership: ClusterMembership;
   /** This node was a member and the committed membership no longer names it. */
   #removed = false;
+  /** What the keyspaces follow (see #followMembership); undefined until the system keyspace said. */
+  #policyMembers: { readonly voters: readonly string[]; readonly learners: readonly string[] } | undefined;
   /** Where peers reach this node (see advertise). */
   #selfAddress: string;
   /** The members this node reaches now (see #followMembership). */
@@ -496,7 +498,15 @@ export class NodeCore implements ReplicaHandler {
     for (const p of peers) this.#departed.delete(p.id);
     this.#connect(peers);
     this.#announce();
-    const members = { voters: now.voters, learners: now.learners };
+    // Committed voters count; members whose addition is in this node's log and not (yet, as far
+    // as it knows) committed are followed as learners too. A node restarted from its disk may
+    // know a smaller commit index than it did before (its membership would go back to before
+    // an addition it had seen committed): a causal keyspace would then truncate writes the new
+    // member has not received, and they would be gone for it.
+    const committedIds = new Set([...now.voters, ...now.learners]);
+    const adding = [...pending.voters, ...pending.learners].filter((id) => !committedIds.has(id));
+    this.#policyMembers = { voters: now.voters, learners: [...now.learners, ...adding] };
+    const members = this.#policyMembers;
     for (const { policy } of this.#policies.values()) policy.membershipChanged?.(members);
     const isMember = now.members.some((m) => m.id === this.settings.nodeId);
     if (wasMember && !isMember && !this.#removed) {
@@ -988,7 +998,7 @@ export class NodeCore implements ReplicaHandler {
       // The membership first: the keyspaces follow what its log says from the start.
       await this.#system.open({ amnesiac });
       for (const { policy } of this.#policies.values()) await policy.open?.({ amnesiac });
-      const members = { voters: this.#membership.voters, learners: this.#membership.learners };
+      const members = this.#policyMembers ?? { voters: this.#membership.voters, learners: this.#membership.learners };
       for (const { policy } of this.#policies.values()) policy.membershipChanged?.(members);
       if (this.settings.autoPromote) this.#autoPromoteTimer = repeatEvery(this.runtime.scheduler, AUTO_PROMOTE_CHECK_MS, () => void this.#autoPromote());
     })();
