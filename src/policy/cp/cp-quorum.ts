@@ -517,8 +517,15 @@ export class CpRaftKeyspace implements KeyspacePolicy {
     const step = nextStep(group.membership, target);
     if (step === undefined) return;
     this.#reconciling = true;
-    group
-      .changeMembership(step, '', 10 * this.#timing.tickMs * this.#timing.electionTicks)
+    let proposed: Promise<unknown>;
+    try {
+      proposed = group.changeMembership(step, '', 10 * this.#timing.tickMs * this.#timing.electionTicks);
+    } catch (error: unknown) {
+      // RaftGroup.changeMembership refuses synchronously (a leader not ready yet, a learner behind):
+      // as a rejection, so that the refusal is handled below and reconciling ends.
+      proposed = Promise.reject(error);
+    }
+    proposed
       .then(
         () => this.#ctx.logger.info(`keyspace ${this.#ctx.keyspace} followed the cluster's membership: ${step.type} ${step.id}`, { keyspace: this.#ctx.keyspace, change: step.type, member: step.id }),
         (error: unknown) => {
