@@ -63,6 +63,14 @@ export interface ApAsyncOptions {
   readonly watchLimits?: Partial<WatchLimits>;
   /** Bytes of changes each node's feed keeps for watches to resume from; see FEED_BYTES for why. @default 16777216 */
   readonly feedBytes?: number;
+  /**
+   * DELIBERATELY BROKEN, for testing the test harness only: a voter removed from the membership
+   * is still replicated to and its acknowledgements still count toward ack levels (reckoned over
+   * the voters now), as if the keyspace had not heard it left; its copy goes with its machine.
+   * The membership simulation must catch this variant (test/sim/membership-ap.test.ts).
+   * @default false
+   */
+  readonly unsafeCountRemoved?: boolean;
 }
 
 export const AP_DEFAULTS = {
@@ -141,7 +149,9 @@ export function apAsync(options: ApAsyncOptions = {}): ConsistencyPolicy {
 
 export class ApAsyncKeyspace implements KeyspacePolicy {
   readonly #ctx: PolicyContext;
-  readonly #o: Required<Omit<ApAsyncOptions, 'merge' | 'watchLimits'>> & { retryMaxMs: number };
+  readonly #o: Required<Omit<ApAsyncOptions, 'merge' | 'watchLimits' | 'unsafeCountRemoved'>> & { retryMaxMs: number };
+  /** See ApAsyncOptions.unsafeCountRemoved: voters removed since start, whose acks still count. */
+  readonly #unsafeRemovedVoters: Set<string> | undefined;
   readonly #resolve: ConflictResolver;
   readonly #digest = new KeyspaceDigest();
   readonly #replicators = new Map<string, PeerReplicator>();
@@ -170,8 +180,9 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
 
   constructor(context: PolicyContext, options: ApAsyncOptions) {
     this.#ctx = context;
-    const { watchLimits, ...rest } = options;
+    const { watchLimits, unsafeCountRemoved, ...rest } = options;
     this.#o = withDefaults(AP_DEFAULTS, rest);
+    this.#unsafeRemovedVoters = unsafeCountRemoved === true ? new Set() : undefined;
     this.#feed = new LocalFeed(feedEpoch(context.store), { keyspace: context.keyspace, maxBytes: this.#o.feedBytes });
     this.#hub = new WatchHub(this.#feed, context.scheduler, { ...WATCH_DEFAULTS, ...watchLimits });
     this.#recorder = new FeedRecorder(context.store, context.keyspace, (events) => {
@@ -203,21 +214,27 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
     const next = checkedMembers(members);
     if (this.#closed || sameMembers(next, this.#members)) return;
     const { selfId, keyspace, logger } = this.#ctx;
+    if (this.#unsafeRemovedVoters !== undefined) {
+      for (const id of this.#members.voters) if (!next.voters.has(id) && !next.learners.has(id)) this.#unsafeRemovedVoters.add(id);
+      for (const id of [...next.voters, ...next.learners]) this.#unsafeRemovedVoters.delete(id);
+    }
     this.#members = next;
     this.#peers = peersOf(next, selfId);
     const peers = new Set(this.#peers);
-    for (const peer of [...this.#replicators.keys()]) if (!peers.has(peer)) this.#removePeer(peer);
+    // The broken variant keeps the removed voters (see unsafeCountRemoved).
+    const kept = (peer: string) => peers.has(peer) || this.#unsafeRemovedVoters?.has(peer) === true;
+    for (const peer of [...this.#replicators.keys()]) if (!kept(peer)) this.#removePeer(peer);
     for (const peer of this.#peers) if (!this.#replicators.has(peer)) this.#addPeer(peer);
     for (const wait of this.#ackWaits) {
       for (const [peer, forget] of wait.forget) {
-        if (peers.has(peer)) continue;
+        if (kept(peer)) continue;
         forget();
         wait.forget.delete(peer);
         // Should it come back, it comes back empty: what it held then says nothing now.
         wait.acked.delete(peer);
       }
       for (const r of this.#replicators.values()) if (!wait.forget.has(r.peer)) this.#awaitAck(wait, r);
-      if (ackLevelMet(wait.level, next.voters, selfId, wait.acked)) wait.met();
+      if (this.#ackMet(wait)) wait.met();
     }
     logger.info('the keyspace follows a new membership', { keyspace, voters: [...next.voters].join(','), learners: [...next.learners].join(',') });
     this.#scheduleAntiEntropy();
@@ -378,9 +395,19 @@ export class ApAsyncKeyspace implements KeyspacePolicy {
   #awaitAck(wait: AckWait, r: PeerReplicator): void {
     const forget = r.enqueue(wait.key, wait.version, () => {
       wait.acked.add(r.peer);
-      if (ackLevelMet(wait.level, this.#members.voters, this.#ctx.selfId, wait.acked)) wait.met();
+      if (this.#ackMet(wait)) wait.met();
     });
     wait.forget.set(r.peer, forget);
+  }
+
+  /** Whether `wait`'s acknowledgements meet its ack level among the voters now. */
+  #ackMet(wait: AckWait): boolean {
+    const { voters } = this.#members;
+    const selfId = this.#ctx.selfId;
+    if (this.#unsafeRemovedVoters === undefined || this.#unsafeRemovedVoters.size === 0) return ackLevelMet(wait.level, voters, selfId, wait.acked);
+    // DELIBERATELY BROKEN (unsafeCountRemoved): removed voters' acknowledgements still count.
+    const counted = new Set([...voters, ...this.#unsafeRemovedVoters]);
+    return voterAcks(counted, selfId, wait.acked) >= votersToReach(wait.level, voters.size, voters.has(selfId));
   }
 
   /** Starts replicating to `peer`, with its durable hints (reloaded if an earlier run left some). */
