@@ -5,8 +5,9 @@ import type { NetworkFaults } from '../transport/in-memory-network.js';
 import type { SeededRandom } from './seeded-random.js';
 import { RecordedCalls } from './recorded-call.js';
 import { SimCluster } from './sim-cluster.js';
-import { Nemesis, type FaultEvent } from './nemesis.js';
+import { Nemesis, SimRunError, requireAllServing, type FaultEvent } from './nemesis.js';
 import type { AcknowledgedWrite } from './register-workload.js';
+import { MembershipNemesis, untilMembershipLeader, wipeKeepsVoters } from './membership-nemesis.js';
 import { heldElsewhere } from './wipe-safety.js';
 import { nameOf, valueToWrite } from './large-values.js';
 import { NODE_DEFAULTS } from '../node/config.js';
@@ -28,6 +29,16 @@ export interface CausalWorkloadOptions {
   readonly unsafeSkipRecovery?: boolean;
   /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeIgnoreClockHighWater). @default false */
   readonly unsafeIgnoreClockHighWater?: boolean;
+  /** Change the cluster's membership while the sessions run (see RegisterWorkloadOptions.membershipChanges). @default false */
+  readonly membershipChanges?: boolean;
+  /** Virtual ms each session waits before each operation. @default [0, 8] */
+  readonly opPauseMs?: readonly [number, number];
+  /** Virtual ms between the fault nemesis's actions. @default [20, 150] */
+  readonly faultPauseMs?: readonly [number, number];
+  /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafePromoteLagging). @default false */
+  readonly unsafePromoteLagging?: boolean;
+  /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeOverlappingChanges). @default false */
+  readonly unsafeOverlappingChanges?: boolean;
 }
 
 export interface CausalWorkloadResult {
@@ -62,6 +73,7 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
   const keys = Array.from({ length: options.keys ?? 4 }, (_, i) => `k${i}`);
   const moveRate = options.moveRate ?? 0.3;
   const timeoutMs = options.timeoutMs ?? 300;
+  const opPauseMs = options.opPauseMs ?? [0, 8];
   const cluster = new SimCluster({
     seed: options.seed,
     keyspaces: { [CAUSAL_KEYSPACE]: options.policy },
@@ -69,9 +81,12 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
     requestTimeoutMs: timeoutMs,
     unsafeSkipRecovery: options.unsafeSkipRecovery,
     unsafeIgnoreClockHighWater: options.unsafeIgnoreClockHighWater,
+    unsafePromoteLagging: options.unsafePromoteLagging,
+    unsafeOverlappingChanges: options.unsafeOverlappingChanges,
     // Every node starts new: the run begins with the cluster forming.
     formed: false,
   });
+  const membershipChanges = options.membershipChanges ?? false;
   const { scheduler } = cluster;
   const recorder = new HistoryRecorder(() => scheduler.nowMs());
   const served = new Map<string, string>(); // `${session}:${invokeIndex}` -> node
@@ -87,7 +102,7 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
     let node = random.pick(cluster.nodeIds);
     let token: Uint8Array = new Uint8Array(0);
     for (let n = 0; n < opsPerSession; n++) {
-      await sleep(random.between(0, 8));
+      await sleep(random.between(opPauseMs[0], opPauseMs[1]));
       if (random.chance(moveRate)) {
         node = random.pick(cluster.nodeIds);
         stats.moves!++;
@@ -119,24 +134,40 @@ export async function runCausalWorkload(options: CausalWorkloadOptions): Promise
     }
   };
 
+  // Only a disk whose own writes every peer has applied (its origin log is empty) and whose
+  // entries the others hold: a causal write acknowledged by one replica lives on one disk.
+  const canLose = (id: string) => cluster.stores.get(id)!.durableEntries(`_l.${CAUSAL_KEYSPACE}`).length === 0 && heldElsewhere(cluster, id, CAUSAL_KEYSPACE, 1);
+  let membership: MembershipNemesis | undefined;
   const nemesis = new Nemesis(cluster, cluster.random.fork(199), {
     isolateWholeNodes: false, // one link down: the others still relay
-    pauseMs: [20, 150],
+    pauseMs: options.faultPauseMs ?? [20, 150],
     stormy: STORMY,
-    // Only a disk whose own writes every peer has applied (its origin log is empty) and whose
-    // entries the others hold: a causal write acknowledged by one replica lives on one disk.
-    canWipe: (id) => cluster.stores.get(id)!.durableEntries(`_l.${CAUSAL_KEYSPACE}`).length === 0 && heldElsewhere(cluster, id, CAUSAL_KEYSPACE, 1),
+    canWipe: (id) => canLose(id) && (membership === undefined || wipeKeepsVoters(cluster, membership, id)),
+    ...(membershipChanges ? { splitRate: 0.4 } : {}),
   }, stats);
+  if (membershipChanges) {
+    membership = new MembershipNemesis(cluster, cluster.random.fork(198), {
+      pauseMs: [30, 200],
+      overlapRate: options.unsafeOverlappingChanges ? 0.35 : 0.1,
+      canLose,
+      startWhenKnown: true,
+    }, stats, nemesis.schedule);
+  }
 
   if (!(await cluster.untilAllServing(10_000))) throw new Error(`seed ${options.seed}: the cluster did not form within 10 virtual seconds`);
+  if (membershipChanges && !(await untilMembershipLeader(cluster, 10_000))) throw new SimRunError(`seed ${options.seed}: no node led the cluster's membership within 10 virtual seconds of forming`, nemesis.schedule, stats);
   const work = Promise.all(Array.from({ length: sessions }, (_, i) => session(i, cluster.random.fork(200 + i))));
   const chaos = nemesis.run();
+  const changes = membership?.run() ?? Promise.resolve();
   const finished = await scheduler.runUntilSettled(work, 10 * 60_000);
   nemesis.stop();
-  if (!finished) throw new Error(`seed ${options.seed}: the causal workload did not finish within 10 virtual minutes`);
+  membership?.stop();
+  if (!finished) throw new SimRunError(`seed ${options.seed}: the causal workload did not finish within 10 virtual minutes`, nemesis.schedule, stats);
+  if (!(await scheduler.runUntilSettled(changes, 60_000))) throw new SimRunError(`seed ${options.seed}: the membership nemesis did not stop within a virtual minute`, nemesis.schedule, stats);
   nemesis.heal();
   await scheduler.runUntilSettled(chaos, 1_000);
-  if (!(await cluster.untilAllServing(30_000, true))) throw new Error(`seed ${options.seed}: not every node serves 30 virtual seconds after the heal`);
+  if (membership !== undefined) await scheduler.runUntilSettled(membership.finish(), 60_000);
+  await requireAllServing(cluster, options.seed, nemesis.schedule, stats);
   Object.assign(stats, cluster.faults);
 
   const events = recorder.events();

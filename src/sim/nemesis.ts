@@ -24,12 +24,45 @@ export interface NemesisOptions {
   readonly canWipe: (id: string) => boolean;
   /** The network while stormy. @default STORMY */
   readonly stormy?: NetworkFaults;
+  /**
+   * The share of partitions that split the nodes into two halves (the smaller one chosen at
+   * random) rather than cutting off one node or one link. Membership runs use it: with four or
+   * five nodes a half is more than one node. @default 0 (no extra random draw is made)
+   */
+  readonly splitRate?: number;
 }
 
 /** One fault action, as the schedule records it. */
 export interface FaultEvent {
   readonly atMs: number;
   readonly action: string;
+}
+
+/**
+ * A simulated run that could not go on, with the schedule that led there (for the report).
+ * `stuck`: nodes never served again after the heal (a recovery or join that never ended).
+ */
+export class SimRunError extends Error {
+  override readonly name = 'SimRunError';
+  constructor(
+    message: string,
+    readonly schedule: readonly FaultEvent[],
+    readonly stats: Record<string, number>,
+    readonly stuck = false,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * After the heal: waits up to `withinMs` virtual ms for every node of `cluster` to serve (wiped
+ * ones recovered, new ones joined); throws a stuck SimRunError naming each node's phase if not.
+ */
+export async function requireAllServing(cluster: SimCluster, seed: number, schedule: readonly FaultEvent[], stats: Record<string, number>, withinMs = 30_000): Promise<void> {
+  if (await cluster.untilAllServing(withinMs, true)) return;
+  Object.assign(stats, cluster.faults);
+  const phases = cluster.nodeIds.map((id) => `${id} ${cluster.isUp(id) ? cluster.node(id).phase + ' ' + cluster.node(id).waitingFor : 'down'}`);
+  throw new SimRunError(`seed ${seed}: not every node serves ${withinMs / 1000} virtual seconds after the heal: ${phases.join('; ')}`, schedule, stats, true);
 }
 
 /**
@@ -75,6 +108,15 @@ export class Nemesis {
       const down = cluster.nodeIds.filter((id) => !cluster.isUp(id));
       const roll = random.next();
       if (roll < 0.16) {
+        if (options.splitRate !== undefined && random.chance(options.splitRate)) {
+          const rest = [...cluster.nodeIds];
+          const half: string[] = [];
+          while (half.length < Math.floor(cluster.nodeIds.length / 2)) half.push(rest.splice(random.int(0, rest.length - 1), 1)[0]!);
+          cluster.network.partition([half, rest]);
+          this.#record(`split ${half.join(' ')} | ${rest.join(' ')}`);
+          this.stats.partitions!++;
+          continue;
+        }
         const a = random.pick(cluster.nodeIds);
         if (options.isolateWholeNodes) {
           cluster.network.partition([[a], cluster.nodeIds.filter((id) => id !== a)]);

@@ -1,6 +1,8 @@
 import type { ConsistencyPolicy } from '../policy/policy.js';
 import { HistoryRecorder, type HistoryEvent, type OpFunction } from '../testing/history.js';
-import { Nemesis, type FaultEvent } from './nemesis.js';
+import { Nemesis, SimRunError, requireAllServing, type FaultEvent } from './nemesis.js';
+import { MembershipNemesis, untilMembershipLeader, wipeKeepsVoters } from './membership-nemesis.js';
+import { LossGuard } from './loss-guard.js';
 import { nameOf, valueToWrite } from './large-values.js';
 import { NODE_DEFAULTS } from '../node/config.js';
 import { heldElsewhere } from './wipe-safety.js';
@@ -38,6 +40,20 @@ export interface RegisterWorkloadOptions {
   readonly unsafeSkipRecovery?: boolean;
   /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeIgnoreClockHighWater). @default false */
   readonly unsafeIgnoreClockHighWater?: boolean;
+  /**
+   * Change the cluster's membership while the workload runs (membership-nemesis.ts): nodes added
+   * (they join as learners and are promoted), removed and retired, replaced. AP keyspaces then
+   * decide which disks may go by what acknowledgements promised (loss-guard.ts). @default false
+   */
+  readonly membershipChanges?: boolean;
+  /** Virtual ms each client waits before each operation. @default [0, 5] */
+  readonly opPauseMs?: readonly [number, number];
+  /** Virtual ms between the fault nemesis's actions. @default [20, 120] */
+  readonly faultPauseMs?: readonly [number, number];
+  /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafePromoteLagging). @default false */
+  readonly unsafePromoteLagging?: boolean;
+  /** DELIBERATELY BROKEN nodes (see NodeSettings.unsafeOverlappingChanges); the membership nemesis then sometimes asks for two changes at once. @default false */
+  readonly unsafeOverlappingChanges?: boolean;
 }
 
 export interface RegisterWorkloadResult {
@@ -51,6 +67,11 @@ export interface RegisterWorkloadResult {
   readonly acknowledged: readonly AcknowledgedWrite[];
   /** The nemesis's actions, in order, with their virtual times. */
   readonly schedule: readonly FaultEvent[];
+  /**
+   * AP membership runs: acknowledgements that did not have the copies their ack level promises
+   * when they were made (see LossGuard.acknowledged), each described.
+   */
+  readonly brokenPromises: readonly string[];
 }
 
 export interface AcknowledgedWrite {
@@ -62,6 +83,10 @@ export interface AcknowledgedWrite {
   readonly node: string;
   readonly invokedAtMs: number;
   readonly completedAtMs: number;
+  /** AP keyspaces: the ack level it was acknowledged at. */
+  readonly ack?: 'one' | 'quorum';
+  /** Membership runs: the coordinator's voters when it acknowledged the write. */
+  readonly voters?: readonly string[];
 }
 
 const KEYSPACE = 'register';
@@ -87,6 +112,7 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   const injectFaults = options.faults ?? true;
   const quorumAckRate = options.quorumAckRate ?? 0;
   const casRate = options.casRate ?? 0;
+  const opPauseMs = options.opPauseMs ?? [0, 5];
   const cluster = new SimCluster({
     seed: options.seed,
     keyspaces: { [KEYSPACE]: options.policy },
@@ -94,15 +120,21 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
     requestTimeoutMs: timeoutMs,
     unsafeSkipRecovery: options.unsafeSkipRecovery,
     unsafeIgnoreClockHighWater: options.unsafeIgnoreClockHighWater,
+    unsafePromoteLagging: options.unsafePromoteLagging,
+    unsafeOverlappingChanges: options.unsafeOverlappingChanges,
     // Every node starts new: the run begins with the cluster forming.
     formed: false,
   });
+  const membershipChanges = options.membershipChanges ?? false;
+  const isAp = options.policy.name === 'ap';
+  const guard = membershipChanges && isAp ? new LossGuard(cluster, KEYSPACE) : undefined;
   const { scheduler } = cluster;
   const recorder = new HistoryRecorder(() => scheduler.nowMs());
   const stats: Record<string, number> = { ok: 0, fail: 0, info: 0 };
   const keys = Array.from({ length: keyCount }, (_, i) => `k${i}`);
   const sleep = (ms: number) => new Promise<void>((resolve) => scheduler.setTimer(ms, resolve));
   const acknowledged: AcknowledgedWrite[] = [];
+  const brokenPromises: string[] = [];
 
   const calls = new RecordedCalls(stats);
   cluster.crashListeners.push((id) => calls.crashed(id));
@@ -114,7 +146,7 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
     const lastRead = new Map<string, Uint8Array>();
     const casRolls = cluster.random.fork(6_000 + process);
     for (let n = 0; n < opsPerClient; n++) {
-      await sleep(random.between(0, 5));
+      await sleep(random.between(opPauseMs[0], opPauseMs[1]));
       const nodeId = random.pick(cluster.nodeIds);
       const key = random.pick(keys);
       const roll = random.next();
@@ -132,8 +164,13 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
       }
       const ks = cluster.node(nodeId).keyspace(KEYSPACE);
       const invokedAtMs = scheduler.nowMs();
-      const acked = (version: Version) =>
-        acknowledged.push({ key, value, version, node: nodeId, invokedAtMs, completedAtMs: scheduler.nowMs() });
+      const acked = (version: Version) => {
+        if (!membershipChanges) return void acknowledged.push({ key, value, version, node: nodeId, invokedAtMs, completedAtMs: scheduler.nowMs() });
+        const voters = cluster.isUp(nodeId) ? cluster.node(nodeId).membership.voters : [];
+        acknowledged.push({ key, value, version, node: nodeId, invokedAtMs, completedAtMs: scheduler.nowMs(), ack: ack ?? 'one', voters });
+        const broken = guard?.acknowledged({ key, version, level: ack ?? 'one', voters, invokedAtMs });
+        if (broken !== undefined) brokenPromises.push(`${nodeId} at ${Math.round(scheduler.nowMs())} ms: ${broken}`);
+      };
       await calls.run(nodeId, handle, () =>
         f === 'cas'
           ? ks.compareAndSet(key, expected!, valueToWrite(`${process}-${n}`, sizes, LARGE_VALUE_RATE, NODE_DEFAULTS.maxValueBytes)).then((r) => () => {
@@ -163,32 +200,50 @@ export async function runRegisterWorkload(options: RegisterWorkloadOptions): Pro
   // replace it): one such node leaves the other two to elect leaders, a second would leave none.
   // So the nemesis wipes one node per run, as often as it likes.
   const wipedCp = new Set<string>();
+  let membership: MembershipNemesis | undefined;
   const nemesis = new Nemesis(cluster, cluster.random.fork(99), {
     isolateWholeNodes: true,
-    pauseMs: [20, 120],
+    pauseMs: options.faultPauseMs ?? [20, 120],
     canWipe: (id) => {
+      if (membership !== undefined) return wipeKeepsVoters(cluster, membership, id) && (guard === undefined || guard.canLose(id));
       if (options.policy.name !== 'cp') return heldElsewhere(cluster, id, KEYSPACE, 1);
       if (wipedCp.size > 0 && !wipedCp.has(id)) return false;
       wipedCp.add(id);
       return true;
     },
+    ...(membershipChanges ? { splitRate: 0.4 } : {}),
   }, stats);
+  if (membershipChanges) {
+    membership = new MembershipNemesis(cluster, cluster.random.fork(98), {
+      pauseMs: [30, 200],
+      overlapRate: options.unsafeOverlappingChanges ? 0.35 : 0.1,
+      canLose: (id) => guard === undefined || guard.canLose(id),
+    }, stats, nemesis.schedule);
+  }
 
   // The cluster forms first (every node new, two probe rounds); the faults start once it serves.
   if (!(await cluster.untilAllServing(10_000))) throw new Error(`seed ${options.seed}: the cluster did not form within 10 virtual seconds`);
+  // Membership changes need the membership's leader: its first election (on the system
+  // keyspace's own, slower timing) ends before the run begins.
+  if (membershipChanges && !(await untilMembershipLeader(cluster, 10_000))) throw new SimRunError(`seed ${options.seed}: no node led the cluster's membership within 10 virtual seconds of forming`, nemesis.schedule, stats);
   const workload = Promise.all(Array.from({ length: clients }, (_, i) => client(i, cluster.random.fork(100 + i))));
   const chaos = injectFaults ? nemesis.run() : Promise.resolve();
+  const changes = membership?.run() ?? Promise.resolve();
   const finished = await scheduler.runUntilSettled(workload, 10 * 60_000);
   nemesis.stop();
-  if (!finished) throw new Error(`seed ${options.seed}: the workload did not finish within 10 virtual minutes`);
+  membership?.stop();
+  if (!finished) throw new SimRunError(`seed ${options.seed}: the workload did not finish within 10 virtual minutes`, nemesis.schedule, stats);
+  // The membership change under way ends (each step is bounded in time).
+  if (!(await scheduler.runUntilSettled(changes, 60_000))) throw new SimRunError(`seed ${options.seed}: the membership nemesis did not stop within a virtual minute`, nemesis.schedule, stats);
 
   // Heal everything, so that callers can check convergence on the final state.
   nemesis.heal();
   await scheduler.runUntilSettled(chaos, 1_000);
+  // Nodes removed and not retired yet hand over what they hold, then go.
+  if (membership !== undefined) await scheduler.runUntilSettled(membership.finish(), 60_000);
   // Every node serving again: wiped ones recovered (a clock that ran ahead has been caught up with).
-  if (!(await cluster.untilAllServing(30_000, true))) {
-    throw new Error(`seed ${options.seed}: not every node serves 30 virtual seconds after the heal: ${cluster.nodeIds.map((id) => `${id} ${cluster.isUp(id) ? cluster.node(id).phase + ' ' + cluster.node(id).waitingFor : 'down'}`).join('; ')}`);
-  }
+  await requireAllServing(cluster, options.seed, nemesis.schedule, stats);
   Object.assign(stats, cluster.faults, cluster.policyTotals());
-  return { seed: options.seed, events: recorder.events(), stats, cluster, acknowledged, schedule: nemesis.schedule };
+  return { seed: options.seed, events: recorder.events(), stats, cluster, acknowledged, schedule: nemesis.schedule, brokenPromises };
 }
+

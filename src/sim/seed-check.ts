@@ -6,12 +6,13 @@ import { checkCausalConsistency } from '../testing/causal-checker.js';
 import { pairOperations, type HistoryEvent, type Operation } from '../testing/history.js';
 import { checkLinearizability } from '../testing/linearizability.js';
 import { CAUSAL_KEYSPACE, runCausalWorkload } from './causal-workload.js';
-import type { FaultEvent } from './nemesis.js';
+import { SimRunError, type FaultEvent } from './nemesis.js';
 import { runRegisterWorkload } from './register-workload.js';
 import type { SimCluster } from './sim-cluster.js';
 import { checkVersionOrder } from './version-order.js';
 import { checkRaftAgreement } from './raft-agreement.js';
 import { nameOf } from './large-values.js';
+import { SYSTEM_KEYSPACE } from '../node/cluster-membership.js';
 
 export type SimPolicy = 'cp' | 'ap' | 'causal';
 
@@ -29,12 +30,38 @@ export interface BrokenVariant {
   readonly commitWithoutMajority?: boolean;
   /** CP: CpQuorumOptions.unsafeReadIndexWithoutQuorum: the leader reads without confirming it leads. */
   readonly readIndexWithoutQuorum?: boolean;
+  /**
+   * Not a broken build: the run changes the cluster's membership meanwhile (membership-nemesis.ts),
+   * with fewer operations per client. The broken variants below need it.
+   */
+  readonly membershipChanges?: boolean;
+  /** NodeSettings.unsafePromoteLagging and, for CP keyspaces, CpQuorumOptions.unsafePromoteLagging: learners promoted before they caught up. */
+  readonly promoteLagging?: boolean;
+  /** NodeSettings.unsafeOverlappingChanges: membership changes overlap (no joint consensus); the nemesis asks for two at once. */
+  readonly overlappingChanges?: boolean;
+  /** AP: ApAsyncOptions.unsafeCountRemoved: a removed voter's acknowledgements still count. */
+  readonly countRemoved?: boolean;
 }
+
+/**
+ * The shape of membership runs: operations per client (per session for causal), the pause before
+ * each, and the pause between fault actions. The cluster's membership changes through the system
+ * keyspace, whose Raft group runs on production timing (100 ms ticks, elections of 1–2 s): a run
+ * must last a few virtual seconds for several changes to land, so operations are spread out, and
+ * the faults come less often (each crash of the membership's leader halts changes for an
+ * election). AP writes may wait a second for their quorum: a write still waiting when a voter
+ * that acknowledged it is removed is what tells a build that keeps counting that voter apart.
+ */
+export const MEMBERSHIP_RUN = {
+  cp: { clients: 3, ops: 16, opPauseMs: [0, 140], faultPauseMs: [60, 300] },
+  ap: { clients: 3, ops: 20, opPauseMs: [0, 120], faultPauseMs: [60, 300], timeoutMs: 1_000 },
+  causal: { clients: 4, ops: 16, opPauseMs: [0, 140], faultPauseMs: [60, 300] },
+} as const;
 
 /** What went wrong in one seed. */
 export interface SeedViolation {
   /** Which check failed: linearizability, causality, convergence, durability or version order. */
-  readonly kind: 'linearizability' | 'raft-agreement' | 'causality' | 'convergence' | 'lost-write' | 'version-order' | 'recovery' | 'run';
+  readonly kind: 'linearizability' | 'raft-agreement' | 'causality' | 'convergence' | 'lost-write' | 'ack-promise' | 'version-order' | 'recovery' | 'run';
   readonly explanation: string;
   /** The operations of the history, to cut a window from. */
   readonly operations: readonly Operation[];
@@ -62,7 +89,19 @@ export interface SeedResult {
  */
 export const SIM_RAFT_TIMING = { tickMs: 10, electionTicks: 10, snapshotEvery: 30, snapshotChunkBytes: 1 } as const;
 
+/**
+ * CP data keyspaces in membership runs: SIM_RAFT_TIMING with 20 ms ticks (elections of 200–400
+ * ms), which halves what a run of several virtual seconds costs.
+ */
+export const MEMBERSHIP_RAFT_TIMING = { ...SIM_RAFT_TIMING, tickMs: 20 } as const;
+
 export const SIM_AP_OPTIONS: ApAsyncOptions = { antiEntropyIntervalMs: 200, hintReplayIntervalMs: 100, callTimeoutMs: 100 };
+/**
+ * AP keyspaces in membership runs: hints offered every 400 ms and anti-entropy every 500 ms (the
+ * production defaults are 200 ms and 1 s), so that a node cut off for a while catches up through
+ * them more slowly than the membership's log reaches it.
+ */
+export const MEMBERSHIP_AP_OPTIONS: ApAsyncOptions = { antiEntropyIntervalMs: 500, hintReplayIntervalMs: 400, callTimeoutMs: 100 };
 /** After the heal, AP replicas must agree within this long (two anti-entropy intervals, plus time for clocks that ran ahead). */
 const AP_CONVERGENCE_MS = 2 * 200 + 4_000;
 /** Causal replicas must agree within this long after the heal (clocks that ran ahead by up to 3 s included). */
@@ -80,27 +119,45 @@ export async function runSeed(policy: SimPolicy, seed: number, broken: BrokenVar
     if (policy === 'causal') return await runCausal(seed, broken);
     return await runRegister(policy, seed, broken);
   } catch (error) {
+    // A run that stopped with nodes that never served again is a recovery that never ended.
+    if (error instanceof SimRunError) {
+      return { policy, seed, stats: error.stats, schedule: error.schedule, violation: { kind: error.stuck ? 'recovery' : 'run', explanation: error.message, operations: [] } };
+    }
     return { policy, seed, stats: {}, schedule: [], violation: { kind: 'run', explanation: error instanceof Error ? (error.stack ?? error.message) : String(error), operations: [] } };
   }
 }
 
 async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVariant): Promise<SeedResult> {
-  const cpOptions: CpQuorumOptions = { timing: SIM_RAFT_TIMING, unsafeCommitWithoutMajority: broken.commitWithoutMajority, unsafeReadIndexWithoutQuorum: broken.readIndexWithoutQuorum };
+  const membership = isMembershipRun(broken);
+  const cpOptions: CpQuorumOptions = {
+    timing: membership ? MEMBERSHIP_RAFT_TIMING : SIM_RAFT_TIMING,
+    unsafeCommitWithoutMajority: broken.commitWithoutMajority,
+    unsafeReadIndexWithoutQuorum: broken.readIndexWithoutQuorum,
+    ...(broken.promoteLagging ? { unsafePromoteLagging: true } : {}),
+  };
   const run = await runRegisterWorkload({
     seed,
-    policy: policy === 'cp' ? cpQuorum(cpOptions) : apAsync(SIM_AP_OPTIONS),
+    policy: policy === 'cp' ? cpQuorum(cpOptions) : apAsync({ ...(membership ? MEMBERSHIP_AP_OPTIONS : SIM_AP_OPTIONS), ...(broken.countRemoved ? { unsafeCountRemoved: true } : {}) }),
     casRate: policy === 'cp' ? 0.15 : 0,
-    quorumAckRate: policy === 'ap' ? 0.5 : 0,
+    // With membership changes every AP write asks for a quorum: an ack-one write lives on one
+    // disk, and a removed node's disk goes (the loss guard would then keep every such node).
+    quorumAckRate: policy === 'ap' ? (membership ? 1 : 0.5) : 0,
     unsafeSkipRecovery: broken.skipRecovery,
     unsafeIgnoreClockHighWater: broken.ignoreClockHighWater,
+    ...(membership
+      ? { membershipChanges: true, clients: MEMBERSHIP_RUN[policy].clients, opsPerClient: MEMBERSHIP_RUN[policy].ops, ...(policy === 'ap' ? { timeoutMs: MEMBERSHIP_RUN.ap.timeoutMs } : {}), opPauseMs: MEMBERSHIP_RUN[policy].opPauseMs, faultPauseMs: MEMBERSHIP_RUN[policy].faultPauseMs, unsafePromoteLagging: broken.promoteLagging, unsafeOverlappingChanges: broken.overlappingChanges }
+      : {}),
   });
   const base = { policy, seed, stats: run.stats, schedule: run.schedule };
   const operations = pairOperations(run.events);
   const stuck = unrecovered(run.stats);
   if (stuck !== undefined) return { ...base, violation: { kind: 'recovery', explanation: stuck, operations } };
   if (policy === 'cp') {
-    const logs = new Map(run.cluster.nodeIds.map((id) => [id, run.cluster.stores.get(id)!.durableRaftLog('register')]));
-    const disagreement = checkRaftAgreement(logs);
+    const disagreement = raftDisagreement(run.cluster, 'register', membership);
+    if (disagreement !== undefined) return { ...base, violation: { kind: 'raft-agreement', explanation: disagreement, operations } };
+  }
+  if (membership) {
+    const disagreement = raftDisagreement(run.cluster, SYSTEM_KEYSPACE, true);
     if (disagreement !== undefined) return { ...base, violation: { kind: 'raft-agreement', explanation: disagreement, operations } };
   }
   const order = checkVersionOrder(run.acknowledged);
@@ -113,9 +170,13 @@ async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVari
     }
     return base;
   }
-  const converged = await timeToConverge(run.cluster, 'register', AP_CONVERGENCE_MS);
+  // Membership runs decide which disks may go by what acknowledgements promise: each was checked when made.
+  const brokenPromise = run.brokenPromises[0];
+  if (brokenPromise !== undefined) return { ...base, violation: { kind: 'ack-promise', explanation: brokenPromise, operations } };
+  const convergenceMs = membership ? 2 * MEMBERSHIP_AP_OPTIONS.antiEntropyIntervalMs! + 4_000 : AP_CONVERGENCE_MS;
+  const converged = await timeToConverge(run.cluster, 'register', convergenceMs);
   if (converged < 0) {
-    return { ...base, violation: { kind: 'convergence', explanation: `replicas differ ${AP_CONVERGENCE_MS} ms after the heal:\n${describeStates(run.cluster, 'register')}`, operations } };
+    return { ...base, violation: { kind: 'convergence', explanation: `replicas differ ${convergenceMs} ms after the heal:\n${describeStates(run.cluster, 'register')}`, operations } };
   }
   for (const id of run.cluster.nodeIds) {
     const state = stateOf(run.cluster, id, 'register');
@@ -139,10 +200,23 @@ async function runRegister(policy: 'cp' | 'ap', seed: number, broken: BrokenVari
 
 async function runCausal(seed: number, broken: BrokenVariant): Promise<SeedResult> {
   const options: CausalOptions = { callTimeoutMs: 100, unsafeSkipDependencyCheck: broken.skipDependencyCheck, unsafeReadInFlight: broken.readInFlight };
-  const run = await runCausalWorkload({ seed, policy: causal(options), unsafeSkipRecovery: broken.skipRecovery, unsafeIgnoreClockHighWater: broken.ignoreClockHighWater });
+  const membership = isMembershipRun(broken);
+  const run = await runCausalWorkload({
+    seed,
+    policy: causal(options),
+    unsafeSkipRecovery: broken.skipRecovery,
+    unsafeIgnoreClockHighWater: broken.ignoreClockHighWater,
+    ...(membership
+      ? { membershipChanges: true, sessions: MEMBERSHIP_RUN.causal.clients, opsPerSession: MEMBERSHIP_RUN.causal.ops, opPauseMs: MEMBERSHIP_RUN.causal.opPauseMs, faultPauseMs: MEMBERSHIP_RUN.causal.faultPauseMs, unsafePromoteLagging: broken.promoteLagging, unsafeOverlappingChanges: broken.overlappingChanges }
+      : {}),
+  });
   const base = { policy: 'causal' as const, seed, stats: run.stats, schedule: run.schedule };
   const stuck = unrecovered(run.stats);
   if (stuck !== undefined) return { ...base, violation: { kind: 'recovery', explanation: stuck, operations: run.operations } };
+  if (membership) {
+    const disagreement = raftDisagreement(run.cluster, SYSTEM_KEYSPACE, true);
+    if (disagreement !== undefined) return { ...base, violation: { kind: 'raft-agreement', explanation: disagreement, operations: run.operations } };
+  }
   const order = checkVersionOrder(run.acknowledged);
   if (order !== undefined) return { ...base, violation: { kind: 'version-order', explanation: order, operations: run.operations } };
   const result = checkCausalConsistency(run.operations);
@@ -158,7 +232,23 @@ async function runCausal(seed: number, broken: BrokenVariant): Promise<SeedResul
 function unrecovered(stats: Record<string, number>): string | undefined {
   const wiped = stats.amnesia ?? 0;
   const recovered = stats.recoveries ?? 0;
-  return wiped === recovered ? undefined : `${wiped} replicas lost their disks but ${recovered} recovered and served again by the end of the run`;
+  // A wiped node retired before it recovered (membership runs) has nothing left to recover.
+  const retired = stats.retiredRecovering ?? 0;
+  return wiped === recovered + retired ? undefined : `${wiped} replicas lost their disks but ${recovered} recovered and served again by the end of the run${retired > 0 ? ` (and ${retired} were retired first)` : ''}`;
+}
+
+function isMembershipRun(broken: BrokenVariant): boolean {
+  return broken.membershipChanges === true || broken.promoteLagging === true || broken.overlappingChanges === true || broken.countRemoved === true;
+}
+
+/**
+ * Raft agreement (raft-agreement.ts) over the durable logs of a CP keyspace: the nodes' now, and
+ * in membership runs also those of nodes retired meanwhile (what they committed still had to agree).
+ */
+function raftDisagreement(cluster: SimCluster, keyspace: string, withRetired: boolean): string | undefined {
+  const ids = withRetired ? [...cluster.nodeIds, ...cluster.retired] : cluster.nodeIds;
+  const problem = checkRaftAgreement(new Map(ids.map((id) => [id, cluster.stores.get(id)!.durableRaftLog(keyspace)])));
+  return problem === undefined || !withRetired ? problem : `keyspace ${keyspace}: ${problem}`;
 }
 
 function stateOf(cluster: SimCluster, id: string, keyspace: string): Map<string, Entry> {
