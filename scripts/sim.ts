@@ -1,5 +1,5 @@
 /**
- * `npm run sim -- --policy cp|ap|causal|all [--seeds N] [--from S] [--workers W] [--broken VARIANT]`
+ * `npm run sim -- --policy cp|ap|causal|all [--seeds N] [--from S] [--workers W] [--membership] [--broken VARIANT]`
  *
  * A long simulation campaign on every core (see src/sim/campaign.ts): a progress bar on stderr,
  * then a summary on stdout, and for a failing seed its fault schedule, the shortest history
@@ -23,6 +23,10 @@ const BROKEN: Record<string, { readonly variant: BrokenVariant; readonly policie
   'skip-dependency-check': { variant: { skipDependencyCheck: true }, policies: ['causal'] },
   'read-in-flight': { variant: { readInFlight: true }, policies: ['causal'] },
   'ignore-clock-high-water': { variant: { ignoreClockHighWater: true }, policies: ['cp', 'ap', 'causal'] },
+  // These three run with membership changes (--membership is implied).
+  'overlapping-changes': { variant: { overlappingChanges: true }, policies: ['cp'] },
+  'promote-lagging': { variant: { promoteLagging: true }, policies: ['causal'] },
+  'count-removed': { variant: { countRemoved: true }, policies: ['ap'] },
 };
 /** Seeds are taken modulo 2^32 by the random generator, so larger ones would repeat smaller ones. */
 const MAX_SEED = 2 ** 32 - 1;
@@ -53,6 +57,9 @@ checked by that policy's checkers, spread over worker threads.
   --seeds N       how many seeds to run (default 1000)
   --from S        the first seed (default 1): runs S … S+N-1
   --workers W     worker threads (default: all cores, ${availableParallelism()} here)
+  --membership    change the cluster's membership meanwhile: nodes join as learners and are
+                  promoted, voters and learners are removed and retired, dead ones replaced
+                  (src/sim/membership-nemesis.ts); fewer operations per client, spread out
   --broken V      run a DELIBERATELY BROKEN variant, which the campaign should catch:
                     skip-recovery          a node with an empty disk serves at once, as new (every
                                            policy; on CP it votes again, having forgotten its votes)
@@ -61,6 +68,12 @@ checked by that policy's checkers, spread over worker threads.
                     skip-dependency-check  causal writes applied before their dependencies (causal)
                     read-in-flight         replicas answer with writes not yet durable (causal)
                     ignore-clock-high-water  a restarted node's clock may go back (every policy)
+                    overlapping-changes    a membership change taken while another is uncommitted
+                                           (cp; caught in the membership's own Raft log)
+                    promote-lagging        learners promoted before they caught up (causal, whose
+                                           new members copy from every peer)
+                    count-removed          a removed voter's acknowledgements still count (ap)
+                  the last three change the membership (--membership is implied)
                   the exit status is then 0 only if the campaign found at least one violation
   --help          this text
 
@@ -77,14 +90,21 @@ interface Options {
   readonly from: number;
   readonly workers: number;
   readonly broken?: string;
+  readonly membership: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Options | 'help' {
   const values = new Map<string, string>();
   const valued = new Set(['--policy', '--seeds', '--from', '--workers', '--broken']);
+  let membership = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--membership') {
+      if (membership) throw new UsageError('--membership given twice');
+      membership = true;
+      continue;
+    }
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
     const eq = arg.indexOf('=');
     const flag = eq < 0 ? arg : arg.slice(0, eq);
@@ -121,7 +141,7 @@ function parseArgs(argv: readonly string[]): Options | 'help' {
     const outside = policies.filter((p) => !known.policies.includes(p));
     if (outside.length > 0) throw new UsageError(`--broken ${broken} applies to --policy ${known.policies.join(' or ')} only, not ${outside.join(', ')}`);
   }
-  return { policies, seeds, from, workers, ...(broken === undefined ? {} : { broken }) };
+  return { policies, seeds, from, workers, membership, ...(broken === undefined ? {} : { broken }) };
 }
 
 /** The progress line on stderr: redrawn in place on a terminal, else a line every 10 %. */
@@ -189,11 +209,13 @@ function describe(policy: SimPolicy, op: Operation, showKey: boolean): string {
   return `${showKey ? `${JSON.stringify(op.key)}: ` : ''}${describeOperation(shown)}`;
 }
 
-function replayCommand(v: SeedViolationReport, broken: string | undefined): string {
-  return `npm run sim -- --policy ${v.policy} --seeds 1 --from ${v.seed}${broken === undefined ? '' : ` --broken ${broken}`}`;
+function replayCommand(v: SeedViolationReport, broken: string | undefined, membership: boolean): string {
+  // A broken variant of the membership implies --membership: the replay needs only the variant.
+  const implied = broken !== undefined && ['overlapping-changes', 'promote-lagging', 'count-removed'].includes(broken);
+  return `npm run sim -- --policy ${v.policy} --seeds 1 --from ${v.seed}${membership && !implied ? ' --membership' : ''}${broken === undefined ? '' : ` --broken ${broken}`}`;
 }
 
-function printViolation(v: SeedViolationReport, n: number, total: number, broken: string | undefined): void {
+function printViolation(v: SeedViolationReport, n: number, total: number, broken: string | undefined, membership: boolean): void {
   const out: string[] = [];
   out.push('');
   out.push(`──── violation ${n} of ${total}: policy ${v.policy}, seed ${v.seed}, ${v.kind}${v.key === undefined ? '' : ` (key ${JSON.stringify(v.key)})`}`);
@@ -207,7 +229,7 @@ function printViolation(v: SeedViolationReport, n: number, total: number, broken
   const named = new Set(v.window.named);
   const keys = new Set(ops.map((op) => op.key));
   for (const op of ops) out.push(`  ${named.has(op.id) ? '*' : ' '} ${describe(v.policy, op, keys.size > 1)}`);
-  out.push(`replay: ${replayCommand(v, broken)}`);
+  out.push(`replay: ${replayCommand(v, broken, membership)}`);
   process.stdout.write(out.join('\n') + '\n');
 }
 
@@ -242,8 +264,9 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
-  const { policies, seeds, from, workers, broken } = options;
-  const variant = broken === undefined ? undefined : BROKEN[broken]!.variant;
+  const { policies, seeds, from, workers, broken, membership } = options;
+  const variant: BrokenVariant | undefined =
+    broken === undefined ? (membership ? { membershipChanges: true } : undefined) : { ...BROKEN[broken]!.variant, ...(membership ? { membershipChanges: true } : {}) };
 
   // Ctrl-C once: stop handing out seeds and report what ran; twice: quit now.
   const abort = new AbortController();
@@ -260,6 +283,7 @@ async function main(): Promise<number> {
     const last = from + seeds - 1;
     process.stdout.write(
       `== ${policy}: seeds ${from}..${last} on ${plural(Math.min(workers, seeds), 'worker')}` +
+        (membership ? ', with membership changes' : '') +
         (broken === undefined ? '' : ` — DELIBERATELY BROKEN variant ${broken}: violations are expected`) +
         '\n',
     );
@@ -280,7 +304,7 @@ async function main(): Promise<number> {
     }
     printSummary(result);
     const { violations } = result;
-    violations.slice(0, SHOWN_IN_FULL).forEach((v, i) => printViolation(v, i + 1, violations.length, broken));
+    violations.slice(0, SHOWN_IN_FULL).forEach((v, i) => printViolation(v, i + 1, violations.length, broken, membership));
     if (violations.length > SHOWN_IN_FULL) {
       const rest = violations.slice(SHOWN_IN_FULL);
       const seedList = rest.slice(0, 100).map((v) => `${v.seed} (${v.kind})`).join(', ');

@@ -98,6 +98,26 @@ describe('npm run sim', () => {
     expect(shown).toMatch(/history window \(\d+ operations of the run's \d+\)/);
   });
 
+  it('runs seeds with membership changes (--membership), counting them; catches a removed voter still counted (--broken count-removed)', async () => {
+    const [run, broken] = await Promise.all([
+      sim('--policy', 'ap', '--membership', '--seeds', '12', '--workers', '1'),
+      // Seeds 10..29: the variant was caught on 13, 20 and 28 when this was written.
+      sim('--policy', 'ap', '--broken', 'count-removed', '--seeds', '20', '--from', '10', '--workers', '1'),
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain('== ap: seeds 1..12 on 1 worker, with membership changes');
+    expect(run.stdout).toMatch(/summary \(ap\): 12 seeds run, 0 violations/);
+    const also = /also: (.*)/.exec(run.stdout)?.[1] ?? '';
+    expect(Number(/membershipAdds (\d+)/.exec(also)?.[1] ?? 0), also).toBeGreaterThan(0);
+    expect(Number(/membershipRemovals (\d+)/.exec(also)?.[1] ?? 0), also).toBeGreaterThan(0);
+    expect(broken.code, broken.stdout + broken.stderr).toBe(0);
+    expect(broken.stdout).toMatch(/violation 1 of \d+: policy ap, seed \d+, ack-promise/);
+    expect(broken.stdout).toMatch(/replay: npm run sim -- --policy ap --seeds 1 --from \d+ --broken count-removed/);
+    const misplaced = await sim('--policy', 'cp', '--broken', 'count-removed');
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain('--broken count-removed applies to --policy ap only');
+  });
+
   it('exits 2 naming the flag on a bad command line', async () => {
     const [seeds, policy] = await Promise.all([sim('--policy', 'cp', '--seeds', '-3'), sim('--policy', 'sideways')]);
     expect(seeds.code).toBe(2);
