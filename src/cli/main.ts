@@ -21,6 +21,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   elect: async () => (await import('./commands/elect.js')).electCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
   member: async () => (await import('./commands/member.js')).memberCommand,
+  certs: async () => (await import('./commands/certs.js')).certsCommand,
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   check: async () => (await import('./commands/check.js')).checkCommand,
   version: async () => (await import('./commands/version.js')).versionCommand,
