@@ -83,3 +83,7 @@ export {
   type ElectionLeader,
   type ElectionChange,
 } from './client/index.js';
+// Client authorization (serve --authz; docs/security.md).
+export { Authorizer, authorizationServerInterceptor, decide as decideAuthorization, type AuthzRefusal, type AuthorizationInterceptorOptions } from './auth/authorizer.js';
+export { AuthzFileError, AuthzRules, MAX_AUTHZ_FILE_BYTES, MAX_GRANTS, parseAuthzRules, type Grant, type Permission } from './auth/authz-rules.js';
+export { readAuthzFile, reloadAuthzFile } from './auth/authz-file.js';

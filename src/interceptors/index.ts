@@ -19,6 +19,16 @@ export type { ClockInterceptorOptions, ClockInterceptors } from './clock-interce
 export { clockClientInterceptor, clockServerInterceptor, createClockInterceptors } from './clock-interceptors.js';
 export type { PeerIdentity, PeerIdentityPolicy, PeerIdentityResult } from './peer-identity.js';
 export { MAX_NODE_IDS_IN_MESSAGE, checkPeerIdentity, readPeerNodeId, stampPeerIdentity } from './peer-identity.js';
+export type { CertificateIdentity, CertificateIdentityResult, CertificateRefusal, PeerCertificatePolicy } from './certificate-identity.js';
+export {
+  IssuerCheck,
+  callerCertificate,
+  checkOwnNodeCertificate,
+  checkPeerCertificate,
+  describeIdentity,
+  identityOfCertificate,
+  identityOfSubjectAltName,
+} from './certificate-identity.js';
 export type { PeerIdentityServerOptions } from './peer-identity-interceptors.js';
 export {
   REPLICA_SERVICE_PATH_PREFIX,

@@ -1,13 +1,24 @@
 import { InterceptingCall, ServerInterceptingCall, type Interceptor, type ServerInterceptor } from '@grpc/grpc-js';
+import { BurstLimit } from '../logging/burst-limit.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { callHook } from './call-hook.js';
+import { callerCertificate, checkPeerCertificate, identityOfSubjectAltName, type CertificateRefusal, type PeerCertificatePolicy } from './certificate-identity.js';
 import {
   checkPeerIdentity,
+  readPeerNodeId,
   stampPeerIdentity,
   type PeerIdentity,
   type PeerIdentityPolicy,
   type PeerIdentityResult,
 } from './peer-identity.js';
+
+/**
+ * Refused peer calls logged per {@link PEER_REFUSAL_LOG_WINDOW_MS}: a caller retrying a refused
+ * call in a loop must not flood the log; beyond it they are counted (the metric, and
+ * `suppressedSinceLastLine` on the next line).
+ */
+export const PEER_REFUSAL_LOG_BURST = 10;
+export const PEER_REFUSAL_LOG_WINDOW_MS = 10_000;
 
 /** The method path prefix of the peer protocol, whose calls must carry a peer identity. */
 export const REPLICA_SERVICE_PATH_PREFIX = '/replikit.v1.ReplicaService/';
@@ -27,7 +38,14 @@ export interface PeerIdentityServerOptions extends PeerIdentityPolicy {
   /** Gets every refusal at info level (a refusal is the caller's misconfiguration, not ours). */
   readonly logger?: Logger;
   /** Called with every refusal (for a counter); must be quick and must not throw. */
-  readonly onRefused?: (result: Exclude<PeerIdentityResult, { kind: 'ok' }>, methodPath: string) => void;
+  readonly onRefused?: (result: Exclude<PeerIdentityResult, { kind: 'ok' }> | CertificateRefusal, methodPath: string) => void;
+  /**
+   * With mutual TLS: the caller's certificate must be a node certificate of this cluster naming
+   * the node id the call claims (see certificate-identity.ts). Absent, only the metadata is checked.
+   */
+  readonly certificates?: PeerCertificatePolicy;
+  /** Called when an accepted call's certificate proved who it is: its node id and SPIFFE URI. */
+  readonly onVerified?: (nodeId: string, uri: string) => void;
 }
 
 /**
@@ -40,6 +58,7 @@ export interface PeerIdentityServerOptions extends PeerIdentityPolicy {
 export function peerIdentityServerInterceptor(options: PeerIdentityServerOptions): ServerInterceptor {
   const appliesTo = options.appliesTo ?? isReplicaServiceMethod;
   const logger = options.logger ?? silentLogger;
+  const logLimit = new BurstLimit(PEER_REFUSAL_LOG_BURST, PEER_REFUSAL_LOG_WINDOW_MS);
 
   return (methodDescriptor, nextCall) => {
     // Other methods pass straight through: no wrapper layer (and its per-call cost) at all.
@@ -50,12 +69,26 @@ export function peerIdentityServerInterceptor(options: PeerIdentityServerOptions
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const result = checkPeerIdentity(metadata, options);
-            if (result.kind === 'ok') {
+            // The certificate first: what a caller proved outranks what it claims, and a client
+            // certificate is refused whatever node id its metadata names.
+            const certificate = options.certificates === undefined ? undefined : callerCertificate(call.getAuthContext());
+            const certificateRefusal = options.certificates === undefined ? undefined : checkPeerCertificate(certificate, readPeerNodeId(metadata), options.certificates);
+            const result = certificateRefusal ?? checkPeerIdentity(metadata, options);
+            if ('kind' in result && result.kind === 'ok') {
+              if (certificate !== undefined && options.onVerified !== undefined) {
+                const read = identityOfSubjectAltName(certificate.subjectaltname);
+                if (read.kind === 'ok') options.onVerified(result.nodeId, read.identity.uri);
+              }
               nextMetadata(metadata);
               return;
             }
-            logger.info(`refused a peer call: ${result.message}`, { method: methodDescriptor.path, reason: result.kind });
+            // Certificate refusals are someone holding a certificate of ours misusing it: warn.
+            const admitted = logLimit.admit();
+            if (admitted !== undefined) {
+              const fields = { method: methodDescriptor.path, ...(admitted.suppressedBefore > 0 ? { suppressedSinceLastLine: admitted.suppressedBefore } : {}) };
+              if ('reason' in result) logger.warn(`refused a peer call from ${call.getPeer()}: ${result.message}`, { ...fields, reason: result.reason });
+              else logger.info(`refused a peer call: ${result.message}`, { ...fields, reason: result.kind });
+            }
             const { onRefused } = options;
             if (onRefused !== undefined) callHook(logger, 'onRefused', () => onRefused(result, methodDescriptor.path));
             // Not passing the metadata on keeps the handler from ever starting.

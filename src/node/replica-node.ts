@@ -7,13 +7,18 @@ import { LockServiceService } from '../gen/replikit/v1/lock_service.js';
 import { ElectionServiceService } from '../gen/replikit/v1/election_service.js';
 import { electionService, leaseService, lockService } from '../transport/coordination-services.js';
 import { Leases, NodeElection, NodeLock } from '../coordination/embedded.js';
-import { MemberState } from '../gen/replikit/v1/cluster_service.js';
+import { MemberState, TransportSecurity as TransportSecurityWire } from '../gen/replikit/v1/cluster_service.js';
 import { ReplicaServiceService } from '../gen/replikit/v1/replica_service.js';
 import { lanProfile, type FailureDetectorConfig, type MemberSnapshot } from '../failure/index.js';
 import { FailureDetection } from './failure-detection.js';
 import {
+  callerCertificate,
+  checkOwnNodeCertificate,
+  checkPeerCertificate,
   checkPeerIdentity,
   describeTooFarAhead,
+  readPeerNodeId,
+  type IssuerCheck,
   isReplicaServiceMethod,
   observeHlc,
   clockClientInterceptor,
@@ -24,8 +29,11 @@ import {
   peerIdentityServerInterceptor,
 } from '../interceptors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
+import { BurstLimit } from '../logging/burst-limit.js';
+import { PEER_REFUSAL_LOG_BURST, PEER_REFUSAL_LOG_WINDOW_MS } from '../interceptors/peer-identity-interceptors.js';
 import { NodeHealth } from '../ops/health.js';
 import { NodeMetrics } from '../ops/metrics.js';
+import { authorizationServerInterceptor, type Authorizer } from '../auth/authorizer.js';
 import { addReflection } from '../ops/reflection.js';
 import { observeTlsRefusals, peerTlsFailureInterceptor, tlsRefusalLogger } from '../ops/tls.js';
 import { cpQuorum } from '../policy/cp/cp-quorum.js';
@@ -44,7 +52,7 @@ import { observeRemoteHlc } from '../interceptors/remote-hlc.js';
 import { kvService } from '../transport/kv-service.js';
 import { replicaService } from '../transport/replica-service.js';
 import { answeringUndecodable } from '../transport/undecodable-requests.js';
-import { validateNodeConfig, type PeerConfig, type ReplicaNodeConfig } from './config.js';
+import { ConfigError, validateNodeConfig, type PeerConfig, type ReplicaNodeConfig } from './config.js';
 import type { KeyspaceHandle } from './keyspace-handle.js';
 import { NodeCore, settle } from './node-core.js';
 import { MESSAGE_HEADROOM_BYTES, maxSendBytes } from './range-watch-args.js';
@@ -73,6 +81,9 @@ const CLOCK_SYNC_PATH = ReplicaServiceService.clockSync.path;
 /** Probe too: a node whose clock is off must still learn whether its cluster is new (its HLC is not merged). */
 const PROBE_PATH = ReplicaServiceService.probe.path;
 
+/** How the node's server is reached: in the clear, over TLS, or over TLS with client certificates. */
+export type TransportSecurity = 'plaintext' | 'tls' | 'mutual-tls';
+
 /** Where and how a node serves gRPC. */
 export interface ListenOptions {
   /** HOST:PORT to bind; port 0 picks a free port (see {@link ReplicaNode.address}). */
@@ -81,8 +92,29 @@ export interface ListenOptions {
   readonly server?: Server;
   /** TLS or mutual TLS for the server (see ops/tls.ts). @default insecure (plaintext) */
   readonly serverCredentials?: ServerCredentials;
-  /** Credentials of the calls to peers; they must satisfy the peers' serverCredentials. @default insecure */
-  readonly peerCredentials?: ChannelCredentials;
+  /**
+   * Credentials of the calls to peers; they must satisfy the peers' serverCredentials. A function
+   * gets each peer's id, so that the peer's server certificate can be checked against it (see
+   * `peerChannelCredentialsOf` in ops/tls.ts). @default insecure
+   */
+  readonly peerCredentials?: ChannelCredentials | ((peerId: string) => ChannelCredentials);
+  /**
+   * What Status and the metrics report about the transport, and whether a warning is due:
+   * `mutual-tls` when serverCredentials require client certificates. With client certificates,
+   * every peer call's certificate must name the node id the call claims, of this cluster.
+   * @default 'plaintext' without serverCredentials, 'tls' with them
+   */
+  readonly transportSecurity?: TransportSecurity;
+  /**
+   * Separate trust for peers (`serve --peer-tls-ca`): peer calls must present a certificate one of
+   * these CAs issued, whatever CA the server's credentials trust for clients.
+   */
+  readonly peerTrust?: IssuerCheck;
+  /**
+   * This node's own certificate (PEM). With mutual TLS it must carry the URI SAN
+   * `spiffe://<clusterId>/node/<nodeId>`, or start fails: every peer would refuse it.
+   */
+  readonly ownCertificate?: string | Buffer;
   /** Serve the standard gRPC health service (grpc.health.v1) on the server. @default true */
   readonly health?: boolean;
   /** Serve gRPC server reflection (grpc.reflection.v1 and v1alpha), for grpcurl and the like. @default true */
@@ -97,6 +129,16 @@ export interface ListenOptions {
   readonly scheduler?: Scheduler;
   /** Failure detection settings. @default lanProfile() (100 ms beats, phi threshold 8) */
   readonly failureDetector?: Partial<FailureDetectorConfig>;
+  /**
+   * Client authorization (src/auth/authorizer.ts): the client API (KvService, leases, locks,
+   * elections, ClusterService) checks each request against these rules and the caller's
+   * certificate, so it needs mutual TLS. Node certificates of this cluster are granted everything.
+   * Only with `listen`: on an application's own `server` replikit adds no interceptors, so pass
+   * `authorizationServerInterceptor(authorizer, { clusterId })` in that Server's `interceptors`
+   * yourself (start refuses `server` together with this option, rather than leave it unenforced).
+   * @default none: every caller may call everything
+   */
+  readonly authorization?: Authorizer;
 }
 
 /**
@@ -188,7 +230,16 @@ export class ReplicaNode {
     if ((config.listen === undefined) === (config.server === undefined)) {
       throw new Error('give exactly one of listen (HOST:PORT to bind) or server (an existing grpc-js Server)');
     }
+    if (config.authorization !== undefined && config.server !== undefined) {
+      throw new Error("authorization works only with listen: on your own server, add authorizationServerInterceptor(authorizer, { clusterId }) to the Server's interceptors and leave authorization unset");
+    }
     const settings = settle({ ...config, keyspaces: config.keyspaces ?? { default: cpQuorum() } });
+    // Before anything opens: a node whose certificate names someone else would be refused by every peer.
+    const ownCertificateProblem =
+      config.ownCertificate === undefined ? undefined : checkOwnNodeCertificate(config.ownCertificate, settings.clusterId, settings.nodeId);
+    if (ownCertificateProblem !== undefined && config.transportSecurity === 'mutual-tls') {
+      throw new ConfigError(`this node's certificate cannot be used with mutual TLS: ${ownCertificateProblem}`);
+    }
     const logger = config.logger ?? silentLogger;
     const wallClock = config.wallClock ?? systemWallClock;
     const scheduler = config.scheduler ?? systemScheduler;
@@ -287,10 +338,21 @@ export class ReplicaNode {
         refusedPeerCalls: () => failureDetection.refused,
         serving: () => health.serving,
         membership: () => core.membership,
+        transportSecurity: () => transportSecurity,
       },
     });
+    const authorization = config.authorization;
+    if (authorization !== undefined) metrics.trackAuthzGrants(() => authorization.rules.grants.length);
 
     const ownsServer = config.server === undefined;
+    const peerCertificatePolicy = { clusterId: settings.clusterId, peerIssuer: config.peerTrust };
+    const guardLogLimit = new BurstLimit(PEER_REFUSAL_LOG_BURST, PEER_REFUSAL_LOG_WINDOW_MS);
+    const transportSecurity: TransportSecurity = config.transportSecurity ?? (config.serverCredentials === undefined ? 'plaintext' : 'tls');
+    /** The SPIFFE URI each member's certificate last proved on a peer call (for Status). */
+    const verifiedIdentities = new Map<string, string>();
+    if (ownCertificateProblem === undefined && config.ownCertificate !== undefined) {
+      verifiedIdentities.set(settings.nodeId, `spiffe://${settings.clusterId}/node/${settings.nodeId}`);
+    }
     const server =
       config.server ??
       new Server({
@@ -304,8 +366,16 @@ export class ReplicaNode {
             clusterId: settings.clusterId,
             knownNodeIds,
             logger,
-            onRefused: (result, path) => detection?.countRefused(`${result.kind} on ${path}`),
+            certificates: peerCertificatePolicy,
+            onVerified: (nodeId, uri) => {
+              if (verifiedIdentities.get(nodeId) !== uri) verifiedIdentities.set(nodeId, uri);
+            },
+            onRefused: (result, path) => detection?.countRefused(`${'reason' in result ? result.reason : result.kind} on ${path}`),
           }),
+          // Client authorization (src/auth/authorizer.ts): the client API's calls against the authz rules.
+          ...(config.authorization === undefined
+            ? []
+            : [authorizationServerInterceptor(config.authorization, { clusterId: settings.clusterId, logger, onRefused: (refusal) => metrics.countAuthzRefusal(refusal.permission) })]),
           clockServerInterceptor({
             clock,
             maxClockOffsetMs: settings.maxClockOffsetMs,
@@ -330,6 +400,8 @@ export class ReplicaNode {
       isAlive: (id) => failureDetection.view.isAlive(id),
       member: (id) => memberFields(failureDetection.view.member(id, scheduler.nowMs())),
       notServingReasons: () => health.reasons,
+      transportSecurity: TRANSPORT_SECURITY_WIRE[transportSecurity],
+      verifiedIdentity: (id) => verifiedIdentities.get(id),
     };
     // Every replikit service answers a request message that does not parse with INVALID_ARGUMENT
     // (grpc-js would say INTERNAL): see transport/undecodable-requests.ts.
@@ -356,7 +428,13 @@ export class ReplicaNode {
       // the HLC in the handlers instead, so a foreign peer is refused all the same.
       guard: ownsServer
         ? undefined
-        : (metadata, path) => {
+        : (metadata, path, authContext) => {
+            const certificateRefusal = checkPeerCertificate(callerCertificate(authContext), readPeerNodeId(metadata), peerCertificatePolicy);
+            if (certificateRefusal !== undefined) {
+              detection?.countRefused(`${certificateRefusal.reason} on ${path}`);
+              if (guardLogLimit.admit() !== undefined) logger.warn(`refused a peer call: ${certificateRefusal.message}`, { method: path, reason: certificateRefusal.reason });
+              return { code: certificateRefusal.code, details: certificateRefusal.message };
+            }
             const identity = checkPeerIdentity(metadata, { clusterId: settings.clusterId, knownNodeIds });
             if (identity.kind !== 'ok') {
               detection?.countRefused(`${identity.kind} on ${path}`);
@@ -366,6 +444,8 @@ export class ReplicaNode {
             if (observed.kind === 'too-far-ahead' && path !== CLOCK_SYNC_PATH && path !== PROBE_PATH) {
               return { code: status.FAILED_PRECONDITION, details: describeTooFarAhead(observed, "caller's") };
             }
+            const certificate = callerCertificate(authContext);
+            if (certificate !== undefined) verifiedIdentities.set(identity.nodeId, `spiffe://${settings.clusterId}/node/${identity.nodeId}`);
             onEvidence(identity.nodeId, true);
             return undefined;
           },
@@ -384,7 +464,13 @@ export class ReplicaNode {
       removeMember: (id, options) => core.removeMember(id, options),
       clientFor: (address) => {
         let client = clusterClients.get(address);
-        if (client === undefined) clusterClients.set(address, (client = new ClusterServiceClient(address, config.peerCredentials ?? credentials.createInsecure())));
+        if (client === undefined) {
+          // Per-peer credentials check the server certificate against the member at that address.
+          const given = config.peerCredentials;
+          const memberId = currentPeers.find((p) => p.address === address)?.id ?? '';
+          const creds = given === undefined ? credentials.createInsecure() : typeof given === 'function' ? given(memberId) : given;
+          clusterClients.set(address, (client = new ClusterServiceClient(address, creds)));
+        }
         return client;
       },
     };
@@ -461,6 +547,12 @@ export class ReplicaNode {
     return this.#closing;
   }
 }
+
+const TRANSPORT_SECURITY_WIRE = {
+  plaintext: TransportSecurityWire.TRANSPORT_SECURITY_PLAINTEXT,
+  tls: TransportSecurityWire.TRANSPORT_SECURITY_TLS,
+  'mutual-tls': TransportSecurityWire.TRANSPORT_SECURITY_MUTUAL_TLS,
+} as const;
 
 const PROTO_STATE = { ALIVE: MemberState.MEMBER_STATE_ALIVE, SUSPECT: MemberState.MEMBER_STATE_SUSPECT, DEAD: MemberState.MEMBER_STATE_DEAD } as const;
 

@@ -26,6 +26,8 @@ export interface MetricsSource {
   serving(): boolean;
   /** The committed membership (see node/cluster-membership.ts), when the node has one. */
   membership?(): { readonly version: number; readonly members: readonly { readonly id: string; readonly role: 'voter' | 'learner' }[] };
+  /** How the node is reached: `plaintext`, `tls` or `mutual-tls`. */
+  transportSecurity?(): string;
 }
 
 export interface NodeMetricsOptions {
@@ -51,6 +53,9 @@ export class NodeMetrics {
   readonly registry: Registry;
   readonly #latency: Histogram<'grpc_service' | 'grpc_method' | 'grpc_code'>;
   readonly #tlsRefused: Counter<'reason'>;
+  readonly #authzRefused: Counter<'permission'>;
+  readonly #authzReloads: Counter<'outcome'>;
+  #authzGrants: (() => number) | undefined;
 
   constructor(options: NodeMetricsOptions) {
     const { source } = options;
@@ -72,6 +77,30 @@ export class NodeMetrics {
       help: 'Incoming TLS handshakes this node refused (client certificate not signed by the CA, plaintext client, ...).',
       labelNames: ['reason'],
       registers,
+    });
+    // Client authorization (src/auth): refusals by the permission missing, the grants in force,
+    // and the authz file's reloads (SIGHUP). Absent without authorization.
+    this.#authzRefused = new Counter({
+      name: 'replikit_authz_refused_total',
+      help: 'Client calls refused PERMISSION_DENIED by the authz rules, by the permission missing (read, write, admin; any: Status and ListMembers).',
+      labelNames: ['permission'],
+      registers,
+    });
+    this.#authzReloads = new Counter({
+      name: 'replikit_authz_reloads_total',
+      help: 'Reloads of the authz file (SIGHUP), by outcome: ok (the new rules are in force) or error (the old ones are kept).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const authzGrants = () => this.#authzGrants?.();
+    new Gauge({
+      name: 'replikit_authz_grants',
+      help: 'Grants in the authz rules in force.',
+      registers,
+      collect() {
+        const grants = authzGrants();
+        if (grants !== undefined) this.set(grants);
+      },
     });
 
     const perKeyspace = (
@@ -111,6 +140,18 @@ export class NodeMetrics {
         const m = source.membership?.();
         if (m === undefined) return;
         for (const role of ['voter', 'learner'] as const) this.set({ role }, m.members.filter((x) => x.role === role).length);
+      },
+    });
+    new Gauge({
+      name: 'replikit_transport_security',
+      help: '1 for how this node is reached (mode plaintext: anyone who reaches its port can read, write and act as a peer; tls; mutual-tls).',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        const mode = source.transportSecurity?.();
+        if (mode === undefined) return;
+        this.reset();
+        this.set({ mode }, 1);
       },
     });
     const stat = (field: string) => (k: { name: string }) => numberField(source.policyStats(k.name), field);
@@ -223,6 +264,21 @@ export class NodeMetrics {
       { grpc_service: path.slice(1, Math.max(1, slash)), grpc_method: path.slice(slash + 1), grpc_code: status[code] ?? String(code) },
       seconds,
     );
+  }
+
+  /** Counts one call refused by the authz rules, by the permission it lacked. */
+  countAuthzRefusal(permission: string): void {
+    this.#authzRefused.inc({ permission });
+  }
+
+  /** Counts one reload of the authz file. */
+  countAuthzReload(outcome: 'ok' | 'error'): void {
+    this.#authzReloads.inc({ outcome });
+  }
+
+  /** Where `replikit_authz_grants` reads the number of grants in force from. */
+  trackAuthzGrants(grants: () => number): void {
+    this.#authzGrants = grants;
   }
 
   /** Counts one refused incoming TLS handshake. */

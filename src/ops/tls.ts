@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { checkServerIdentity, type TLSSocket } from 'node:tls';
+import { describeIdentity, identityOfSubjectAltName } from '../interceptors/certificate-identity.js';
 import { credentials, InterceptingCall, ServerCredentials, status, type ChannelCredentials, type Interceptor, type Server } from '@grpc/grpc-js';
 import type { Logger } from '../logging/logger.js';
 
@@ -67,6 +68,28 @@ export function serverCredentialsOf(tls: TlsMaterial): ServerCredentials {
  */
 export function channelCredentialsOf(tls: TlsMaterial): ChannelCredentials {
   return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+}
+
+/**
+ * The client side of calls to peer `nodeId`: as {@link channelCredentialsOf}, and the peer's
+ * server certificate must be the node certificate of `nodeId` in `clusterId` (its SPIFFE URI),
+ * as SPIFFE checks an identity instead of a host name. A peer whose certificate names another node
+ * (a stolen certificate, or addresses swapped in the configuration) fails the handshake, and the
+ * reason reaches the log through {@link peerTlsFailureInterceptor}. A server certificate with no
+ * SPIFFE URI at all falls back to the host name check, so plain certificates still work for
+ * one-way TLS.
+ */
+export function peerChannelCredentialsOf(tls: TlsMaterial, peer: { readonly clusterId: string; readonly nodeId: string }): ChannelCredentials {
+  return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, {
+    checkServerIdentity: (hostname, certificate) => {
+      const read = identityOfSubjectAltName(certificate.subjectaltname);
+      if (read.kind === 'invalid' && !/URI:spiffe:/i.test(certificate.subjectaltname ?? '')) return checkServerIdentity(hostname, certificate);
+      const expected = `spiffe://${peer.clusterId}/node/${peer.nodeId}`;
+      if (read.kind === 'invalid') return new Error(`peer ${peer.nodeId}'s server certificate at ${hostname}: ${read.problem}`);
+      if (read.identity.uri === expected) return undefined;
+      return new Error(`peer ${peer.nodeId}'s server certificate at ${hostname} names ${describeIdentity(read.identity)}, not ${expected}: is another node at that address?`);
+    },
+  });
 }
 
 /** One incoming TLS handshake that this node's server refused. */

@@ -3,6 +3,7 @@ import type { HybridLogicalClock } from '../clock/index.js';
 import {
   ClusterServiceClient,
   MemberRole,
+  TransportSecurity,
   MemberState,
   type AddMemberRequest,
   type ListMembersRequest,
@@ -52,6 +53,10 @@ export interface StatusSource {
   member?(peerId: string): Partial<Member> | undefined;
   /** Why the health service says NOT_SERVING; empty while SERVING. */
   notServingReasons?(): readonly string[];
+  /** How the node is reached. @default unspecified */
+  readonly transportSecurity?: TransportSecurity;
+  /** The SPIFFE URI a member's certificate proved (this node's own certificate's for itself). */
+  verifiedIdentity?(nodeId: string): string | undefined;
 }
 
 export const POLICY_KIND: Readonly<Record<PolicyName, PolicyKind>> = {
@@ -166,6 +171,7 @@ export function buildStatus(source: StatusSource): StatusResponse {
     clockOffsetExceeded: false,
     incarnation: BigInt(source.incarnation),
     self: true,
+    verifiedIdentity: source.verifiedIdentity?.(source.nodeId) ?? '',
   };
   const peers = source.peers.map((peer): Member => {
     const alive = source.isAlive(peer.id);
@@ -181,6 +187,7 @@ export function buildStatus(source: StatusSource): StatusResponse {
       incarnation: 0n,
       self: false,
       ...source.member?.(peer.id),
+      verifiedIdentity: source.verifiedIdentity?.(peer.id) ?? '',
     };
   });
   const voters = source.voters?.() ?? [source.nodeId, ...source.peers.map((p) => p.id)];
@@ -193,6 +200,7 @@ export function buildStatus(source: StatusSource): StatusResponse {
     incarnation: BigInt(source.incarnation),
     hlc: hlcToWire(source.clock.now()),
     members: [self, ...peers],
+    transportSecurity: source.transportSecurity ?? TransportSecurity.TRANSPORT_SECURITY_UNSPECIFIED,
     keyspaces: source.keyspaces().map((k) => ({
       name: k.name,
       policy: POLICY_KIND[k.policy],

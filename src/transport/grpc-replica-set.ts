@@ -20,7 +20,8 @@ export interface GrpcReplicaSetOptions {
   readonly peers: readonly PeerConfig[];
   /** Interceptors for the client of one peer (identity, clock, liveness evidence). */
   readonly interceptorsFor: (peerId: string) => Interceptor[];
-  readonly credentials?: ChannelCredentials;
+  /** The same credentials for every peer, or made per peer id (to check its server certificate). @default insecure */
+  readonly credentials?: ChannelCredentials | ((peerId: string) => ChannelCredentials);
   /** The largest message a peer may send back, in bytes. */
   readonly maxMessageBytes: number;
   /**
@@ -97,7 +98,7 @@ export class GrpcReplicaSet implements ReplicaSet {
       if (this.#clients.has(id)) continue;
       this.#clients.set(
         id,
-        new ReplicaServiceClient(address, this.#options.credentials ?? credentials.createInsecure(), {
+        new ReplicaServiceClient(address, credentialsFor(this.#options.credentials, id), {
           ...channelOptions(this.#options.maxMessageBytes),
           interceptors: this.#options.interceptorsFor(id),
         }),
@@ -285,4 +286,10 @@ export class GrpcReplicaSet implements ReplicaSet {
 function toPeerError(peer: string, err: ServiceError): PeerCallError {
   const failure = err.code === status.UNAVAILABLE ? 'unreachable' : err.code === status.DEADLINE_EXCEEDED ? 'timeout' : 'rejected';
   return new PeerCallError(peer, failure, `${status[err.code]}: ${err.details}`, { cause: err });
+}
+
+/** The credentials of the channel to peer `id`: the same for every peer, or made per peer (to check its server certificate names it). */
+function credentialsFor(given: ChannelCredentials | ((peerId: string) => ChannelCredentials) | undefined, id: string): ChannelCredentials {
+  if (given === undefined) return credentials.createInsecure();
+  return typeof given === 'function' ? given(id) : given;
 }

@@ -1,3 +1,4 @@
+import type { CallAuthContext } from '../interceptors/certificate-identity.js';
 import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall, status as Status } from '@grpc/grpc-js';
 import {
   ProbeState,
@@ -46,7 +47,7 @@ export interface ReplicaServiceHandlers {
    * Checks a call's metadata before its handler runs, answering with the returned status when it
    * refuses. For a node attached to an application's server, whose interceptors are not replikit's.
    */
-  readonly guard?: (metadata: Metadata, methodPath: string) => { code: Status; details: string } | undefined;
+  readonly guard?: (metadata: Metadata, methodPath: string, authContext: CallAuthContext | null) => { code: Status; details: string } | undefined;
   /**
    * Exchange streams: reads the HLC a message carries and merges it into this node's clock, or
    * returns a refusal (the HLC is too far ahead) that answers that one call.
@@ -88,7 +89,7 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
   const exchanges = new Map<string, (why: string) => void>();
   const guarded = <Req, Res>(path: string, handle: (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      const refusal = handlers.guard?.(call.metadata, path);
+      const refusal = handlers.guard?.(call.metadata, path, call.getAuthContext());
       if (refusal !== undefined) return callback(refusal);
       handle(call, callback);
     };
@@ -133,7 +134,7 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       respond(callback, () => read(callerOf(call), call.request));
     }),
     exchange(stream: ServerDuplexStream<ExchangeRequest, ExchangeResponse>) {
-      const refusal = handlers.guard?.(stream.metadata, ReplicaServiceService.exchange.path);
+      const refusal = handlers.guard?.(stream.metadata, ReplicaServiceService.exchange.path, stream.getAuthContext());
       if (refusal !== undefined) {
         stream.emit('error', refusal);
         return;
@@ -254,7 +255,7 @@ export function replicaService(handlers: ReplicaServiceHandlers): ReplicaService
       respond(callback, async () => handlers.clockSync(call.request));
     }),
     heartbeat(stream: ServerDuplexStream<HeartbeatRequest, HeartbeatResponse>) {
-      const refusal = handlers.guard?.(stream.metadata, ReplicaServiceService.heartbeat.path);
+      const refusal = handlers.guard?.(stream.metadata, ReplicaServiceService.heartbeat.path, stream.getAuthContext());
       if (refusal !== undefined) {
         stream.emit('error', refusal);
         return;

@@ -26,6 +26,8 @@ import { MAX_DISCOVERED_PEERS } from '../../src/node/peer-discovery.js';
 import { MAX_REMOVED_IDS } from '../../src/node/cluster-membership.js';
 import { DEPARTURE_GRACE_MS } from '../../src/node/node-core.js';
 import { PEERS_DNS_WAIT_MS } from '../../src/cli/commands/serve.js';
+import { MAX_AUTHZ_FILE_BYTES, MAX_CACHED_IDENTITIES, MAX_GRANTS, MAX_KEY_PREFIX_BYTES, MAX_PATTERN_CHARS } from '../../src/auth/authz-rules.js';
+import { AUTHZ_REFUSAL_LOG_BURST, AUTHZ_REFUSAL_LOG_WINDOW_MS } from '../../src/auth/authorizer.js';
 
 const scope: Record<string, unknown> = {
   NODE_DEFAULTS,
@@ -59,6 +61,13 @@ const scope: Record<string, unknown> = {
   PEERS_DNS_WAIT_MS,
   MAX_REMOVED_IDS,
   DEPARTURE_GRACE_MS,
+  MAX_AUTHZ_FILE_BYTES,
+  MAX_GRANTS,
+  MAX_KEY_PREFIX_BYTES,
+  MAX_PATTERN_CHARS,
+  MAX_CACHED_IDENTITIES,
+  AUTHZ_REFUSAL_LOG_BURST,
+  AUTHZ_REFUSAL_LOG_WINDOW_MS,
 };
 
 /** The value a name in the table stands for: `A.b` or `A['b']` or `A`. */
@@ -87,5 +96,6 @@ describe('docs/limits.md', () => {
     for (const key of ['maxPendingBytes', 'maxMessageBytes', 'maxWatchers', 'minProgressIntervalMs']) expect(named, key).toContain(`WATCH_DEFAULTS.${key}`);
     for (const key of ['revisions', 'ms']) expect(named, key).toContain(`HISTORY_RETENTION_DEFAULTS.${key}`);
     for (const key of Object.keys(LEASE_DEFAULTS)) expect(named, key).toContain(`LEASE_DEFAULTS.${key}`);
+    for (const key of ['MAX_AUTHZ_FILE_BYTES', 'MAX_GRANTS', 'MAX_KEY_PREFIX_BYTES', 'AUTHZ_REFUSAL_LOG_BURST']) expect(named, key).toContain(key);
   });
 });

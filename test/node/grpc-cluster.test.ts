@@ -72,3 +72,59 @@ describe('a node attached to an application\'s own grpc-js server', () => {
     appServer.forceShutdown();
   });
 });
+
+describe("a node attached to an application's own grpc-js server with mutual TLS", () => {
+  it('checks peer calls against the caller\'s certificate in the handlers (the guard), as its own server\'s interceptor does', async () => {
+    const { Server, ServerCredentials, Client, credentials, Metadata, status } = await import('@grpc/grpc-js');
+    const { createCa, issueClientCertificate, issueNodeCertificate } = await import('../../src/ops/certificates.js');
+    const ca = await createCa('app CA');
+    const serverLeaf = await issueNodeCertificate(ca, 'replikit', 'solo');
+    const [port] = await freePorts(1);
+    const appServer = new Server();
+    const node = await ReplicaNode.start({
+      nodeId: 'solo',
+      peers: [{ id: 'n2', address: '127.0.0.1:1' }],
+      server: appServer,
+      transportSecurity: 'mutual-tls',
+      ownCertificate: serverLeaf.certPem,
+    });
+    started.push(node);
+    const creds = ServerCredentials.createSsl(Buffer.from(ca.certPem), [{ cert_chain: Buffer.from(serverLeaf.certPem), private_key: Buffer.from(serverLeaf.keyPem) }], true);
+    await new Promise<void>((resolve, reject) => appServer.bindAsync(`127.0.0.1:${port}`, creds, (e) => (e ? reject(e) : resolve())));
+    const identity = (b: Buffer) => b;
+    const callWith = async (leaf: { certPem: string; keyPem: string }, claimed: string) => {
+      const client = new Client(`127.0.0.1:${port}`, credentials.createSsl(Buffer.from(ca.certPem), Buffer.from(leaf.keyPem), Buffer.from(leaf.certPem)));
+      const md = new Metadata();
+      md.set('replikit-cluster-id', 'replikit');
+      md.set('replikit-node-id', claimed);
+      const outcome = await new Promise<{ code: number; details: string }>((resolve) =>
+        client.makeUnaryRequest('/replikit.v1.ReplicaService/Read', identity, identity, Buffer.alloc(0), md, (err) => resolve({ code: err?.code ?? status.OK, details: err?.details ?? '' })),
+      );
+      client.close();
+      return outcome;
+    };
+    const app = await callWith(await issueClientCertificate(ca, 'replikit', 'app'), 'solo');
+    expect(app.code).toBe(status.PERMISSION_DENIED);
+    expect(app.details).toMatch(/client app .* may not call the peer protocol/);
+    const other = await callWith(await issueNodeCertificate(ca, 'other', 'solo'), 'solo');
+    expect(other.code).toBe(status.FAILED_PRECONDITION);
+    const impersonation = await callWith(await issueNodeCertificate(ca, 'replikit', 'n3'), 'n2');
+    expect(impersonation.code).toBe(status.PERMISSION_DENIED);
+    expect(impersonation.details).toMatch(/certificate is node "n3"'s/);
+    // Member n2's own certificate gets through to the handler (which answers the empty request).
+    const genuine = await callWith(await issueNodeCertificate(ca, 'replikit', 'n2'), 'n2');
+    expect([status.PERMISSION_DENIED, status.FAILED_PRECONDITION]).not.toContain(genuine.code);
+    await node.close(100);
+    appServer.forceShutdown();
+  });
+
+  it('refuses to start with its own certificate naming another node', async () => {
+    const { Server } = await import('@grpc/grpc-js');
+    const { createCa, issueNodeCertificate } = await import('../../src/ops/certificates.js');
+    const ca = await createCa('app CA');
+    const wrong = await issueNodeCertificate(ca, 'replikit', 'n2');
+    await expect(ReplicaNode.start({ nodeId: 'n1', server: new Server(), transportSecurity: 'mutual-tls', ownCertificate: wrong.certPem })).rejects.toThrow(
+      /this node's certificate cannot be used with mutual TLS: the certificate names node n2/,
+    );
+  });
+});

@@ -8,19 +8,16 @@ import { ClusterServiceClient, MemberState, type StatusResponse } from '../../sr
 import { KvServiceClient, type PutResponse } from '../../src/gen/replikit/v1/kv_service.js';
 import { BUILT, cli } from '../support/cli.js';
 import { statusOf } from '../support/kv-client.js';
-import { hasOpenssl, healthCheck, makePki, sample, scrape, type TestPki } from '../support/ops.js';
+import { healthCheck, sample, scrape } from '../support/ops.js';
+import { makeSpiffePki, type SpiffePki } from '../support/pki.js';
 import { waitFor } from '../support/status-client.js';
 
-const OPENSSL = hasOpenssl();
-if (!OPENSSL) console.warn('openssl is not installed (Debian: apt-get install openssl): the TLS tests are skipped');
-
 let dir: string;
-let pki: TestPki;
+let pki: SpiffePki;
 let cluster: LocalCluster | undefined;
-beforeAll(() => {
-  if (!OPENSSL) return;
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'replikit-pki-'));
-  pki = makePki(dir);
+  pki = await makeSpiffePki(dir);
 });
 afterAll(() => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -59,26 +56,26 @@ async function alive(address: string, creds: ChannelCredentials, member: string)
   return s.members.find((m) => m.nodeId === member)?.state === MemberState.MEMBER_STATE_ALIVE;
 }
 
-describe.skipIf(!BUILT || !OPENSSL)('TLS and mutual TLS between real serve processes (--tls-cert, --tls-key, --tls-ca)', () => {
+describe.skipIf(!BUILT)('TLS and mutual TLS between real serve processes (--tls-cert, --tls-key, --tls-ca)', () => {
   it('serves peers and clients over mutual TLS; refuses a wrong certificate, a missing one, a plaintext client and a rogue peer, each with a clear log line, and nothing else is disturbed', async () => {
     const logs = new Map<string, string[]>([['n1', []], ['n2', []], ['n3', []]]);
     cluster = await LocalCluster.create({ size: 3, serveArgs: ['--heartbeat-interval-ms', '100'], onLog: (id, line) => logs.get(id)!.push(line) });
     const c = cluster;
     const [metricsPort] = await freePorts(1);
     const metrics = `127.0.0.1:${metricsPort}`;
-    const tlsArgs = (id: string) => {
-      const leaf = pki.cert(id);
-      return ['--tls-cert', leaf.cert, '--tls-key', leaf.key, '--tls-ca', pki.ca];
+    const tlsArgs = async (id: string) => {
+      const leaf = await pki.node(id);
+      return ['--tls-cert', leaf.cert, '--tls-key', leaf.key, '--tls-ca', pki.caFile];
     };
-    const ready = await Promise.all([c.start('n1', [...tlsArgs('n1'), '--metrics-listen', metrics]), c.start('n2', tlsArgs('n2')), c.start('n3', tlsArgs('n3'))]);
+    const ready = await Promise.all([c.start('n1', [...(await tlsArgs('n1')), '--metrics-listen', metrics]), c.start('n2', await tlsArgs('n2')), c.start('n3', await tlsArgs('n3'))]);
     expect(ready[0]).toContain('mutual tls');
-    const clientLeaf = pki.cert('client');
-    const good = tlsCreds(pki.ca, clientLeaf);
+    const clientLeaf = await pki.client('cli');
+    const good = tlsCreds(pki.caFile, clientLeaf);
     const n1 = c.address('n1');
     for (const peer of ['n2', 'n3']) await waitFor(() => alive(n1, good, peer), 5_000, `n1 hears ${peer} over mutual TLS`);
 
     // The CLI speaks mutual TLS with the matching flags.
-    const clientFlags = ['--tls-ca', pki.ca, '--tls-cert', clientLeaf.cert, '--tls-key', clientLeaf.key];
+    const clientFlags = ['--tls-ca', pki.caFile, '--tls-cert', clientLeaf.cert, '--tls-key', clientLeaf.key];
     const putCli = await cli(['put', '--target', n1, ...clientFlags, 'greeting', 'hello']);
     expect(putCli.stderr).toBe('');
     expect(putCli.code).toBe(0);
@@ -113,13 +110,13 @@ describe.skipIf(!BUILT || !OPENSSL)('TLS and mutual TLS between real serve proce
       await put(steady, `steady-after-${what}`);
     };
     // A certificate from another CA.
-    await expectRefused('a client certificate the CA did not sign', tlsCreds(pki.ca, pki.rogueCert('mallory')), /"level":"warn".*refused a TLS connection from 127\.0\.0\.1:\d+: the client's certificate is not signed by this node's CA/);
+    await expectRefused('a client certificate the CA did not sign', tlsCreds(pki.caFile, await pki.rogueNode('mallory')), /"level":"warn".*refused a TLS connection from 127\.0\.0\.1:\d+: the client's certificate is not signed by this node's CA/);
     // No client certificate at all.
-    await expectRefused('a client without a certificate', tlsCreds(pki.ca), /refused a TLS connection from 127\.0\.0\.1:\d+: the client presented no certificate/);
+    await expectRefused('a client without a certificate', tlsCreds(pki.caFile), /refused a TLS connection from 127\.0\.0\.1:\d+: the client presented no certificate/);
     // Plaintext against a TLS node.
     await expectRefused('a plaintext client', credentials.createInsecure(), /refused a TLS connection from 127\.0\.0\.1:\d+: the client did not speak TLS/);
     // The client side of a wrong server certificate: the client says why.
-    const distrustful = new KvServiceClient(n1, tlsCreds(pki.rogueCa, clientLeaf));
+    const distrustful = new KvServiceClient(n1, tlsCreds(pki.rogueCaFile, clientLeaf));
     const clientErr = (await put(distrustful, 'bad').catch((e: unknown) => e)) as ServiceError;
     distrustful.close();
     expect(statusOf(clientErr)).toBe('UNAVAILABLE');
@@ -133,8 +130,8 @@ describe.skipIf(!BUILT || !OPENSSL)('TLS and mutual TLS between real serve proce
     // A rogue peer: n3's address and id, with a certificate from the rogue CA.
     await c.kill('n3', 'SIGKILL');
     await waitFor(async () => !(await alive(n1, good, 'n3')), 3_000, 'n1 sees n3 gone');
-    const rogueLeaf = pki.rogueCert('n3');
-    await c.start('n3', ['--tls-cert', rogueLeaf.cert, '--tls-key', rogueLeaf.key, '--tls-ca', pki.rogueCa]);
+    const rogueLeaf = await pki.rogueNode('n3');
+    await c.start('n3', ['--tls-cert', rogueLeaf.cert, '--tls-key', rogueLeaf.key, '--tls-ca', pki.rogueCaFile]);
     const rogueAtN1 = refusals().length;
     await waitFor(async () => refusals().length > rogueAtN1, 3_000, 'n1 refuses the rogue n3');
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -144,7 +141,7 @@ describe.skipIf(!BUILT || !OPENSSL)('TLS and mutual TLS between real serve proce
     const stillWorks = await cli(['put', '--target', n1, ...clientFlags, 'after-rogue', 'ok']);
     expect(stillWorks.code).toBe(0);
     // The rogue sees nobody: the genuine nodes refuse it, and it distrusts them.
-    const rogueCreds = tlsCreds(pki.rogueCa, rogueLeaf);
+    const rogueCreds = tlsCreds(pki.rogueCaFile, rogueLeaf);
     // Once its startup grace period is over, it knows it has no quorum.
     await waitFor(async () => (await statusWith(c.address('n3'), rogueCreds)).notServingReasons.join().includes('quorum lost'), 6_000, 'the rogue n3 reports its quorum lost');
     const rogueView = await statusWith(c.address('n3'), rogueCreds);
@@ -160,7 +157,7 @@ describe.skipIf(!BUILT || !OPENSSL)('TLS and mutual TLS between real serve proce
 
     // The genuine n3 comes back and is welcome.
     await c.kill('n3', 'SIGKILL');
-    await c.start('n3', tlsArgs('n3'));
+    await c.start('n3', await tlsArgs('n3'));
     await waitFor(() => alive(n1, good, 'n3'), 5_000, 'n1 hears the genuine n3 again');
   });
 });

@@ -1,12 +1,12 @@
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { Consistency, KvServiceClient, type GetResponse, type PutResponse, type TxnRequest, type TxnResponse } from '../../src/gen/replikit/v1/kv_service.js';
 
 /** A thin promise wrapper over the generated KvService client, for tests. */
 export class TestKvClient {
   readonly raw: KvServiceClient;
 
-  constructor(address: string) {
-    this.raw = new KvServiceClient(address, credentials.createInsecure());
+  constructor(address: string, creds: ChannelCredentials = credentials.createInsecure()) {
+    this.raw = new KvServiceClient(address, creds);
   }
 
   put(key: string | Buffer, value: string | Buffer, opts: { keyspace?: string; timeoutMs?: number; sessionToken?: Buffer } = {}): Promise<PutResponse> {

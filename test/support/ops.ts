@@ -1,7 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, loadPackageDefinition, makeClientConstructor, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -75,47 +72,3 @@ export function scrape(address: string): Promise<{ body: string; ms: number; sta
 
 /** One sample out of a `/metrics` text (see src/ops/metrics-text.ts). */
 export const sample = sampleMetric;
-
-/** Is `openssl` on this machine? (Debian's `openssl` package.) */
-export function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export interface TestPki {
-  readonly ca: string;
-  readonly rogueCa: string;
-  /** A certificate for `name` (SAN IP:127.0.0.1, server and client use) signed by the CA. */
-  cert(name: string): { cert: string; key: string };
-  /** The same, signed by the rogue CA. */
-  rogueCert(name: string): { cert: string; key: string };
-}
-
-/**
- * A throwaway PKI made with openssl in `dir`: a CA, a rogue CA, and leaf certificates on demand,
- * all P-256 (fast to make) and valid for a day.
- */
-export function makePki(dir: string): TestPki {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  const makeCa = (name: string) => {
-    openssl('req', '-x509', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '1', '-subj', `/CN=${name}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-    return join(dir, `${name}.pem`);
-  };
-  writeFileSync(join(dir, 'leaf.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n');
-  const leaf = (caName: string, name: string) => {
-    const base = `${name}-by-${caName}`;
-    openssl('req', '-new', ...newKey, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${name}`);
-    openssl('x509', '-req', '-in', `${base}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial',
-      '-out', `${base}.pem`, '-days', '1', '-extfile', 'leaf.ext');
-    return { cert: join(dir, `${base}.pem`), key: join(dir, `${base}.key`) };
-  };
-  const ca = makeCa('ca');
-  const rogueCa = makeCa('rogue-ca');
-  return { ca, rogueCa, cert: (name) => leaf('ca', name), rogueCert: (name) => leaf('rogue-ca', name) };
-}

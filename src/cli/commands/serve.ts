@@ -1,16 +1,20 @@
 import { joinCluster, joinIfNew, JoinError } from '../../node/join.js';
+import { Authorizer } from '../../auth/authorizer.js';
+import { readAuthzFile, reloadAuthzFile } from '../../auth/authz-file.js';
+import { AuthzFileError } from '../../auth/authz-rules.js';
 import { IDENTITY_META } from '../../node/node-core.js';
 import { NODE_DEFAULTS } from '../../node/config.js';
 import { mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { ConfigError, type PeerConfig } from '../../node/config.js';
 import { createPeerResolver, MAX_DISCOVERED_PEERS, PeerDiscoveryError, resolvePeersFromDns } from '../../node/peer-discovery.js';
-import { ReplicaNode } from '../../node/replica-node.js';
+import { ReplicaNode, type TransportSecurity } from '../../node/replica-node.js';
 import { InvalidFailureDetectorConfigError } from '../../failure/index.js';
 import { LOG_LEVELS, type LogLevel } from '../../logging/logger.js';
 import { createPinoLogger } from '../../logging/pino-logger.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../../ops/metrics-server.js';
-import { channelCredentialsOf, readTlsFiles, serverCredentialsOf, TlsConfigError, type TlsMaterial } from '../../ops/tls.js';
+import { channelCredentialsOf, peerChannelCredentialsOf, readTlsFiles, serverCredentialsOf, TlsConfigError, type TlsMaterial } from '../../ops/tls.js';
+import { checkOwnNodeCertificate, IssuerCheck } from '../../interceptors/certificate-identity.js';
 import { POLICIES, policyByName, type ConsistencyPolicy } from '../../policy/index.js';
 import { LmdbStore } from '../../storage/lmdb-store.js';
 import { MemoryStore } from '../../storage/memory-store.js';
@@ -36,7 +40,7 @@ const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
-                     [--metrics-listen HOST:PORT] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
+                     [--metrics-listen HOST:PORT] [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--peer-tls-ca PEM]]] [--authz FILE]
 
 Runs one replica until SIGTERM or SIGINT. The keyspace "default" is bound to --policy (cp unless
 given); --keyspace adds more. Data lives in LMDB under --data-dir (default ./replikit-data/ID);
@@ -61,9 +65,19 @@ Prints one line once it serves (a new cluster: once every member has started; a 
 beats of a few dozen bytes cost nothing on a LAN) sets how often peers exchange liveness beats.
 --metrics-listen serves Prometheus metrics at http://HOST:PORT/metrics. --tls-cert and --tls-key
 serve TLS and make peer calls over TLS with the same certificate; --tls-ca adds mutual TLS: peers
-and clients must present a certificate that CA signed, and peers' certificates are checked
-against it. Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace has no quorum or
+and clients must present a certificate that CA signed. With mutual TLS, identities are the
+certificates' URI SANs: this node's certificate must name spiffe://CLUSTER-ID/node/ID (checked at
+start), a peer call is accepted only from the node certificate of the node id it claims, of this
+cluster, and a peer's server certificate must name the node called (docs/security.md; replikit
+certs makes such certificates). --peer-tls-ca gives peers their own CA, as etcd's
+--peer-trusted-ca-file: peer calls need a certificate it issued, clients keep --tls-ca. Without
+--tls-cert the node warns at start that it runs in plaintext. Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace has no quorum or
 this node's clock is off against a majority of peers) and gRPC server reflection.
+--authz FILE (needs mutual TLS: --tls-ca) authorizes client calls by the identity in the caller's
+certificate (spiffe://<cluster-id>/client/<name>) against FILE's grants, one a line:
+"allow IDENTITY PERMISSIONS KEYSPACE [KEY-PREFIX]" (docs/security.md); anything not granted is
+refused PERMISSION_DENIED; this cluster's node certificates may do everything. SIGHUP re-reads
+FILE: a file that does not parse is logged (file, line) and the rules in force are kept.
 --clock-skew-ms N adds N ms to this node's wall clock: a fault-injection drill, never for production.
 Exit status: 0 drained cleanly after SIGTERM or SIGINT; 1 the store failed (a failed sync or a full
 disk: the node stopped acknowledging at once), or --peers-dns found no usable peers; 2 bad flags;
@@ -94,6 +108,8 @@ export const SERVE_FLAGS = {
   'tls-cert': {},
   'tls-key': {},
   'tls-ca': {},
+  'peer-tls-ca': {},
+  authz: {},
   'clock-skew-ms': {},
 } as const;
 
@@ -130,6 +146,19 @@ function peersDnsFlags(flags: ReadonlyMap<string, string>): { name: string; port
     wait: flags.has('peers-dns-wait') ? intFlag('peers-dns-wait', flags.get('peers-dns-wait')!, 0, MAX_DISCOVERED_PEERS) : 0,
     server,
   };
+}
+
+/** `--authz FILE`: its rules, or a usage error naming the file and line (or why mutual TLS is needed). */
+function authorizerOf(file: string, tls: TlsMaterial | undefined): Authorizer {
+  if (tls?.ca === undefined) {
+    throw new UsageError('--authz needs mutual TLS (--tls-cert, --tls-key and --tls-ca): the rules grant to the identities in client certificates, which only mutual TLS verifies');
+  }
+  try {
+    return new Authorizer(readAuthzFile(file));
+  } catch (err: unknown) {
+    if (err instanceof AuthzFileError) throw new UsageError(`--authz: ${err.message}`);
+    throw err;
+  }
 }
 
 function policyFlag(flag: string, name: string): ConsistencyPolicy {
@@ -190,6 +219,34 @@ export const serveCommand: Command = {
       throw err;
     }
     if (tls !== undefined && tls.cert === undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key: a TLS node presents a certificate');
+    const clusterIdFlag = args.flags.get('cluster-id') ?? NODE_DEFAULTS.clusterId;
+    const mutualTls = tls?.ca !== undefined;
+    if (mutualTls && tls?.cert !== undefined) {
+      // Every peer would refuse a node whose certificate names someone else: say so now, not in their logs.
+      const problem = checkOwnNodeCertificate(tls.cert, clusterIdFlag, id);
+      if (problem !== undefined) throw new UsageError(`--tls-cert: ${problem}`);
+    }
+    let peerTlsCa: Buffer | undefined;
+    let peerTrust: IssuerCheck | undefined;
+    const peerTlsCaFile = args.flags.get('peer-tls-ca');
+    if (peerTlsCaFile !== undefined) {
+      if (!mutualTls) throw new UsageError("--peer-tls-ca needs mutual TLS: give --tls-cert, --tls-key and --tls-ca (the clients' CA) too");
+      try {
+        peerTlsCa = readTlsFiles({ caFile: peerTlsCaFile })?.ca;
+        peerTrust = new IssuerCheck(peerTlsCa!);
+      } catch (err: unknown) {
+        throw new UsageError(`--peer-tls-ca: ${err instanceof Error ? err.message.replace(/^--tls-ca: /, '') : String(err)}`);
+      }
+    }
+    // Peers: this node's certificate, trusting the peer CA (or the one CA), and each peer's server
+    // certificate checked against the node called.
+    const peerTls: TlsMaterial | undefined = tls === undefined ? undefined : { ...tls, ca: peerTlsCa ?? tls.ca };
+    // The server accepts certificates from either CA; which one a call needs is checked per call.
+    const serverTls: TlsMaterial | undefined =
+      tls === undefined ? undefined : peerTlsCa === undefined ? tls : { ...tls, ca: Buffer.concat([tls.ca!, Buffer.from('\n'), peerTlsCa]) };
+    const transportSecurity: TransportSecurity = tls === undefined ? 'plaintext' : mutualTls ? 'mutual-tls' : 'tls';
+    const authzFile = args.flags.get('authz');
+    const authorizer = authzFile === undefined ? undefined : authorizerOf(authzFile, tls);
 
     const logger = createPinoLogger({ level: levelText as LogLevel, base: { node: id } });
     if (peersDns !== undefined) {
@@ -219,7 +276,7 @@ export const serveCommand: Command = {
           nodeId: id,
           address,
           clusterId: args.flags.get('cluster-id') ?? NODE_DEFAULTS.clusterId,
-          credentials: tls === undefined ? undefined : channelCredentialsOf(tls),
+          credentials: peerTls === undefined ? undefined : channelCredentialsOf(peerTls),
         });
         peers = joined.peers;
         logger.info(
@@ -260,7 +317,7 @@ export const serveCommand: Command = {
           nodeId: id,
           address: advertise ?? listen,
           clusterId: args.flags.get('cluster-id') ?? NODE_DEFAULTS.clusterId,
-          credentials: tls === undefined ? undefined : channelCredentialsOf(tls),
+          credentials: peerTls === undefined ? undefined : channelCredentialsOf(peerTls),
         });
         if (joined !== undefined) {
           peers = joined.peers;
@@ -290,10 +347,14 @@ export const serveCommand: Command = {
         logger,
         requestTimeoutMs,
         failureDetector: heartbeatIntervalMs === undefined ? undefined : { heartbeatIntervalMs },
-        serverCredentials: tls === undefined ? undefined : serverCredentialsOf(tls),
-        peerCredentials: tls === undefined ? undefined : channelCredentialsOf(tls),
+        serverCredentials: serverTls === undefined ? undefined : serverCredentialsOf(serverTls),
+        peerCredentials: peerTls === undefined ? undefined : (peerId) => peerChannelCredentialsOf(peerTls, { clusterId: clusterIdFlag, nodeId: peerId }),
+        transportSecurity,
+        peerTrust,
+        ownCertificate: tls?.cert,
         wallClock: clockSkewMs === 0 ? undefined : () => Date.now() + clockSkewMs,
         processMetrics: true,
+        authorization: authorizer,
         // DELIBERATELY BROKEN, for testing the test harness only (test/process/wiped-replica.test.ts).
         unsafeSkipRecovery: process.env.REPLIKIT_UNSAFE_SKIP_RECOVERY === '1',
       });
@@ -316,7 +377,15 @@ export const serveCommand: Command = {
         return 1;
       }
     }
+    if (transportSecurity === 'plaintext') {
+      logger.warn(`this node runs without TLS: anyone who can reach ${listen} can read and write every keyspace and act as a peer (give --tls-cert, --tls-key and --tls-ca for mutual TLS; docs/security.md)`, { transportSecurity });
+    }
     if (clockSkewMs !== 0) logger.warn(`this node's wall clock is skewed by ${clockSkewMs} ms on purpose (--clock-skew-ms)`, { clockSkewMs });
+    if (authorizer !== undefined && authzFile !== undefined) {
+      logger.info(`client authorization: ${authorizer.rules.grants.length} grants from ${authzFile}`, { file: authzFile, grants: authorizer.rules.grants.length });
+      // SIGHUP re-reads the file: new rules on success, the old ones kept (and the error logged) on failure.
+      process.on('SIGHUP', () => reloadAuthzFile(authzFile, authorizer, { logger, onReload: (outcome) => node.metrics.countAuthzReload(outcome) }));
+    }
 
     // Signals and a failed store end the process in every phase, the wait for serving included.
     let stopped: (why: string) => void = () => {};

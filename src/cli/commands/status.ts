@@ -1,4 +1,4 @@
-import { ClusterServiceClient, MemberState, StatusResponse, type StatusResponse as Status } from '../../gen/replikit/v1/cluster_service.js';
+import { ClusterServiceClient, MemberState, StatusResponse, TransportSecurity, type StatusResponse as Status } from '../../gen/replikit/v1/cluster_service.js';
 import { PolicyKind } from '../../gen/replikit/v1/types.js';
 import { parseArgs, UsageError } from '../args.js';
 import { CLIENT_FLAGS, clientSettings, reportCallError, TLS_CLIENT_USAGE, unary } from '../client.js';
@@ -8,6 +8,11 @@ const STATE_NAME: Record<number, string> = {
   [MemberState.MEMBER_STATE_ALIVE]: 'ALIVE',
   [MemberState.MEMBER_STATE_SUSPECT]: 'SUSPECT',
   [MemberState.MEMBER_STATE_DEAD]: 'DEAD',
+};
+const TRANSPORT_NAME: Record<number, string> = {
+  [TransportSecurity.TRANSPORT_SECURITY_PLAINTEXT]: 'plaintext',
+  [TransportSecurity.TRANSPORT_SECURITY_TLS]: 'tls',
+  [TransportSecurity.TRANSPORT_SECURITY_MUTUAL_TLS]: 'mutual-tls',
 };
 const POLICY_NAME: Record<number, string> = {
   [PolicyKind.POLICY_KIND_CP_QUORUM]: 'cp',
@@ -27,7 +32,7 @@ function ms(value: number): string {
 /** The human-readable form of a Status response. */
 export function formatStatus(s: Status): string {
   const members = table([
-    ['NODE', 'ADDRESS', 'STATE', 'PHI', 'LAST HEARD MS', 'RTT MS', 'OFFSET MS', 'INCARNATION'],
+    ['NODE', 'ADDRESS', 'STATE', 'PHI', 'LAST HEARD MS', 'RTT MS', 'OFFSET MS', 'INCARNATION', 'VERIFIED IDENTITY'],
     ...s.members.map((m) => [
       m.nodeId + (m.self ? ' (self)' : ''),
       m.address || '-',
@@ -37,6 +42,7 @@ export function formatStatus(s: Status): string {
       ms(m.rttMs),
       m.clockOffsetMs.toFixed(1),
       String(m.incarnation),
+      m.verifiedIdentity || '-',
     ]),
   ]);
   const keyspaces = table([
@@ -50,7 +56,9 @@ export function formatStatus(s: Status): string {
     ]),
   ]);
   const health = s.notServingReasons.length === 0 ? 'SERVING' : `NOT_SERVING: ${s.notServingReasons.join('; ')}`;
-  return `node ${s.nodeId} of cluster ${s.clusterId} (incarnation ${s.incarnation}, replikit ${s.version})\nhealth ${health}\n\n${members}\n\n${keyspaces}`;
+  const transport = TRANSPORT_NAME[s.transportSecurity] ?? 'unknown';
+  const warning = s.transportSecurity === TransportSecurity.TRANSPORT_SECURITY_PLAINTEXT ? ' (anyone who reaches the port can read, write and act as a peer)' : '';
+  return `node ${s.nodeId} of cluster ${s.clusterId} (incarnation ${s.incarnation}, replikit ${s.version})\nhealth ${health}\ntransport ${transport}${warning}\n\n${members}\n\n${keyspaces}`;
 }
 
 export const statusCommand: Command = {

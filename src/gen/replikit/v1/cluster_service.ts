@@ -117,6 +117,59 @@ export function memberStateToJSON(object: MemberState): string {
   }
 }
 
+/** TransportSecurity is how a node's gRPC server is reached. */
+export enum TransportSecurity {
+  /** TRANSPORT_SECURITY_UNSPECIFIED - Not set (a node older than this field). */
+  TRANSPORT_SECURITY_UNSPECIFIED = 0,
+  /** TRANSPORT_SECURITY_PLAINTEXT - No TLS: nothing is authenticated or encrypted. */
+  TRANSPORT_SECURITY_PLAINTEXT = 1,
+  /** TRANSPORT_SECURITY_TLS - TLS with the node's certificate; callers present none, so peers are known only by what they claim. */
+  TRANSPORT_SECURITY_TLS = 2,
+  /**
+   * TRANSPORT_SECURITY_MUTUAL_TLS - Mutual TLS: every caller presents a certificate the CA signed, and a peer's certificate must
+   * name the node id its calls claim (spiffe://<cluster-id>/node/<node-id>).
+   */
+  TRANSPORT_SECURITY_MUTUAL_TLS = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function transportSecurityFromJSON(object: any): TransportSecurity {
+  switch (object) {
+    case 0:
+    case "TRANSPORT_SECURITY_UNSPECIFIED":
+      return TransportSecurity.TRANSPORT_SECURITY_UNSPECIFIED;
+    case 1:
+    case "TRANSPORT_SECURITY_PLAINTEXT":
+      return TransportSecurity.TRANSPORT_SECURITY_PLAINTEXT;
+    case 2:
+    case "TRANSPORT_SECURITY_TLS":
+      return TransportSecurity.TRANSPORT_SECURITY_TLS;
+    case 3:
+    case "TRANSPORT_SECURITY_MUTUAL_TLS":
+      return TransportSecurity.TRANSPORT_SECURITY_MUTUAL_TLS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TransportSecurity.UNRECOGNIZED;
+  }
+}
+
+export function transportSecurityToJSON(object: TransportSecurity): string {
+  switch (object) {
+    case TransportSecurity.TRANSPORT_SECURITY_UNSPECIFIED:
+      return "TRANSPORT_SECURITY_UNSPECIFIED";
+    case TransportSecurity.TRANSPORT_SECURITY_PLAINTEXT:
+      return "TRANSPORT_SECURITY_PLAINTEXT";
+    case TransportSecurity.TRANSPORT_SECURITY_TLS:
+      return "TRANSPORT_SECURITY_TLS";
+    case TransportSecurity.TRANSPORT_SECURITY_MUTUAL_TLS:
+      return "TRANSPORT_SECURITY_MUTUAL_TLS";
+    case TransportSecurity.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** ListMembersRequest asks for the membership; it has no fields. */
 export interface ListMembersRequest {
 }
@@ -220,6 +273,11 @@ export interface StatusResponse {
    * causes are gone.
    */
   notServingReasons: string[];
+  /**
+   * How clients and peers reach this node. PLAINTEXT means anyone who reaches its port can read,
+   * write and act as a peer. Unspecified from nodes older than this field.
+   */
+  transportSecurity: TransportSecurity;
 }
 
 /** Member is one node as the answering node sees it. */
@@ -247,6 +305,12 @@ export interface Member {
   incarnation: bigint;
   /** True for the answering node itself. */
   self: boolean;
+  /**
+   * The identity the member's certificate proved to the answering node on its latest peer call,
+   * its SPIFFE URI (spiffe://<cluster-id>/node/<node-id>); for the answering node, its own
+   * certificate's. Empty without mutual TLS, or before the member's first call.
+   */
+  verifiedIdentity: string;
 }
 
 /** KeyspaceStatus is one keyspace as the answering node serves it. */
@@ -1048,6 +1112,7 @@ function createBaseStatusResponse(): StatusResponse {
     keyspaces: [],
     version: "",
     notServingReasons: [],
+    transportSecurity: 0,
   };
 }
 
@@ -1079,6 +1144,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     for (const v of message.notServingReasons) {
       writer.uint32(66).string(v!);
+    }
+    if (message.transportSecurity !== 0) {
+      writer.uint32(72).int32(message.transportSecurity);
     }
     return writer;
   },
@@ -1160,6 +1228,14 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.notServingReasons.push(reader.string());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.transportSecurity = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1196,6 +1272,11 @@ export const StatusResponse: MessageFns<StatusResponse> = {
         : globalThis.Array.isArray(object?.not_serving_reasons)
         ? object.not_serving_reasons.map((e: any) => globalThis.String(e))
         : [],
+      transportSecurity: isSet(object.transportSecurity)
+        ? transportSecurityFromJSON(object.transportSecurity)
+        : isSet(object.transport_security)
+        ? transportSecurityFromJSON(object.transport_security)
+        : 0,
     };
   },
 
@@ -1225,6 +1306,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.notServingReasons?.length) {
       obj.notServingReasons = message.notServingReasons;
     }
+    if (message.transportSecurity !== 0) {
+      obj.transportSecurity = transportSecurityToJSON(message.transportSecurity);
+    }
     return obj;
   },
 };
@@ -1241,6 +1325,7 @@ function createBaseMember(): Member {
     clockOffsetExceeded: false,
     incarnation: 0n,
     self: false,
+    verifiedIdentity: "",
   };
 }
 
@@ -1278,6 +1363,9 @@ export const Member: MessageFns<Member> = {
     }
     if (message.self !== false) {
       writer.uint32(80).bool(message.self);
+    }
+    if (message.verifiedIdentity !== "") {
+      writer.uint32(90).string(message.verifiedIdentity);
     }
     return writer;
   },
@@ -1375,6 +1463,14 @@ export const Member: MessageFns<Member> = {
             message.self = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.verifiedIdentity = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1419,6 +1515,11 @@ export const Member: MessageFns<Member> = {
         : false,
       incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
       self: isSet(object.self) ? globalThis.Boolean(object.self) : false,
+      verifiedIdentity: isSet(object.verifiedIdentity)
+        ? globalThis.String(object.verifiedIdentity)
+        : isSet(object.verified_identity)
+        ? globalThis.String(object.verified_identity)
+        : "",
     };
   },
 
@@ -1453,6 +1554,9 @@ export const Member: MessageFns<Member> = {
     }
     if (message.self !== false) {
       obj.self = message.self;
+    }
+    if (message.verifiedIdentity !== "") {
+      obj.verifiedIdentity = message.verifiedIdentity;
     }
     return obj;
   },
