@@ -7,8 +7,17 @@ causal keyspace; other keyspaces may answer with an empty token, which is passed
 and prints a node's Status. Prints one JSON object per step on stdout and exits 0 when every
 check held, 1 when one did not, 2 when a call failed.
 
+With --tls-ca (and --tls-cert/--tls-key: mutual TLS) it talks TLS, presenting its client
+certificate (spiffe://<cluster-id>/client/<name>; docs/security.md). --expect-denied KEYSPACE
+then also tries a get and a put in a keyspace the cluster's authz file does not grant it, and
+checks that both are refused with PERMISSION_DENIED (a "denied" step each); --no-status skips the
+Status call (which an authz file may not grant either).
+
     PYTHONPATH=examples/python/gen python3 examples/python/client.py \
         --target 127.0.0.1:7001 --target 127.0.0.1:7002 --keyspace default
+    PYTHONPATH=examples/python/gen python3 examples/python/client.py \
+        --target 127.0.0.1:7001 --tls-ca pki/ca.pem --tls-cert pki/client-app.pem --tls-key pki/client-app.key \
+        --no-status --expect-denied other
 """
 
 import argparse
@@ -49,10 +58,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", action="append", required=True, help="HOST:PORT of a node; give two to cross nodes")
     parser.add_argument("--keyspace", default="default")
-    parser.add_argument("--tls-ca")
-    parser.add_argument("--tls-cert")
-    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-ca", help="PEM of the CA that signed the nodes' certificates: talk TLS")
+    parser.add_argument("--tls-cert", help="PEM of this client's certificate (mutual TLS; needs --tls-key)")
+    parser.add_argument("--tls-key", help="PEM of that certificate's private key")
+    parser.add_argument("--expect-denied", metavar="KEYSPACE", help="check that a get and a put there are PERMISSION_DENIED")
+    parser.add_argument("--no-status", action="store_true", help="skip the Status call")
     args = parser.parse_args()
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None and args.tls_ca is None:
+        parser.error("--tls-cert needs --tls-ca")
 
     first, second = args.target[0], args.target[-1]
     kv_first = kv_service_pb2_grpc.KvServiceStub(channel(first, args))
@@ -88,22 +103,39 @@ def main():
             failures.append(f"get through {first} returned found={get2.found} value={get2.value!r}, not b'two'")
 
         # 4. The operator's view.
-        cluster = cluster_service_pb2_grpc.ClusterServiceStub(channel(first, args))
-        status = cluster.Status(cluster_service_pb2.StatusRequest(), timeout=TIMEOUT_S)
-        emit(
-            "status",
-            node=status.node_id,
-            cluster=status.cluster_id,
-            version=status.version,
-            members={m.node_id: cluster_service_pb2.MemberState.Name(m.state) for m in status.members},
-            keyspaces={k.name: k.quorum_reachable for k in status.keyspaces},
-            notServingReasons=list(status.not_serving_reasons),
-        )
-        if args.keyspace not in {k.name for k in status.keyspaces}:
-            failures.append(f"Status does not list keyspace {args.keyspace}")
+        if not args.no_status:
+            cluster = cluster_service_pb2_grpc.ClusterServiceStub(channel(first, args))
+            status = cluster.Status(cluster_service_pb2.StatusRequest(), timeout=TIMEOUT_S)
+            emit(
+                "status",
+                node=status.node_id,
+                cluster=status.cluster_id,
+                version=status.version,
+                members={m.node_id: cluster_service_pb2.MemberState.Name(m.state) for m in status.members},
+                keyspaces={k.name: k.quorum_reachable for k in status.keyspaces},
+                notServingReasons=list(status.not_serving_reasons),
+            )
+            if args.keyspace not in {k.name for k in status.keyspaces}:
+                failures.append(f"Status does not list keyspace {args.keyspace}")
     except grpc.RpcError as err:
         emit("error", code=err.code().name, details=err.details())
         return 2
+
+    # 5. Outside the grants: each call must be refused, and refused for that reason.
+    if args.expect_denied is not None:
+        denied_calls = [
+            ("get", lambda: kv_first.Get(kv_service_pb2.GetRequest(keyspace=args.expect_denied, key=key), timeout=TIMEOUT_S)),
+            ("put", lambda: kv_first.Put(kv_service_pb2.PutRequest(keyspace=args.expect_denied, key=key, value=b"no"), timeout=TIMEOUT_S)),
+        ]
+        for name, call in denied_calls:
+            try:
+                call()
+                emit("denied", call=name, keyspace=args.expect_denied, code="OK", details="")
+                failures.append(f"{name} in keyspace {args.expect_denied} succeeded; expected PERMISSION_DENIED")
+            except grpc.RpcError as err:
+                emit("denied", call=name, keyspace=args.expect_denied, code=err.code().name, details=err.details())
+                if err.code() != grpc.StatusCode.PERMISSION_DENIED:
+                    failures.append(f"{name} in keyspace {args.expect_denied} failed with {err.code().name}, not PERMISSION_DENIED")
 
     emit("done", ok=not failures, failures=failures)
     return 0 if not failures else 1
