@@ -31,6 +31,7 @@
  * another cluster, one that names no replikit identity, and a caller without a certificate are
  * refused everything.
  */
+import { BurstLimit } from '../logging/burst-limit.js';
 import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { ReplikitError } from '../errors.js';
@@ -289,29 +290,18 @@ export const AUTHZ_REFUSAL_LOG_WINDOW_MS = 10_000;
  * beyond that they are counted, and the count goes with the next line that gets through.
  */
 export function authzRefusalLogger(logger: Logger, nowMs: () => number = () => performance.now()): (refusal: AuthzRefusal) => void {
-  let windowStartMs = -Infinity;
-  let inWindow = 0;
-  let suppressed = 0;
+  const limit = new BurstLimit(AUTHZ_REFUSAL_LOG_BURST, AUTHZ_REFUSAL_LOG_WINDOW_MS, nowMs);
   return (refusal) => {
-    const now = nowMs();
-    if (now - windowStartMs >= AUTHZ_REFUSAL_LOG_WINDOW_MS) {
-      windowStartMs = now;
-      inWindow = 0;
-    }
-    if (inWindow >= AUTHZ_REFUSAL_LOG_BURST) {
-      suppressed++;
-      return;
-    }
-    inWindow++;
+    const admitted = limit.admit();
+    if (admitted === undefined) return;
     logger.warn(`refused ${refusal.method}: ${refusal.message}`, {
       identity: refusal.identity,
       method: refusal.method,
       keyspace: refusal.keyspace,
       permission: refusal.permission,
       reason: refusal.reason,
-      ...(suppressed > 0 ? { suppressedSinceLastLine: suppressed } : {}),
+      ...(admitted.suppressedBefore > 0 ? { suppressedSinceLastLine: admitted.suppressedBefore } : {}),
     });
-    suppressed = 0;
   };
 }
 

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { checkServerIdentity, type TLSSocket } from 'node:tls';
 import { describeIdentity, identityOfSubjectAltName } from '../interceptors/certificate-identity.js';
 import { credentials, InterceptingCall, ServerCredentials, status, type ChannelCredentials, type Interceptor, type Server } from '@grpc/grpc-js';
+import { BurstLimit } from '../logging/burst-limit.js';
 import type { Logger } from '../logging/logger.js';
 
 /** PEM files as given on the command line; any of them may be absent. */
@@ -179,26 +180,15 @@ const REFUSAL_LOG_WINDOW_MS = 10_000;
  * next line that gets through.
  */
 export function tlsRefusalLogger(logger: Logger, nowMs: () => number = () => performance.now()): (refusal: TlsRefusal) => void {
-  let windowStartMs = -Infinity;
-  let inWindow = 0;
-  let suppressed = 0;
+  const limit = new BurstLimit(REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS, nowMs);
   return (refusal) => {
-    const now = nowMs();
-    if (now - windowStartMs >= REFUSAL_LOG_WINDOW_MS) {
-      windowStartMs = now;
-      inWindow = 0;
-    }
-    if (inWindow >= REFUSAL_LOG_BURST) {
-      suppressed++;
-      return;
-    }
-    inWindow++;
+    const admitted = limit.admit();
+    if (admitted === undefined) return;
     logger.warn(`refused a TLS connection from ${refusal.remote}: ${refusal.detail}`, {
       remote: refusal.remote,
       reason: refusal.reason,
-      ...(suppressed > 0 ? { suppressedSinceLastLine: suppressed } : {}),
+      ...(admitted.suppressedBefore > 0 ? { suppressedSinceLastLine: admitted.suppressedBefore } : {}),
     });
-    suppressed = 0;
   };
 }
 
