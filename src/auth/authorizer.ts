@@ -31,6 +31,7 @@
  * another cluster, one that names no replikit identity, and a caller without a certificate are
  * refused everything.
  */
+import { prefixEnd } from '../policy/watch/key-range.js';
 import { BurstLimit } from '../logging/burst-limit.js';
 import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
@@ -94,20 +95,9 @@ const coordinationKeyspace = (name: string | undefined) => (name === undefined |
 
 function rangeNeed(permission: Permission, keyspace: string, key: Uint8Array | undefined, rangeEnd: Uint8Array | undefined, prefix: boolean | undefined): Need {
   const start = key ?? EMPTY;
-  if (prefix === true) return { kind: 'range', permission, keyspace, start, end: successor(start) };
+  if (prefix === true) return { kind: 'range', permission, keyspace, start, end: prefixEnd(start) };
   if (rangeEnd === undefined || rangeEnd.byteLength === 0) return { kind: 'key', permission, keyspace, key: start };
   return { kind: 'range', permission, keyspace, start, end: rangeEnd };
-}
-
-function successor(prefix: Uint8Array): Buffer | null {
-  for (let i = prefix.byteLength - 1; i >= 0; i--) {
-    if (prefix[i]! < 0xff) {
-      const end = Buffer.from(prefix.subarray(0, i + 1));
-      end[i] = prefix[i]! + 1;
-      return end;
-    }
-  }
-  return null;
 }
 
 function txnNeeds(req: TxnRequest): Need[] {

@@ -18,6 +18,7 @@
  *
  * Pure code: {@link parseAuthzRules} takes the file's text; authz-file.ts reads the file.
  */
+import { prefixEnd } from '../policy/watch/key-range.js';
 import type { CertificateIdentity } from '../interceptors/certificate-identity.js';
 
 /**
@@ -161,22 +162,10 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 export function rangeWithinPrefix(start: Uint8Array, end: Uint8Array | null, prefix: Buffer | undefined): boolean {
   if (prefix === undefined || prefix.byteLength === 0) return true;
   if (compareBytes(start, prefix) < 0) return false;
-  const successor = prefixSuccessor(prefix);
+  const successor = prefixEnd(prefix);
   if (successor === null) return true; // every key ≥ prefix starts with it
   if (end === null) return false;
   return compareBytes(end, successor) <= 0;
-}
-
-/** The first byte string after every key that starts with `prefix`; null when there is none. */
-function prefixSuccessor(prefix: Uint8Array): Buffer | null {
-  for (let i = prefix.byteLength - 1; i >= 0; i--) {
-    if (prefix[i]! < 0xff) {
-      const end = Buffer.from(prefix.subarray(0, i + 1));
-      end[i] = prefix[i]! + 1;
-      return end;
-    }
-  }
-  return null;
 }
 
 function identityMatches(pattern: IdentityPattern, identity: CertificateIdentity): boolean {
