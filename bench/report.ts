@@ -6,6 +6,7 @@
 import { renderCatchUp, type CatchUpReport } from './catch-up.js';
 import type { LoadResult } from './load.js';
 import { rangeWatchJson, renderRangeWatch, type RangeWatchReport } from './watch-report.js';
+import { renderSecurity, securityJson, type SecurityReport } from './security-report.js';
 import { CAS_KEYS_PER_CALLER } from './workload.js';
 
 export type SystemName = 'echo' | 'echo-interceptors' | 'etcd' | 'replikit-cp' | 'replikit-cp-embedded' | 'replikit-ap' | 'replikit-causal';
@@ -111,6 +112,8 @@ export interface BenchReport {
   readonly coordination?: CoordinationReport;
   /** A new node catching up (bench/catch-up.ts), when it ran. */
   readonly catchUp?: CatchUpReport;
+  /** Mutual TLS with authorization against plaintext (bench/security.ts), when it ran. */
+  readonly security?: SecurityReport;
 }
 
 /** The median of a non-empty list (mean of the middle two for an even count); NaN for none. */
@@ -420,6 +423,7 @@ export function renderMarkdown(report: BenchReport): string {
     ...(report.rangeWatch === undefined ? [] : renderRangeWatch(report.rangeWatch)),
     ...(report.coordination === undefined ? [] : renderCoordination(report.coordination)),
     ...(report.catchUp === undefined ? [] : renderCatchUp(report.catchUp)),
+    ...(report.security === undefined ? [] : renderSecurity(report.security)),
     '## Targets',
     '',
     ...report.targets.map((t) => `- **${t.status}** — ${t.description}: ${t.detail}`),
@@ -459,7 +463,8 @@ export function toJson(report: BenchReport): string {
   const rangeWatch = report.rangeWatch === undefined ? {} : { rangeWatch: rangeWatchJson(report.rangeWatch) };
   const coordination = report.coordination === undefined ? {} : { coordination: coordinationJson(report.coordination) };
   const catchUp = report.catchUp === undefined ? {} : { catchUp: report.catchUp };
-  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch, ...coordination, ...catchUp }, null, 2)}\n`;
+  const security = report.security === undefined ? {} : { security: securityJson(report.security) };
+  return `${JSON.stringify({ rows, unavailable: report.unavailable, targets: report.targets, meta: report.meta, ...rangeWatch, ...coordination, ...catchUp, ...security }, null, 2)}\n`;
 }
 
 /** Rounds for JSON; NaN (nothing measured) becomes null, which JSON can carry. */

@@ -29,6 +29,11 @@
  * serves and until it is promoted, and the bytes sent. `--no-catch-up` leaves it out,
  * `--catch-up-only` runs it alone.
  *
+ * Then the security rows (bench/security.ts, issue #19): the same replikit 3-node CP cluster run
+ * plaintext and with mutual TLS + `--authz`, CP put and get at 1 and 64 callers, the two measured
+ * back to back in every round; ratios secure / plaintext. `--no-security` leaves them out,
+ * `--security-only` runs them alone.
+ *
  * Output: the table on stdout, a progress bar on stderr, and under bench/results/ a Markdown and a
  * JSON report per run, latest.md / latest.json, and cp-vs-etcd.svg.
  *
@@ -61,6 +66,8 @@ import {
 import { renderThroughputSvg } from './svg-plot.js';
 import { coordinationPlan, runCoordination } from './coordination.js';
 import { runCatchUp, type CatchUpReport } from './catch-up.js';
+import { runSecurity, securityPlan } from './security.js';
+import type { SecurityReport } from './security-report.js';
 import { runWatchRange, watchRangePlan } from './watch-range.js';
 import type { RangeWatchReport } from './watch-report.js';
 import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type ReplikitCalls, type StartResult } from './systems.js';
@@ -97,6 +104,8 @@ function parseFlags() {
         'coordination-only': { type: 'boolean', default: false },
         'no-catch-up': { type: 'boolean', default: false },
         'catch-up-only': { type: 'boolean', default: false },
+        'no-security': { type: 'boolean', default: false },
+        'security-only': { type: 'boolean', default: false },
         out: { type: 'string', default: join(ROOT, 'bench', 'results') },
         help: { type: 'boolean', default: false },
       },
@@ -116,6 +125,7 @@ if (flags.help) {
                          [--serve-arg FLAG]... [--no-pause] [--out DIR]
                          [--no-watch-range | --watch-range-only]
                          [--no-coordination | --coordination-only] [--no-catch-up | --catch-up-only]
+                         [--no-security | --security-only]
   --quick        one round of 1 s phases (lock phases 2 s, keep-alive 5 s): a smoke check
   --rounds N     rounds, systems alternating within each; medians reported (full: 3)
   --etcd-bin     the etcd binary (default: etcd on PATH, installed from Debian when missing)
@@ -141,6 +151,9 @@ if (flags.help) {
   --coordination-only only the lock and lease rows (--systems still picks replikit-cp / etcd)
   --no-catch-up      leave out the row of a new node catching up (100,000 CP keys; quick: 20,000)
   --catch-up-only    only that row
+  --no-security      leave out the security rows (the same replikit CP cluster plaintext and with
+                 mutual TLS + --authz, CP put and get at 1 and 64 callers, side by side)
+  --security-only    only the security rows
 `);
   process.exit(0);
 }
@@ -203,14 +216,25 @@ if (CATCH_UP_ONLY && (flags['watch-range-only'] || flags['coordination-only'])) 
   process.exit(2);
 }
 const COORDINATION_ONLY = flags['coordination-only'];
+const SECURITY_ONLY = flags['security-only'];
+if (flags['no-security'] && SECURITY_ONLY) {
+  process.stderr.write('bench: --no-security and --security-only exclude each other\n');
+  process.exit(2);
+}
+if (SECURITY_ONLY && (flags['watch-range-only'] || COORDINATION_ONLY || CATCH_UP_ONLY)) {
+  process.stderr.write('bench: --security-only excludes --watch-range-only, --coordination-only and --catch-up-only\n');
+  process.exit(2);
+}
 /** Whether a system is measured in the put / get / cas rows (all but --watch-range-only / --coordination-only). */
-const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY && wanted(name);
+const inMainRows = (name: SystemName) => !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY && !SECURITY_ONLY && wanted(name);
 /** Range / watch rows: replikit CP and etcd, when wanted. */
-const WATCH_RANGE = !flags['no-watch-range'] && !COORDINATION_ONLY && !CATCH_UP_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+const WATCH_RANGE = !flags['no-watch-range'] && !COORDINATION_ONLY && !CATCH_UP_ONLY && !SECURITY_ONLY && (wanted('replikit-cp') || wanted('etcd'));
 /** Lock and lease rows: replikit CP and etcd, when wanted. */
-const COORDINATION = !flags['no-coordination'] && !WATCH_RANGE_ONLY && !CATCH_UP_ONLY && (wanted('replikit-cp') || wanted('etcd'));
+const COORDINATION = !flags['no-coordination'] && !WATCH_RANGE_ONLY && !CATCH_UP_ONLY && !SECURITY_ONLY && (wanted('replikit-cp') || wanted('etcd'));
 /** The catch-up row: replikit only. */
-const CATCH_UP = !flags['no-catch-up'] && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && wanted('replikit-cp');
+const CATCH_UP = !flags['no-catch-up'] && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !SECURITY_ONLY && wanted('replikit-cp');
+/** The security rows: replikit CP only. */
+const SECURITY = !flags['no-security'] && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY && wanted('replikit-cp');
 /** Measured time of a lock phase, and of the keep-alive phase, per round. */
 const LOCK_MS = QUICK ? 2_000 : 10_000;
 const KEEPALIVE_MS = QUICK ? 5_000 : 20_000;
@@ -355,9 +379,10 @@ async function main(): Promise<number> {
   }
 
   let etcd: EtcdAvailability;
-  if (flags['no-etcd'] || !wanted('etcd')) etcd = { ok: false, reason: flags['no-etcd'] ? 'left out (--no-etcd)' : 'left out (--systems)' };
+  if (SECURITY_ONLY) etcd = { ok: false, reason: 'not used by --security-only' };
+  else if (flags['no-etcd'] || !wanted('etcd')) etcd = { ok: false, reason: flags['no-etcd'] ? 'left out (--no-etcd)' : 'left out (--systems)' };
   else etcd = findOrInstallEtcd(flags['etcd-bin'], !flags['no-install'], log);
-  if (!etcd.ok) {
+  if (!etcd.ok && !SECURITY_ONLY) {
     unavailable.push({ system: 'etcd', reason: etcd.reason });
     notes.push(`etcd is not part of this run (${etcd.reason}): everything is compared against echo only`);
     log(`etcd not available: ${etcd.reason}; comparing against echo only`);
@@ -381,7 +406,7 @@ async function main(): Promise<number> {
   const lightStarts: Promise<StartResult[]> = Promise.all([
     ...(inMainRows('echo') ? [startEcho(reaper, false)] : []),
     ...(inMainRows('echo-interceptors') ? [startEcho(reaper, true)] : []),
-    ...(etcd.ok && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
+    ...(etcd.ok && !WATCH_RANGE_ONLY && !COORDINATION_ONLY && !CATCH_UP_ONLY && !SECURITY_ONLY ? [startEtcd(reaper, etcd.binary, ETCD_READS)] : []),
   ]);
   // The replikit clusters start one after another: every node must print its ready line within
   // LocalCluster's 20 s, and twelve node processes loading at once on two busy cores missed that.
@@ -528,6 +553,28 @@ async function main(): Promise<number> {
     clearTimeout(watchdog);
   }
 
+  let security: SecurityReport | undefined;
+  if (SECURITY) {
+    const sectionOptions = { rounds: ROUNDS, durationMs: DURATION_MS, warmupMs: WARMUP_MS };
+    const sectionPlan = securityPlan(sectionOptions);
+    // Making the certificates, starting two clusters and filling them, then every phase with its resume.
+    armWatchdog(STARTUP_BUDGET_MS + sectionPlan.steps * (CALL_DEADLINE_MS + 15_000) + sectionPlan.plannedMs, 'the security rows');
+    progress = new ProgressBar(sectionPlan.plannedMs, sectionPlan.steps);
+    const bar = progress;
+    log('security: starting a replikit CP cluster plaintext and one with mutual TLS + --authz');
+    security = await runSecurity({
+      ...sectionOptions,
+      reaper,
+      pause: pausing,
+      serveArgs: SERVE_ARGS,
+      command: COMMAND,
+      log,
+      phase: (label, plannedMs) => bar.phase(label, plannedMs),
+    });
+    progress.finish();
+    clearTimeout(watchdog);
+  }
+
   const rows = aggregate(samples);
   const report: BenchReport = {
     meta: {
@@ -555,6 +602,7 @@ async function main(): Promise<number> {
     ...(rangeWatch === undefined ? {} : { rangeWatch }),
     ...(coordination === undefined ? {} : { coordination }),
     ...(catchUp === undefined ? {} : { catchUp }),
+    ...(security === undefined ? {} : { security }),
   };
   const markdown = renderMarkdown(report);
   const json = toJson(report);

@@ -5,7 +5,7 @@
  * the embedded one (bench/embedded.ts) by the grpc-js load generator in this process.
  */
 import { fileURLToPath } from 'node:url';
-import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { LocalCluster, freePorts } from '../src/cli/local-cluster.js';
 import { AckLevel, KvServiceClient } from '../src/gen/replikit/v1/kv_service.js';
 import { loadBuiltClockInterceptors } from './built.js';
@@ -230,9 +230,11 @@ export interface ReplikitDriver {
 /**
  * grpc-js KvService clients for the nodes at `addresses`, calls round-robin over them. Each caller
  * keeps the session token it was last given and sends it with its next call.
+ * `channelCredentials`: plaintext by default; TLS (a client certificate for mutual TLS) for the
+ * security rows (bench/security.ts).
  */
-export function replikitDriver(addresses: readonly string[], name: string): ReplikitDriver {
-  const clients = addresses.map((address) => new KvServiceClient(address, credentials.createInsecure()));
+export function replikitDriver(addresses: readonly string[], name: string, channelCredentials: ChannelCredentials = credentials.createInsecure()): ReplikitDriver {
+  const clients = addresses.map((address) => new KvServiceClient(address, channelCredentials));
   const sessions: Buffer[] = [];
   const keep = (caller: number, token: Buffer) => {
     if (token.length > 0) sessions[caller] = token;

@@ -18,7 +18,7 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
     const out = mkdtempSync(join(tmpdir(), 'replikit-bench-'));
     try {
       await new Promise<void>((resolve, reject) =>
-        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--no-coordination', '--no-catch-up', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
+        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--systems', 'echo,replikit-cp,replikit-cp-embedded', '--no-etcd', '--no-watch-range', '--no-coordination', '--no-catch-up', '--no-security', '--out', out], { cwd: root, timeout: 120_000 }, (err, _stdout, stderr) =>
           err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(),
         ),
       );
@@ -120,6 +120,52 @@ describe.skipIf(!BUILT)('npm run bench:quick', () => {
       // At least the keys and values themselves crossed the wire: 25,000 × 108 bytes.
       expect(latest.catchUp!.loopbackBytes).toBeGreaterThan(25_000 * 108);
       expect(readFileSync(join(out, 'latest.md'), 'utf8')).toMatch(/## A new node catches up/);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 160_000);
+
+  /**
+   * The security rows alone (--security-only): the same CP cluster plaintext and with mutual TLS
+   * and --authz, both measured, no call failed, the ratios there.
+   */
+  it('runs the security rows: plaintext and mutual TLS side by side, with the ratios', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'replikit-bench-security-'));
+    try {
+      const code = await new Promise<string>((resolve) =>
+        execFile('npm', ['run', '--silent', 'bench:quick', '--', '--security-only', '--out', out], { cwd: root, timeout: 150_000 }, (err, _stdout, stderr) =>
+          resolve(err ? `${err.code} ${stderr}` : 'ok'),
+        ),
+      );
+      expect(code).toBe('ok');
+      type SecurityRow = { variant: string; op: string; concurrency: number; opsPerSec: number; p50Ms: number; p99Ms: number; serverCpuUsPerOp: number | null; errors: number };
+      type SecurityRatio = { op: string; concurrency: number; opsPerSec: number | null; p50Ms: number | null; p99Ms: number | null; serverCpuUsPerOp: number | null };
+      const latest = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as {
+        rows: unknown[];
+        security?: { rows: SecurityRow[]; ratios: SecurityRatio[]; problems: string[]; config: { authz: boolean; grants: number } };
+      };
+      // Only the section ran.
+      expect(latest.rows).toEqual([]);
+      const security = latest.security!;
+      expect(security.problems).toEqual([]);
+      expect(security.config.grants).toBeGreaterThanOrEqual(24);
+      // With --authz (the run also checked that a stranger is refused).
+      expect(security.config.authz).toBe(true);
+      expect(security.rows.map((r) => `${r.variant}/${r.op}/${r.concurrency}`).sort()).toEqual(
+        ['plaintext', 'mtls-authz'].flatMap((v) => ['put', 'get'].flatMap((op) => [1, 64].map((c) => `${v}/${op}/${c}`))).sort(),
+      );
+      for (const r of security.rows) {
+        expect(r.opsPerSec, `${r.variant} ${r.op} ×${r.concurrency}`).toBeGreaterThan(0);
+        expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
+        expect(r.serverCpuUsPerOp).toBeGreaterThan(0);
+        expect(r.errors).toBe(0);
+      }
+      expect(security.ratios.map((r) => `${r.op}/${r.concurrency}`).sort()).toEqual(['get/1', 'get/64', 'put/1', 'put/64']);
+      for (const r of security.ratios) for (const v of [r.opsPerSec, r.p50Ms, r.p99Ms, r.serverCpuUsPerOp]) expect(v).toBeGreaterThan(0);
+      const md = readFileSync(join(out, 'latest.md'), 'utf8');
+      expect(md).toContain('## Security: mutual TLS and authorization against plaintext');
+      expect(md).toContain('mtls-authz / plaintext');
+      expect(md).toContain('**Check: ok**');
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
