@@ -38,7 +38,10 @@ describe.skipIf(!BUILT)('the documented benchmark commands, small', () => {
     const phasesOnly = readFileSync(join(out, 'profile-cp-put-x4-phases.md'), 'utf8');
     expect(phasesOnly).toContain('no profiler');
     expect(phasesOnly).not.toContain('### All three nodes');
-    expect([...phasesOnly.matchAll(/^\| n\d \| [1-9]\d* \|/gm)]).toHaveLength(3);
+    // Every node has a row; a majority synced entries (a follower may sync none in the one-second
+    // window on a loaded machine, as above).
+    expect([...phasesOnly.matchAll(/^\| n\d \| /gm)]).toHaveLength(3);
+    expect([...phasesOnly.matchAll(/^\| n\d \| [1-9]\d* \|/gm)].length, phasesOnly).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
   it('npm run bench:quick -- --replikit-calls pinned sends every call to n1 and says so; a bad value exits 2', async () => {

@@ -113,6 +113,11 @@ describe.skipIf(!BUILT)('--authz between real serve processes', () => {
     const back = await cli(['get', '--target', c.address('n2'), ...admin, '--keyspace', 'alpha', 'k']);
     expect(back.stdout.trim()).toBe('v1');
     expect((await cli(['get', '--target', c.address('n3'), ...admin, '--keyspace', 'beta', 'k'])).stdout.trim()).toBe('b1');
+    // A node certificate of this cluster works as a client certificate for the CLI, with every permission.
+    const asNode = await nodeFlags('n3');
+    expect((await cli(['get', '--target', n1, ...asNode, '--keyspace', 'beta', 'k'])).stdout.trim()).toBe('b1');
+    const nodeStatus = await cli(['status', '--target', n1, ...asNode]);
+    expect(nodeStatus.code, nodeStatus.stderr).toBe(0);
     // The refusals are logged at warn with identity, method, keyspace and permission, and never the value.
     const refusalLines = () => logs.get('n1')!.filter((l) => l.includes('refused /replikit.v1.KvService/'));
     await until(() => refusalLines().length >= 3, 'n1 logs the refusals');
