@@ -4,6 +4,7 @@ import { Consistency } from '../../src/gen/replikit/v1/kv_service.js';
 import { BUILT } from '../support/cli.js';
 import { retryUnavailable, statusOf, TestKvClient } from '../support/kv-client.js';
 import { sample, scrape } from '../support/ops.js';
+import { status, waitFor } from '../support/status-client.js';
 
 let cluster: LocalCluster | undefined;
 const clients: TestKvClient[] = [];
@@ -59,6 +60,10 @@ describe.skipIf(!BUILT)('3 real serve processes, CP keyspace', () => {
     expect((await client('n1').get('before-5')).value.toString()).toBe('v5');
 
     await cluster.kill('n2', 'SIGKILL');
+    // Once n1 knows it has no majority it refuses at once. (In the instant after the kill it may
+    // not know yet: a write accepted then ends DEADLINE_EXCEEDED, outcome unknown, which is right
+    // too; a loaded CI machine once got there first.)
+    await waitFor(async () => (await status(cluster.address('n1'))).keyspaces.find((k) => k.name === 'default')?.quorumReachable === false, 10_000, 'n1 sees its quorum lost');
     const t0 = performance.now();
     const err = await client('n1').put('no-majority', 'x').catch((e: unknown) => e);
     const elapsedMs = performance.now() - t0;
