@@ -112,9 +112,14 @@ function check(file: string) {
 describe.skipIf(!BUILT)('replikit lock, 3 real serve processes', () => {
   it('16 concurrent lock processes take turns: mutual exclusion, strictly increasing fencing tokens', async () => {
     const file = join(dir, 'concurrent.log');
-    const runs = Array.from({ length: 16 }, (_, i) =>
-      replikit(['lock', '--endpoints', endpoints, '--ttl-ms', '5000', 'job', '--', 'sh', '-c', section(file, `p${i}`, 'sleep 0.05')]),
-    );
+    // Started 100 ms apart: sixteen Node processes booting at the same instant on a 2-core machine
+    // starve the servers' heartbeats (a leader then looks SUSPECT and a forwarded lease call ends
+    // DEADLINE_EXCEEDED, as CI saw once); they still all contend, each holding the lock briefly.
+    const runs: ReturnType<typeof replikit>[] = [];
+    for (let i = 0; i < 16; i++) {
+      runs.push(replikit(['lock', '--endpoints', endpoints, '--ttl-ms', '5000', 'job', '--', 'sh', '-c', section(file, `p${i}`, 'sleep 0.05')]));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     const exits = await Promise.all(runs.map((r) => r.exit));
     exits.forEach((e, i) => expect(e, `process ${i}: ${runs[i]!.stderr}`).toEqual({ code: 0, signal: null }));
     const { events, result } = check(file);
