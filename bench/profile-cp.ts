@@ -161,16 +161,34 @@ interface PhaseCounters {
   readonly commitSeconds: number;
 }
 
+/**
+ * A node busy under the profiler may answer /metrics with an older snapshot (the endpoint answers
+ * from its worker thread with the freshest text it has, and says how old in
+ * `x-replikit-metrics-age-ms`): as old as start-up, before the Raft group existed, which printed
+ * NaN for that node. Such an answer is asked again, for up to this long.
+ */
+const PHASE_SCRAPE_PATIENCE_MS = 2_000;
+/** An answer older than this is stale for a window of a second or more. */
+const PHASE_SCRAPE_MAX_AGE_MS = 300;
+
 async function scrapePhases(address: string): Promise<PhaseCounters> {
-  const body = await (await fetch(`http://${address}/metrics`)).text();
-  const value = (name: string): number => sampleMetric(body, name, { keyspace: 'default' }) ?? Number.NaN;
-  return {
-    syncs: value('replikit_raft_syncs'),
-    syncSeconds: value('replikit_raft_sync_seconds_sum'),
-    entries: value('replikit_raft_entries_persisted'),
-    commits: value('replikit_raft_commits'),
-    commitSeconds: value('replikit_raft_commit_seconds_sum'),
-  };
+  const giveUpAt = performance.now() + PHASE_SCRAPE_PATIENCE_MS;
+  for (;;) {
+    const res = await fetch(`http://${address}/metrics`);
+    const body = await res.text();
+    const ageMs = Number(res.headers.get('x-replikit-metrics-age-ms') ?? 0);
+    if (ageMs <= PHASE_SCRAPE_MAX_AGE_MS || performance.now() > giveUpAt) {
+      const value = (name: string): number => sampleMetric(body, name, { keyspace: 'default' }) ?? Number.NaN;
+      return {
+        syncs: value('replikit_raft_syncs'),
+        syncSeconds: value('replikit_raft_sync_seconds_sum'),
+        entries: value('replikit_raft_entries_persisted'),
+        commits: value('replikit_raft_commits'),
+        commitSeconds: value('replikit_raft_commit_seconds_sum'),
+      };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Each node's log syncs and (on the leader) commits over the measured window, from its metrics. */
