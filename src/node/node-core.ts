@@ -93,7 +93,7 @@ export function identityRecord(nodeId: string, clusterId: string): Uint8Array {
   return Buffer.from(JSON.stringify({ nodeId, clusterId }));
 }
 /** Set (durably) once a new node has seen every peer new too: the cluster is forming. */
-const FORMING_META = 'node.forming';
+export const FORMING_META = 'node.forming';
 /** How long one probe or snapshot page may take, and the pause between rounds that fell short. */
 const PROBE_TIMEOUT_MS = 500;
 const SNAPSHOT_TIMEOUT_MS = 2_000;
@@ -718,7 +718,10 @@ export class NodeCore implements ReplicaHandler {
 
   async syncDigests(from: string, keyspace: string, bucketHashes: readonly bigint[]): Promise<DigestAnswer> {
     const policy = this.#policyOf(keyspace);
-    await this.#joinIfFormed();
+    // Not a sign that the cluster formed (no #joinIfFormed): AP anti-entropy runs from a node's
+    // start, so a peer still forming sends these too. Taking one as proof once let a node serve
+    // before a slow peer was ready; that peer then saw a member, took the new cluster for one with
+    // history and "recovered" (test/node/cluster-formation.test.ts).
     this.#assertServing();
     if (policy.syncDigests === undefined) {
       throw failedPrecondition('NOT_AP_KEYSPACE', `keyspace ${JSON.stringify(keyspace)} is not an AP keyspace; anti-entropy runs only between AP replicas`);
@@ -941,9 +944,10 @@ export class NodeCore implements ReplicaHandler {
   }
 
   /**
-   * A peer's replica call reached a node that is still forming: only a serving node sends one, and
-   * a peer serves only once it saw this node ready, so the cluster has formed: serve now rather
-   * than refuse the call and fail the peer's first requests.
+   * A peer's replica call (Replicate, Read, Raft; not SyncDigests, see there) reached a node that
+   * is still forming: only a serving node sends one, and a peer serves only once it saw this node
+   * ready, so the cluster has formed: serve now rather than refuse the call and fail the peer's
+   * first requests.
    */
   async #joinIfFormed(): Promise<void> {
     if (this.#phase === 'starting' && this.store.getMeta(FORMING_META) !== undefined) await this.#serve('formed');
