@@ -36,6 +36,7 @@ import { cpuMsOf, selfCpuMs } from './cpu-usage.js';
 import { EtcdCluster, rawUnary } from './etcd.js';
 import { latencyHistogram, runLoad } from './load.js';
 import { aggregateCoordination, type CoordinationConfig, type CoordinationReport, type CoordinationSystem, type KeepAliveSample, type LockSample } from './report.js';
+import { resume, signalAll } from './pausing.js';
 
 /** Lease time to live for every lease of the section. */
 export const LEASE_TTL_MS = 10_000;
@@ -53,7 +54,6 @@ const SETUP_CONCURRENCY = 64;
 const TTL_SAMPLE = 100;
 /** How long the answers of the last renewals may take once sending stopped. */
 const DRAIN_MS = 5_000;
-const RESUME_TIMEOUT_MS = 15_000;
 /** How often the renewal scheduler looks at the clock. */
 const TICK_MS = 10;
 /** gRPC's length prefix in front of every message. */
@@ -629,31 +629,6 @@ async function measureKeepAlive(target: Target, round: number, idleCpuMsPerSec: 
   }
 }
 
-function signalAll(target: Target, signal: NodeJS.Signals): void {
-  for (const pid of target.pids()) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Gone: its phases count the errors.
-    }
-  }
-}
-
-async function resume(target: Target): Promise<void> {
-  signalAll(target, 'SIGCONT');
-  const until = performance.now() + RESUME_TIMEOUT_MS;
-  for (;;) {
-    try {
-      await target.afterResume();
-      await target.probe();
-      return;
-    } catch (err: unknown) {
-      if (performance.now() > until) throw new Error(`${target.name} did not serve again within ${RESUME_TIMEOUT_MS} ms of SIGCONT: ${message(err)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
 /** CPU ms per second of the idle cluster over `ms`. */
 async function idleCpu(target: Target, ms: number): Promise<number> {
   const pids = target.pids();
@@ -714,7 +689,7 @@ export async function runCoordination(options: CoordinationOptions): Promise<Coo
       for (const target of order) {
         if (options.pause) {
           try {
-            await resume(target);
+            await resume(target, target.name);
           } catch (err: unknown) {
             notes.push(message(err));
             options.log(message(err));

@@ -71,6 +71,7 @@ import type { SecurityReport } from './security-report.js';
 import { runWatchRange, watchRangePlan } from './watch-range.js';
 import type { RangeWatchReport } from './watch-report.js';
 import { CALL_DEADLINE_MS, KEY_COUNT, VALUE_BYTES, startEcho, startEtcd, startReplikit, type BenchSystem, type ReplikitCalls, type StartResult } from './systems.js';
+import { resume, signalAll } from './pausing.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Callers for every system and op: one (latency) and 64 (throughput), as the targets name them. */
@@ -260,39 +261,6 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-/** How long a continued system may take to serve again (replikit: the failure detector sees beats again). */
-const RESUME_TIMEOUT_MS = 15_000;
-
-function signalAll(system: BenchSystem, signal: NodeJS.Signals): void {
-  for (const pid of system.pids()) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Already gone: the phase will count its errors.
-    }
-  }
-}
-
-/**
- * Continues a paused system and waits until one call of it succeeds: a replikit node that was
- * stopped sees every peer as silent until their beats arrive again, and refuses CP calls until then.
- */
-async function resume(system: BenchSystem): Promise<void> {
-  signalAll(system, 'SIGCONT');
-  await system.afterResume();
-  const until = performance.now() + RESUME_TIMEOUT_MS;
-  for (;;) {
-    try {
-      await system.probe();
-      return;
-    } catch (err: unknown) {
-      if (performance.now() > until) {
-        throw new Error(`${system.name} did not serve again within ${RESUME_TIMEOUT_MS} ms of SIGCONT: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
 
 interface Phase {
   readonly system: BenchSystem;
@@ -461,7 +429,7 @@ async function main(): Promise<number> {
       if (active !== undefined) signalAll(active, 'SIGSTOP');
       active = system;
       try {
-        await resume(system);
+        await resume(system, system.name);
       } catch (err: unknown) {
         // Measured anyway: its failed calls go into the report's errors, not into silence.
         const message = err instanceof Error ? err.message : String(err);

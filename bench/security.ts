@@ -21,11 +21,10 @@ import type { Reaper } from './children.js';
 import { aggregateSecurity, SECURITY_OPS, type SecurityReport, type SecuritySample, type SecurityVariant } from './security-report.js';
 import { CALL_DEADLINE_MS, drivenFromHere, replikitDriver, type Measurement, type PhaseOptions } from './systems.js';
 import { VALUE, keyOf } from './workload.js';
+import { resume, signalAll } from './pausing.js';
 
 /** Callers: one (the latency a single client sees) and 64 (throughput), as in the other rows. */
 export const SECURITY_CONCURRENCIES = [1, 64] as const;
-/** How long a continued cluster may take to serve again. */
-const RESUME_TIMEOUT_MS = 15_000;
 /** The cluster id the certificates are issued for (serve's default). */
 const CLUSTER_ID = 'replikit';
 /** The bench client's name in its certificate: `spiffe://replikit/client/bench`. */
@@ -207,30 +206,6 @@ async function startTarget(variant: SecurityVariant, options: SecurityOptions, n
   };
 }
 
-function signalAll(target: Target, signal: NodeJS.Signals): void {
-  for (const pid of target.pids()) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Gone: its phases count the errors.
-    }
-  }
-}
-
-async function resume(target: Target): Promise<void> {
-  signalAll(target, 'SIGCONT');
-  const until = performance.now() + RESUME_TIMEOUT_MS;
-  for (;;) {
-    try {
-      await target.probe();
-      return;
-    } catch (err: unknown) {
-      if (performance.now() > until) throw new Error(`${target.variant} did not serve again within ${RESUME_TIMEOUT_MS} ms of SIGCONT: ${message(err)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -267,7 +242,7 @@ export async function runSecurity(options: SecurityOptions): Promise<SecurityRep
               if (active !== undefined) signalAll(active, 'SIGSTOP');
               active = target;
               try {
-                await resume(target);
+                await resume(target, target.variant);
               } catch (err: unknown) {
                 notes.push(message(err));
                 options.log(message(err));

@@ -52,6 +52,7 @@ import {
   type WatchLatencySample,
 } from './watch-report.js';
 import { VALUE_BYTES } from './workload.js';
+import { RESUME_TIMEOUT_MS, resume, signalAll } from './pausing.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Each call's deadline, as in the other rows. */
@@ -63,7 +64,6 @@ const CREATE_TIMEOUT_MS = 30_000;
 /** How long the events of the last puts may take to arrive once the load stopped. */
 const SETTLE_MS = 5_000;
 /** How long a continued system may take to serve again. */
-const RESUME_TIMEOUT_MS = 15_000;
 const LATENCY_CALLERS = 64;
 const LATENCY_KEYS = 1_000;
 const FANOUT_WATCHERS = 1_000;
@@ -419,31 +419,11 @@ async function startEtcdTarget(options: WatchRangeOptions, binary: string): Prom
   };
 }
 
-function signalAll(target: Target, signal: NodeJS.Signals): void {
-  for (const pid of target.pids()) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Gone: its phases will count the errors.
-    }
-  }
-}
-
 /** Continues a paused system and waits until a put succeeds again. */
-async function resume(target: Target): Promise<void> {
-  signalAll(target, 'SIGCONT');
-  await target.afterResume();
-  const until = performance.now() + RESUME_TIMEOUT_MS;
+function resumeTarget(target: Target): Promise<void> {
   const probe = Buffer.from('probe');
-  for (let n = 0; ; n++) {
-    try {
-      await target.put(probe, probe, n);
-      return;
-    } catch (err: unknown) {
-      if (performance.now() > until) throw new Error(`${target.name} did not serve again within ${RESUME_TIMEOUT_MS} ms of SIGCONT: ${err instanceof Error ? err.message : String(err)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  let n = 0;
+  return resume({ pids: () => target.pids(), afterResume: () => target.afterResume(), probe: () => target.put(probe, probe, n++) }, target.name);
 }
 
 const rangeKey = (i: number) => Buffer.from(`r/${String(i).padStart(6, '0')}`);
@@ -775,7 +755,7 @@ export async function runWatchRange(options: WatchRangeOptions): Promise<RangeWa
       for (const target of order) {
         if (options.pause) {
           try {
-            await resume(target);
+            await resumeTarget(target);
           } catch (err: unknown) {
             notes.push(firstMessage(err));
             options.log(firstMessage(err));
