@@ -95,6 +95,16 @@ export function identityOfSubjectAltName(subjectaltname: string | undefined): Ce
   return { kind: 'invalid', problem: shapeProblem };
 }
 
+/** The SPIFFE id of node `nodeId` in cluster `clusterId`: the URI SAN its certificate names. */
+export function nodeSpiffeId(clusterId: string, nodeId: string): string {
+  return `${SPIFFE_PREFIX}${clusterId}/node/${nodeId}`;
+}
+
+/** The SPIFFE id of client `name` in cluster `clusterId`. */
+export function clientSpiffeId(clusterId: string, name: string): string {
+  return `${SPIFFE_PREFIX}${clusterId}/client/${name}`;
+}
+
 /** {@link identityOfSubjectAltName} of a PEM or DER certificate (serve checks its own with it). */
 export function identityOfCertificate(certificate: string | Buffer): CertificateIdentityResult {
   let subjectAltName: string | undefined;
@@ -124,8 +134,16 @@ export function callerCertificate(authContext: CallAuthContext | null | undefine
   return certificate;
 }
 
+/**
+ * Whatever decides which certificates the peer CA issued: an {@link IssuerCheck}, or one that
+ * follows the CA file as it is replaced (ops/tls-reload.ts), so it is a shape, not the class.
+ */
+export interface IssuerTrust {
+  issued(certificate: PeerCertificate): boolean;
+}
+
 /** A CA that certificates must be issued by: the peers' own CA when it differs from the clients' (`--peer-tls-ca`). */
-export class IssuerCheck {
+export class IssuerCheck implements IssuerTrust {
   /** Certificates checked are remembered by their fingerprint, up to this many (a cluster has few peers). */
   static readonly MAX_KEPT = 256;
   readonly #cas: X509Certificate[];
@@ -162,7 +180,7 @@ export interface PeerCertificatePolicy {
   /** This node's cluster: a node certificate of another is FAILED_PRECONDITION. */
   readonly clusterId: string;
   /** With separate peer trust (`--peer-tls-ca`): peer calls need a certificate this CA issued. */
-  readonly peerIssuer?: IssuerCheck;
+  readonly peerIssuer?: IssuerTrust;
 }
 
 /** A refused peer call: its status and a message naming what the certificate says and what the call claims. */
@@ -235,7 +253,7 @@ export function checkOwnNodeCertificate(certificatePem: string | Buffer, cluster
   const read = identityOfCertificate(certificatePem);
   if (read.kind === 'invalid') return read.problem;
   const identity = read.identity;
-  const expected = `${SPIFFE_PREFIX}${clusterId}/node/${nodeId}`;
+  const expected = nodeSpiffeId(clusterId, nodeId);
   if (identity.kind !== 'node' || identity.clusterId !== clusterId || identity.nodeId !== nodeId) {
     return `the certificate names ${describeIdentity(identity)}, but this is node ${nodeId} of cluster ${clusterId}: its certificate needs the URI SAN ${expected}`;
   }

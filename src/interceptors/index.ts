@@ -19,7 +19,7 @@ export type { ClockInterceptorOptions, ClockInterceptors } from './clock-interce
 export { clockClientInterceptor, clockServerInterceptor, createClockInterceptors } from './clock-interceptors.js';
 export type { PeerIdentity, PeerIdentityPolicy, PeerIdentityResult } from './peer-identity.js';
 export { MAX_NODE_IDS_IN_MESSAGE, checkPeerIdentity, readPeerNodeId, stampPeerIdentity } from './peer-identity.js';
-export type { CertificateIdentity, CertificateIdentityResult, CertificateRefusal, PeerCertificatePolicy } from './certificate-identity.js';
+export type { CertificateIdentity, CertificateIdentityResult, CertificateRefusal, IssuerTrust, PeerCertificatePolicy } from './certificate-identity.js';
 export {
   IssuerCheck,
   callerCertificate,
@@ -27,7 +27,9 @@ export {
   checkPeerCertificate,
   describeIdentity,
   identityOfCertificate,
+  clientSpiffeId,
   identityOfSubjectAltName,
+  nodeSpiffeId,
 } from './certificate-identity.js';
 export type { PeerIdentityServerOptions } from './peer-identity-interceptors.js';
 export {

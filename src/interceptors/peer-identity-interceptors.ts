@@ -2,7 +2,7 @@ import { InterceptingCall, ServerInterceptingCall, type Interceptor, type Server
 import { BurstLimit } from '../logging/burst-limit.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { callHook } from './call-hook.js';
-import { callerCertificate, checkPeerCertificate, identityOfSubjectAltName, type CertificateRefusal, type PeerCertificatePolicy } from './certificate-identity.js';
+import { callerCertificate, checkPeerCertificate, nodeSpiffeId, type CertificateRefusal, type PeerCertificatePolicy } from './certificate-identity.js';
 import {
   checkPeerIdentity,
   readPeerNodeId,
@@ -75,9 +75,10 @@ export function peerIdentityServerInterceptor(options: PeerIdentityServerOptions
             const certificateRefusal = options.certificates === undefined ? undefined : checkPeerCertificate(certificate, readPeerNodeId(metadata), options.certificates);
             const result = certificateRefusal ?? checkPeerIdentity(metadata, options);
             if ('kind' in result && result.kind === 'ok') {
-              if (certificate !== undefined && options.onVerified !== undefined) {
-                const read = identityOfSubjectAltName(certificate.subjectaltname);
-                if (read.kind === 'ok') options.onVerified(result.nodeId, read.identity.uri);
+              // The check above passed, so the certificate names exactly this node of this
+              // cluster: its identity is known without reading the SAN a second time.
+              if (certificate !== undefined && options.onVerified !== undefined && options.certificates !== undefined) {
+                options.onVerified(result.nodeId, nodeSpiffeId(options.certificates.clusterId, result.nodeId));
               }
               nextMetadata(metadata);
               return;

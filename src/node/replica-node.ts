@@ -15,10 +15,11 @@ import {
   callerCertificate,
   checkOwnNodeCertificate,
   checkPeerCertificate,
+  nodeSpiffeId,
   checkPeerIdentity,
   describeTooFarAhead,
   readPeerNodeId,
-  type IssuerCheck,
+  type IssuerTrust,
   isReplicaServiceMethod,
   observeHlc,
   clockClientInterceptor,
@@ -107,9 +108,10 @@ export interface ListenOptions {
   readonly transportSecurity?: TransportSecurity;
   /**
    * Separate trust for peers (`serve --peer-tls-ca`): peer calls must present a certificate one of
-   * these CAs issued, whatever CA the server's credentials trust for clients.
+   * these CAs issued, whatever CA the server's credentials trust for clients. An `IssuerCheck`, or
+   * one that follows the CA file as it is rotated (`ReloadingTls.peerTrust`).
    */
-  readonly peerTrust?: IssuerCheck;
+  readonly peerTrust?: IssuerTrust;
   /**
    * This node's own certificate (PEM). With mutual TLS it must carry the URI SAN
    * `spiffe://<clusterId>/node/<nodeId>`, or start fails: every peer would refuse it.
@@ -351,7 +353,7 @@ export class ReplicaNode {
     /** The SPIFFE URI each member's certificate last proved on a peer call (for Status). */
     const verifiedIdentities = new Map<string, string>();
     if (ownCertificateProblem === undefined && config.ownCertificate !== undefined) {
-      verifiedIdentities.set(settings.nodeId, `spiffe://${settings.clusterId}/node/${settings.nodeId}`);
+      verifiedIdentities.set(settings.nodeId, nodeSpiffeId(settings.clusterId, settings.nodeId));
     }
     const server =
       config.server ??
@@ -445,7 +447,7 @@ export class ReplicaNode {
               return { code: status.FAILED_PRECONDITION, details: describeTooFarAhead(observed, "caller's") };
             }
             const certificate = callerCertificate(authContext);
-            if (certificate !== undefined) verifiedIdentities.set(identity.nodeId, `spiffe://${settings.clusterId}/node/${identity.nodeId}`);
+            if (certificate !== undefined) verifiedIdentities.set(identity.nodeId, nodeSpiffeId(settings.clusterId, identity.nodeId));
             onEvidence(identity.nodeId, true);
             return undefined;
           },

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { clientSpiffeId, nodeSpiffeId } from '../interceptors/certificate-identity.js';
 
 /**
  * Certificates for development and tests: a CA, node certificates and client certificates with
@@ -40,15 +41,8 @@ export interface LeafSubject {
   readonly notBefore?: Date;
 }
 
-/** The SPIFFE id of node `nodeId` in cluster `clusterId`. */
-export function nodeSpiffeId(clusterId: string, nodeId: string): string {
-  return `spiffe://${clusterId}/node/${nodeId}`;
-}
-
-/** The SPIFFE id of client `name` in cluster `clusterId`. */
-export function clientSpiffeId(clusterId: string, name: string): string {
-  return `spiffe://${clusterId}/client/${name}`;
-}
+// Spelled where identities are read (certificate-identity.ts), written here.
+export { clientSpiffeId, nodeSpiffeId };
 
 /** A signing CA: its certificate, its key, and the same as PEM for writing out. */
 export interface CertificateAuthority extends PemPair {

@@ -56,6 +56,8 @@ export class NodeMetrics {
   readonly #authzRefused: Counter<'permission'>;
   readonly #authzReloads: Counter<'outcome'>;
   #authzGrants: (() => number) | undefined;
+  readonly #tlsReloads: Counter<'outcome'>;
+  #certificateExpiry: (() => number) | undefined;
 
   constructor(options: NodeMetricsOptions) {
     const { source } = options;
@@ -100,6 +102,24 @@ export class NodeMetrics {
       collect() {
         const grants = authzGrants();
         if (grants !== undefined) this.set(grants);
+      },
+    });
+
+    // Certificate rotation (serve's TLS files re-read on SIGHUP and on a timer): absent without TLS.
+    this.#tlsReloads = new Counter({
+      name: 'replikit_tls_reloads_total',
+      help: 'Reloads of the TLS files (SIGHUP and --tls-reload-interval-ms), by outcome: applied (the new certificates are in force), unchanged (the files had not changed) or refused (the old ones are kept; the log says why).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const certificateExpiry = () => this.#certificateExpiry?.();
+    new Gauge({
+      name: 'replikit_tls_certificate_expiry_timestamp_seconds',
+      help: "When this node's own certificate in force expires (its notAfter), in Unix seconds: alert when it comes near, as renewal has stopped reaching the node.",
+      registers,
+      collect() {
+        const expiry = certificateExpiry();
+        if (expiry !== undefined) this.set(expiry);
       },
     });
 
@@ -279,6 +299,16 @@ export class NodeMetrics {
   /** Where `replikit_authz_grants` reads the number of grants in force from. */
   trackAuthzGrants(grants: () => number): void {
     this.#authzGrants = grants;
+  }
+
+  /** Counts one reload of the TLS files. */
+  countTlsReload(outcome: 'applied' | 'unchanged' | 'refused'): void {
+    this.#tlsReloads.inc({ outcome });
+  }
+
+  /** Where `replikit_tls_certificate_expiry_timestamp_seconds` reads the certificate in force's notAfter (Unix seconds) from. */
+  trackCertificateExpiry(expirySeconds: () => number): void {
+    this.#certificateExpiry = expirySeconds;
   }
 
   /** Counts one refused incoming TLS handshake. */

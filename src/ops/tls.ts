@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { checkServerIdentity, type TLSSocket } from 'node:tls';
-import { describeIdentity, identityOfSubjectAltName } from '../interceptors/certificate-identity.js';
+import { checkServerIdentity, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { describeIdentity, identityOfSubjectAltName, nodeSpiffeId } from '../interceptors/certificate-identity.js';
 import { credentials, InterceptingCall, ServerCredentials, status, type ChannelCredentials, type Interceptor, type Server } from '@grpc/grpc-js';
 import { BurstLimit } from '../logging/burst-limit.js';
 import type { Logger } from '../logging/logger.js';
@@ -80,17 +80,29 @@ export function channelCredentialsOf(tls: TlsMaterial): ChannelCredentials {
  * SPIFFE URI at all falls back to the host name check, so plain certificates still work for
  * one-way TLS.
  */
-export function peerChannelCredentialsOf(tls: TlsMaterial, peer: { readonly clusterId: string; readonly nodeId: string }): ChannelCredentials {
-  return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, {
-    checkServerIdentity: (hostname, certificate) => {
-      const read = identityOfSubjectAltName(certificate.subjectaltname);
-      if (read.kind === 'invalid' && !/URI:spiffe:/i.test(certificate.subjectaltname ?? '')) return checkServerIdentity(hostname, certificate);
-      const expected = `spiffe://${peer.clusterId}/node/${peer.nodeId}`;
-      if (read.kind === 'invalid') return new Error(`peer ${peer.nodeId}'s server certificate at ${hostname}: ${read.problem}`);
-      if (read.identity.uri === expected) return undefined;
-      return new Error(`peer ${peer.nodeId}'s server certificate at ${hostname} names ${describeIdentity(read.identity)}, not ${expected}: is another node at that address?`);
-    },
-  });
+export function peerChannelCredentialsOf(tls: TlsMaterial, peer: PeerOfChannel): ChannelCredentials {
+  return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, { checkServerIdentity: peerServerIdentityCheck(peer) });
+}
+
+/** The peer a channel calls: its server certificate must name this node of this cluster. */
+export interface PeerOfChannel {
+  readonly clusterId: string;
+  readonly nodeId: string;
+}
+
+/**
+ * The server certificate check of calls to `peer` (see {@link peerChannelCredentialsOf}), shared by
+ * the credentials read once and those that follow rotated files (ops/tls-reload.ts).
+ */
+export function peerServerIdentityCheck(peer: PeerOfChannel): (hostname: string, certificate: PeerCertificate) => Error | undefined {
+  return (hostname, certificate) => {
+    const read = identityOfSubjectAltName(certificate.subjectaltname);
+    if (read.kind === 'invalid' && !/URI:spiffe:/i.test(certificate.subjectaltname ?? '')) return checkServerIdentity(hostname, certificate);
+    const expected = nodeSpiffeId(peer.clusterId, peer.nodeId);
+    if (read.kind === 'invalid') return new Error(`peer ${peer.nodeId}'s server certificate at ${hostname}: ${read.problem}`);
+    if (read.identity.uri === expected) return undefined;
+    return new Error(`peer ${peer.nodeId}'s server certificate at ${hostname} names ${describeIdentity(read.identity)}, not ${expected}: is another node at that address?`);
+  };
 }
 
 /** One incoming TLS handshake that this node's server refused. */

@@ -13,7 +13,8 @@ import { InvalidFailureDetectorConfigError } from '../../failure/index.js';
 import { LOG_LEVELS, type LogLevel } from '../../logging/logger.js';
 import { createPinoLogger } from '../../logging/pino-logger.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from '../../ops/metrics-server.js';
-import { channelCredentialsOf, peerChannelCredentialsOf, readTlsFiles, serverCredentialsOf, TlsConfigError, type TlsMaterial } from '../../ops/tls.js';
+import { channelCredentialsOf, readTlsFiles, TlsConfigError, type TlsMaterial } from '../../ops/tls.js';
+import { ReloadingTls } from '../../ops/tls-reload.js';
 import { checkOwnNodeCertificate, IssuerCheck } from '../../interceptors/certificate-identity.js';
 import { POLICIES, policyByName, type ConsistencyPolicy } from '../../policy/index.js';
 import { LmdbStore } from '../../storage/lmdb-store.js';
@@ -35,12 +36,24 @@ export const SHUTDOWN_BOUND_MS = 5_000;
  */
 export const PEERS_DNS_WAIT_MS = 120_000;
 
+/**
+ * How often `serve` re-reads its TLS files (`--tls-reload-interval-ms`; SIGHUP re-reads them at
+ * once): renewals land well before expiry (cert-manager renews at 2/3 of the lifetime, SPIRE at
+ * 1/2, an hour-long SVID with half an hour to spare), so a minute's delay costs nothing, and
+ * reading four small files a minute costs nothing either.
+ */
+export const TLS_RELOAD_INTERVAL_MS = 60_000;
+
+/** The longest `--tls-reload-interval-ms`: Node's timers take at most 2^31-1 ms and turn a longer delay into 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 const USAGE = `usage: replikit serve --id ID --listen HOST:PORT [--peers ID=HOST:PORT,... | --peers-dns NAME | --join HOST:PORT,...]
                      [--peers-dns-port PORT] [--peers-dns-wait N] [--peers-dns-server IP:PORT] [--advertise HOST:PORT] [--auto-promote]
                      [--data-dir DIR | --memory] [--cluster-id ID]
                      [--policy cp|ap|causal] [--keyspace NAME=POLICY]... [--log-level debug|info|warn|error]
                      [--heartbeat-interval-ms N] [--request-timeout-ms N]
-                     [--metrics-listen HOST:PORT] [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--peer-tls-ca PEM]]] [--authz FILE]
+                     [--metrics-listen HOST:PORT] [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--peer-tls-ca PEM]]]
+                     [--tls-reload-interval-ms N] [--authz FILE]
 
 Runs one replica until SIGTERM or SIGINT. The keyspace "default" is bound to --policy (cp unless
 given); --keyspace adds more. Data lives in LMDB under --data-dir (default ./replikit-data/ID);
@@ -71,7 +84,12 @@ start), a peer call is accepted only from the node certificate of the node id it
 cluster, and a peer's server certificate must name the node called (docs/security.md; replikit
 certs makes such certificates). --peer-tls-ca gives peers their own CA, as etcd's
 --peer-trusted-ca-file: peer calls need a certificate it issued, clients keep --tls-ca. Without
---tls-cert the node warns at start that it runs in plaintext. Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace has no quorum or
+--tls-cert the node warns at start that it runs in plaintext. The TLS files are re-read on SIGHUP
+and every --tls-reload-interval-ms (default ${TLS_RELOAD_INTERVAL_MS}; 0: on SIGHUP only), so renewed certificates
+and CA bundles replaced in place take effect without a restart (new connections use them); a set
+of files that does not fit together (a key that is not the certificate's, a certificate naming
+another node, a CA file without a certificate) is logged and the files in force are kept (docs/security.md).
+Every node serves grpc.health.v1 (NOT_SERVING while a CP keyspace has no quorum or
 this node's clock is off against a majority of peers) and gRPC server reflection.
 --authz FILE (needs mutual TLS: --tls-ca) authorizes client calls by the identity in the caller's
 certificate (spiffe://<cluster-id>/client/<name>) against FILE's grants, one a line:
@@ -109,6 +127,7 @@ export const SERVE_FLAGS = {
   'tls-key': {},
   'tls-ca': {},
   'peer-tls-ca': {},
+  'tls-reload-interval-ms': {},
   authz: {},
   'clock-skew-ms': {},
 } as const;
@@ -227,13 +246,13 @@ export const serveCommand: Command = {
       if (problem !== undefined) throw new UsageError(`--tls-cert: ${problem}`);
     }
     let peerTlsCa: Buffer | undefined;
-    let peerTrust: IssuerCheck | undefined;
     const peerTlsCaFile = args.flags.get('peer-tls-ca');
     if (peerTlsCaFile !== undefined) {
       if (!mutualTls) throw new UsageError("--peer-tls-ca needs mutual TLS: give --tls-cert, --tls-key and --tls-ca (the clients' CA) too");
       try {
         peerTlsCa = readTlsFiles({ caFile: peerTlsCaFile })?.ca;
-        peerTrust = new IssuerCheck(peerTlsCa!);
+        // Refuses a file without a certificate, in the words the peer trust uses.
+        new IssuerCheck(peerTlsCa!);
       } catch (err: unknown) {
         throw new UsageError(`--peer-tls-ca: ${err instanceof Error ? err.message.replace(/^--tls-ca: /, '') : String(err)}`);
       }
@@ -241,9 +260,26 @@ export const serveCommand: Command = {
     // Peers: this node's certificate, trusting the peer CA (or the one CA), and each peer's server
     // certificate checked against the node called.
     const peerTls: TlsMaterial | undefined = tls === undefined ? undefined : { ...tls, ca: peerTlsCa ?? tls.ca };
-    // The server accepts certificates from either CA; which one a call needs is checked per call.
-    const serverTls: TlsMaterial | undefined =
-      tls === undefined ? undefined : peerTlsCa === undefined ? tls : { ...tls, ca: Buffer.concat([tls.ca!, Buffer.from('\n'), peerTlsCa]) };
+    // The server and the peer calls use the files in force, re-read on SIGHUP and on a timer. The
+    // server accepts certificates from either CA; which one a call needs is checked per call.
+    let reloadingTls: ReloadingTls | undefined;
+    if (tls?.cert !== undefined) {
+      try {
+        reloadingTls = new ReloadingTls(
+          { certFile: args.flags.get('tls-cert')!, keyFile: args.flags.get('tls-key')!, caFile: args.flags.get('tls-ca'), peerCaFile: peerTlsCaFile },
+          { clusterId: clusterIdFlag, nodeId: id },
+        );
+      } catch (err: unknown) {
+        if (err instanceof TlsConfigError) throw new UsageError(err.message);
+        throw err;
+      }
+    }
+    const tlsReloadIntervalMs = args.flags.has('tls-reload-interval-ms')
+      ? intFlag('tls-reload-interval-ms', args.flags.get('tls-reload-interval-ms')!, 0, MAX_TIMER_MS)
+      : TLS_RELOAD_INTERVAL_MS;
+    if (args.flags.has('tls-reload-interval-ms') && reloadingTls === undefined) {
+      throw new UsageError('--tls-reload-interval-ms needs --tls-cert and --tls-key: without TLS there are no files to re-read');
+    }
     const transportSecurity: TransportSecurity = tls === undefined ? 'plaintext' : mutualTls ? 'mutual-tls' : 'tls';
     const authzFile = args.flags.get('authz');
     const authorizer = authzFile === undefined ? undefined : authorizerOf(authzFile, tls);
@@ -347,10 +383,10 @@ export const serveCommand: Command = {
         logger,
         requestTimeoutMs,
         failureDetector: heartbeatIntervalMs === undefined ? undefined : { heartbeatIntervalMs },
-        serverCredentials: serverTls === undefined ? undefined : serverCredentialsOf(serverTls),
-        peerCredentials: peerTls === undefined ? undefined : (peerId) => peerChannelCredentialsOf(peerTls, { clusterId: clusterIdFlag, nodeId: peerId }),
+        serverCredentials: reloadingTls?.serverCredentials(),
+        peerCredentials: reloadingTls === undefined ? undefined : (peerId) => reloadingTls.peerChannelCredentials({ clusterId: clusterIdFlag, nodeId: peerId }),
         transportSecurity,
-        peerTrust,
+        peerTrust: reloadingTls?.peerTrust,
         ownCertificate: tls?.cert,
         wallClock: clockSkewMs === 0 ? undefined : () => Date.now() + clockSkewMs,
         processMetrics: true,
@@ -381,11 +417,40 @@ export const serveCommand: Command = {
       logger.warn(`this node runs without TLS: anyone who can reach ${listen} can read and write every keyspace and act as a peer (give --tls-cert, --tls-key and --tls-ca for mutual TLS; docs/security.md)`, { transportSecurity });
     }
     if (clockSkewMs !== 0) logger.warn(`this node's wall clock is skewed by ${clockSkewMs} ms on purpose (--clock-skew-ms)`, { clockSkewMs });
+    /** What SIGHUP re-reads: the authz file and the TLS files, each keeping what is in force when the new file is refused. */
+    const onHangup: (() => void)[] = [];
     if (authorizer !== undefined && authzFile !== undefined) {
       logger.info(`client authorization: ${authorizer.rules.grants.length} grants from ${authzFile}`, { file: authzFile, grants: authorizer.rules.grants.length });
       // SIGHUP re-reads the file: new rules on success, the old ones kept (and the error logged) on failure.
-      process.on('SIGHUP', () => reloadAuthzFile(authzFile, authorizer, { logger, onReload: (outcome) => node.metrics.countAuthzReload(outcome) }));
+      onHangup.push(() => reloadAuthzFile(authzFile, authorizer, { logger, onReload: (outcome) => node.metrics.countAuthzReload(outcome) }));
     }
+    let tlsReloadTimer: NodeJS.Timeout | undefined;
+    if (reloadingTls !== undefined) {
+      const inForce = reloadingTls;
+      node.metrics.trackCertificateExpiry(() => Math.floor(inForce.notAfter.getTime() / 1000));
+      const reloadTls = (trigger: 'SIGHUP' | 'interval') => {
+        const result = inForce.reload();
+        node.metrics.countTlsReload(result.outcome);
+        if (result.outcome === 'applied') {
+          logger.info(`reloaded TLS certificates: serial ${inForce.serialNumber}, valid until ${inForce.notAfter.toISOString()}`, {
+            serial: inForce.serialNumber,
+            validUntil: inForce.notAfter.toISOString(),
+            trigger,
+          });
+        } else if (result.outcome === 'refused') {
+          logger.warn(`kept the certificates in force: ${result.problem}`, { serial: inForce.serialNumber, trigger });
+        }
+      };
+      onHangup.push(() => reloadTls('SIGHUP'));
+      // unref: the timer alone must not keep a stopping process alive; it is cleared at shutdown too.
+      if (tlsReloadIntervalMs > 0) tlsReloadTimer = setInterval(() => reloadTls('interval'), tlsReloadIntervalMs).unref();
+      logger.info(
+        `TLS certificate serial ${inForce.serialNumber}, valid until ${inForce.notAfter.toISOString()}; the TLS files are re-read on SIGHUP${tlsReloadIntervalMs > 0 ? ` and every ${tlsReloadIntervalMs} ms` : ''}`,
+        { serial: inForce.serialNumber, validUntil: inForce.notAfter.toISOString(), reloadIntervalMs: tlsReloadIntervalMs },
+      );
+    }
+    // Without a handler SIGHUP would end the process: install one only for what can be re-read.
+    if (onHangup.length > 0) process.on('SIGHUP', () => onHangup.forEach((reload) => reload()));
 
     // Signals and a failed store end the process in every phase, the wait for serving included.
     let stopped: (why: string) => void = () => {};
@@ -414,6 +479,7 @@ export const serveCommand: Command = {
       );
     }
     const why = first === 'serving' ? await stop : first;
+    clearInterval(tlsReloadTimer);
     logger.info('shutting down', { signal: why });
     const storeFailed = why === 'store failure' || (await Promise.race([failed, Promise.resolve('')])) === 'store failure';
     // Drain within a bound whatever the peers do: calls to a peer that stopped answering are
