@@ -1,9 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { PeerCertificate, SecureContextOptions } from 'node:tls';
 import { experimental, ServerCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { checkOwnNodeCertificate, IssuerCheck, type IssuerTrust } from '../interceptors/certificate-identity.js';
-import { peerChannelCredentialsOf, peerServerIdentityCheck, TlsConfigError, type PeerOfChannel } from './tls.js';
+import { peerChannelCredentialsOf, peerServerIdentityCheck, readPemFile, TlsConfigError, type PeerOfChannel } from './tls.js';
 
 /**
  * Certificate rotation without a restart. Short-lived certificates (SPIRE's SVIDs live an hour,
@@ -165,10 +164,10 @@ export class ReloadingTls {
     let contents: FileContents;
     try {
       contents = {
-        cert: readPem('tls-cert', files.certFile),
-        key: readPem('tls-key', files.keyFile),
-        ca: files.caFile === undefined ? undefined : readPem('tls-ca', files.caFile),
-        peerCa: files.peerCaFile === undefined ? undefined : readPem('peer-tls-ca', files.peerCaFile),
+        cert: readPemFile('tls-cert', files.certFile),
+        key: readPemFile('tls-key', files.keyFile),
+        ca: files.caFile === undefined ? undefined : readPemFile('tls-ca', files.caFile),
+        peerCa: files.peerCaFile === undefined ? undefined : readPemFile('peer-tls-ca', files.peerCaFile),
       };
     } catch (err: unknown) {
       return err instanceof Error ? err.message : String(err);
@@ -216,18 +215,6 @@ export class ReloadingTls {
       peerIssuer: peerCa === undefined ? undefined : new IssuerCheck(peerCa),
     };
   }
-}
-
-/** A file's bytes; the error names the flag, the file and why (cannot be read, not PEM). */
-function readPem(flag: string, path: string): Buffer {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err: unknown) {
-    throw new Error(`--${flag}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  if (!bytes.includes('-----BEGIN ')) throw new Error(`--${flag}: ${path} is not a PEM file`);
-  return bytes;
 }
 
 /** Why a CA file cannot be trusted: it holds no certificate, or one that does not parse. */

@@ -38,18 +38,20 @@ export function readTlsFiles(files: TlsFiles): TlsMaterial | undefined {
   if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
     throw new TlsConfigError('--tls-cert and --tls-key go together: give both, or neither');
   }
-  const read = (flag: string, path: string | undefined): Buffer | undefined => {
-    if (path === undefined) return undefined;
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch (err: unknown) {
-      throw new TlsConfigError(`--${flag}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    if (!bytes.includes('-----BEGIN ')) throw new TlsConfigError(`--${flag}: ${path} is not a PEM file`);
-    return bytes;
-  };
+  const read = (flag: string, path: string | undefined): Buffer | undefined => (path === undefined ? undefined : readPemFile(flag, path));
   return { cert: read('tls-cert', files.certFile), key: read('tls-key', files.keyFile), ca: read('tls-ca', files.caFile) };
+}
+
+/** A PEM file's bytes; a {@link TlsConfigError} names the flag, the file and why (cannot be read, not PEM). */
+export function readPemFile(flag: string, path: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err: unknown) {
+    throw new TlsConfigError(`--${flag}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (!bytes.includes('-----BEGIN ')) throw new TlsConfigError(`--${flag}: ${path} is not a PEM file`);
+  return bytes;
 }
 
 /**
