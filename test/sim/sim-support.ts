@@ -1,38 +1,19 @@
 import { expect, it } from 'vitest';
 import { MEMBERSHIP_STATS } from '../../src/sim/membership-nemesis.js';
-import { runCampaign } from '../../src/sim/campaign.js';
 import { addStats, runSeed, type BrokenVariant, type SeedResult, type SimPolicy } from '../../src/sim/seed-check.js';
-
-/**
- * From this many seeds on, a contiguous run goes to the campaign's worker threads, one per core
- * (vitest runs one test file at a time on this 2-core machine, so the other core sat idle through
- * every simulation test); below it, starting the workers (each loads the simulation through tsx)
- * costs more than it saves.
- */
-const WORKER_THREADS_FROM_SEEDS = 40;
 
 /**
  * Runs `seeds` of one policy's disk-fault simulation, failing on the first violation with its
  * seed, explanation and replay command; returns the totals of completions and faults landed.
  */
 export async function runSeeds(policy: SimPolicy, seeds: readonly number[], variant: BrokenVariant = {}, quiet = false): Promise<Record<string, number>> {
-  const replay = (seed: number): string =>
-    Object.keys(variant).length === 0 ? `npm run sim -- --policy ${policy} --seeds 1 --from ${seed}` : `runSeed('${policy}', ${seed}, ${JSON.stringify(variant)})`;
-  const failure = (seed: number, kind: string, explanation: string, schedule: readonly { atMs: number; action: string }[]): Error =>
-    new Error(`seed ${seed}: ${kind}\n${explanation}\nreplay: ${replay(seed)}\nschedule:\n${schedule.map((e) => `  ${e.atMs} ${e.action}`).join('\n')}`);
-  let totals: Record<string, number> = {};
-  const contiguous = seeds.every((seed, i) => seed === seeds[0]! + i);
-  if (seeds.length >= WORKER_THREADS_FROM_SEEDS && contiguous) {
-    const campaign = await runCampaign({ policy, seeds: seeds.length, from: seeds[0]!, broken: variant });
-    expect(campaign.seedsRun).toBe(seeds.length);
-    const first = campaign.violations[0];
-    if (first !== undefined) throw failure(first.seed, first.kind, first.explanation, first.schedule);
-    totals = campaign.totals;
-  } else {
-    for (const seed of seeds) {
-      const result = await runSeed(policy, seed, variant);
-      addStats(totals, result.stats);
-      if (result.violation !== undefined) throw failure(seed, result.violation.kind, result.violation.explanation, result.schedule);
+  const totals: Record<string, number> = {};
+  for (const seed of seeds) {
+    const result = await runSeed(policy, seed, variant);
+    addStats(totals, result.stats);
+    if (result.violation !== undefined) {
+      const replay = Object.keys(variant).length === 0 ? `npm run sim -- --policy ${policy} --seeds 1 --from ${seed}` : `runSeed('${policy}', ${seed}, ${JSON.stringify(variant)})`;
+      throw new Error(`seed ${seed}: ${result.violation.kind}\n${result.violation.explanation}\nreplay: ${replay}\nschedule:\n${result.schedule.map((e) => `  ${e.atMs} ${e.action}`).join('\n')}`);
     }
   }
   if (!quiet) console.log(`${policy} simulation totals over ${seeds.length} seeds: ${JSON.stringify(totals)}`);
