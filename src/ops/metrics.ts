@@ -57,7 +57,7 @@ export class NodeMetrics {
   readonly #authzReloads: Counter<'outcome'>;
   #authzGrants: (() => number) | undefined;
   readonly #tlsReloads: Counter<'outcome'>;
-  #certificateExpiry: (() => number) | undefined;
+  #certificateInForce: (() => { readonly serial: string; readonly expirySeconds: number }) | undefined;
 
   constructor(options: NodeMetricsOptions) {
     const { source } = options;
@@ -112,14 +112,19 @@ export class NodeMetrics {
       labelNames: ['outcome'],
       registers,
     });
-    const certificateExpiry = () => this.#certificateExpiry?.();
+    const certificateInForce = () => this.#certificateInForce?.();
+    // Labelled by serial so that a node without TLS exports no sample at all: an unlabelled gauge
+    // would read 0 (1970), and the documented alert (expiry - time() < 600) would fire on it.
     new Gauge({
       name: 'replikit_tls_certificate_expiry_timestamp_seconds',
-      help: "When this node's own certificate in force expires (its notAfter), in Unix seconds: alert when it comes near, as renewal has stopped reaching the node.",
+      help: "When this node's own certificate in force expires (its notAfter), in Unix seconds, labelled with its serial number: alert when it comes near, as renewal has stopped reaching the node.",
+      labelNames: ['serial'],
       registers,
       collect() {
-        const expiry = certificateExpiry();
-        if (expiry !== undefined) this.set(expiry);
+        // The previous certificate's series goes once a renewal is in force.
+        this.reset();
+        const certificate = certificateInForce();
+        if (certificate !== undefined) this.set({ serial: certificate.serial }, certificate.expirySeconds);
       },
     });
 
@@ -306,9 +311,9 @@ export class NodeMetrics {
     this.#tlsReloads.inc({ outcome });
   }
 
-  /** Where `replikit_tls_certificate_expiry_timestamp_seconds` reads the certificate in force's notAfter (Unix seconds) from. */
-  trackCertificateExpiry(expirySeconds: () => number): void {
-    this.#certificateExpiry = expirySeconds;
+  /** Where `replikit_tls_certificate_expiry_timestamp_seconds` reads the certificate in force (serial, notAfter in Unix seconds) from. */
+  trackCertificateExpiry(certificate: () => { readonly serial: string; readonly expirySeconds: number }): void {
+    this.#certificateInForce = certificate;
   }
 
   /** Counts one refused incoming TLS handshake. */

@@ -98,6 +98,8 @@ describe.skipIf(!BUILT)('Prometheus metrics of a real serve process (--metrics-l
       }
       expect(sample(m, 'replikit_keyspace_quorum_reachable', { keyspace: 'default' })).toBe(1);
       expect(sample(m, 'replikit_keyspace_alive_replicas', { keyspace: 'default' })).toBe(3);
+      // Without TLS there is no certificate: no expiry sample at all (a 0 would fire expiry alerts).
+      expect(sample(m, 'replikit_tls_certificate_expiry_timestamp_seconds')).toBeUndefined();
       expect(sample(m, 'replikit_ap_hints', { keyspace: 'a' })).toBe(0);
       expect(sample(m, 'replikit_ap_replication_queued_keys', { keyspace: 'a' })).toBeTypeOf('number');
       expect(sample(m, 'replikit_ap_hints', { keyspace: 'default' })).toBeUndefined();

@@ -427,7 +427,7 @@ export const serveCommand: Command = {
     let tlsReloadTimer: NodeJS.Timeout | undefined;
     if (reloadingTls !== undefined) {
       const inForce = reloadingTls;
-      node.metrics.trackCertificateExpiry(() => Math.floor(inForce.notAfter.getTime() / 1000));
+      node.metrics.trackCertificateExpiry(() => ({ serial: inForce.serialNumber, expirySeconds: Math.floor(inForce.notAfter.getTime() / 1000) }));
       const reloadTls = (trigger: 'SIGHUP' | 'interval') => {
         const result = inForce.reload();
         node.metrics.countTlsReload(result.outcome);
