@@ -13,6 +13,11 @@ function naive(samples: readonly number[], capacity: number): { mean: number; de
 
 describe('IntervalWindow', () => {
   it('agrees with a from-scratch mean and deviation of the last samples', () => {
+    // The counterexample CI found (seed -1495923033) first, then random ones.
+    const window = new IntervalWindow(3);
+    for (const x of [0, 0, 0, 6505.19476450886, 9981.148515502036, 0, 0, 0]) window.add(x);
+    expect(window.meanMs).toBe(0);
+    expect(window.stdDeviationMs).toBeLessThan(1e-3);
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 50 }),
@@ -24,7 +29,12 @@ describe('IntervalWindow', () => {
           expect(window.count).toBe(Math.min(samples.length, capacity));
           expect(window.toArray()).toEqual(samples.slice(-capacity));
           expect(window.meanMs).toBeCloseTo(reference.mean, 6);
-          expect(window.stdDeviationMs).toBeCloseTo(reference.deviation, 4);
+          // The variance, to within rounding of the largest squares it ever summed: E[x²] − E[x]²
+          // of running sums cannot do better, and a deviation is that error's square root (a
+          // window of zeros after values near 10,000 once read 7e-5 ms, failing a fixed
+          // 4-decimal bound on the deviation; the detector floors it at minStdDeviationMs).
+          const scale = Math.max(1, ...samples.map((x) => x * x));
+          expect(Math.abs(window.stdDeviationMs ** 2 - reference.deviation ** 2)).toBeLessThanOrEqual(1e-12 * scale);
         },
       ),
     );
